@@ -1,0 +1,59 @@
+/* config.h - one YAML file per experiment (libyaml document API), loaded
+ * into plain structs with defaults. Keys are described by a table (name,
+ * type, range, offset) so adding a field is one line; unknown keys, wrong
+ * types and out-of-range values are errors naming file:line:col and key. */
+#ifndef ABC_CONFIG_H
+#define ABC_CONFIG_H
+
+#include <stdint.h>
+
+#define CONFIG_PATH_MAX 1024
+#define CONFIG_MAX_LIST 64
+
+struct data_config {
+    char dataset[32];            /* "fashion-mnist" (default) | "cifar10" */
+    char dir[CONFIG_PATH_MAX];   /* "" = Debian's path for fashion-mnist */
+    int val_size;                /* validation images carved from train: 5000 */
+    int train_subset;            /* 0 = whole train split; else first N */
+    int test_subset;             /* 0 = whole test set */
+    int crop_pad;                /* random-crop padding: 2 (0 = off) */
+    int flip;                    /* horizontal flip: 1 */
+    float mean[3], std[3];       /* 0 = dataset default */
+};
+
+struct model_config {
+    char arch[32];               /* smallnet | vgg16 | resnet20 | resnet56 | resnet110 */
+    int channels[CONFIG_MAX_LIST]; /* optional structure (kept channels) */
+    int nchannels;               /* 0 = full model */
+};
+
+struct train_config {
+    int epochs;                  /* 10 */
+    int batch_size;              /* 128 */
+    float lr;                    /* 0.1 */
+    float momentum;              /* 0.9 */
+    int nesterov;                /* 0 */
+    float weight_decay;          /* 5e-4 */
+    char schedule[16];           /* "cosine" (default) | "step" | "constant" */
+    int milestones[CONFIG_MAX_LIST]; /* epochs, for "step" */
+    int nmilestones;
+    float gamma;                 /* 0.1, for "step" */
+    int warmup_epochs;           /* 0 */
+};
+
+struct config {
+    char path[CONFIG_PATH_MAX];  /* the file it came from */
+    uint64_t seed;               /* 1 */
+    int threads;                 /* 0 = OMP_NUM_THREADS / SLURM_CPUS_PER_TASK / all */
+    char out_dir[CONFIG_PATH_MAX]; /* "runs/<config file stem>" */
+    struct data_config data;
+    struct model_config model;
+    struct train_config train;
+};
+
+/* Fills c with every default. */
+void config_defaults(struct config *c);
+/* Loads path over the defaults. Errors name path:line:col and the key. */
+int config_load(struct config *c, const char *path, char *err);
+
+#endif

@@ -1,0 +1,122 @@
+/* layers.h - forward/backward pairs of every layer the models use, over flat
+ * NCHW float32 arrays (llm.c style: outputs first, then inputs, then sizes).
+ * Backward functions ADD into weight/bias gradients (the caller zeroes them
+ * once per step). Input gradients are written according to `accumulate`:
+ * 0 = overwrite dinp, 1 = add into dinp (for tensors read by two layers).
+ * dinp may be NULL when the input gradient is not needed.
+ * Kernels parallelise with OpenMP over their outer loop; results are
+ * deterministic for a fixed thread count. Fast kernels have a plain `_ref`
+ * twin (single-threaded, naive loops) that the tests compare against. */
+#ifndef ABC_LAYERS_H
+#define ABC_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Geometry of a 2-D convolution (square kernel, no groups/dilation). */
+struct conv_geom {
+    int B, Cin, H, W;     /* input (B,Cin,H,W) */
+    int Cout, K, stride, pad;
+    int Ho, Wo;           /* output (B,Cout,Ho,Wo), set by conv_geom_init */
+};
+
+/* Fills Ho/Wo from the other fields. Returns 0, or -1 if the output would
+ * be empty or a field is not positive. */
+int conv_geom_init(struct conv_geom *g);
+
+/* Floats of scratch space conv2d_forward/backward need for `nthreads`
+ * OpenMP threads (im2col buffers and per-thread weight-gradient partials). */
+size_t conv2d_workspace_floats(const struct conv_geom *g, int nthreads);
+
+/* out (B,Cout,Ho,Wo) = conv(inp (B,Cin,H,W), weight (Cout,Cin,K,K)) + bias
+ * (Cout, may be NULL). work: conv2d_workspace_floats() floats. */
+void conv2d_forward(float *out, const float *inp, const float *weight,
+                    const float *bias, const struct conv_geom *g, float *work);
+/* dweight (Cout,Cin,K,K) += ..., dbias (Cout, may be NULL) += ...,
+ * dinp (B,Cin,H,W) =/+= ... (see accumulate above; may be NULL). */
+void conv2d_backward(float *dinp, float *dweight, float *dbias,
+                     const float *dout, const float *inp, const float *weight,
+                     const struct conv_geom *g, float *work, int accumulate);
+void conv2d_forward_ref(float *out, const float *inp, const float *weight,
+                        const float *bias, const struct conv_geom *g);
+void conv2d_backward_ref(float *dinp, float *dweight, float *dbias,
+                         const float *dout, const float *inp,
+                         const float *weight, const struct conv_geom *g,
+                         int accumulate);
+
+/* Batch normalisation over (B,HW) per channel of x (B,C,HW).
+ * training != 0: normalise with the batch mean and biased variance, store
+ * mean/invstd (C each) for backward, and update running_mean/running_var
+ * (unbiased variance) with `momentum` (PyTorch convention: 0.1).
+ * training == 0: normalise with running statistics (mean/invstd are still
+ * filled from them). */
+void batchnorm_forward(float *out, float *mean, float *invstd,
+                       const float *inp, const float *gamma, const float *beta,
+                       float *running_mean, float *running_var, int B, int C,
+                       int HW, float momentum, float eps, int training);
+/* Backward of training-mode batchnorm. dgamma, dbeta (C) +=. */
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
+                        const float *dout, const float *inp,
+                        const float *mean, const float *invstd,
+                        const float *gamma, int B, int C, int HW,
+                        int accumulate);
+
+/* out = max(inp, 0), n elements (out may alias inp). */
+void relu_forward(float *out, const float *inp, size_t n);
+/* dinp =/+= dout * (out > 0). Uses the forward OUTPUT, so in-place is ok. */
+void relu_backward(float *dinp, const float *dout, const float *out, size_t n,
+                   int accumulate);
+
+/* Max pool, window k, stride s, no padding, floor mode.
+ * out (B,C,Ho,Wo) with Ho = (H-k)/s+1; argmax (B,C,Ho,Wo) holds the index
+ * within the (H,W) plane of the chosen input for backward. */
+void maxpool_forward(float *out, int32_t *argmax, const float *inp, int B,
+                     int C, int H, int W, int k, int s);
+void maxpool_backward(float *dinp, const float *dout, const int32_t *argmax,
+                      int B, int C, int H, int W, int k, int s,
+                      int accumulate);
+
+/* Global average pool: out (B,C) = mean over HW of inp (B,C,HW). */
+void avgpool_forward(float *out, const float *inp, int B, int C, int HW);
+void avgpool_backward(float *dinp, const float *dout, int B, int C, int HW,
+                      int accumulate);
+
+/* Fully connected: out (B,O) = inp (B,I) . weight(O,I)^T + bias (O). */
+void linear_forward(float *out, const float *inp, const float *weight,
+                    const float *bias, int B, int I, int O);
+void linear_backward(float *dinp, float *dweight, float *dbias,
+                     const float *dout, const float *inp,
+                     const float *weight, int B, int I, int O,
+                     int accumulate);
+void linear_forward_ref(float *out, const float *inp, const float *weight,
+                        const float *bias, int B, int I, int O);
+void linear_backward_ref(float *dinp, float *dweight, float *dbias,
+                         const float *dout, const float *inp,
+                         const float *weight, int B, int I, int O,
+                         int accumulate);
+
+/* Softmax cross-entropy, mean over the batch. probs (B,C) receives the
+ * softmax; returns the mean loss. Labels in [0,C). correct (may be NULL)
+ * receives the number of rows whose argmax equals the label. */
+float softmax_xent_forward(float *probs, const float *logits,
+                           const int *labels, int B, int C, int *correct);
+/* dlogits (B,C) = (probs - onehot(label)) / B (overwrites). */
+void softmax_xent_backward(float *dlogits, const float *probs,
+                           const int *labels, int B, int C);
+
+/* Residual add: out = a + b (n elements). */
+void add_forward(float *out, const float *a, const float *b, size_t n);
+/* da, db =/+= dout (each with its own accumulate flag; either may be NULL). */
+void add_backward(float *da, float *db, const float *dout, size_t n,
+                  int accumulate_a, int accumulate_b);
+
+/* CIFAR ResNet "option A" shortcut: out (B,Cout,Ho,Wo) takes inp
+ * (B,Cin,H,W) subsampled with `stride` (inp[..., ::s, ::s]) and zero-padded
+ * in channels: output channel c = input channel c - (Cout-Cin)/2 where that
+ * lies in [0,Cin), else 0. Ho = (H-1)/s+1. */
+void shortcut_forward(float *out, const float *inp, int B, int Cin, int H,
+                      int W, int Cout, int stride);
+void shortcut_backward(float *dinp, const float *dout, int B, int Cin, int H,
+                       int W, int Cout, int stride, int accumulate);
+
+#endif
