@@ -71,6 +71,7 @@ struct loader {
     int *order;          /* permutation of [0,n) for the current epoch */
     int pos;
     struct rng rng;      /* augmentation draws for the current epoch */
+    float *lut;          /* c x 256: normalised value of each byte */
 };
 
 /* shuffle != 0: loader_start reshuffles with rng_derive(seed, epoch).

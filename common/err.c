@@ -25,7 +25,8 @@ int abc_errprefix(char *err, int code, const char *fmt, ...)
         vsnprintf(prefix, sizeof prefix, fmt, ap);
         va_end(ap);
         snprintf(old, sizeof old, "%s", err);
-        snprintf(err, ABC_ERRLEN, "%s: %s", prefix, old);
+        if (snprintf(err, ABC_ERRLEN, "%s: %s", prefix, old) >= ABC_ERRLEN)
+            memcpy(err + ABC_ERRLEN - 4, "...", 4); /* mark the cut */
     }
     return code;
 }

@@ -1,0 +1,65 @@
+#!/usr/bin/python3
+"""PyTorch CPU side of the throughput benchmark: the identical network
+(tests/torch_ref.py's definitions), batch and input, one JSON line like
+bench_train's. usage: bench_torch.py ARCH THREADS [BATCH] [STEPS] [H]"""
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+from torch_ref import build  # noqa: E402
+
+FULL = {"smallnet": [16, 32, 64],
+        "vgg16": [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512],
+        "resnet20": [16] * 3 + [32] * 3 + [64] * 3,
+        "resnet56": [16] * 9 + [32] * 9 + [64] * 9,
+        "resnet110": [16] * 18 + [32] * 18 + [64] * 18}
+
+
+def main():
+    arch, threads = sys.argv[1], int(sys.argv[2])
+    b = int(sys.argv[3]) if len(sys.argv) > 3 else 128
+    steps = int(sys.argv[4]) if len(sys.argv) > 4 else 10
+    h = int(sys.argv[5]) if len(sys.argv) > 5 else 28
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = build({"arch": arch, "structure": FULL[arch], "input": [1, h, h],
+                 "classes": 10})
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9,
+                          weight_decay=5e-4)
+    x = torch.randn(b, 1, h, h)
+    y = torch.randint(0, 10, (b,))
+    net.train()
+    times = []
+    for i in range(steps + 2):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    train = sorted(times)[steps // 2]
+    net.eval()
+    times = []
+    with torch.no_grad():
+        for i in range(steps + 1):
+            t0 = time.perf_counter()
+            net(x)
+            if i >= 1:
+                times.append(time.perf_counter() - t0)
+    infer = sorted(times)[steps // 2]
+    print(json.dumps({"impl": "pytorch", "model": arch, "threads": threads,
+                      "batch": b, "train_step_s": round(train, 5),
+                      "train_img_s": round(b / train, 1),
+                      "infer_batch_s": round(infer, 5),
+                      "infer_img_s": round(b / infer, 1),
+                      "torch": torch.__version__,
+                      "mkldnn": torch.backends.mkldnn.is_enabled()}))
+
+
+if __name__ == "__main__":
+    main()

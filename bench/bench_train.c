@@ -1,0 +1,84 @@
+/* bench_train.c - training and inference throughput of our engine on one
+ * model at batch B, 1xHxW input, with T threads. Prints one JSON line:
+ * median train-step seconds over the timed steps, train and inference
+ * images/s. Run by bench/run_bench.sh next to PyTorch; never a test.
+ * usage: bench_train ARCH THREADS [BATCH] [STEPS] [H] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "model.h"
+#include "optim.h"
+#include "rng.h"
+#include "threads.h"
+#include "train.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s ARCH THREADS [BATCH] [STEPS] [H]\n",
+                argv[0]);
+        return 2;
+    }
+    enum arch a;
+    if (arch_parse(argv[1], &a)) {
+        fprintf(stderr, "unknown arch %s\n", argv[1]);
+        return 2;
+    }
+    int threads = threads_setup(atoi(argv[2]));
+    int B = argc > 3 ? atoi(argv[3]) : 128;
+    int steps = argc > 4 ? atoi(argv[4]) : 10;
+    int H = argc > 5 ? atoi(argv[5]) : 28;
+    char err[ABC_ERRLEN];
+    struct model *m;
+    struct sgd opt;
+    if (model_create(&m, a, NULL, 1, H, H, 10, err) ||
+        model_reserve(m, B, err) ||
+        sgd_init(&opt, m->nparams, 0.9f, 5e-4f, 0, err)) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    model_init_weights(m, 1);
+    float *x = malloc(sizeof(float) * B * H * H);
+    int *y = malloc(sizeof(int) * B);
+    struct rng r;
+    rng_seed(&r, 2);
+    for (int i = 0; i < B * H * H; i++) x[i] = (float)rng_normal(&r);
+    for (int i = 0; i < B; i++) y[i] = (int)rng_below(&r, 10);
+    double *t = malloc(sizeof(double) * steps);
+    for (int i = -2; i < steps; i++) { /* two warm-up steps */
+        double t0 = now_seconds();
+        model_zero_grad(m);
+        model_forward(m, x, y, B, 1, NULL);
+        model_backward(m);
+        sgd_step(&opt, m->params, m->grads, 0.01f);
+        if (i >= 0) t[i] = now_seconds() - t0;
+    }
+    qsort(t, steps, sizeof(double), cmp_double);
+    double train_med = t[steps / 2];
+    for (int i = -1; i < steps; i++) {
+        double t0 = now_seconds();
+        model_forward(m, x, NULL, B, 0, NULL);
+        if (i >= 0) t[i] = now_seconds() - t0;
+    }
+    qsort(t, steps, sizeof(double), cmp_double);
+    double infer_med = t[steps / 2];
+    printf("{\"impl\":\"abcprune\",\"model\":\"%s\",\"threads\":%d,"
+           "\"batch\":%d,\"train_step_s\":%.5f,\"train_img_s\":%.1f,"
+           "\"infer_batch_s\":%.5f,\"infer_img_s\":%.1f}\n",
+           argv[1], threads, B, train_med, B / train_med, infer_med,
+           B / infer_med);
+    free(t);
+    free(x);
+    free(y);
+    sgd_free(&opt);
+    model_destroy(m);
+    return 0;
+}

@@ -1,0 +1,44 @@
+/* checkpoint.h - model checkpoints in msgpack: format name and version,
+ * architecture, structure vector, input shape, classes, every tensor (params
+ * and BN buffers) by name with shape and raw little-endian float32 data, and
+ * optionally optimizer state and training progress. Written atomically
+ * (temp file in the same directory, fsync, rename) so a crash never leaves a
+ * half-written file where a good one was. Loading validates everything. */
+#ifndef ABC_CHECKPOINT_H
+#define ABC_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "model.h"
+
+#define CHECKPOINT_FORMAT "abcprune-checkpoint"
+#define CHECKPOINT_VERSION 1
+
+/* Training progress and optimizer state stored alongside the weights. */
+struct train_state {
+    int epoch;              /* epochs completed */
+    int64_t step;           /* optimizer steps taken */
+    double best_val_acc;    /* best validation accuracy so far (0..1) */
+    float *velocity;        /* SGD momentum, m->nparams floats, or NULL */
+};
+
+/* Writes m (and st, if not NULL) to path atomically. */
+int checkpoint_save(const char *path, const struct model *m,
+                    const struct train_state *st, char *err);
+
+/* Reads path, builds the model it describes (model_create) and fills its
+ * tensors. If st is not NULL it receives the training state; st->velocity is
+ * malloc'ed (caller frees) when the file has optimizer state, else NULL.
+ * Errors name the path and what is wrong: not msgpack, truncated, wrong
+ * format/version, unknown architecture, bad structure, missing/extra/
+ * mis-shaped tensor, wrong data length, non-finite values. */
+int checkpoint_load(const char *path, struct model **out,
+                    struct train_state *st, char *err);
+
+/* Returns 0 when a and b have the same architecture, input shape, classes
+ * and structure (so tensors can be copied between them), else an error
+ * naming the first mismatch. */
+int checkpoint_check_compatible(const struct model *a, const struct model *b,
+                                char *err);
+
+#endif

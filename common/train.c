@@ -1,0 +1,255 @@
+/* train.c - data setup, the SGD training loop and evaluation (see train.h). */
+#include "train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "err.h"
+#include "jsonl.h"
+#include "optim.h"
+#include "rng.h"
+
+double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Labels of rng_derive for the independent random streams of a run. */
+enum { SEED_SPLIT = 1, SEED_LOADER = 2 };
+
+int data_open(struct data_splits *s, const struct config *c, int need_test,
+              char *err)
+{
+    memset(s, 0, sizeof *s);
+    const struct data_config *dc = &c->data;
+    struct dataset full = {0};
+    int rc;
+    int cifar = strcmp(dc->dataset, "cifar10") == 0;
+    if (cifar)
+        rc = dataset_load_cifar10(&full, need_test ? &s->test : NULL, dc->dir,
+                                  err);
+    else
+        rc = dataset_load_fashion_mnist(&full, need_test ? &s->test : NULL,
+                                        dc->dir, err);
+    if (rc) return rc;
+    if (dc->val_size >= full.n) {
+        dataset_free(&full);
+        data_close(s);
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: data.val_size %d leaves no training images "
+                        "(the training set has %d)",
+                        c->path, dc->val_size, full.n);
+    }
+    struct dataset train = {0};
+    rc = dataset_split(&full, dc->val_size, rng_derive(c->seed, SEED_SPLIT, 0, 0),
+                       &train, &s->val, err);
+    dataset_free(&full);
+    if (rc) {
+        data_close(s);
+        return rc;
+    }
+    if (dc->train_subset > 0 && dc->train_subset < train.n) {
+        rc = dataset_head(&train, dc->train_subset, &s->train, err);
+        dataset_free(&train);
+    } else {
+        s->train = train;
+    }
+    if (!rc && need_test && dc->test_subset > 0 && dc->test_subset < s->test.n) {
+        struct dataset t = s->test;
+        rc = dataset_head(&t, dc->test_subset, &s->test, err);
+        dataset_free(&t);
+    }
+    if (rc) {
+        data_close(s);
+        return rc;
+    }
+    /* Normalisation: the config's values, else the dataset's usual ones. */
+    static const float fm_mean = 0.2860f, fm_std = 0.3530f;
+    static const float cf_mean[3] = {0.4914f, 0.4822f, 0.4465f};
+    static const float cf_std[3] = {0.2470f, 0.2435f, 0.2616f};
+    s->aug.crop_pad = dc->crop_pad;
+    s->aug.flip = dc->flip;
+    for (int ch = 0; ch < 3; ch++) {
+        s->aug.mean[ch] = dc->mean[ch] != 0 ? dc->mean[ch]
+                          : cifar           ? cf_mean[ch]
+                                            : fm_mean;
+        s->aug.std[ch] = dc->std[ch] != 0 ? dc->std[ch]
+                         : cifar          ? cf_std[ch]
+                                          : fm_std;
+    }
+    return 0;
+}
+
+void data_close(struct data_splits *s)
+{
+    dataset_free(&s->train);
+    dataset_free(&s->val);
+    dataset_free(&s->test);
+}
+
+int evaluate(struct model *m, const struct dataset *d,
+             const struct augment *aug, int batch, double *acc, double *loss,
+             char *err)
+{
+    struct loader l;
+    int rc = loader_init(&l, d, batch, 0, 0, aug, 0, err);
+    if (rc) return rc;
+    if ((rc = model_reserve(m, batch, err))) {
+        loader_free(&l);
+        return rc;
+    }
+    size_t xn = (size_t)batch * d->c * d->h * d->w;
+    float *x = malloc(xn * sizeof(float));
+    int *y = malloc((size_t)batch * sizeof(int));
+    if (!x || !y) {
+        free(x);
+        free(y);
+        loader_free(&l);
+        return abc_errf(err, ABC_ENOMEM, "out of memory for a batch");
+    }
+    loader_start(&l, 0);
+    int n, correct = 0, seen = 0;
+    double lsum = 0;
+    while ((n = loader_next(&l, x, y)) > 0) {
+        lsum += (double)model_forward(m, x, y, n, 0, &correct) * n;
+        seen += n;
+    }
+    free(x);
+    free(y);
+    loader_free(&l);
+    *acc = seen ? (double)correct / seen : 0;
+    if (loss) *loss = seen ? lsum / seen : 0;
+    if (!isfinite(lsum))
+        return abc_errf(err, ABC_ENUMERIC, "evaluation loss is not finite");
+    return 0;
+}
+
+static void format_duration(char *buf, size_t n, double s)
+{
+    if (s < 0 || !isfinite(s)) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60)
+        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else
+        snprintf(buf, n, "%lds", t);
+}
+
+int train_model(struct model *m, const struct train_config *tc,
+                const struct data_splits *s, uint64_t seed,
+                struct train_state *st, const struct train_io *io, char *err)
+{
+    const struct dataset *d = &s->train;
+    const int batch = tc->batch_size;
+    if (d->n < batch)
+        return abc_errf(err, ABC_EVALUE,
+                        "training set has %d images, fewer than one batch "
+                        "of %d",
+                        d->n, batch);
+    struct loader l;
+    struct sgd opt;
+    int rc = loader_init(&l, d, batch, 1, 1, &s->aug,
+                         rng_derive(seed, SEED_LOADER, 0, 0), err);
+    if (rc) return rc;
+    if ((rc = sgd_init(&opt, m->nparams, tc->momentum, tc->weight_decay,
+                       tc->nesterov, err))) {
+        loader_free(&l);
+        return rc;
+    }
+    float *const resumed_velocity = st->velocity;
+    if (st->epoch > 0 && resumed_velocity)
+        memcpy(opt.velocity, resumed_velocity, m->nparams * sizeof(float));
+    float *x = malloc((size_t)batch * d->c * d->h * d->w * sizeof(float));
+    int *y = malloc((size_t)batch * sizeof(int));
+    if (!x || !y) {
+        rc = abc_errf(err, ABC_ENOMEM, "out of memory for a batch");
+        goto out;
+    }
+    if ((rc = model_reserve(m, batch, err))) goto out;
+
+    /* Full batches only (drop_last): batch statistics of a tiny last batch
+     * would be noise, and every image is still seen across epochs. */
+    const int steps = d->n / batch;
+    const double t_start = now_seconds();
+    const int first_epoch = st->epoch;
+    for (int epoch = st->epoch; epoch < tc->epochs; epoch++) {
+        double t0 = now_seconds(), lsum = 0;
+        int correct = 0, seen = 0;
+        float lr = 0;
+        loader_start(&l, epoch);
+        for (int i = 0; i < steps; i++) {
+            int n = loader_next(&l, x, y);
+            lr = lr_at(tc, epoch + (double)i / steps);
+            model_zero_grad(m);
+            float loss = model_forward(m, x, y, n, 1, &correct);
+            if (!isfinite(loss)) {
+                rc = abc_errf(err, ABC_ENUMERIC,
+                              "training loss became %f at epoch %d step %d "
+                              "(learning rate %g too high?)",
+                              loss, epoch + 1, i, lr);
+                goto out;
+            }
+            model_backward(m);
+            sgd_step(&opt, m->params, m->grads, lr);
+            lsum += (double)loss * n;
+            seen += n;
+            st->step++;
+        }
+        double train_s = now_seconds() - t0;
+        double val_acc = 0, val_loss = 0;
+        if (s->val.n > 0 &&
+            (rc = evaluate(m, &s->val, &s->aug, batch, &val_acc, &val_loss,
+                           err)))
+            goto out;
+        st->epoch = epoch + 1;
+        if (val_acc > st->best_val_acc) st->best_val_acc = val_acc;
+        double elapsed = now_seconds() - t_start;
+        double eta = elapsed / (st->epoch - first_epoch) *
+                     (tc->epochs - st->epoch);
+        double ips = seen / train_s;
+        if (io && io->progress) {
+            char etas[32];
+            format_duration(etas, sizeof etas, eta);
+            fprintf(io->progress,
+                    "%s epoch %d/%d  loss %.4f  train %.2f%%  val %.2f%%  "
+                    "lr %.4g  %.0f img/s  ETA %s\n",
+                    io->tag ? io->tag : "train", st->epoch, tc->epochs,
+                    lsum / seen, 100.0 * correct / seen, 100.0 * val_acc, lr,
+                    ips, etas);
+            fflush(io->progress);
+        }
+        if (io && io->log) {
+            fprintf(io->log,
+                    "{\"event\":\"epoch\",\"epoch\":%d,\"epochs\":%d,"
+                    "\"step\":%lld,\"loss\":%.6f,\"train_acc\":%.6f,"
+                    "\"val_acc\":%.6f,\"val_loss\":%.6f,\"lr\":%.6g,"
+                    "\"images_per_s\":%.1f,\"epoch_s\":%.3f}",
+                    st->epoch, tc->epochs, (long long)st->step, lsum / seen,
+                    (double)correct / seen, val_acc, val_loss, lr, ips,
+                    now_seconds() - t0);
+            if (jsonl_end(io->log)) {
+                rc = abc_errf(err, ABC_EIO, "cannot write the training log");
+                goto out;
+            }
+        }
+        if (io && io->ckpt_path) {
+            st->velocity = opt.velocity;
+            rc = checkpoint_save(io->ckpt_path, m, st, err);
+            st->velocity = resumed_velocity;
+            if (rc) goto out;
+        }
+        if (io && io->stop_at_epoch > 0 && st->epoch >= io->stop_at_epoch)
+            break;
+    }
+out:
+    free(x);
+    free(y);
+    sgd_free(&opt);
+    loader_free(&l);
+    return rc;
+}

@@ -1,0 +1,58 @@
+/* train.h - the training loop shared by `train`, fine-tuning and fitness
+ * evaluation: dataset setup from a config, epochs of SGD with the configured
+ * schedule, validation, progress lines and a JSON-lines log, checkpoints
+ * with optimizer state so an interrupted training resumes exactly. */
+#ifndef ABC_TRAIN_H
+#define ABC_TRAIN_H
+
+#include <stdio.h>
+
+#include "checkpoint.h"
+#include "config.h"
+#include "data.h"
+#include "model.h"
+
+/* The three splits of an experiment: train (minus validation), val (carved
+ * deterministically from the training set), test. */
+struct data_splits {
+    struct dataset train, val, test;
+    struct augment aug;
+};
+
+/* Loads the configured dataset, carves the validation split with a seed
+ * derived from c->seed, applies the subset options and fills the
+ * augmentation settings (dataset defaults where the config leaves 0).
+ * need_test = 0 skips reading the test set. */
+int data_open(struct data_splits *s, const struct config *c, int need_test,
+              char *err);
+void data_close(struct data_splits *s);
+
+/* Where training reports. Any field may be NULL. */
+struct train_io {
+    const char *ckpt_path;  /* written after every epoch (atomically) */
+    FILE *log;              /* JSON-lines: one event per epoch */
+    FILE *progress;         /* one human line per epoch */
+    const char *tag;        /* prefix of progress lines, e.g. "train" */
+    int stop_at_epoch;      /* > 0: return once this many epochs are done
+                               (the schedule still spans tc->epochs) */
+};
+
+/* Trains m on s->train for tc->epochs epochs from st->epoch on (st->epoch
+ * > 0 resumes: the optimizer state st->velocity must then be set), with
+ * shuffling and augmentation seeded by `seed`, validating on s->val after
+ * every epoch. Updates st. Returns 0, ABC_ENUMERIC if the loss becomes
+ * NaN/Inf, or another error. */
+int train_model(struct model *m, const struct train_config *tc,
+                const struct data_splits *s, uint64_t seed,
+                struct train_state *st, const struct train_io *io,
+                char *err);
+
+/* Accuracy (0..1) and mean loss of m on d in eval mode (BN running stats). */
+int evaluate(struct model *m, const struct dataset *d,
+             const struct augment *aug, int batch, double *acc, double *loss,
+             char *err);
+
+/* Seconds on a monotonic clock. */
+double now_seconds(void);
+
+#endif
