@@ -58,7 +58,7 @@ def main():
                       "infer_batch_s": round(infer, 5),
                       "infer_img_s": round(b / infer, 1),
                       "torch": torch.__version__,
-                      "mkldnn": torch.backends.mkldnn.is_enabled()}))
+                      "mkldnn": bool(torch.backends.mkldnn.enabled)}))
 
 
 if __name__ == "__main__":

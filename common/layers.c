@@ -1,9 +1,11 @@
 /* layers.c - CPU kernels of every layer (see layers.h).
- * Convolution is im2col + one cblas_sgemm per chunk of images, the chunks
- * spread over OpenMP threads that each call sgemm single-threaded (the
- * OpenMP build of OpenBLAS runs single-threaded inside a parallel region).
- * Reductions run in a fixed order, so results are deterministic for a fixed
- * thread count. Each fast kernel has a naive single-threaded `_ref` twin. */
+ * Convolution is im2col + one cblas_sgemm per chunk of images (a chunk is
+ * enough images for a GEMM of >= CONV_MIN_COLS columns), the chunks spread
+ * over OpenMP threads that each call sgemm single-threaded (the OpenMP build
+ * of OpenBLAS runs single-threaded inside a parallel region). Weight
+ * gradients are summed per thread and reduced in thread order, so results
+ * are deterministic for a fixed thread count. Each fast kernel has a naive
+ * single-threaded `_ref` twin. */
 #include "layers.h"
 
 #include <cblas.h>
@@ -11,10 +13,6 @@
 #include <omp.h>
 #include <stddef.h>
 #include <string.h>
-
-/* OpenBLAS's cblas.h pulls in <complex.h>, whose macro `I` would clash with
- * the linear layers' input-size parameter. */
-#undef I
 
 /* Elementwise loops below this many elements run on one thread. */
 #define PAR_MIN_ELEMS 32768
@@ -38,26 +36,31 @@ int conv_geom_init(struct conv_geom *g)
  * (Cout, n*P) output. */
 
 /* Aim for GEMMs at least this wide (columns = images in chunk * Ho*Wo). */
-#define CONV_MIN_COLS 1024
+#define CONV_MIN_COLS 512
 /* ...but keep a thread's im2col buffer at most this many floats (8 MiB). */
 #define CONV_MAX_COL_FLOATS (2u << 20)
 
 struct conv_plan {
-    int nchunks;   /* chunk c covers images [c*B/nchunks, (c+1)*B/nchunks) */
-    int nb;        /* most images in one chunk */
-    int parallel;  /* 1: chunks over threads; 0: serial, sgemm threaded */
+    int nchunks;  /* chunk c covers images [c*B/nchunks, (c+1)*B/nchunks) */
+    int nb;       /* most images in one chunk */
+    int parallel; /* 1: chunks over threads; 0: serial, sgemm threaded */
     size_t col, tmp, dw; /* per-thread buffer sizes in floats (64 B aligned) */
 };
 
-static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+static size_t round16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
 
 static int conv_is_1x1(const struct conv_geom *g)
 {
     return g->K == 1 && g->stride == 1 && g->pad == 0;
 }
 
-/* The plan is a pure function of the geometry and the thread count, so the
- * workspace size and the kernels always agree. */
+/* The plan is a pure function of the geometry and the thread count. The
+ * per-thread buffer sizes depend on the geometry only (balancing chunks over
+ * threads only shrinks them), so a workspace sized for nthreads also serves
+ * any smaller team. */
 static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
                            int nthreads)
 {
@@ -69,6 +72,9 @@ static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
     if (nb > nb_cap) nb = nb_cap;
     if (nb < 1) nb = 1;
     if (nb > (size_t)g->B) nb = (size_t)g->B;
+    p->col = round16(ckk * nb * P);
+    p->tmp = round16((size_t)g->Cout * nb * P);
+    p->dw = round16((size_t)g->Cout * ckk);
     int nchunks = (int)(((size_t)g->B + nb - 1) / nb);
     p->parallel = nthreads > 1 && g->B >= nthreads;
     if (p->parallel) {
@@ -78,17 +84,34 @@ static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
     }
     p->nchunks = nchunks;
     p->nb = (g->B + nchunks - 1) / nchunks;
-    p->col = round16(ckk * (size_t)p->nb * P);
-    p->tmp = round16((size_t)g->Cout * p->nb * P);
-    p->dw = p->parallel ? round16((size_t)g->Cout * ckk) : 0;
+}
+
+/* A 1x1 input map giving a 1x1 output: only the centre tap (pad, pad)
+ * touches the input, so the convolution is a linear layer over channels
+ * with that tap's weights (VGG's last block at 28x28 input). Skips 8/9 of
+ * the work for K = 3. */
+static int conv_is_pointwise(const struct conv_geom *g)
+{
+    return g->H == 1 && g->W == 1 && g->Ho == 1 && g->Wo == 1 && g->pad < g->K;
 }
 
 size_t conv2d_workspace_floats(const struct conv_geom *g, int nthreads)
 {
+    if (conv_is_pointwise(g)) return 2 * round16((size_t)g->Cout * g->Cin);
     struct conv_plan p;
     conv_plan_make(&p, g, nthreads);
     int nbuf = p.parallel ? nthreads : 1;
     return (size_t)nbuf * (p.col + p.tmp + p.dw);
+}
+
+/* wc (Cout, Cin) <- the centre tap of weight (Cout, Cin, K, K). */
+static void conv_pointwise_weight(float *wc, const float *weight,
+                                  const struct conv_geom *g)
+{
+    const size_t kk = (size_t)g->K * g->K, tap = (size_t)g->pad * g->K + g->pad;
+    const size_t n = (size_t)g->Cout * g->Cin;
+    for (size_t i = 0; i < n; i++)
+        wc[i] = weight[i * kk + tap];
 }
 
 /* Valid output range [lo, hi) of positions o with 0 <= o*s - pad + k < n. */
@@ -113,51 +136,55 @@ static int conv_is_same(const struct conv_geom *g)
     return g->stride == 1 && g->Ho == g->H && g->Wo == g->W;
 }
 
+/* Zeroes columns [0,owlo) and [owhi,W) of rows [ohlo,ohhi) of a (.,W) row
+ * block: the positions a flat shift wrapped around from the neighbouring
+ * row. Column-outer so the compiler does not make a memset call per row. */
+static void conv_zero_wrapped(float *row, int W, int ohlo, int ohhi, int owlo,
+                              int owhi)
+{
+    for (int ow = 0; ow < owlo; ow++)
+        for (int oh = ohlo; oh < ohhi; oh++)
+            row[(size_t)oh * W + ow] = 0;
+    for (int ow = owhi; ow < W; ow++)
+        for (int oh = ohlo; oh < ohhi; oh++)
+            row[(size_t)oh * W + ow] = 0;
+}
+
 /* One im2col row (P) of one image for tap offset (dh, dw), "same" case.
  * [ohlo,ohhi) x [owlo,owhi) is where the tap lands inside the plane. */
 static void im2col_row_same(float *row, const float *plane,
-                            const struct conv_geom *g, int dh, int dw,
-                            int ohlo, int ohhi, int owlo, int owhi)
+                            const struct conv_geom *g, int dh, int dw, int ohlo,
+                            int ohhi, int owlo, int owhi)
 {
-    const int W = g->W;
-    const size_t P = (size_t)g->H * W;
+    const int W = g->W, H = g->H;
     if (ohlo >= ohhi || owlo >= owhi) {
-        memset(row, 0, P * sizeof *row);
+        memset(row, 0, (size_t)H * W * sizeof *row);
         return;
     }
     /* first and last positions of the block are inside the plane */
     size_t a = (size_t)ohlo * W + owlo, e = (size_t)(ohhi - 1) * W + owhi;
-    memset(row, 0, a * sizeof *row);
+    if (ohlo > 0) memset(row, 0, (size_t)ohlo * W * sizeof *row);
     memcpy(row + a, plane + (ptrdiff_t)a + (ptrdiff_t)dh * W + dw,
            (e - a) * sizeof *row);
-    memset(row + e, 0, (P - e) * sizeof *row);
-    /* the flat shift wrapped these columns around from the next row */
-    if (owlo > 0 || owhi < W)
-        for (int oh = ohlo; oh < ohhi; oh++) {
-            float *r = row + (size_t)oh * W;
-            for (int ow = 0; ow < owlo; ow++) r[ow] = 0;
-            for (int ow = owhi; ow < W; ow++) r[ow] = 0;
-        }
+    if (ohhi < H)
+        memset(row + (size_t)ohhi * W, 0, (size_t)(H - ohhi) * W * sizeof *row);
+    conv_zero_wrapped(row, W, ohlo, ohhi, owlo, owhi);
 }
 
 /* plane += the im2col row `row` of tap offset (dh, dw), "same" case. Zeroes
  * the row's wrapped-around columns first so one flat loop adds the rest. */
-static void col2im_row_same(float *plane, float *row,
-                            const struct conv_geom *g, int dh, int dw,
-                            int ohlo, int ohhi, int owlo, int owhi)
+static void col2im_row_same(float *plane, float *row, const struct conv_geom *g,
+                            int dh, int dw, int ohlo, int ohhi, int owlo,
+                            int owhi)
 {
     const int W = g->W;
     if (ohlo >= ohhi || owlo >= owhi) return;
-    if (owlo > 0 || owhi < W)
-        for (int oh = ohlo; oh < ohhi; oh++) {
-            float *r = row + (size_t)oh * W;
-            for (int ow = 0; ow < owlo; ow++) r[ow] = 0;
-            for (int ow = owhi; ow < W; ow++) r[ow] = 0;
-        }
+    conv_zero_wrapped(row, W, ohlo, ohhi, owlo, owhi);
     size_t a = (size_t)ohlo * W + owlo, e = (size_t)(ohhi - 1) * W + owhi;
     float *d = plane + ((ptrdiff_t)a + (ptrdiff_t)dh * W + dw);
     const float *src = row + a;
-    for (size_t i = 0; i < e - a; i++) d[i] += src[i];
+    for (size_t i = 0; i < e - a; i++)
+        d[i] += src[i];
 }
 
 /* col (CinKK, n*P) <- patches of images inp[0..n) (each Cin,H,W). */
@@ -187,23 +214,26 @@ static void im2col_chunk(float *col, const float *inp, int n,
                     float *row = col + (((size_t)ci * K + kh) * K + kw) * ld +
                                  (size_t)j * P;
                     if (conv_is_same(g)) {
-                        im2col_row_same(row, plane, g, kh - pad, kw - pad,
-                                        ohlo, ohhi, owlo, owhi);
+                        im2col_row_same(row, plane, g, kh - pad, kw - pad, ohlo,
+                                        ohhi, owlo, owhi);
                         continue;
                     }
-                    if (ohlo > 0) memset(row, 0, (size_t)ohlo * Wo * sizeof *row);
+                    if (ohlo > 0)
+                        memset(row, 0, (size_t)ohlo * Wo * sizeof *row);
                     for (int oh = ohlo; oh < ohhi; oh++) {
                         float *d = row + (size_t)oh * Wo;
                         const float *src =
                             plane + (size_t)(oh * s - pad + kh) * W - pad + kw;
-                        for (int ow = 0; ow < owlo; ow++) d[ow] = 0;
+                        for (int ow = 0; ow < owlo; ow++)
+                            d[ow] = 0;
                         if (s == 1)
                             memcpy(d + owlo, src + owlo,
                                    (size_t)(owhi - owlo) * sizeof *d);
                         else
                             for (int ow = owlo; ow < owhi; ow++)
                                 d[ow] = src[ow * s];
-                        for (int ow = owhi; ow < Wo; ow++) d[ow] = 0;
+                        for (int ow = owhi; ow < Wo; ow++)
+                            d[ow] = 0;
                     }
                     if (ohhi < Ho)
                         memset(row + (size_t)ohhi * Wo, 0,
@@ -232,7 +262,8 @@ static void col2im_chunk(float *dinp, float *dcol, int n,
                 if (overwrite)
                     memcpy(d, src, P * sizeof *d);
                 else
-                    for (size_t i = 0; i < P; i++) d[i] += src[i];
+                    for (size_t i = 0; i < P; i++)
+                        d[i] += src[i];
             }
         return;
     }
@@ -245,12 +276,11 @@ static void col2im_chunk(float *dinp, float *dcol, int n,
                 for (int kw = 0; kw < K; kw++) {
                     int owlo, owhi;
                     conv_valid_range(&owlo, &owhi, W, Wo, kw, s, pad);
-                    float *row = dcol +
-                                 (((size_t)ci * K + kh) * K + kw) * ld +
+                    float *row = dcol + (((size_t)ci * K + kh) * K + kw) * ld +
                                  (size_t)j * P;
                     if (conv_is_same(g)) {
-                        col2im_row_same(plane, row, g, kh - pad, kw - pad,
-                                        ohlo, ohhi, owlo, owhi);
+                        col2im_row_same(plane, row, g, kh - pad, kw - pad, ohlo,
+                                        ohhi, owlo, owhi);
                         continue;
                     }
                     for (int oh = ohlo; oh < ohhi; oh++) {
@@ -258,7 +288,8 @@ static void col2im_chunk(float *dinp, float *dcol, int n,
                         float *d =
                             plane + (size_t)(oh * s - pad + kh) * W - pad + kw;
                         if (s == 1)
-                            for (int ow = owlo; ow < owhi; ow++) d[ow] += src[ow];
+                            for (int ow = owlo; ow < owhi; ow++)
+                                d[ow] += src[ow];
                         else
                             for (int ow = owlo; ow < owhi; ow++)
                                 d[ow * s] += src[ow];
@@ -294,23 +325,28 @@ static void conv_forward_chunk(float *out, const float *inp,
             float *d = y + ((size_t)j * Cout + co) * P;
             const float *src = c + (size_t)co * N + (size_t)j * P;
             float bv = bias ? bias[co] : 0.0f;
-            for (size_t i = 0; i < P; i++) d[i] = src[i] + bv;
+            for (size_t i = 0; i < P; i++)
+                d[i] = src[i] + bv;
         }
 }
 
 void conv2d_forward(float *out, const float *inp, const float *weight,
                     const float *bias, const struct conv_geom *g, float *work)
 {
+    if (conv_is_pointwise(g)) {
+        conv_pointwise_weight(work, weight, g);
+        linear_forward(out, inp, work, bias, g->B, g->Cin, g->Cout);
+        return;
+    }
     int nt = omp_get_max_threads();
     struct conv_plan p;
     conv_plan_make(&p, g, nt);
     const size_t per = p.col + p.tmp + p.dw;
     if (!p.parallel) {
         for (int c = 0; c < p.nchunks; c++)
-            conv_forward_chunk(out, inp, weight, bias, g,
-                               (int)((long)c * g->B / p.nchunks),
-                               (int)((long)(c + 1) * g->B / p.nchunks), work,
-                               work + p.col);
+            conv_forward_chunk(
+                out, inp, weight, bias, g, (int)((long)c * g->B / p.nchunks),
+                (int)((long)(c + 1) * g->B / p.nchunks), work, work + p.col);
         return;
     }
 #pragma omp parallel num_threads(nt)
@@ -318,15 +354,16 @@ void conv2d_forward(float *out, const float *inp, const float *weight,
         float *col = work + per * (size_t)omp_get_thread_num();
 #pragma omp for schedule(static)
         for (int c = 0; c < p.nchunks; c++)
-            conv_forward_chunk(out, inp, weight, bias, g,
-                               (int)((long)c * g->B / p.nchunks),
-                               (int)((long)(c + 1) * g->B / p.nchunks), col,
-                               col + p.col);
+            conv_forward_chunk(
+                out, inp, weight, bias, g, (int)((long)c * g->B / p.nchunks),
+                (int)((long)(c + 1) * g->B / p.nchunks), col, col + p.col);
     }
 }
 
-/* Backward of images [b0, b1): dw += dout . col^T, dinp from W^T . dout. */
-static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
+/* Backward of images [b0, b1): dwt (CinKK, Cout) += col . dout^T (the
+ * transposed weight gradient: sgemm is faster with the long side as M when
+ * Cout is small), dinp from W^T . dout. */
+static void conv_backward_chunk(float *dinp, float *dwt, const float *dout,
                                 const float *inp, const float *weight,
                                 const struct conv_geom *g, int b0, int b1,
                                 float *col, float *tmp, int accumulate)
@@ -353,34 +390,37 @@ static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
                        dy + ((size_t)j * Cout + co) * P, P * sizeof *tmp);
         dc = tmp;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cout, ckk, (int)N,
-                1.0f, dc, (int)N, cp, (int)N, 1.0f, dw, ckk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ckk, Cout, (int)N,
+                1.0f, cp, (int)N, dc, (int)N, 1.0f, dwt, Cout);
     if (!dx) return;
     if (one_1x1) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Cin, (int)P, Cout,
-                    1.0f, weight, ckk, dc, (int)P, accumulate ? 1.0f : 0.0f,
-                    dx, (int)P);
+                    1.0f, weight, ckk, dc, (int)P, accumulate ? 1.0f : 0.0f, dx,
+                    (int)P);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)N, Cout,
                 1.0f, weight, ckk, dc, (int)N, 0.0f, col, (int)N);
     int overwrite = !accumulate && conv_is_1x1(g);
-    if (!accumulate && !overwrite) memset(dx, 0, (size_t)n * Cin * HW * sizeof *dx);
+    if (!accumulate && !overwrite)
+        memset(dx, 0, (size_t)n * Cin * HW * sizeof *dx);
     col2im_chunk(dx, col, n, g, overwrite);
 }
 
 /* dbias (Cout) += sum over (B, Ho*Wo) of dout, channels over threads. */
-static void conv_bias_backward(float *dbias, const float *dout, int B,
-                               int Cout, size_t P)
+static void conv_bias_backward(float *dbias, const float *dout, int B, int Cout,
+                               size_t P)
 {
-#pragma omp parallel for schedule(static) if ((size_t)B * Cout * P >= PAR_MIN_ELEMS)
+#pragma omp parallel for schedule(static) if ((size_t)B * Cout * P >=          \
+                                              PAR_MIN_ELEMS)
     for (int co = 0; co < Cout; co++) {
         double s = 0;
         for (int b = 0; b < B; b++) {
             const float *d = dout + ((size_t)b * Cout + co) * P;
             float rs = 0;
 #pragma omp simd reduction(+ : rs)
-            for (size_t i = 0; i < P; i++) rs += d[i];
+            for (size_t i = 0; i < P; i++)
+                rs += d[i];
             s += rs;
         }
         dbias[co] += (float)s;
@@ -391,42 +431,63 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight,
                      const struct conv_geom *g, float *work, int accumulate)
 {
+    const int ckk = g->Cin * g->K * g->K, Cout = g->Cout;
+    const size_t nw = (size_t)Cout * ckk;
+    if (conv_is_pointwise(g)) {
+        const size_t nc = (size_t)Cout * g->Cin, kk = (size_t)g->K * g->K;
+        const size_t tap = (size_t)g->pad * g->K + g->pad;
+        float *wc = work, *dwc = work + round16(nc);
+        conv_pointwise_weight(wc, weight, g);
+        memset(dwc, 0, nc * sizeof *dwc);
+        linear_backward(dinp, dwc, dbias, dout, inp, wc, g->B, g->Cin, Cout,
+                        accumulate);
+        for (size_t i = 0; i < nc; i++)
+            dweight[i * kk + tap] += dwc[i];
+        return;
+    }
     int nt = omp_get_max_threads();
     struct conv_plan p;
     conv_plan_make(&p, g, nt);
     const size_t per = p.col + p.tmp + p.dw;
-    const size_t nw = (size_t)g->Cout * g->Cin * g->K * g->K;
     if (dbias)
-        conv_bias_backward(dbias, dout, g->B, g->Cout, (size_t)g->Ho * g->Wo);
+        conv_bias_backward(dbias, dout, g->B, Cout, (size_t)g->Ho * g->Wo);
     if (!p.parallel) {
+        float *dwt = work + p.col + p.tmp;
+        memset(dwt, 0, nw * sizeof *dwt);
         for (int c = 0; c < p.nchunks; c++)
-            conv_backward_chunk(dinp, dweight, dout, inp, weight, g,
+            conv_backward_chunk(dinp, dwt, dout, inp, weight, g,
                                 (int)((long)c * g->B / p.nchunks),
                                 (int)((long)(c + 1) * g->B / p.nchunks), work,
                                 work + p.col, accumulate);
+        for (int co = 0; co < Cout; co++)
+            for (int k = 0; k < ckk; k++)
+                dweight[(size_t)co * ckk + k] += dwt[(size_t)k * Cout + co];
         return;
     }
 #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         float *col = work + per * (size_t)t;
-        float *dw = col + p.col + p.tmp;
-        memset(dw, 0, nw * sizeof *dw);
+        float *dwt = col + p.col + p.tmp;
+        memset(dwt, 0, nw * sizeof *dwt);
 #pragma omp for schedule(static)
         for (int c = 0; c < p.nchunks; c++)
-            conv_backward_chunk(dinp, dw, dout, inp, weight, g,
+            conv_backward_chunk(dinp, dwt, dout, inp, weight, g,
                                 (int)((long)c * g->B / p.nchunks),
                                 (int)((long)(c + 1) * g->B / p.nchunks), col,
                                 col + p.col, accumulate);
         /* implicit barrier: every partial is complete. Reduce in thread
-         * order, splitting the weights over threads. */
+         * order, output channels over threads. */
         const float *part0 = work + p.col + p.tmp;
 #pragma omp for schedule(static)
-        for (size_t i = 0; i < nw; i++) {
-            float s = dweight[i];
-            for (int u = 0; u < T; u++) s += part0[per * (size_t)u + i];
-            dweight[i] = s;
-        }
+        for (int co = 0; co < Cout; co++)
+            for (int k = 0; k < ckk; k++) {
+                size_t i = (size_t)k * Cout + co;
+                float s = dweight[(size_t)co * ckk + k];
+                for (int u = 0; u < T; u++)
+                    s += part0[per * (size_t)u + i];
+                dweight[(size_t)co * ckk + k] = s;
+            }
     }
 }
 
@@ -450,7 +511,9 @@ void conv2d_forward_ref(float *out, const float *inp, const float *weight,
                                 s += weight[((co * g->Cin + ci) * K + kh) * K +
                                             kw] *
                                      inp[(((size_t)b * g->Cin + ci) * g->H +
-                                          ih) * g->W + iw];
+                                          ih) *
+                                             g->W +
+                                         iw];
                             }
                     out[(((size_t)b * g->Cout + co) * g->Ho + oh) * g->Wo +
                         ow] = s;
@@ -469,8 +532,9 @@ void conv2d_backward_ref(float *dinp, float *dweight, float *dbias,
         for (int co = 0; co < g->Cout; co++)
             for (int oh = 0; oh < g->Ho; oh++)
                 for (int ow = 0; ow < g->Wo; ow++) {
-                    float d = dout[(((size_t)b * g->Cout + co) * g->Ho + oh) *
-                                       g->Wo + ow];
+                    float d =
+                        dout[(((size_t)b * g->Cout + co) * g->Ho + oh) * g->Wo +
+                             ow];
                     if (dbias) dbias[co] += d;
                     for (int ci = 0; ci < g->Cin; ci++)
                         for (int kh = 0; kh < K; kh++)
@@ -483,8 +547,10 @@ void conv2d_backward_ref(float *dinp, float *dweight, float *dbias,
                                 size_t wi =
                                     ((size_t)(co * g->Cin + ci) * K + kh) * K +
                                     kw;
-                                size_t xi = (((size_t)b * g->Cin + ci) * g->H +
-                                             ih) * g->W + iw;
+                                size_t xi =
+                                    (((size_t)b * g->Cin + ci) * g->H + ih) *
+                                        g->W +
+                                    iw;
                                 dweight[wi] += d * inp[xi];
                                 if (dinp) dinp[xi] += d * weight[wi];
                             }
@@ -496,8 +562,8 @@ void conv2d_backward_ref(float *dinp, float *dweight, float *dbias,
  * float and across rows in double; the variance is the corrected two-pass
  * sum of squared deviations from the mean. */
 
-void batchnorm_forward(float *out, float *mean, float *invstd,
-                       const float *inp, const float *gamma, const float *beta,
+void batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
+                       const float *gamma, const float *beta,
                        float *running_mean, float *running_var, int B, int C,
                        int HW, float momentum, float eps, int training)
 {
@@ -512,7 +578,8 @@ void batchnorm_forward(float *out, float *mean, float *invstd,
                 const float *r = x + b * cs;
                 float rs = 0;
 #pragma omp simd reduction(+ : rs)
-                for (int i = 0; i < HW; i++) rs += r[i];
+                for (int i = 0; i < HW; i++)
+                    rs += r[i];
                 s += rs;
             }
             m = (float)(s / (double)N);
@@ -539,8 +606,8 @@ void batchnorm_forward(float *out, float *mean, float *invstd,
                 double unb = N > 1 ? var * (double)N / (double)(N - 1) : var;
                 running_mean[c] = (float)((1.0 - momentum) * running_mean[c] +
                                           momentum * mean_d);
-                running_var[c] = (float)((1.0 - momentum) * running_var[c] +
-                                         momentum * unb);
+                running_var[c] =
+                    (float)((1.0 - momentum) * running_var[c] + momentum * unb);
             }
         } else {
             m = running_mean[c];
@@ -552,16 +619,16 @@ void batchnorm_forward(float *out, float *mean, float *invstd,
         for (int b = 0; b < B; b++) {
             const float *r = x + b * cs;
             float *o = out + (size_t)c * HW + b * cs;
-            for (int i = 0; i < HW; i++) o[i] = (r[i] - m) * sc + sh;
+            for (int i = 0; i < HW; i++)
+                o[i] = (r[i] - m) * sc + sh;
         }
     }
 }
 
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
-                        const float *dout, const float *inp,
-                        const float *mean, const float *invstd,
-                        const float *gamma, int B, int C, int HW,
-                        int accumulate)
+                        const float *dout, const float *inp, const float *mean,
+                        const float *invstd, const float *gamma, int B, int C,
+                        int HW, int accumulate)
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
@@ -606,7 +673,8 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
 void relu_forward(float *out, const float *inp, size_t n)
 {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
-    for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+    for (size_t i = 0; i < n; i++)
+        out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
 }
 
 void relu_backward(float *dinp, const float *dout, const float *out, size_t n,
@@ -626,7 +694,8 @@ void relu_backward(float *dinp, const float *dout, const float *out, size_t n,
 void add_forward(float *out, const float *a, const float *b, size_t n)
 {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
 }
 
 /* d =/+= dout over n elements. */
@@ -635,7 +704,8 @@ static void grad_pass(float *d, const float *dout, size_t n, int accumulate)
     if (!d) return;
     if (accumulate) {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
-        for (size_t i = 0; i < n; i++) d[i] += dout[i];
+        for (size_t i = 0; i < n; i++)
+            d[i] += dout[i];
     } else if (d != dout) {
         memcpy(d, dout, n * sizeof *d);
     }
@@ -654,6 +724,7 @@ void add_backward(float *da, float *db, const float *dout, size_t n,
 void maxpool_forward(float *out, int32_t *argmax, const float *inp, int B,
                      int C, int H, int W, int k, int s)
 {
+    if (H < k || W < k) return; /* empty output (C division truncates) */
     const int Ho = (H - k) / s + 1, Wo = (W - k) / s + 1;
     const long planes = (long)B * C;
 #pragma omp parallel for schedule(static) if (planes * H * W >= PAR_MIN_ELEMS)
@@ -682,10 +753,11 @@ void maxpool_forward(float *out, int32_t *argmax, const float *inp, int B,
 }
 
 void maxpool_backward(float *dinp, const float *dout, const int32_t *argmax,
-                      int B, int C, int H, int W, int k, int s,
-                      int accumulate)
+                      int B, int C, int H, int W, int k, int s, int accumulate)
 {
-    const int Ho = (H - k) / s + 1, Wo = (W - k) / s + 1;
+    /* empty output when H < k: the input gets no gradient */
+    const int Ho = H < k ? 0 : (H - k) / s + 1,
+              Wo = W < k ? 0 : (W - k) / s + 1;
     const long planes = (long)B * C;
 #pragma omp parallel for schedule(static) if (planes * H * W >= PAR_MIN_ELEMS)
     for (long pl = 0; pl < planes; pl++) {
@@ -693,7 +765,8 @@ void maxpool_backward(float *dinp, const float *dout, const int32_t *argmax,
         const float *g = dout + (size_t)pl * Ho * Wo;
         const int32_t *am = argmax + (size_t)pl * Ho * Wo;
         if (!accumulate) memset(d, 0, (size_t)H * W * sizeof *d);
-        for (int i = 0; i < Ho * Wo; i++) d[am[i]] += g[i];
+        for (int i = 0; i < Ho * Wo; i++)
+            d[am[i]] += g[i];
     }
 }
 
@@ -705,7 +778,8 @@ void avgpool_forward(float *out, const float *inp, int B, int C, int HW)
         const float *x = inp + (size_t)pl * HW;
         float s = 0;
 #pragma omp simd reduction(+ : s)
-        for (int i = 0; i < HW; i++) s += x[i];
+        for (int i = 0; i < HW; i++)
+            s += x[i];
         out[pl] = s / (float)HW;
     }
 }
@@ -719,9 +793,11 @@ void avgpool_backward(float *dinp, const float *dout, int B, int C, int HW,
         float *d = dinp + (size_t)pl * HW;
         const float g = dout[pl] / (float)HW;
         if (accumulate)
-            for (int i = 0; i < HW; i++) d[i] += g;
+            for (int i = 0; i < HW; i++)
+                d[i] += g;
         else
-            for (int i = 0; i < HW; i++) d[i] = g;
+            for (int i = 0; i < HW; i++)
+                d[i] = g;
     }
 }
 
@@ -729,7 +805,7 @@ void avgpool_backward(float *dinp, const float *dout, int B, int C, int HW,
  * Fully connected. */
 
 void linear_forward(float *out, const float *inp, const float *weight,
-                    const float *bias, int B, int I, int O)
+                    const float *bias, int B, int In, int O)
 {
     float beta = 0.0f;
     if (bias) {
@@ -737,70 +813,70 @@ void linear_forward(float *out, const float *inp, const float *weight,
             memcpy(out + (size_t)b * O, bias, (size_t)O * sizeof *out);
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, O, I, 1.0f, inp, I,
-                weight, I, beta, out, O);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, O, In, 1.0f, inp, In,
+                weight, In, beta, out, O);
 }
 
 void linear_backward(float *dinp, float *dweight, float *dbias,
-                     const float *dout, const float *inp,
-                     const float *weight, int B, int I, int O,
-                     int accumulate)
+                     const float *dout, const float *inp, const float *weight,
+                     int B, int In, int O, int accumulate)
 {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, B, 1.0f, dout, O,
-                inp, I, 1.0f, dweight, I);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, In, B, 1.0f, dout, O,
+                inp, In, 1.0f, dweight, In);
     if (dbias)
         for (int o = 0; o < O; o++) {
             float s = 0;
-            for (int b = 0; b < B; b++) s += dout[(size_t)b * O + o];
+            for (int b = 0; b < B; b++)
+                s += dout[(size_t)b * O + o];
             dbias[o] += s;
         }
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, I, O, 1.0f,
-                    dout, O, weight, I, accumulate ? 1.0f : 0.0f, dinp, I);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, In, O, 1.0f,
+                    dout, O, weight, In, accumulate ? 1.0f : 0.0f, dinp, In);
 }
 
 void linear_forward_ref(float *out, const float *inp, const float *weight,
-                        const float *bias, int B, int I, int O)
+                        const float *bias, int B, int In, int O)
 {
     for (int b = 0; b < B; b++)
         for (int o = 0; o < O; o++) {
             float s = bias ? bias[o] : 0.0f;
-            for (int i = 0; i < I; i++)
-                s += inp[(size_t)b * I + i] * weight[(size_t)o * I + i];
+            for (int i = 0; i < In; i++)
+                s += inp[(size_t)b * In + i] * weight[(size_t)o * In + i];
             out[(size_t)b * O + o] = s;
         }
 }
 
 void linear_backward_ref(float *dinp, float *dweight, float *dbias,
                          const float *dout, const float *inp,
-                         const float *weight, int B, int I, int O,
+                         const float *weight, int B, int In, int O,
                          int accumulate)
 {
     for (int b = 0; b < B; b++)
         for (int o = 0; o < O; o++) {
             float d = dout[(size_t)b * O + o];
             if (dbias) dbias[o] += d;
-            for (int i = 0; i < I; i++)
-                dweight[(size_t)o * I + i] += d * inp[(size_t)b * I + i];
+            for (int i = 0; i < In; i++)
+                dweight[(size_t)o * In + i] += d * inp[(size_t)b * In + i];
         }
     if (!dinp) return;
     for (int b = 0; b < B; b++)
-        for (int i = 0; i < I; i++) {
+        for (int i = 0; i < In; i++) {
             float s = 0;
             for (int o = 0; o < O; o++)
-                s += dout[(size_t)b * O + o] * weight[(size_t)o * I + i];
+                s += dout[(size_t)b * O + o] * weight[(size_t)o * In + i];
             if (accumulate)
-                dinp[(size_t)b * I + i] += s;
+                dinp[(size_t)b * In + i] += s;
             else
-                dinp[(size_t)b * I + i] = s;
+                dinp[(size_t)b * In + i] = s;
         }
 }
 
 /* ---------------------------------------------------------------------------
  * Softmax cross-entropy (rows are short: one thread). */
 
-float softmax_xent_forward(float *probs, const float *logits,
-                           const int *labels, int B, int C, int *correct)
+float softmax_xent_forward(float *probs, const float *logits, const int *labels,
+                           int B, int C, int *correct)
 {
     double loss = 0;
     int ncorrect = 0;
@@ -811,9 +887,11 @@ float softmax_xent_forward(float *probs, const float *logits,
         for (int c = 1; c < C; c++)
             if (z[c] > z[arg]) arg = c;
         double mx = z[arg], s = 0;
-        for (int c = 0; c < C; c++) s += exp((double)z[c] - mx);
+        for (int c = 0; c < C; c++)
+            s += exp((double)z[c] - mx);
         double lse = mx + log(s);
-        for (int c = 0; c < C; c++) p[c] = (float)exp((double)z[c] - lse);
+        for (int c = 0; c < C; c++)
+            p[c] = (float)exp((double)z[c] - lse);
         loss += lse - (double)z[labels[b]];
         ncorrect += arg == labels[b];
     }

@@ -81,18 +81,18 @@ void avgpool_forward(float *out, const float *inp, int B, int C, int HW);
 void avgpool_backward(float *dinp, const float *dout, int B, int C, int HW,
                       int accumulate);
 
-/* Fully connected: out (B,O) = inp (B,I) . weight(O,I)^T + bias (O). */
+/* Fully connected: out (B,O) = inp (B,In) . weight(O,In)^T + bias (O). */
 void linear_forward(float *out, const float *inp, const float *weight,
-                    const float *bias, int B, int I, int O);
+                    const float *bias, int B, int In, int O);
 void linear_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp,
-                     const float *weight, int B, int I, int O,
+                     const float *weight, int B, int In, int O,
                      int accumulate);
 void linear_forward_ref(float *out, const float *inp, const float *weight,
-                        const float *bias, int B, int I, int O);
+                        const float *bias, int B, int In, int O);
 void linear_backward_ref(float *dinp, float *dweight, float *dbias,
                          const float *dout, const float *inp,
-                         const float *weight, int B, int I, int O,
+                         const float *weight, int B, int In, int O,
                          int accumulate);
 
 /* Softmax cross-entropy, mean over the batch. probs (B,C) receives the

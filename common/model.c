@@ -337,7 +337,7 @@ static int build_vgg16(struct model *m, int x)
 {
     int h = x;
     for (int i = 0; i < 13; i++) {
-        char conv[16], bn[16];
+        char conv[24], bn[24];
         snprintf(conv, sizeof conv, "conv%d", i + 1);
         snprintf(bn, sizeof bn, "bn%d", i + 1);
         h = build_conv(m, conv, h, m->channels[i], 3, 1, 1, i, i - 1);
@@ -362,7 +362,7 @@ static int build_resnet(struct model *m, int x)
         for (int b = 0; b < n; b++) {
             int idx = s * n + b;
             int stride = (s > 0 && b == 0) ? 2 : 1;
-            char c1[32], b1[32], c2[32], b2[32];
+            char c1[48], b1[48], c2[48], b2[48];
             snprintf(c1, sizeof c1, "layer%d.%d.conv1", s + 1, b);
             snprintf(b1, sizeof b1, "layer%d.%d.bn1", s + 1, b);
             snprintf(c2, sizeof c2, "layer%d.%d.conv2", s + 1, b);

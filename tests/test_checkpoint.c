@@ -479,7 +479,7 @@ static void test_overwrite_and_failed_saves(void)
 
     /* compatibility */
     CHECK(checkpoint_check_compatible(a, b, err) == 0, "a,b: %s", err);
-    int ch[2] = {16, 8};
+    int ch[3] = {16, 8, 64};
     struct model *p = make_model(ARCH_SMALLNET, ch, 3);
     if (p) {
         rc = checkpoint_check_compatible(a, p, err);
@@ -692,8 +692,8 @@ static void test_bad_files(void)
                           "unknown architecture \"smallnet?x\"");
     }
     CRAFT("structure too short", nstructure, 1,
-          "structure: 1 entries, but smallnet has 2");
-    CRAFT("structure too long", nstructure, 3, "structure: 3 entries");
+          "structure: 1 entries, but smallnet has 3");
+    CRAFT("structure too long", nstructure, 4, "structure: 4 entries");
     {
         struct craft c_ = craft_default(m);
         c_.structure_bad = 1, c_.structure_val = 33;
@@ -763,7 +763,7 @@ int main(void)
     test_round_trip(ARCH_RESNET20, NULL, 2, "resnet20");
     int pruned[9] = {16, 8, 1, 32, 17, 3, 64, 40, 2};
     test_round_trip(ARCH_RESNET20, pruned, 3, "resnet20_pruned");
-    int spruned[2] = {5, 1};
+    int spruned[3] = {5, 1, 9};
     test_round_trip(ARCH_SMALLNET, spruned, 4, "smallnet_pruned");
     test_train_state();
     test_overwrite_and_failed_saves();

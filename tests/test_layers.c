@@ -33,25 +33,34 @@ static void *xalloc(size_t n)
     }
     return p;
 }
-static float *falloc(size_t n) { return xalloc(n * sizeof(float)); }
-static double *dalloc(size_t n) { return xalloc(n * sizeof(double)); }
+static float *falloc(size_t n)
+{
+    return xalloc(n * sizeof(float));
+}
+static double *dalloc(size_t n)
+{
+    return xalloc(n * sizeof(double));
+}
 
 static float *frandn(size_t n, double scale)
 {
     float *a = falloc(n);
-    for (size_t i = 0; i < n; i++) a[i] = (float)(scale * rng_normal(&R));
+    for (size_t i = 0; i < n; i++)
+        a[i] = (float)(scale * rng_normal(&R));
     return a;
 }
 static double *todouble(const float *a, size_t n)
 {
     double *d = dalloc(n);
-    for (size_t i = 0; i < n; i++) d[i] = a[i];
+    for (size_t i = 0; i < n; i++)
+        d[i] = a[i];
     return d;
 }
 static float *tofloat(const double *a, size_t n)
 {
     float *f = falloc(n);
-    for (size_t i = 0; i < n; i++) f[i] = (float)a[i];
+    for (size_t i = 0; i < n; i++)
+        f[i] = (float)a[i];
     return f;
 }
 static float *fcopy(const float *a, size_t n)
@@ -63,13 +72,15 @@ static float *fcopy(const float *a, size_t n)
 static double dot(const double *a, const double *b, size_t n)
 {
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    for (size_t i = 0; i < n; i++)
+        s += a[i] * b[i];
     return s;
 }
 static float maxabs(const float *a, size_t n)
 {
     float m = 0;
-    for (size_t i = 0; i < n; i++) m = fabsf(a[i]) > m ? fabsf(a[i]) : m;
+    for (size_t i = 0; i < n; i++)
+        m = fabsf(a[i]) > m ? fabsf(a[i]) : m;
     return m;
 }
 
@@ -133,10 +144,12 @@ static void conv_fwd_d(double *y, const double *x, const double *w,
                                 int xx = j * g->stride + v - g->pad;
                                 if (yy >= 0 && yy < g->H && xx >= 0 &&
                                     xx < g->W)
-                                    s += w[((o * g->Cin + c) * g->K + u) *
-                                               g->K + v] *
-                                         x[((n * g->Cin + c) * g->H + yy) *
-                                               g->W + xx];
+                                    s +=
+                                        w[((o * g->Cin + c) * g->K + u) * g->K +
+                                          v] *
+                                        x[((n * g->Cin + c) * g->H + yy) *
+                                              g->W +
+                                          xx];
                             }
                     y[((n * g->Cout + o) * Ho + i) * Wo + j] = s;
                 }
@@ -164,10 +177,9 @@ static void test_conv_fd(struct conv_geom g, int with_bias)
 {
     char name[160], what[200];
     CHECK(conv_geom_init(&g) == 0, "geometry");
-    snprintf(name, sizeof name,
-             "conv B%d C%d->%d %dx%d K%d s%d p%d%s thr%d", g.B, g.Cin, g.Cout,
-             g.H, g.W, g.K, g.stride, g.pad, with_bias ? "" : " nobias",
-             omp_get_max_threads());
+    snprintf(name, sizeof name, "conv B%d C%d->%d %dx%d K%d s%d p%d%s thr%d",
+             g.B, g.Cin, g.Cout, g.H, g.W, g.K, g.stride, g.pad,
+             with_bias ? "" : " nobias", omp_get_max_threads());
     size_t nx = (size_t)g.B * g.Cin * g.H * g.W;
     size_t nw = (size_t)g.Cout * g.Cin * g.K * g.K, ny = conv_nout(&g);
     float *x = frandn(nx, 1), *w = frandn(nw, 0.5), *b = frandn(g.Cout, 1);
@@ -228,11 +240,16 @@ static void test_conv_fd(struct conv_geom g, int with_bias)
 }
 
 /* Fast conv against conv_ref on a realistic shape. */
-static void test_conv_twin(int B, int Cin, int H, int Cout, int K, int s,
-                           int p)
+static void test_conv_twin(int B, int Cin, int H, int Cout, int K, int s, int p)
 {
-    struct conv_geom g = {.B = B, .Cin = Cin, .H = H, .W = H, .Cout = Cout,
-                          .K = K, .stride = s, .pad = p};
+    struct conv_geom g = {.B = B,
+                          .Cin = Cin,
+                          .H = H,
+                          .W = H,
+                          .Cout = Cout,
+                          .K = K,
+                          .stride = s,
+                          .pad = p};
     char name[160], what[200];
     CHECK(conv_geom_init(&g) == 0, "geometry");
     snprintf(name, sizeof name, "twin conv B%d C%d->%d %dx%d K%d s%d p%d thr%d",
@@ -270,8 +287,14 @@ static void test_conv_twin(int B, int Cin, int H, int Cout, int K, int s,
 /* Two runs of conv2d_backward give the same bits. */
 static void test_conv_determinism(int B, int C, int H)
 {
-    struct conv_geom g = {.B = B, .Cin = C, .H = H, .W = H, .Cout = C, .K = 3,
-                          .stride = 1, .pad = 1};
+    struct conv_geom g = {.B = B,
+                          .Cin = C,
+                          .H = H,
+                          .W = H,
+                          .Cout = C,
+                          .K = 3,
+                          .stride = 1,
+                          .pad = 1};
     CHECK(conv_geom_init(&g) == 0, "geometry");
     size_t nx = (size_t)B * C * H * H, nw = (size_t)C * C * 9;
     size_t ny = conv_nout(&g);
@@ -285,21 +308,28 @@ static void test_conv_determinism(int B, int C, int H)
     int same = !memcmp(dx[0], dx[1], nx * sizeof(float)) &&
                !memcmp(dw[0], dw[1], nw * sizeof(float)) &&
                !memcmp(db[0], db[1], C * sizeof(float));
-    CHECK(same, "conv2d_backward B%d C%d %dx%d thr%d: runs differ", B, C, H,
-          H, omp_get_max_threads());
+    CHECK(same, "conv2d_backward B%d C%d %dx%d thr%d: runs differ", B, C, H, H,
+          omp_get_max_threads());
     if (same)
         printf("ok   conv2d_backward B%d C%d %dx%d thr%d bit-identical twice\n",
                B, C, H, H, omp_get_max_threads());
-    for (int k = 0; k < 2; k++) free(dx[k]), free(dw[k]), free(db[k]);
+    for (int k = 0; k < 2; k++)
+        free(dx[k]), free(dw[k]), free(db[k]);
     free(x), free(w), free(dy), free(work);
 }
 
 static void test_conv_geom(void)
 {
-    struct conv_geom g = {.B = 2, .Cin = 3, .H = 28, .W = 28, .Cout = 4,
-                          .K = 3, .stride = 2, .pad = 1};
-    CHECK(conv_geom_init(&g) == 0 && g.Ho == 14 && g.Wo == 14, "28 s2 p1: %dx%d",
-          g.Ho, g.Wo);
+    struct conv_geom g = {.B = 2,
+                          .Cin = 3,
+                          .H = 28,
+                          .W = 28,
+                          .Cout = 4,
+                          .K = 3,
+                          .stride = 2,
+                          .pad = 1};
+    CHECK(conv_geom_init(&g) == 0 && g.Ho == 14 && g.Wo == 14,
+          "28 s2 p1: %dx%d", g.Ho, g.Wo);
     g.H = g.W = 7;
     CHECK(conv_geom_init(&g) == 0 && g.Ho == 4 && g.Wo == 4, "7 s2 p1: %dx%d",
           g.Ho, g.Wo);
@@ -317,7 +347,9 @@ static void test_conv(void)
         {2, 3, 5, 5, 4, 3, 2, 0}, {2, 3, 5, 5, 4, 3, 2, 1},
         {2, 3, 5, 6, 4, 3, 1, 1}, {2, 3, 5, 5, 4, 1, 1, 0},
         {2, 3, 5, 5, 4, 1, 2, 0}, {3, 2, 4, 4, 3, 2, 2, 1},
-        {2, 2, 1, 1, 3, 3, 1, 1},
+        {2, 2, 1, 1, 3, 3, 1, 1}, {2, 2, 1, 1, 3, 3, 2, 1},
+        {2, 2, 2, 2, 3, 3, 1, 1}, {2, 2, 4, 4, 2, 5, 1, 2},
+        {2, 2, 3, 3, 2, 3, 1, 2},
     };
     test_conv_geom();
     int saved = omp_get_max_threads();
@@ -325,9 +357,14 @@ static void test_conv(void)
         omp_set_num_threads(t);
         for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) {
             const int *c = cfg[i];
-            struct conv_geom g = {.B = c[0], .Cin = c[1], .H = c[2],
-                                  .W = c[3], .Cout = c[4], .K = c[5],
-                                  .stride = c[6], .pad = c[7]};
+            struct conv_geom g = {.B = c[0],
+                                  .Cin = c[1],
+                                  .H = c[2],
+                                  .W = c[3],
+                                  .Cout = c[4],
+                                  .K = c[5],
+                                  .stride = c[6],
+                                  .pad = c[7]};
             test_conv_fd(g, i != 1);
         }
     }
@@ -366,7 +403,8 @@ static void bn_fwd_d(double *y, double *mean, double *var, const double *x,
     for (int c = 0; c < C; c++) {
         double s = 0, q = 0;
         for (int b = 0; b < B; b++)
-            for (int i = 0; i < HW; i++) s += x[(b * C + c) * HW + i];
+            for (int i = 0; i < HW; i++)
+                s += x[(b * C + c) * HW + i];
         double m = s / (B * HW);
         for (int b = 0; b < B; b++)
             for (int i = 0; i < HW; i++) {
@@ -389,8 +427,7 @@ static double bn_loss(void *p)
     struct bn_ctx *c = p;
     size_t n = (size_t)c->B * c->C * c->HW;
     double *y = dalloc(n);
-    bn_fwd_d(y, NULL, NULL, c->x, c->gamma, c->beta, c->B, c->C, c->HW,
-             c->eps);
+    bn_fwd_d(y, NULL, NULL, c->x, c->gamma, c->beta, c->B, c->C, c->HW, c->eps);
     double l = dot(y, c->r, n);
     free(y);
     return l;
@@ -418,21 +455,24 @@ static void test_batchnorm_known(void)
     for (int i = 0; i < 4; i++)
         ywant[i] = (float)((x[i] - 0.25) / sqrt(0.9 + 0.5 / 3) * 2 + 1);
     CHECK_CLOSE("batchnorm known eval out", y, ywant, 4, 1e-6, 1e-6);
-    CHECK(rm == 0.25f && mean == 0.25f, "eval changed running_mean %g / %g",
-          rm, mean);
+    CHECK(rm == 0.25f && mean == 0.25f, "eval changed running_mean %g / %g", rm,
+          mean);
 
     /* a large common offset must not wreck the variance */
     enum { N = 4096 };
     float *xb = falloc(N), *yb = falloc(N);
     double s = 0, q = 0;
-    for (int i = 0; i < N; i++) xb[i] = (float)(1000 + 0.1 * rng_normal(&R));
-    for (int i = 0; i < N; i++) s += xb[i];
-    for (int i = 0; i < N; i++) q += (xb[i] - s / N) * (xb[i] - s / N);
+    for (int i = 0; i < N; i++)
+        xb[i] = (float)(1000 + 0.1 * rng_normal(&R));
+    for (int i = 0; i < N; i++)
+        s += xb[i];
+    for (int i = 0; i < N; i++)
+        q += (xb[i] - s / N) * (xb[i] - s / N);
     float one = 1, zero = 0, m2, is2, want2 = (float)(1 / sqrt(q / N + 1e-5));
-    batchnorm_forward(yb, &m2, &is2, xb, &one, &zero, NULL, NULL, 16, 1,
-                      N / 16, 0.1f, 1e-5f, 1);
-    CHECK_CLOSE("batchnorm invstd at offset 1000, std 0.1", &is2, &want2, 1,
-                0, 1e-4);
+    batchnorm_forward(yb, &m2, &is2, xb, &one, &zero, NULL, NULL, 16, 1, N / 16,
+                      0.1f, 1e-5f, 1);
+    CHECK_CLOSE("batchnorm invstd at offset 1000, std 0.1", &is2, &want2, 1, 0,
+                1e-4);
     free(xb), free(yb);
 }
 
@@ -443,15 +483,23 @@ static void test_batchnorm(int B, int C, int HW, size_t sample)
     const float eps = 1e-5f, mom = 0.1f;
     float *x = frandn(n, 2), *gamma = frandn(C, 1), *beta = frandn(C, 1);
     float *r = frandn(n, 1);
-    for (size_t i = 0; i < n; i++) x[i] += (float)(i % C); /* offsets */
-    struct bn_ctx c = {B, C, HW, eps, todouble(x, n), todouble(gamma, C),
-                       todouble(beta, C), todouble(r, n)};
+    for (size_t i = 0; i < n; i++)
+        x[i] += (float)(i % C); /* offsets */
+    struct bn_ctx c = {B,
+                       C,
+                       HW,
+                       eps,
+                       todouble(x, n),
+                       todouble(gamma, C),
+                       todouble(beta, C),
+                       todouble(r, n)};
     double *yd = dalloc(n), *md = dalloc(C), *vd = dalloc(C);
     bn_fwd_d(yd, md, vd, c.x, c.gamma, c.beta, B, C, HW, eps);
 
     /* training forward, stats, running update */
     float *rm = frandn(C, 1), *rv = falloc(C);
-    for (int i = 0; i < C; i++) rv[i] = 0.5f + (float)rng_uniform(&R);
+    for (int i = 0; i < C; i++)
+        rv[i] = 0.5f + (float)rng_uniform(&R);
     float *rm0 = fcopy(rm, C), *rv0 = fcopy(rv, C);
     float *y = falloc(n), *mean = falloc(C), *invstd = falloc(C);
     batchnorm_forward(y, mean, invstd, x, gamma, beta, rm, rv, B, C, HW, mom,
@@ -460,8 +508,7 @@ static void test_batchnorm(int B, int C, int HW, size_t sample)
     snprintf(what, sizeof what, "batchnorm B%d C%d HW%d train forward", B, C,
              HW);
     CHECK_CLOSE(what, y, w, n, FWD_ATOL, FWD_RTOL);
-    float *wm = falloc(C), *wis = falloc(C), *wrm = falloc(C),
-          *wrv = falloc(C);
+    float *wm = falloc(C), *wis = falloc(C), *wrm = falloc(C), *wrv = falloc(C);
     double N = (double)B * HW;
     for (int i = 0; i < C; i++) {
         wm[i] = (float)md[i];
@@ -479,19 +526,23 @@ static void test_batchnorm(int B, int C, int HW, size_t sample)
     /* dinp: every element, or `sample` random ones on big shapes */
     size_t m = sample ? sample : n;
     size_t *idx = xalloc(m * sizeof *idx);
-    for (size_t i = 0; i < m; i++) idx[i] = sample ? rng_below(&R, n) : i;
+    for (size_t i = 0; i < m; i++)
+        idx[i] = sample ? rng_below(&R, n) : i;
     double *gx = dalloc(m), *gg = dalloc(C), *gb = dalloc(C);
-    for (size_t i = 0; i < m; i++) fd_grad(bn_loss, &c, c.x + idx[i], 1, gx + i);
+    for (size_t i = 0; i < m; i++)
+        fd_grad(bn_loss, &c, c.x + idx[i], 1, gx + i);
     fd_grad(bn_loss, &c, c.gamma, C, gg);
     fd_grad(bn_loss, &c, c.beta, C, gb);
     float *xpre = frandn(n, 100), *gpre = frandn(C, 1), *bpre = frandn(C, 1);
     float *dxs = falloc(m), *xpres = falloc(m);
-    for (size_t i = 0; i < m; i++) xpres[i] = xpre[idx[i]];
+    for (size_t i = 0; i < m; i++)
+        xpres[i] = xpre[idx[i]];
     for (int acc = 0; acc < 2; acc++) {
         float *dx = fcopy(xpre, n), *dg = fcopy(gpre, C), *db = fcopy(bpre, C);
         batchnorm_backward(dx, dg, db, r, x, mean, invstd, gamma, B, C, HW,
                            acc);
-        for (size_t i = 0; i < m; i++) dxs[i] = dx[idx[i]];
+        for (size_t i = 0; i < m; i++)
+            dxs[i] = dx[idx[i]];
         snprintf(what, sizeof what, "batchnorm B%d C%d HW%d acc%d dinp", B, C,
                  HW, acc);
         check_grad(what, dxs, xpres, gx, m, acc);
@@ -517,7 +568,8 @@ static void test_batchnorm(int B, int C, int HW, size_t sample)
     CHECK_CLOSE("batchnorm eval forward", y, w, n, FWD_ATOL, FWD_RTOL);
     CHECK(!memcmp(rm, rm1, C * sizeof *rm) && !memcmp(rv, rv1, C * sizeof *rv),
           "eval mode changed the running statistics");
-    for (int i = 0; i < C; i++) wis[i] = (float)(1 / sqrt((double)rv[i] + eps));
+    for (int i = 0; i < C; i++)
+        wis[i] = (float)(1 / sqrt((double)rv[i] + eps));
     CHECK_CLOSE("batchnorm eval mean = running_mean", mean, rm, C, 0, 0);
     CHECK_CLOSE("batchnorm eval invstd", invstd, wis, C, FWD_ATOL, FWD_RTOL);
 
@@ -543,11 +595,13 @@ static void unary_fwd_d(const struct unary_ctx *c, double *y, int *arg)
 {
     int B = c->B, C = c->C, H = c->H, W = c->W;
     if (c->kind == 0) {
-        for (size_t i = 0; i < c->ny; i++) y[i] = c->x[i] > 0 ? c->x[i] : 0;
+        for (size_t i = 0; i < c->ny; i++)
+            y[i] = c->x[i] > 0 ? c->x[i] : 0;
     } else if (c->kind == 1) {
         for (int p = 0; p < B * C; p++) {
             double s = 0;
-            for (int i = 0; i < H * W; i++) s += c->x[p * H * W + i];
+            for (int i = 0; i < H * W; i++)
+                s += c->x[p * H * W + i];
             y[p] = s / (H * W);
         }
     } else if (c->kind == 2) {
@@ -599,29 +653,38 @@ static void test_unary(int kind, int B, int C, int H, int W, int k, int s,
     static const char *names[] = {"relu", "avgpool", "maxpool", "shortcut"};
     char name[128], what[180];
     size_t nx = (size_t)B * C * H * W, ny;
-    if (kind == 0) ny = nx;
-    else if (kind == 1) ny = (size_t)B * C;
-    else if (kind == 2) ny = (size_t)B * C * ((H - k) / s + 1) * ((W - k) / s + 1);
-    else ny = (size_t)B * Cout * ((H - 1) / s + 1) * ((W - 1) / s + 1);
+    if (kind == 0)
+        ny = nx;
+    else if (kind == 1)
+        ny = (size_t)B * C;
+    else if (kind == 2)
+        ny = (size_t)B * C * ((H - k) / s + 1) * ((W - k) / s + 1);
+    else
+        ny = (size_t)B * Cout * ((H - 1) / s + 1) * ((W - 1) / s + 1);
     snprintf(name, sizeof name, "%s B%d C%d %dx%d k%d s%d Cout%d", names[kind],
              B, C, H, W, k, s, Cout);
     float *x = frandn(nx, 1), *r = frandn(ny, 1);
-    struct unary_ctx c = {kind, B, C, H, W, k, s, Cout, todouble(x, nx),
-                          todouble(r, ny), ny};
+    struct unary_ctx c = {
+        kind, B, C, H, W, k, s, Cout, todouble(x, nx), todouble(r, ny), ny};
     double *yd = dalloc(ny);
     int *argd = xalloc(ny * sizeof *argd);
     unary_fwd_d(&c, yd, argd);
     float *want = tofloat(yd, ny), *y = falloc(ny);
     int32_t *arg = xalloc(ny * sizeof *arg);
-    if (kind == 0) relu_forward(y, x, nx);
-    else if (kind == 1) avgpool_forward(y, x, B, C, H * W);
-    else if (kind == 2) maxpool_forward(y, arg, x, B, C, H, W, k, s);
-    else shortcut_forward(y, x, B, C, H, W, Cout, s);
+    if (kind == 0)
+        relu_forward(y, x, nx);
+    else if (kind == 1)
+        avgpool_forward(y, x, B, C, H * W);
+    else if (kind == 2)
+        maxpool_forward(y, arg, x, B, C, H, W, k, s);
+    else
+        shortcut_forward(y, x, B, C, H, W, Cout, s);
     snprintf(what, sizeof what, "%s forward", name);
     CHECK_CLOSE(what, y, want, ny, FWD_ATOL, FWD_RTOL);
     if (kind == 2) {
         size_t bad = 0;
-        for (size_t i = 0; i < ny; i++) bad += arg[i] != argd[i];
+        for (size_t i = 0; i < ny; i++)
+            bad += arg[i] != argd[i];
         CHECK(bad == 0, "%s argmax: %zu of %zu differ", name, bad, ny);
     }
     if (kind == 0) { /* in place */
@@ -637,11 +700,14 @@ static void test_unary(int kind, int B, int C, int H, int W, int k, int s,
     float *xpre = frandn(nx, 100);
     for (int acc = 0; acc < 2; acc++) {
         float *dx = fcopy(xpre, nx);
-        if (kind == 0) relu_backward(dx, r, y, nx, acc);
-        else if (kind == 1) avgpool_backward(dx, r, B, C, H * W, acc);
+        if (kind == 0)
+            relu_backward(dx, r, y, nx, acc);
+        else if (kind == 1)
+            avgpool_backward(dx, r, B, C, H * W, acc);
         else if (kind == 2)
             maxpool_backward(dx, r, arg, B, C, H, W, k, s, acc);
-        else shortcut_backward(dx, r, B, C, H, W, Cout, s, acc);
+        else
+            shortcut_backward(dx, r, B, C, H, W, Cout, s, acc);
         snprintf(what, sizeof what, "%s acc%d dinp", name, acc);
         check_grad(what, dx, xpre, gx, nx, acc);
         free(dx);
@@ -655,7 +721,8 @@ static void test_maxpool_ties(void)
 {
     float x[16], y[4], dx[16], dy[4] = {1, 2, 3, 4}, want[16] = {0};
     int32_t arg[4];
-    for (int i = 0; i < 16; i++) x[i] = 1;
+    for (int i = 0; i < 16; i++)
+        x[i] = 1;
     maxpool_forward(y, arg, x, 1, 1, 4, 4, 2, 2);
     CHECK(arg[0] == 0 && arg[1] == 2 && arg[2] == 8 && arg[3] == 10,
           "maxpool ties: argmax %d %d %d %d, want 0 2 8 10", arg[0], arg[1],
@@ -663,13 +730,21 @@ static void test_maxpool_ties(void)
     maxpool_backward(dx, dy, arg, 1, 1, 4, 4, 2, 2, 0);
     want[0] = 1, want[2] = 2, want[8] = 3, want[10] = 4;
     CHECK_CLOSE("maxpool ties backward", dx, want, 16, 0, 0);
+    /* a 1x1 plane under a 2x2 window has no output and gets no gradient */
+    y[0] = 7;
+    maxpool_forward(y, arg, x, 1, 1, 1, 1, 2, 2);
+    CHECK(y[0] == 7, "maxpool 1x1 input with k=2 wrote an output");
+    dx[0] = 5;
+    maxpool_backward(dx, dy, arg, 1, 1, 1, 1, 2, 2, 0);
+    CHECK(dx[0] == 0, "maxpool 1x1 input with k=2: dinp %g, want 0", dx[0]);
 }
 
 static void test_add(void)
 {
     enum { N = 1000 };
     float *a = frandn(N, 1), *b = frandn(N, 1), *y = falloc(N), *w = falloc(N);
-    for (int i = 0; i < N; i++) w[i] = a[i] + b[i];
+    for (int i = 0; i < N; i++)
+        w[i] = a[i] + b[i];
     add_forward(y, a, b, N);
     CHECK_CLOSE("add forward", y, w, N, 0, 0);
     float *dy = frandn(N, 1), *pa = frandn(N, 100), *pb = frandn(N, 100);
@@ -677,18 +752,21 @@ static void test_add(void)
         int aa = acc & 1, ab = acc >> 1;
         float *da = fcopy(pa, N), *db = fcopy(pb, N);
         add_backward(da, db, dy, N, aa, ab);
-        for (int i = 0; i < N; i++) w[i] = (aa ? pa[i] : 0) + dy[i];
+        for (int i = 0; i < N; i++)
+            w[i] = (aa ? pa[i] : 0) + dy[i];
         char what[64];
         snprintf(what, sizeof what, "add backward da acc%d", aa);
         CHECK_CLOSE(what, da, w, N, 0, 0);
-        for (int i = 0; i < N; i++) w[i] = (ab ? pb[i] : 0) + dy[i];
+        for (int i = 0; i < N; i++)
+            w[i] = (ab ? pb[i] : 0) + dy[i];
         snprintf(what, sizeof what, "add backward db acc%d", ab);
         CHECK_CLOSE(what, db, w, N, 0, 0);
         free(da), free(db);
     }
     float *db = fcopy(pb, N);
     add_backward(NULL, db, dy, N, 0, 1);
-    for (int i = 0; i < N; i++) w[i] = pb[i] + dy[i];
+    for (int i = 0; i < N; i++)
+        w[i] = pb[i] + dy[i];
     CHECK_CLOSE("add backward da=NULL db acc1", db, w, N, 0, 0);
     free(a), free(b), free(y), free(w), free(dy), free(pa), free(pb), free(db);
 }
@@ -729,15 +807,22 @@ static void test_linear_fd(int B, int I, int O)
     size_t nx = (size_t)B * I, nw = (size_t)O * I, ny = (size_t)B * O;
     float *x = frandn(nx, 1), *w = frandn(nw, 0.5), *b = frandn(O, 1);
     float *r = frandn(ny, 1);
-    struct lin_ctx c = {B, I, O, todouble(x, nx), todouble(w, nw),
-                        todouble(b, O), todouble(r, ny)};
+    struct lin_ctx c = {B,
+                        I,
+                        O,
+                        todouble(x, nx),
+                        todouble(w, nw),
+                        todouble(b, O),
+                        todouble(r, ny)};
     double *yd = dalloc(ny);
     lin_fwd_d(yd, &c);
     float *want = tofloat(yd, ny), *y = falloc(ny);
     for (int ref = 0; ref < 2; ref++) {
         const char *k = ref ? "linear_ref" : "linear";
-        if (ref) linear_forward_ref(y, x, w, b, B, I, O);
-        else linear_forward(y, x, w, b, B, I, O);
+        if (ref)
+            linear_forward_ref(y, x, w, b, B, I, O);
+        else
+            linear_forward(y, x, w, b, B, I, O);
         snprintf(what, sizeof what, "%s B%d I%d O%d forward", k, B, I, O);
         CHECK_CLOSE(what, y, want, ny, FWD_ATOL, FWD_RTOL);
     }
@@ -751,8 +836,10 @@ static void test_linear_fd(int B, int I, int O)
             const char *k = ref ? "linear_ref" : "linear";
             float *dx = fcopy(xpre, nx), *dw = fcopy(wpre, nw);
             float *db = fcopy(bpre, O);
-            if (ref) linear_backward_ref(dx, dw, db, r, x, w, B, I, O, acc);
-            else linear_backward(dx, dw, db, r, x, w, B, I, O, acc);
+            if (ref)
+                linear_backward_ref(dx, dw, db, r, x, w, B, I, O, acc);
+            else
+                linear_backward(dx, dw, db, r, x, w, B, I, O, acc);
             snprintf(what, sizeof what, "%s acc%d dinp", k, acc);
             check_grad(what, dx, xpre, gx, nx, acc);
             snprintf(what, sizeof what, "%s acc%d dweight", k, acc);
@@ -812,7 +899,8 @@ static double xent_d(const struct xent_ctx *c, double *probs, int *correct)
         for (int k = 1; k < c->C; k++)
             if (z[k] > m) m = z[k], am = k;
         double s = 0;
-        for (int k = 0; k < c->C; k++) s += exp(z[k] - m);
+        for (int k = 0; k < c->C; k++)
+            s += exp(z[k] - m);
         loss += m + log(s) - z[c->labels[b]];
         if (probs)
             for (int k = 0; k < c->C; k++)
@@ -823,16 +911,21 @@ static double xent_d(const struct xent_ctx *c, double *probs, int *correct)
     return loss / c->B;
 }
 
-static double xent_loss(void *p) { return xent_d(p, NULL, NULL); }
+static double xent_loss(void *p)
+{
+    return xent_d(p, NULL, NULL);
+}
 
 static void test_xent(int B, int C, double scale, double offset)
 {
     char what[160];
     size_t n = (size_t)B * C;
     float *z = frandn(n, scale);
-    for (size_t i = 0; i < n; i++) z[i] += (float)offset;
+    for (size_t i = 0; i < n; i++)
+        z[i] += (float)offset;
     int *lab = xalloc(B * sizeof *lab);
-    for (int b = 0; b < B; b++) lab[b] = (int)rng_below(&R, C);
+    for (int b = 0; b < B; b++)
+        lab[b] = (int)rng_below(&R, C);
     struct xent_ctx c = {B, C, todouble(z, n), lab};
     double *pd = dalloc(n);
     int okd, ok = -1;
