@@ -1,0 +1,44 @@
+/* gemm.h - single-precision GEMM for the conv/linear layers: a packed
+ * GotoBLAS-style kernel with an AVX-512 8x48 register block, chosen at run
+ * time when the CPU has AVX-512 (OpenBLAS is pinned to its AVX2 kernels by
+ * OPENBLAS_CORETYPE=Haswell), else OpenBLAS's cblas_sgemm. Single-threaded:
+ * callers run it inside their own OpenMP regions. */
+#ifndef ABC_GEMM_H
+#define ABC_GEMM_H
+
+/* Backends of gemm_f32. */
+enum gemm_backend {
+    GEMM_BACKEND_AUTO,   /* AVX-512 kernel if the CPU has it, else BLAS */
+    GEMM_BACKEND_BLAS,   /* OpenBLAS cblas_sgemm */
+    GEMM_BACKEND_AVX512, /* our kernel (only where the CPU supports it) */
+};
+
+/* Row-major C (M,N) = alpha * op(A) . op(B) + beta * C, where op(A) is
+ * (M,K): A (M,lda) if !transa, else A^T with A (K,lda); op(B) is (K,N): B
+ * (K,ldb) if !transb, else B^T with B (N,ldb). beta == 0 never reads C (it
+ * may hold NaN). Single-threaded and thread-safe; results depend only on the
+ * arguments and the backend (no run-to-run variation). Packing buffers are
+ * per-thread (_Thread_local), grown on demand and kept for the thread's
+ * life, so the hot path does not allocate; if growing fails the call falls
+ * back to cblas_sgemm. Sizes <= 0 for M or N do nothing. */
+void gemm_f32(int transa, int transb, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta,
+              float *C, int ldc);
+
+/* The naive twin of gemm_f32 (plain loops, double accumulators), for tests. */
+void gemm_f32_ref(int transa, int transb, int M, int N, int K, float alpha,
+                  const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc);
+
+/* Selects the backend for the whole process (not thread-safe against
+ * concurrent gemm_f32 calls: set it before starting work). AUTO consults
+ * the environment variable ABC_GEMM ("blas" forces OpenBLAS) and the CPU.
+ * Returns 0, or -1 (backend unchanged) if AVX512 is asked for on a CPU
+ * without AVX-512. */
+int gemm_set_backend(enum gemm_backend b);
+/* The backend gemm_f32 uses now (BLAS or AVX512, never AUTO). */
+enum gemm_backend gemm_get_backend(void);
+/* Frees the calling thread's packing buffers (they regrow on next use). */
+void gemm_release_thread_buffers(void);
+
+#endif
