@@ -199,10 +199,12 @@ int train_model(struct model *m, const struct train_config *tc,
             lsum += (double)loss * n;
             seen += n;
             st->step++;
+            if (io && io->stop_at_step > 0 && st->step >= io->stop_at_step)
+                break;
         }
         double train_s = now_seconds() - t0;
         double val_acc = 0, val_loss = 0;
-        if (s->val.n > 0 &&
+        if (s->val.n > 0 && !(io && io->skip_val) &&
             (rc = evaluate(m, &s->val, &s->aug, batch, &val_acc, &val_loss,
                            err)))
             goto out;
@@ -245,6 +247,7 @@ int train_model(struct model *m, const struct train_config *tc,
         }
         if (io && io->stop_at_epoch > 0 && st->epoch >= io->stop_at_epoch)
             break;
+        if (io && io->stop_at_step > 0 && st->step >= io->stop_at_step) break;
     }
 out:
     free(x);

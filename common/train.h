@@ -35,6 +35,8 @@ struct train_io {
     const char *tag;        /* prefix of progress lines, e.g. "train" */
     int stop_at_epoch;      /* > 0: return once this many epochs are done
                                (the schedule still spans tc->epochs) */
+    int64_t stop_at_step;   /* > 0: return once st->step reaches this */
+    int skip_val;           /* 1: no validation after each epoch */
 };
 
 /* Trains m on s->train for tc->epochs epochs from st->epoch on (st->epoch

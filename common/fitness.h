@@ -1,0 +1,44 @@
+/* fitness.h - evaluating one pruned structure, the engine call that both a
+ * worker rank and the single-rank coordinator make: inherit weights from the
+ * pretrained model (prune_slice), train briefly on a subset of the training
+ * split, and measure accuracy on the validation split (never the test set). */
+#ifndef ABC_FITNESS_H
+#define ABC_FITNESS_H
+
+#include <stdint.h>
+
+#include "model.h"
+#include "prune.h"
+#include "train.h"
+
+/* How much training one evaluation gets (config section search.fitness). */
+struct fitness_budget {
+    int train_images;   /* first N images of the train split (0 = all) */
+    int val_images;     /* first N images of the val split (0 = all) */
+    int epochs;         /* passes over those images */
+    int steps;          /* > 0: stop after this many SGD steps */
+    int batch;
+    float lr, momentum, weight_decay;  /* constant learning rate */
+};
+
+struct fitness_result {
+    double val_acc, val_loss;  /* on the validation images */
+    double images_per_s;       /* training throughput */
+    double wall_s;             /* the whole evaluation */
+    int64_t flops, params;     /* MACs per image and parameters */
+};
+
+/* Evaluates structure `channels` (kept channels per prunable layer of
+ * `pretrained`). Filters are chosen by `how` with `seed`, which also seeds
+ * shuffling and augmentation, so the result is a pure function of
+ * (pretrained, channels, how, budget, seed) for a fixed thread count.
+ * If trained is not NULL it receives the trained pruned model (caller
+ * destroys). Returns 0, or an error: a bad structure (ABC_EVALUE), a loss
+ * that became NaN/Inf (ABC_ENUMERIC), no memory. */
+int fitness_evaluate(const struct model *pretrained, const int *channels,
+                     int nchannels, enum filter_init how,
+                     const struct fitness_budget *b, uint64_t seed,
+                     const struct data_splits *d, struct fitness_result *r,
+                     struct model **trained, char *err);
+
+#endif
