@@ -106,18 +106,53 @@ static const struct key_desc model_keys[] = {
     END_KEYS,
 };
 
+/* The keys of a training schedule, shared by train: and finetune:. */
+#define TRAIN_KEY_ROWS                                                         \
+    INT_KEY(train_config, epochs, 0, 100000),                                  \
+        INT_KEY(train_config, batch_size, 1, 65536),                           \
+        FLOAT_KEY(train_config, lr, 0, 100, KEY_MIN_OPEN),                     \
+        FLOAT_KEY(train_config, momentum, 0, 1, KEY_MAX_OPEN),                 \
+        BOOL_KEY(train_config, nesterov),                                      \
+        FLOAT_KEY(train_config, weight_decay, 0, 1, 0),                        \
+        STRING_KEY(train_config, schedule, 1, "cosine|step|constant"),         \
+        INT_LIST_KEY(train_config, milestones, nmilestones, 1, 100000,         \
+                     KEY_INCREASING),                                          \
+        FLOAT_KEY(train_config, gamma, 0, 10, KEY_MIN_OPEN),                   \
+        INT_KEY(train_config, warmup_epochs, 0, 100000)
+
 static const struct key_desc train_keys[] = {
-    INT_KEY(train_config, epochs, 0, 100000),
-    INT_KEY(train_config, batch_size, 1, 65536),
-    FLOAT_KEY(train_config, lr, 0, 100, KEY_MIN_OPEN),
-    FLOAT_KEY(train_config, momentum, 0, 1, KEY_MAX_OPEN),
-    BOOL_KEY(train_config, nesterov),
-    FLOAT_KEY(train_config, weight_decay, 0, 1, 0),
-    STRING_KEY(train_config, schedule, 1, "cosine|step|constant"),
-    INT_LIST_KEY(train_config, milestones, nmilestones, 1, 100000,
-                 KEY_INCREASING),
-    FLOAT_KEY(train_config, gamma, 0, 10, KEY_MIN_OPEN),
-    INT_KEY(train_config, warmup_epochs, 0, 100000),
+    TRAIN_KEY_ROWS,
+    END_KEYS,
+};
+
+static const struct key_desc finetune_keys[] = {
+    TRAIN_KEY_ROWS,
+    STRING_KEY(train_config, inherit, 1, "best|baseline"),
+    END_KEYS,
+};
+
+static const struct key_desc fitness_keys[] = {
+    INT_KEY(fitness_config, train_images, 0, 10000000),
+    INT_KEY(fitness_config, val_images, 0, 10000000),
+    INT_KEY(fitness_config, epochs, 1, 100000),
+    INT_KEY(fitness_config, steps, 0, 100000000),
+    INT_KEY(fitness_config, batch_size, 1, 65536),
+    FLOAT_KEY(fitness_config, lr, 0, 100, KEY_MIN_OPEN),
+    FLOAT_KEY(fitness_config, momentum, 0, 1, KEY_MAX_OPEN),
+    FLOAT_KEY(fitness_config, weight_decay, 0, 1, 0),
+    END_KEYS,
+};
+
+static const struct key_desc search_keys[] = {
+    INT_KEY(search_config, sn, 2, 100000),
+    INT_KEY(search_config, limit, 1, 100000),
+    INT_KEY(search_config, change_dims, 1, 256),
+    INT_KEY(search_config, max_cycles, 0, 100000),
+    FLOAT_KEY(search_config, alpha, 0.1, 1, 0),
+    STRING_KEY(search_config, schedule, 1, "sync|async"),
+    STRING_KEY(search_config, filter_init, 1, "random|l1"),
+    BOOL_KEY(search_config, redraw_same),
+    SECTION_KEY(search_config, fitness, fitness_keys),
     END_KEYS,
 };
 
@@ -128,6 +163,8 @@ static const struct key_desc top_keys[] = {
     SECTION_KEY(config, data, data_keys),
     SECTION_KEY(config, model, model_keys),
     SECTION_KEY(config, train, train_keys),
+    SECTION_KEY(config, search, search_keys),
+    SECTION_KEY(config, finetune, finetune_keys),
     END_KEYS,
 };
 
@@ -156,6 +193,26 @@ void config_defaults(struct config *c)
     snprintf(t->schedule, sizeof t->schedule, "cosine");
     t->gamma = 0.1f;
     t->warmup_epochs = 0;
+
+    struct search_config *s = &c->search;
+    s->sn = 10;
+    s->limit = 5;
+    s->change_dims = 2;
+    s->max_cycles = 10;
+    s->alpha = 0.7f;
+    snprintf(s->schedule, sizeof s->schedule, "sync");
+    snprintf(s->filter_init, sizeof s->filter_init, "random");
+    s->fitness.train_images = 5000;
+    s->fitness.epochs = 1;
+    s->fitness.batch_size = 128;
+    s->fitness.lr = 0.01f;
+    s->fitness.momentum = 0.9f;
+    s->fitness.weight_decay = 5e-4f;
+
+    /* Fine-tuning: the train schedule at a tenth of the learning rate. */
+    c->finetune = *t;
+    c->finetune.lr = 0.01f;
+    snprintf(c->finetune.inherit, sizeof c->finetune.inherit, "best");
 }
 
 /* ---- the tree walk ------------------------------------------------------ */

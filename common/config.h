@@ -39,6 +39,32 @@ struct train_config {
     int nmilestones;
     float gamma;                 /* 0.1, for "step" */
     int warmup_epochs;           /* 0 */
+    char inherit[16];            /* finetune only: "best" | "baseline" */
+};
+
+/* The training one fitness evaluation gets (search.fitness). */
+struct fitness_config {
+    int train_images;            /* first N of the train split: 5000 (0 = all) */
+    int val_images;              /* first N of the val split: 0 = all */
+    int epochs;                  /* 1 */
+    int steps;                   /* > 0: at most this many steps: 0 */
+    int batch_size;              /* 128 */
+    float lr;                    /* 0.01 (constant) */
+    float momentum;              /* 0.9 */
+    float weight_decay;          /* 5e-4 */
+};
+
+/* The ABC structure search (search:). */
+struct search_config {
+    int sn;                      /* food sources: 10 */
+    int limit;                   /* trials before a scout: 5 */
+    int change_dims;             /* layers mutated per neighbour move: 2 */
+    int max_cycles;              /* 10 */
+    float alpha;                 /* largest kept fraction; K = 10*alpha: 0.7 */
+    char schedule[16];           /* "sync" (deterministic) | "async" */
+    char filter_init[16];        /* "random" (ABCPruner) | "l1" */
+    int redraw_same;             /* redraw moves that change nothing: 0 */
+    struct fitness_config fitness;
 };
 
 struct config {
@@ -49,6 +75,8 @@ struct config {
     struct data_config data;
     struct model_config model;
     struct train_config train;
+    struct search_config search;
+    struct train_config finetune; /* + inherit */
 };
 
 /* Fills c with every default. */

@@ -15,7 +15,7 @@ static struct dataset head_view(const struct dataset *d, int n)
 
 int fitness_evaluate(const struct model *pretrained, const int *channels,
                      int nchannels, enum filter_init how,
-                     const struct fitness_budget *b, uint64_t seed,
+                     const struct fitness_config *b, uint64_t seed,
                      const struct data_splits *d, struct fitness_result *r,
                      struct model **trained, char *err)
 {
@@ -35,7 +35,7 @@ int fitness_evaluate(const struct model *pretrained, const int *channels,
     struct train_config tc;
     memset(&tc, 0, sizeof tc);
     tc.epochs = b->epochs > 0 ? b->epochs : 1;
-    tc.batch_size = b->batch;
+    tc.batch_size = b->batch_size;
     tc.lr = b->lr;
     tc.momentum = b->momentum;
     tc.weight_decay = b->weight_decay;
@@ -46,9 +46,9 @@ int fitness_evaluate(const struct model *pretrained, const int *channels,
     rc = train_model(m, &tc, &view, seed, &st, &io, err);
     double train_s = now_seconds() - t_train;
     if (!rc) {
-        int per_step = b->batch;
-        r->images_per_s = train_s > 0 ? st.step * per_step / train_s : 0;
-        rc = evaluate(m, &view.val, &view.aug, b->batch, &r->val_acc,
+        r->images_per_s =
+            train_s > 0 ? (double)st.step * b->batch_size / train_s : 0;
+        rc = evaluate(m, &view.val, &view.aug, b->batch_size, &r->val_acc,
                       &r->val_loss, err);
     }
     r->wall_s = now_seconds() - t0;

@@ -7,19 +7,10 @@
 
 #include <stdint.h>
 
+#include "config.h"
 #include "model.h"
 #include "prune.h"
 #include "train.h"
-
-/* How much training one evaluation gets (config section search.fitness). */
-struct fitness_budget {
-    int train_images;   /* first N images of the train split (0 = all) */
-    int val_images;     /* first N images of the val split (0 = all) */
-    int epochs;         /* passes over those images */
-    int steps;          /* > 0: stop after this many SGD steps */
-    int batch;
-    float lr, momentum, weight_decay;  /* constant learning rate */
-};
 
 struct fitness_result {
     double val_acc, val_loss;  /* on the validation images */
@@ -31,13 +22,13 @@ struct fitness_result {
 /* Evaluates structure `channels` (kept channels per prunable layer of
  * `pretrained`). Filters are chosen by `how` with `seed`, which also seeds
  * shuffling and augmentation, so the result is a pure function of
- * (pretrained, channels, how, budget, seed) for a fixed thread count.
+ * (pretrained, channels, how, b, seed) for a fixed thread count.
  * If trained is not NULL it receives the trained pruned model (caller
  * destroys). Returns 0, or an error: a bad structure (ABC_EVALUE), a loss
  * that became NaN/Inf (ABC_ENUMERIC), no memory. */
 int fitness_evaluate(const struct model *pretrained, const int *channels,
                      int nchannels, enum filter_init how,
-                     const struct fitness_budget *b, uint64_t seed,
+                     const struct fitness_config *b, uint64_t seed,
                      const struct data_splits *d, struct fitness_result *r,
                      struct model **trained, char *err);
 

@@ -38,8 +38,8 @@ int main(void)
     struct train_io io = {.skip_val = 1};
     CHECK(train_model(pre, &tc, &s, 9, &st, &io, err) == 0, "%s", err);
 
-    struct fitness_budget b = {.train_images = 2000, .val_images = 1000,
-                               .epochs = 1, .batch = 64, .lr = 0.01f,
+    struct fitness_config b = {.train_images = 2000, .val_images = 1000,
+                               .epochs = 1, .batch_size = 64, .lr = 0.01f,
                                .momentum = 0.9f, .weight_decay = 5e-4f};
     int full[3] = {16, 32, 64}, half[3] = {8, 16, 32};
     struct fitness_result r1, r2, r3;
