@@ -1,0 +1,1389 @@
+/* colony.c - the ABC colony in batch form (see colony.h): batch generation,
+ * greedy updates, and the colony checkpoint.
+ *
+ * Randomness. Every draw of a phase comes from generators seeded by
+ * rng_derive(seed, cycle, phase, label), so a batch is a pure function of
+ * the colony state: candidate i's code from label TAG_MOVE then i (so one
+ * candidate's draws never shift another's), the onlooker placement walk
+ * from TAG_PLACE, the evaluation seed of candidate i from label i itself.
+ *
+ * Checkpoint format, version 1: exactly one msgpack map, nothing after it,
+ * str keys, each key below required, none twice, unknown keys are errors:
+ *
+ *   "format"       str    "abcprune-colony"
+ *   "version"      uint   1
+ *   "params"       map    "nlayers", "k", "sn", "limit", "change_dims",
+ *                         "max_cycles": uint; "seed": uint64;
+ *                         "redraw_same": bool
+ *   "phase"        str    "init", "employed", "onlooker", "scout", "done"
+ *   "cycle"        uint   0 in init, max_cycles when done, else below it
+ *   "evaluations"  uint   fitnesses applied so far
+ *   "next_eval_id" uint   >= evaluations
+ *   "foods"        array  empty in init, else sn maps: "code" (array of
+ *                         nlayers uints in 1..k), "fitness" (float64,
+ *                         finite), "trial" (uint)
+ *   "best"         nil in init, else a map: "code", "fitness" (at least
+ *                         every source's), "eval_id" (< next_eval_id)
+ *   "batch"        nil when no batch was made in this phase, else an array
+ *                         of maps: "index", "source", "partner" (int, -1
+ *                         for none), "code", "seed", "eval_id", "fitness"
+ *                         (nil until recorded, else float64). On load the
+ *                         batch is generated again from the state and must
+ *                         equal this one; only the fitnesses are taken.
+ *
+ * Writers emit keys in this order. Floats are float64, so a loaded colony
+ * is bit-identical to the saved one. */
+#include "colony.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+
+#include "err.h"
+
+/* rng_derive labels for the draws of a phase; batch indices (the labels
+ * of evaluation seeds) stay far below them. */
+#define TAG_MOVE 0xabc0c0de00000001ULL
+#define TAG_PLACE 0xabc0c0de00000002ULL
+
+/* Largest colony file colony_load reads (a 4096-layer, 65536-source colony
+ * is about 0.6 GB; real ones are kilobytes). */
+#define COLONY_MAX_BYTES ((size_t)1 << 30)
+
+/* ---------------------------------------------------------------------
+ * Parameters
+ * ------------------------------------------------------------------- */
+
+int colony_params_check(const struct colony_params *p, char *err)
+{
+    if (!p) return abc_errf(err, ABC_EVALUE, "colony: no params");
+    if (p->nlayers < 1 || p->nlayers > COLONY_MAX_LAYERS)
+        return abc_errf(err, ABC_EVALUE, "params.nlayers: %d, expected 1..%d",
+                        p->nlayers, COLONY_MAX_LAYERS);
+    if (p->K < 1 || p->K > 10)
+        return abc_errf(err, ABC_EVALUE,
+                        "params.k: %d, expected 1..10 (codes keep k/10 of "
+                        "a layer at most)",
+                        p->K);
+    if (p->sn < 2 || p->sn > COLONY_MAX_SN)
+        return abc_errf(err, ABC_EVALUE,
+                        "params.sn: %d food sources, expected 2..%d", p->sn,
+                        COLONY_MAX_SN);
+    if ((int64_t)p->sn * p->nlayers > (1 << 24))
+        return abc_errf(err, ABC_EVALUE,
+                        "params.sn: %d sources of %d layers, more than 2^24 "
+                        "entries",
+                        p->sn, p->nlayers);
+    if (p->limit < 0)
+        return abc_errf(err, ABC_EVALUE, "params.limit: %d, expected >= 0",
+                        p->limit);
+    if (p->change_dims < 1 || p->change_dims > p->nlayers)
+        return abc_errf(err, ABC_EVALUE,
+                        "params.change_dims: %d, expected 1..nlayers (%d)",
+                        p->change_dims, p->nlayers);
+    if (p->max_cycles < 0 || p->max_cycles > COLONY_MAX_CYCLES)
+        return abc_errf(err, ABC_EVALUE,
+                        "params.max_cycles: %d, expected 0..%d", p->max_cycles,
+                        COLONY_MAX_CYCLES);
+    if (p->redraw_same != 0 && p->redraw_same != 1)
+        return abc_errf(err, ABC_EVALUE,
+                        "params.redraw_same: %d, expected 0 or 1",
+                        p->redraw_same);
+    return 0;
+}
+
+int colony_params_match(const struct colony_params *a,
+                        const struct colony_params *b, char *err)
+{
+#define MATCH_INT(f, name)                                                     \
+    if (a->f != b->f)                                                          \
+        return abc_errf(err, ABC_EVALUE, "params.%s differs: %d vs %d", name,  \
+                        a->f, b->f);
+    MATCH_INT(nlayers, "nlayers")
+    MATCH_INT(K, "k")
+    MATCH_INT(sn, "sn")
+    MATCH_INT(limit, "limit")
+    MATCH_INT(change_dims, "change_dims")
+    MATCH_INT(max_cycles, "max_cycles")
+    MATCH_INT(redraw_same, "redraw_same")
+#undef MATCH_INT
+    if (a->seed != b->seed)
+        return abc_errf(err, ABC_EVALUE, "params.seed differs: %llu vs %llu",
+                        (unsigned long long)a->seed,
+                        (unsigned long long)b->seed);
+    return 0;
+}
+
+void colony_cost(const struct colony_params *p, uint64_t *min, uint64_t *max)
+{
+    uint64_t lo = (uint64_t)p->sn + (uint64_t)p->max_cycles * 2 * p->sn;
+    if (min) *min = lo;
+    if (max) *max = lo + (uint64_t)p->max_cycles;
+}
+
+const char *colony_phase_name(enum colony_phase ph)
+{
+    switch (ph) {
+    case COLONY_INIT:
+        return "init";
+    case COLONY_EMPLOYED:
+        return "employed";
+    case COLONY_ONLOOKER:
+        return "onlooker";
+    case COLONY_SCOUT:
+        return "scout";
+    case COLONY_DONE:
+        return "done";
+    }
+    return "unknown";
+}
+
+/* ---------------------------------------------------------------------
+ * Creation
+ * ------------------------------------------------------------------- */
+
+int colony_create(struct colony **out, const struct colony_params *p, char *err)
+{
+    if (out) *out = NULL;
+    if (!out) return abc_errf(err, ABC_EVALUE, "colony_create: no output");
+    int rc = colony_params_check(p, err);
+    if (rc) return rc;
+    size_t L = (size_t)p->nlayers, sn = (size_t)p->sn;
+    struct colony *c = calloc(1, sizeof *c);
+    if (!c) return abc_errf(err, ABC_ENOMEM, "colony: out of memory");
+    c->p = *p;
+    c->phase = COLONY_INIT;
+    c->foods = calloc(sn, sizeof *c->foods);
+    c->best_code = calloc(L, sizeof *c->best_code);
+    c->batch = calloc(sn, sizeof *c->batch);
+    c->results = calloc(sn, sizeof *c->results);
+    c->have = calloc(sn, 1);
+    c->food_codes = calloc(sn * L, sizeof *c->food_codes);
+    c->batch_codes = calloc(sn * L, sizeof *c->batch_codes);
+    if (!c->foods || !c->best_code || !c->batch || !c->results || !c->have ||
+        !c->food_codes || !c->batch_codes) {
+        colony_destroy(c);
+        return abc_errf(err, ABC_ENOMEM,
+                        "colony: out of memory for %zu "
+                        "sources of %zu layers",
+                        sn, L);
+    }
+    for (size_t i = 0; i < sn; i++) {
+        c->foods[i].code = c->food_codes + i * L;
+        c->batch[i].code = c->batch_codes + i * L;
+    }
+    *out = c;
+    return 0;
+}
+
+void colony_destroy(struct colony *c)
+{
+    if (!c) return;
+    free(c->foods);
+    free(c->best_code);
+    free(c->batch);
+    free(c->results);
+    free(c->have);
+    free(c->food_codes);
+    free(c->batch_codes);
+    free(c);
+}
+
+int colony_done(const struct colony *c)
+{
+    return c->phase == COLONY_DONE;
+}
+
+/* ---------------------------------------------------------------------
+ * Moves
+ * ------------------------------------------------------------------- */
+
+int colony_neighbour_value(int x, int xk, double phi, int K)
+{
+    double v = trunc((double)x + phi * (double)(x - xk));
+    if (!(v >= 1.0)) return 1; /* also catches NaN */
+    if (v > (double)K) return K;
+    return (int)v;
+}
+
+double colony_onlooker_prob(double fit, double max_fit)
+{
+    if (max_fit <= 0.0) return 1.0;
+    return 0.9 * fit / max_fit + 0.1;
+}
+
+int colony_neighbour(const struct colony_params *p, const int *codes, int i,
+                     struct rng *r, int *out, int *unchanged)
+{
+    int L = p->nlayers;
+    const int *x = codes + (size_t)i * L;
+    int k = 0, same = 1;
+    int tries = p->redraw_same ? COLONY_MAX_REDRAWS : 1;
+    for (int t = 0; t < tries && same; t++) {
+        k = (int)rng_below(r, (uint64_t)p->sn - 1);
+        if (k >= i) k++;
+        const int *xk = codes + (size_t)k * L;
+        memcpy(out, x, (size_t)L * sizeof *out);
+        /* change_dims distinct positions, uniform over all subsets
+         * (selection sampling: layer j is taken with probability
+         * still-needed / layers-left). */
+        int need = p->change_dims;
+        for (int j = 0; j < L && need > 0; j++) {
+            if (rng_below(r, (uint64_t)(L - j)) >= (uint64_t)need) continue;
+            double phi = 2.0 * rng_uniform(r) - 1.0;
+            out[j] = colony_neighbour_value(x[j], xk[j], phi, p->K);
+            need--;
+        }
+        same = memcmp(out, x, (size_t)L * sizeof *out) == 0;
+    }
+    if (unchanged) *unchanged = same;
+    return k;
+}
+
+void colony_code_to_channels(const int *code, const int *full, int nlayers,
+                             int *out)
+{
+    for (int j = 0; j < nlayers; j++) {
+        int64_t kept = (int64_t)full[j] * code[j] / 10;
+        out[j] = kept < 1 ? 1 : (int)kept;
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Batches
+ * ------------------------------------------------------------------- */
+
+static uint64_t phase_seed(const struct colony *c, uint64_t label)
+{
+    return rng_derive(c->p.seed, (uint64_t)c->cycle, (uint64_t)c->phase, label);
+}
+
+/* Starts candidate index of the batch: fills its fields except the code
+ * and seeds r with its own move stream. */
+static struct candidate *cand_begin(struct colony *c, int index, int source,
+                                    struct rng *r)
+{
+    struct candidate *cd = &c->batch[index];
+    cd->index = index;
+    cd->source = source;
+    cd->partner = -1;
+    cd->unchanged = 0;
+    cd->seed = phase_seed(c, (uint64_t)index);
+    cd->eval_id = c->next_eval_id + (uint64_t)index;
+    rng_seed(r, rng_derive(phase_seed(c, TAG_MOVE), (uint64_t)index, 0, 0));
+    return cd;
+}
+
+static int *cand_code(struct colony *c, int index)
+{
+    return c->batch_codes + (size_t)index * c->p.nlayers;
+}
+
+static void random_code(const struct colony_params *p, struct rng *r, int *code)
+{
+    for (int j = 0; j < p->nlayers; j++)
+        code[j] = 1 + (int)rng_below(r, (uint64_t)p->K);
+}
+
+/* A neighbour of source src as candidate index. */
+static void make_neighbour(struct colony *c, int index, int src)
+{
+    struct rng r;
+    struct candidate *cd = cand_begin(c, index, src, &r);
+    cd->partner = colony_neighbour(&c->p, c->food_codes, src, &r,
+                                   cand_code(c, index), &cd->unchanged);
+}
+
+/* Fills the batch of the current phase from the state (phase != DONE). */
+static void generate_batch(struct colony *c)
+{
+    const struct colony_params *p = &c->p;
+    struct rng r;
+    int n = 0;
+    switch (c->phase) {
+    case COLONY_INIT:
+        for (n = 0; n < p->sn; n++) {
+            cand_begin(c, n, n, &r);
+            random_code(p, &r, cand_code(c, n));
+        }
+        break;
+    case COLONY_EMPLOYED:
+        for (n = 0; n < p->sn; n++)
+            make_neighbour(c, n, n);
+        break;
+    case COLONY_ONLOOKER: {
+        double max_fit = c->foods[0].fitness;
+        for (int i = 1; i < p->sn; i++)
+            if (c->foods[i].fitness > max_fit) max_fit = c->foods[i].fitness;
+        /* The walk ends: the fittest source has p = 1 (or all have). */
+        struct rng place;
+        rng_seed(&place, phase_seed(c, TAG_PLACE));
+        for (int i = 0; n < p->sn; i = (i + 1) % p->sn) {
+            double pi = colony_onlooker_prob(c->foods[i].fitness, max_fit);
+            if (rng_uniform(&place) < pi) make_neighbour(c, n++, i);
+        }
+        break;
+    }
+    case COLONY_SCOUT: {
+        int s = 0;
+        for (int i = 1; i < p->sn; i++)
+            if (c->foods[i].trial > c->foods[s].trial) s = i;
+        if (c->foods[s].trial >= p->limit) {
+            cand_begin(c, 0, s, &r);
+            random_code(p, &r, cand_code(c, 0));
+            n = 1;
+        }
+        break;
+    }
+    case COLONY_DONE:
+        break;
+    }
+    c->nbatch = n;
+    memset(c->have, 0, (size_t)p->sn);
+    c->batch_ready = 1;
+}
+
+int colony_next_batch(struct colony *c, const struct candidate **batch, int *n,
+                      char *err)
+{
+    *batch = NULL;
+    *n = 0;
+    if (c->phase == COLONY_DONE)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: the search is done (%d cycles), no batch",
+                        c->p.max_cycles);
+    if (!c->batch_ready) generate_batch(c);
+    *batch = c->batch;
+    *n = c->nbatch;
+    return 0;
+}
+
+int colony_record(struct colony *c, int index, double fitness, char *err)
+{
+    if (!c->batch_ready)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: result for candidate %d, but no batch is "
+                        "pending",
+                        index);
+    if (index < 0 || index >= c->nbatch)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: result for candidate %d, but the %s batch "
+                        "has %d",
+                        index, colony_phase_name(c->phase), c->nbatch);
+    if (!isfinite(fitness))
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: candidate %d (eval %llu): fitness %g is not "
+                        "finite",
+                        index, (unsigned long long)c->batch[index].eval_id,
+                        fitness);
+    c->results[index] = fitness;
+    c->have[index] = 1;
+    return 0;
+}
+
+/* Takes candidate i's fitness f for the best ever when strictly better. */
+static void update_best(struct colony *c, int i, double f)
+{
+    if (c->has_best && !(f > c->best_fitness)) return;
+    memcpy(c->best_code, c->batch[i].code,
+           (size_t)c->p.nlayers * sizeof *c->best_code);
+    c->best_fitness = f;
+    c->best_eval_id = c->batch[i].eval_id;
+    c->has_best = 1;
+}
+
+int colony_apply(struct colony *c, const double *fitness, char *err)
+{
+    if (c->phase == COLONY_DONE)
+        return abc_errf(err, ABC_EVALUE, "colony: the search is done");
+    if (!c->batch_ready)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: no %s batch to apply (colony_next_batch "
+                        "first)",
+                        colony_phase_name(c->phase));
+    for (int i = 0; i < c->nbatch; i++) {
+        if (!fitness && !c->have[i])
+            return abc_errf(err, ABC_EVALUE,
+                            "colony: candidate %d (eval %llu) of the %s "
+                            "batch has no result",
+                            i, (unsigned long long)c->batch[i].eval_id,
+                            colony_phase_name(c->phase));
+        double f = fitness ? fitness[i] : c->results[i];
+        if (!isfinite(f))
+            return abc_errf(err, ABC_EVALUE,
+                            "colony: candidate %d (eval %llu): fitness %g is "
+                            "not finite",
+                            i, (unsigned long long)c->batch[i].eval_id, f);
+    }
+    size_t csize = (size_t)c->p.nlayers * sizeof(int);
+    for (int i = 0; i < c->nbatch; i++) {
+        const struct candidate *cd = &c->batch[i];
+        struct colony_food *fd = &c->foods[cd->source];
+        double f = fitness ? fitness[i] : c->results[i];
+        int take = c->phase == COLONY_INIT || c->phase == COLONY_SCOUT ||
+                   f > fd->fitness;
+        if (take) {
+            memcpy(fd->code, cd->code, csize);
+            fd->fitness = f;
+            fd->trial = 0;
+        } else if (fd->trial < INT_MAX) {
+            fd->trial++;
+        }
+        update_best(c, i, f);
+    }
+    c->evaluations += (uint64_t)c->nbatch;
+    c->next_eval_id += (uint64_t)c->nbatch;
+    c->batch_ready = 0;
+    c->nbatch = 0;
+    switch (c->phase) {
+    case COLONY_INIT:
+        c->phase = c->p.max_cycles > 0 ? COLONY_EMPLOYED : COLONY_DONE;
+        break;
+    case COLONY_EMPLOYED:
+        c->phase = COLONY_ONLOOKER;
+        break;
+    case COLONY_ONLOOKER:
+        c->phase = COLONY_SCOUT;
+        break;
+    case COLONY_SCOUT:
+        c->cycle++;
+        c->phase = c->cycle < c->p.max_cycles ? COLONY_EMPLOYED : COLONY_DONE;
+        break;
+    case COLONY_DONE:
+        break;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Saving
+ * ------------------------------------------------------------------- */
+
+static int pack_cstr(msgpack_packer *pk, const char *s)
+{
+    return msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+static int pack_code(msgpack_packer *pk, const int *code, int n)
+{
+    if (msgpack_pack_array(pk, (size_t)n) != 0) return -1;
+    for (int j = 0; j < n; j++)
+        if (msgpack_pack_int(pk, code[j]) != 0) return -1;
+    return 0;
+}
+
+/* Packs key then an int; returns 0 or -1. */
+static int pack_kv_int(msgpack_packer *pk, const char *key, int64_t v)
+{
+    return pack_cstr(pk, key) != 0 || msgpack_pack_int64(pk, v) != 0 ? -1 : 0;
+}
+
+static int pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t v)
+{
+    return pack_cstr(pk, key) != 0 || msgpack_pack_uint64(pk, v) != 0 ? -1 : 0;
+}
+
+static int pack_kv_double(msgpack_packer *pk, const char *key, double v)
+{
+    return pack_cstr(pk, key) != 0 || msgpack_pack_double(pk, v) != 0 ? -1 : 0;
+}
+
+/* Serialises c into sb. Returns 0 or -1 (out of memory). */
+static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
+{
+    const struct colony_params *p = &c->p;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    if (msgpack_pack_map(&pk, 10) != 0) return -1;
+    if (pack_cstr(&pk, "format") != 0 || pack_cstr(&pk, COLONY_FORMAT) != 0)
+        return -1;
+    if (pack_kv_int(&pk, "version", COLONY_VERSION) != 0) return -1;
+
+    if (pack_cstr(&pk, "params") != 0 || msgpack_pack_map(&pk, 8) != 0 ||
+        pack_kv_int(&pk, "nlayers", p->nlayers) != 0 ||
+        pack_kv_int(&pk, "k", p->K) != 0 ||
+        pack_kv_int(&pk, "sn", p->sn) != 0 ||
+        pack_kv_int(&pk, "limit", p->limit) != 0 ||
+        pack_kv_int(&pk, "change_dims", p->change_dims) != 0 ||
+        pack_kv_int(&pk, "max_cycles", p->max_cycles) != 0 ||
+        pack_kv_u64(&pk, "seed", p->seed) != 0 ||
+        pack_cstr(&pk, "redraw_same") != 0 ||
+        (p->redraw_same ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)))
+        return -1;
+
+    if (pack_cstr(&pk, "phase") != 0 ||
+        pack_cstr(&pk, colony_phase_name(c->phase)) != 0)
+        return -1;
+    if (pack_kv_int(&pk, "cycle", c->cycle) != 0 ||
+        pack_kv_u64(&pk, "evaluations", c->evaluations) != 0 ||
+        pack_kv_u64(&pk, "next_eval_id", c->next_eval_id) != 0)
+        return -1;
+
+    int nfoods = c->phase == COLONY_INIT ? 0 : p->sn;
+    if (pack_cstr(&pk, "foods") != 0 ||
+        msgpack_pack_array(&pk, (size_t)nfoods) != 0)
+        return -1;
+    for (int i = 0; i < nfoods; i++) {
+        const struct colony_food *f = &c->foods[i];
+        if (msgpack_pack_map(&pk, 3) != 0 || pack_cstr(&pk, "code") != 0 ||
+            pack_code(&pk, f->code, p->nlayers) != 0 ||
+            pack_kv_double(&pk, "fitness", f->fitness) != 0 ||
+            pack_kv_int(&pk, "trial", f->trial) != 0)
+            return -1;
+    }
+
+    if (pack_cstr(&pk, "best") != 0) return -1;
+    if (!c->has_best) {
+        if (msgpack_pack_nil(&pk) != 0) return -1;
+    } else if (msgpack_pack_map(&pk, 3) != 0 || pack_cstr(&pk, "code") != 0 ||
+               pack_code(&pk, c->best_code, p->nlayers) != 0 ||
+               pack_kv_double(&pk, "fitness", c->best_fitness) != 0 ||
+               pack_kv_u64(&pk, "eval_id", c->best_eval_id) != 0) {
+        return -1;
+    }
+
+    if (pack_cstr(&pk, "batch") != 0) return -1;
+    if (!c->batch_ready) return msgpack_pack_nil(&pk) != 0 ? -1 : 0;
+    if (msgpack_pack_array(&pk, (size_t)c->nbatch) != 0) return -1;
+    for (int i = 0; i < c->nbatch; i++) {
+        const struct candidate *cd = &c->batch[i];
+        if (msgpack_pack_map(&pk, 7) != 0 ||
+            pack_kv_int(&pk, "index", cd->index) != 0 ||
+            pack_kv_int(&pk, "source", cd->source) != 0 ||
+            pack_kv_int(&pk, "partner", cd->partner) != 0 ||
+            pack_cstr(&pk, "code") != 0 ||
+            pack_code(&pk, cd->code, p->nlayers) != 0 ||
+            pack_kv_u64(&pk, "seed", cd->seed) != 0 ||
+            pack_kv_u64(&pk, "eval_id", cd->eval_id) != 0 ||
+            pack_cstr(&pk, "fitness") != 0)
+            return -1;
+        if (c->have[i] ? msgpack_pack_double(&pk, c->results[i]) != 0
+                       : msgpack_pack_nil(&pk) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* fsyncs the directory holding path, so the rename survives a crash. */
+static int sync_dir(const char *path, char *err)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
+    char *dir = malloc(n + 1);
+    if (!dir)
+        return abc_errf(err, ABC_ENOMEM,
+                        "%s: saved, but out of memory to sync its directory",
+                        path);
+    memcpy(dir, !slash ? "." : path, n);
+    dir[n] = '\0';
+    int rc = 0;
+    int fd = open(dir, O_RDONLY);
+    if (fd < 0) {
+        rc = abc_errf(err, ABC_EIO,
+                      "%s: saved, but cannot open directory %s to sync it: %s",
+                      path, dir, strerror(errno));
+    } else {
+        int s = fsync(fd);
+        int e = errno;
+        if (close(fd) != 0 && s == 0) {
+            s = -1;
+            e = errno;
+        }
+        /* Some file systems cannot fsync a directory; that is no error. */
+        if (s != 0 && e != EINVAL && e != EROFS)
+            rc = abc_errf(err, ABC_EIO,
+                          "%s: saved, but fsync of directory %s failed: %s",
+                          path, dir, strerror(e));
+    }
+    free(dir);
+    return rc;
+}
+
+int colony_save(const struct colony *c, const char *path, char *err)
+{
+    if (!c || !path || !*path)
+        return abc_errf(err, ABC_EVALUE, "colony_save: no %s",
+                        !c ? "colony" : "path");
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    char *tmp = NULL;
+    FILE *f = NULL;
+    int created = 0, rc = 0;
+
+    if (pack_colony(&sb, c) != 0) {
+        rc = abc_errf(err, ABC_ENOMEM,
+                      "%s: out of memory serialising the "
+                      "colony",
+                      path);
+        goto fail;
+    }
+    size_t tlen = strlen(path) + 32;
+    tmp = malloc(tlen);
+    if (!tmp) {
+        rc = abc_errf(err, ABC_ENOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+    f = fopen(tmp, "wb");
+    if (!f) {
+        rc = abc_errf(err, ABC_EIO, "%s: cannot create temp file %s: %s", path,
+                      tmp, strerror(errno));
+        goto fail;
+    }
+    created = 1;
+    if (sb.size && fwrite(sb.data, 1, sb.size, f) != sb.size) {
+        rc = abc_errf(err, ABC_EIO, "%s: writing %s failed: %s", path, tmp,
+                      strerror(errno));
+        goto fail;
+    }
+    if (fflush(f) != 0) {
+        rc = abc_errf(err, ABC_EIO, "%s: flushing %s failed: %s", path, tmp,
+                      strerror(errno));
+        goto fail;
+    }
+    if (fsync(fileno(f)) != 0) {
+        rc = abc_errf(err, ABC_EIO, "%s: fsync of %s failed: %s", path, tmp,
+                      strerror(errno));
+        goto fail;
+    }
+    {
+        int cl = fclose(f);
+        f = NULL;
+        if (cl != 0) {
+            rc = abc_errf(err, ABC_EIO, "%s: closing %s failed: %s", path, tmp,
+                          strerror(errno));
+            goto fail;
+        }
+    }
+    if (rename(tmp, path) != 0) {
+        rc = abc_errf(err, ABC_EIO, "%s: cannot rename %s over it: %s", path,
+                      tmp, strerror(errno));
+        goto fail;
+    }
+    created = 0;
+    rc = sync_dir(path, err);
+    free(tmp);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+
+fail:
+    if (f) fclose(f); /* already failing: its result adds nothing */
+    if (created && remove(tmp) != 0 && errno != ENOENT)
+        abc_errprefix(err, rc, "(temp file %s could not be removed: %s)", tmp,
+                      strerror(errno));
+    free(tmp);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * Loading: reading and msgpack helpers
+ * ------------------------------------------------------------------- */
+
+/* Reads the whole of path into a malloc'ed buffer. */
+static int read_file(const char *path, char **out, size_t *len, char *err)
+{
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return abc_errf(err, ABC_EIO, "%s: cannot open colony checkpoint: %s",
+                        path, strerror(errno));
+    struct stat sbuf;
+    if (fstat(fileno(f), &sbuf) != 0) {
+        int e = errno;
+        fclose(f);
+        return abc_errf(err, ABC_EIO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sbuf.st_mode)) {
+        fclose(f);
+        return abc_errf(err, ABC_EIO, "%s: not a regular file", path);
+    }
+    if (sbuf.st_size == 0) {
+        fclose(f);
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: empty file, not a colony checkpoint", path);
+    }
+    if (sbuf.st_size < 0 || (uint64_t)sbuf.st_size > COLONY_MAX_BYTES) {
+        fclose(f);
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: %lld bytes, larger than any colony checkpoint "
+                        "(limit %zu)",
+                        path, (long long)sbuf.st_size, COLONY_MAX_BYTES);
+    }
+    size_t n = (size_t)sbuf.st_size;
+    char *buf = malloc(n);
+    if (!buf) {
+        fclose(f);
+        return abc_errf(err, ABC_ENOMEM, "%s: out of memory reading %zu bytes",
+                        path, n);
+    }
+    size_t got = fread(buf, 1, n, f);
+    int rerr = ferror(f);
+    int e = errno;
+    fclose(f); /* read-only: nothing to lose */
+    if (got != n) {
+        free(buf);
+        if (rerr)
+            return abc_errf(err, ABC_EIO, "%s: read failed: %s", path,
+                            strerror(e));
+        return abc_errf(err, ABC_EIO,
+                        "%s: file shrank while reading (%zu of %zu bytes)",
+                        path, got, n);
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static uint64_t be_uint(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Walks the msgpack encoding in p[0..len) without building anything and
+ * checks that no array or map declares more elements than the bytes after
+ * its header could hold, since msgpack_unpack allocates by the declared
+ * size (the same guard as common/checkpoint.c). Returns 0, or -1 with the
+ * offending header's offset in *at and its count in *count. Everything
+ * else is left for msgpack_unpack to report. */
+static int prescan_counts(const unsigned char *p, size_t len, size_t *at,
+                          uint64_t *count)
+{
+    uint64_t need = 1; /* objects still to read */
+    size_t pos = 0;
+    while (need > 0 && pos < len) {
+        unsigned b = p[pos];
+        size_t hdr = 1;  /* header bytes, including b */
+        int nbytes = 0;  /* big-endian length or count after b */
+        uint64_t n = 0;  /* payload bytes (is_body) or entries */
+        int is_body = 0; /* n counts payload bytes (str, bin, ext) */
+        int per = 0;     /* objects per entry: 1 array, 2 map */
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            /* fixint, nil, bool: the header is the object */
+        } else if (b <= 0x8f) {
+            n = b & 0x0f, per = 2; /* fixmap */
+        } else if (b <= 0x9f) {
+            n = b & 0x0f, per = 1; /* fixarray */
+        } else if (b <= 0xbf) {
+            n = b & 0x1f, is_body = 1; /* fixstr */
+        } else {
+            /* clang-format off */
+            switch (b) {
+            case 0xc4: case 0xd9: nbytes = 1, is_body = 1; break; /* bin, str */
+            case 0xc5: case 0xda: nbytes = 2, is_body = 1; break;
+            case 0xc6: case 0xdb: nbytes = 4, is_body = 1; break;
+            case 0xc7: nbytes = 1, is_body = 1, hdr = 3; break;   /* ext */
+            case 0xc8: nbytes = 2, is_body = 1, hdr = 4; break;
+            case 0xc9: nbytes = 4, is_body = 1, hdr = 6; break;
+            case 0xcc: case 0xd0: hdr = 2; break;                 /* numbers */
+            case 0xcd: case 0xd1: hdr = 3; break;
+            case 0xca: case 0xce: case 0xd2: hdr = 5; break;
+            case 0xcb: case 0xcf: case 0xd3: hdr = 9; break;
+            case 0xd4: hdr = 3; break;                            /* fixext */
+            case 0xd5: hdr = 4; break;
+            case 0xd6: hdr = 6; break;
+            case 0xd7: hdr = 10; break;
+            case 0xd8: hdr = 18; break;
+            case 0xdc: nbytes = 2, per = 1; break;                /* array */
+            case 0xdd: nbytes = 4, per = 1; break;
+            case 0xde: nbytes = 2, per = 2; break;                /* map */
+            case 0xdf: nbytes = 4, per = 2; break;
+            default: return 0; /* 0xc1: msgpack reports the parse error */
+            }
+            /* clang-format on */
+            if (nbytes && hdr == 1) hdr = 1 + (size_t)nbytes;
+        }
+        if (hdr > len - pos) return 0; /* truncated header */
+        if (nbytes) n = be_uint(p + pos + 1, nbytes);
+        if (is_body && n > len - pos - hdr) return 0; /* truncated body */
+        pos += hdr + (is_body ? (size_t)n : 0);
+        need = need - 1 + n * (uint64_t)per;
+        if (need > len - pos) {
+            *at = pos - hdr;
+            *count = n;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static const char *type_name(msgpack_object_type t)
+{
+    switch (t) {
+    case MSGPACK_OBJECT_NIL:
+        return "nil";
+    case MSGPACK_OBJECT_BOOLEAN:
+        return "bool";
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return "int";
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return "negative int";
+    case MSGPACK_OBJECT_FLOAT32:
+        return "float32";
+    case MSGPACK_OBJECT_FLOAT64:
+        return "float64";
+    case MSGPACK_OBJECT_STR:
+        return "str";
+    case MSGPACK_OBJECT_ARRAY:
+        return "array";
+    case MSGPACK_OBJECT_MAP:
+        return "map";
+    case MSGPACK_OBJECT_BIN:
+        return "bin";
+    case MSGPACK_OBJECT_EXT:
+        return "ext";
+    }
+    return "unknown type";
+}
+
+/* Copies a msgpack str into buf for printing: at most n-1 bytes, anything
+ * unprintable replaced by '?'. */
+static const char *str_show(const msgpack_object *o, char *buf, size_t n)
+{
+    size_t k = o->via.str.size < n - 1 ? o->via.str.size : n - 1;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char ch = (unsigned char)o->via.str.ptr[i];
+        buf[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+    }
+    buf[k] = '\0';
+    return buf;
+}
+
+static int str_eq(const msgpack_object *o, const char *s)
+{
+    size_t k = strlen(s);
+    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == k &&
+           memcmp(o->via.str.ptr, s, k) == 0;
+}
+
+/* Sorts the entries of map o into vals[] by keys[] and checks that every
+ * key is known, none appears twice and all are present. where names the
+ * map in messages. */
+static int get_map(const char *path, const char *where, const msgpack_object *o,
+                   const char *const *keys, int nkeys,
+                   const msgpack_object **vals, char *err)
+{
+    char show[64];
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return abc_errf(err, ABC_EFORMAT, "%s: %s: expected a map, got %s",
+                        path, where, type_name(o->type));
+    for (int i = 0; i < nkeys; i++)
+        vals[i] = NULL;
+    for (uint32_t j = 0; j < o->via.map.size; j++) {
+        const msgpack_object *k = &o->via.map.ptr[j].key;
+        if (k->type != MSGPACK_OBJECT_STR)
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: %s: key %u is a %s, expected str", path, where,
+                            j, type_name(k->type));
+        int i = 0;
+        while (i < nkeys && !str_eq(k, keys[i]))
+            i++;
+        if (i == nkeys)
+            return abc_errf(err, ABC_EFORMAT, "%s: %s: unknown key \"%s\"",
+                            path, where, str_show(k, show, sizeof show));
+        if (vals[i])
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: %s: key \"%s\" appears twice", path, where,
+                            keys[i]);
+        vals[i] = &o->via.map.ptr[j].val;
+    }
+    for (int i = 0; i < nkeys; i++)
+        if (!vals[i])
+            return abc_errf(err, ABC_EFORMAT, "%s: %s: missing \"%s\"", path,
+                            where, keys[i]);
+    return 0;
+}
+
+/* Reads an integer in lo..hi. field names it in messages. */
+static int get_int(const char *path, const char *field, const msgpack_object *o,
+                   int64_t lo, int64_t hi, int64_t *out, char *err)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 > (uint64_t)INT64_MAX || (int64_t)o->via.u64 > hi ||
+            (int64_t)o->via.u64 < lo)
+            return abc_errf(err, ABC_EVALUE,
+                            "%s: %s: %llu out of range %lld..%lld", path, field,
+                            (unsigned long long)o->via.u64, (long long)lo,
+                            (long long)hi);
+        *out = (int64_t)o->via.u64;
+        return 0;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        if (o->via.i64 < lo || o->via.i64 > hi)
+            return abc_errf(
+                err, ABC_EVALUE, "%s: %s: %lld out of range %lld..%lld", path,
+                field, (long long)o->via.i64, (long long)lo, (long long)hi);
+        *out = o->via.i64;
+        return 0;
+    }
+    return abc_errf(err, ABC_EFORMAT, "%s: %s: expected an integer, got %s",
+                    path, field, type_name(o->type));
+}
+
+/* get_int into an int. */
+static int get_i32(const char *path, const char *field, const msgpack_object *o,
+                   int64_t lo, int64_t hi, int *out, char *err)
+{
+    int64_t v = 0;
+    int rc = get_int(path, field, o, lo, hi, &v, err);
+    if (!rc) *out = (int)v;
+    return rc;
+}
+
+/* Reads any unsigned 64-bit integer. */
+static int get_u64(const char *path, const char *field, const msgpack_object *o,
+                   uint64_t *out, char *err)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        *out = o->via.u64;
+        return 0;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return abc_errf(err, ABC_EVALUE, "%s: %s: %lld, expected >= 0", path,
+                        field, (long long)o->via.i64);
+    return abc_errf(err, ABC_EFORMAT, "%s: %s: expected an integer, got %s",
+                    path, field, type_name(o->type));
+}
+
+/* Reads a finite float (float64, or float32). */
+static int get_double(const char *path, const char *field,
+                      const msgpack_object *o, double *out, char *err)
+{
+    if (o->type != MSGPACK_OBJECT_FLOAT64 && o->type != MSGPACK_OBJECT_FLOAT32)
+        return abc_errf(err, ABC_EFORMAT, "%s: %s: expected a float, got %s",
+                        path, field, type_name(o->type));
+    if (!isfinite(o->via.f64))
+        return abc_errf(err, ABC_EVALUE, "%s: %s: %g is not finite", path,
+                        field, o->via.f64);
+    *out = o->via.f64;
+    return 0;
+}
+
+/* Reads a code: an array of nlayers integers in 1..K. */
+static int get_code(const char *path, const char *field,
+                    const msgpack_object *o, const struct colony_params *p,
+                    int *code, char *err)
+{
+    if (o->type != MSGPACK_OBJECT_ARRAY)
+        return abc_errf(err, ABC_EFORMAT, "%s: %s: expected an array, got %s",
+                        path, field, type_name(o->type));
+    if (o->via.array.size != (uint32_t)p->nlayers)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: %s: %u entries, expected nlayers = %d", path,
+                        field, o->via.array.size, p->nlayers);
+    for (int j = 0; j < p->nlayers; j++) {
+        char f[160];
+        snprintf(f, sizeof f, "%s[%d]", field, j);
+        int rc = get_i32(path, f, &o->via.array.ptr[j], 1, p->K, &code[j], err);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Loading: the colony
+ * ------------------------------------------------------------------- */
+
+static int load_params(const char *path, const msgpack_object *o,
+                       struct colony_params *p, char *err)
+{
+    static const char *const keys[] = {"nlayers", "k",           "sn",
+                                       "limit",   "change_dims", "max_cycles",
+                                       "seed",    "redraw_same"};
+    const msgpack_object *v[8];
+    int rc = get_map(path, "params", o, keys, 8, v, err);
+    if (rc) return rc;
+    memset(p, 0, sizeof *p);
+    if ((rc = get_i32(path, "params.nlayers", v[0], 1, COLONY_MAX_LAYERS,
+                      &p->nlayers, err)) ||
+        (rc = get_i32(path, "params.k", v[1], 1, 10, &p->K, err)) ||
+        (rc =
+             get_i32(path, "params.sn", v[2], 2, COLONY_MAX_SN, &p->sn, err)) ||
+        (rc =
+             get_i32(path, "params.limit", v[3], 0, INT_MAX, &p->limit, err)) ||
+        (rc = get_i32(path, "params.change_dims", v[4], 1, COLONY_MAX_LAYERS,
+                      &p->change_dims, err)) ||
+        (rc = get_i32(path, "params.max_cycles", v[5], 0, COLONY_MAX_CYCLES,
+                      &p->max_cycles, err)) ||
+        (rc = get_u64(path, "params.seed", v[6], &p->seed, err)))
+        return rc;
+    if (v[7]->type != MSGPACK_OBJECT_BOOLEAN)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: params.redraw_same: expected bool, got %s", path,
+                        type_name(v[7]->type));
+    p->redraw_same = v[7]->via.boolean ? 1 : 0;
+    rc = colony_params_check(p, err);
+    if (rc) return abc_errprefix(err, rc, "%s", path);
+    return 0;
+}
+
+/* Reads "phase" into *ph. */
+static int load_phase(const char *path, const msgpack_object *o,
+                      enum colony_phase *ph, char *err)
+{
+    char show[64];
+    if (o->type != MSGPACK_OBJECT_STR)
+        return abc_errf(err, ABC_EFORMAT, "%s: phase: expected str, got %s",
+                        path, type_name(o->type));
+    for (int i = COLONY_INIT; i <= COLONY_DONE; i++) {
+        if (str_eq(o, colony_phase_name((enum colony_phase)i))) {
+            *ph = (enum colony_phase)i;
+            return 0;
+        }
+    }
+    return abc_errf(err, ABC_EVALUE,
+                    "%s: phase: \"%s\", expected init, employed, onlooker, "
+                    "scout or done",
+                    path, str_show(o, show, sizeof show));
+}
+
+/* Checks cycle and evaluations against the phase: each cycle applies 2*sn
+ * neighbours and at most one scout. */
+static int check_progress(const char *path, const struct colony *c, char *err)
+{
+    const struct colony_params *p = &c->p;
+    int lo_cycle = 0, hi_cycle = p->max_cycles - 1;
+    if (c->phase == COLONY_INIT) hi_cycle = 0;
+    if (c->phase == COLONY_DONE) lo_cycle = hi_cycle = p->max_cycles;
+    if (c->cycle < lo_cycle || c->cycle > hi_cycle)
+        return abc_errf(
+            err, ABC_EVALUE,
+            "%s: cycle: %d, expected %d..%d in phase %s (max_cycles "
+            "%d)",
+            path, c->cycle, lo_cycle, hi_cycle, colony_phase_name(c->phase),
+            p->max_cycles);
+    uint64_t sn = (uint64_t)p->sn, lo = 0, hi = 0;
+    if (c->phase != COLONY_INIT) {
+        lo = sn + (uint64_t)c->cycle * 2 * sn;
+        if (c->phase == COLONY_ONLOOKER) lo += sn;
+        if (c->phase == COLONY_SCOUT) lo += 2 * sn;
+        hi = lo + (uint64_t)c->cycle;
+    }
+    if (c->evaluations < lo || c->evaluations > hi)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: evaluations: %llu, expected %llu..%llu in phase "
+                        "%s of cycle %d",
+                        path, (unsigned long long)c->evaluations,
+                        (unsigned long long)lo, (unsigned long long)hi,
+                        colony_phase_name(c->phase), c->cycle);
+    if (c->next_eval_id < c->evaluations ||
+        c->next_eval_id > UINT64_MAX - (uint64_t)p->sn)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: next_eval_id: %llu, expected %llu or more (the "
+                        "evaluations)",
+                        path, (unsigned long long)c->next_eval_id,
+                        (unsigned long long)c->evaluations);
+    return 0;
+}
+
+static int load_foods(const char *path, const msgpack_object *o,
+                      struct colony *c, char *err)
+{
+    static const char *const keys[] = {"code", "fitness", "trial"};
+    uint32_t want = c->phase == COLONY_INIT ? 0 : (uint32_t)c->p.sn;
+    if (o->type != MSGPACK_OBJECT_ARRAY)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: foods: expected an array, got %s", path,
+                        type_name(o->type));
+    if (o->via.array.size != want)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: foods: %u sources, expected %u (sn = %d, phase "
+                        "%s)",
+                        path, o->via.array.size, want, c->p.sn,
+                        colony_phase_name(c->phase));
+    for (uint32_t i = 0; i < want; i++) {
+        const msgpack_object *v[3];
+        char where[64], f[96];
+        struct colony_food *fd = &c->foods[i];
+        snprintf(where, sizeof where, "foods[%u]", i);
+        int rc = get_map(path, where, &o->via.array.ptr[i], keys, 3, v, err);
+        if (rc) return rc;
+        snprintf(f, sizeof f, "%s.code", where);
+        if ((rc = get_code(path, f, v[0], &c->p, fd->code, err))) return rc;
+        snprintf(f, sizeof f, "%s.fitness", where);
+        if ((rc = get_double(path, f, v[1], &fd->fitness, err))) return rc;
+        snprintf(f, sizeof f, "%s.trial", where);
+        if ((rc = get_i32(path, f, v[2], 0, INT_MAX, &fd->trial, err)))
+            return rc;
+    }
+    return 0;
+}
+
+static int load_best(const char *path, const msgpack_object *o,
+                     struct colony *c, char *err)
+{
+    static const char *const keys[] = {"code", "fitness", "eval_id"};
+    const msgpack_object *v[3];
+    if (c->phase == COLONY_INIT) {
+        if (o->type != MSGPACK_OBJECT_NIL)
+            return abc_errf(err, ABC_EVALUE,
+                            "%s: best: a %s, expected nil before init is "
+                            "applied",
+                            path, type_name(o->type));
+        return 0;
+    }
+    int rc = get_map(path, "best", o, keys, 3, v, err);
+    if (rc) return rc;
+    if ((rc = get_code(path, "best.code", v[0], &c->p, c->best_code, err)) ||
+        (rc = get_double(path, "best.fitness", v[1], &c->best_fitness, err)) ||
+        (rc = get_u64(path, "best.eval_id", v[2], &c->best_eval_id, err)))
+        return rc;
+    if (c->best_eval_id >= c->next_eval_id)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: best.eval_id: %llu, but only ids below "
+                        "next_eval_id %llu were evaluated",
+                        path, (unsigned long long)c->best_eval_id,
+                        (unsigned long long)c->next_eval_id);
+    for (int i = 0; i < c->p.sn; i++)
+        if (c->foods[i].fitness > c->best_fitness)
+            return abc_errf(err, ABC_EVALUE,
+                            "%s: best.fitness: %.17g is below foods[%d]."
+                            "fitness %.17g (the best is the best ever)",
+                            path, c->best_fitness, i, c->foods[i].fitness);
+    c->has_best = 1;
+    return 0;
+}
+
+/* Reads the saved batch: generates the phase's batch from the state,
+ * checks that the file's equals it, and takes the recorded fitnesses. */
+static int load_batch(const char *path, const msgpack_object *o,
+                      struct colony *c, char *err)
+{
+    static const char *const keys[] = {"index", "source",  "partner", "code",
+                                       "seed",  "eval_id", "fitness"};
+    if (o->type == MSGPACK_OBJECT_NIL) return 0;
+    if (o->type != MSGPACK_OBJECT_ARRAY)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: batch: expected nil or an array, got %s", path,
+                        type_name(o->type));
+    if (c->phase == COLONY_DONE)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: batch: present, but the search is done", path);
+    generate_batch(c);
+    if (o->via.array.size != (uint32_t)c->nbatch)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: batch: %u candidates, but this colony state "
+                        "makes a %s batch of %d (file from another build, or "
+                        "corrupted)",
+                        path, o->via.array.size, colony_phase_name(c->phase),
+                        c->nbatch);
+    int *code = malloc((size_t)c->p.nlayers * sizeof *code);
+    if (!code) return abc_errf(err, ABC_ENOMEM, "%s: out of memory", path);
+    int rc = 0;
+    for (int i = 0; i < c->nbatch && !rc; i++) {
+        const struct candidate *cd = &c->batch[i];
+        const msgpack_object *v[7];
+        char where[64], f[96];
+        int index, source, partner;
+        uint64_t seed, eval_id;
+        snprintf(where, sizeof where, "batch[%d]", i);
+        rc = get_map(path, where, &o->via.array.ptr[i], keys, 7, v, err);
+        if (rc) break;
+        char fi[96], fs[96], fp[96], fc[96], fe[96], fd[96];
+        snprintf(fi, sizeof fi, "%s.index", where);
+        snprintf(fs, sizeof fs, "%s.source", where);
+        snprintf(fp, sizeof fp, "%s.partner", where);
+        snprintf(fc, sizeof fc, "%s.code", where);
+        snprintf(fe, sizeof fe, "%s.seed", where);
+        snprintf(fd, sizeof fd, "%s.eval_id", where);
+        if ((rc = get_i32(path, fi, v[0], 0, COLONY_MAX_SN, &index, err)) ||
+            (rc = get_i32(path, fs, v[1], 0, c->p.sn - 1, &source, err)) ||
+            (rc = get_i32(path, fp, v[2], -1, c->p.sn - 1, &partner, err)) ||
+            (rc = get_code(path, fc, v[3], &c->p, code, err)) ||
+            (rc = get_u64(path, fe, v[4], &seed, err)) ||
+            (rc = get_u64(path, fd, v[5], &eval_id, err)))
+            break;
+        const char *differs =
+            index != cd->index       ? "index"
+            : source != cd->source   ? "source"
+            : partner != cd->partner ? "partner"
+            : memcmp(code, cd->code, (size_t)c->p.nlayers * sizeof *code)
+                ? "code"
+            : seed != cd->seed       ? "seed"
+            : eval_id != cd->eval_id ? "eval_id"
+                                     : NULL;
+        if (differs) {
+            rc = abc_errf(err, ABC_EVALUE,
+                          "%s: %s.%s: differs from the candidate this colony "
+                          "state makes (file from another build, or "
+                          "corrupted)",
+                          path, where, differs);
+            break;
+        }
+        if (v[6]->type != MSGPACK_OBJECT_NIL) {
+            snprintf(f, sizeof f, "%s.fitness", where);
+            rc = get_double(path, f, v[6], &c->results[i], err);
+            if (rc) break;
+            c->have[i] = 1;
+        }
+    }
+    free(code);
+    return rc;
+}
+
+/* Validates the top-level object o and builds the colony. */
+static int load_object(const char *path, const msgpack_object *o,
+                       struct colony **out, char *err)
+{
+    enum {
+        K_FORMAT,
+        K_VERSION,
+        K_PARAMS,
+        K_PHASE,
+        K_CYCLE,
+        K_EVALS,
+        K_NEXT,
+        K_FOODS,
+        K_BEST,
+        K_BATCH,
+        K_N
+    };
+    static const char *const keys[K_N] = {
+        "format",      "version",      "params", "phase", "cycle",
+        "evaluations", "next_eval_id", "foods",  "best",  "batch"};
+    const msgpack_object *v[K_N] = {0};
+    char show[64];
+    int rc;
+
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: not a colony checkpoint: top level is a msgpack "
+                        "%s, expected a map",
+                        path, type_name(o->type));
+    /* format and version first, so another file type or version is named
+     * as such rather than by its first unexpected key */
+    for (uint32_t j = 0; j < o->via.map.size; j++) {
+        const msgpack_object *k = &o->via.map.ptr[j].key;
+        if (str_eq(k, "format")) v[K_FORMAT] = &o->via.map.ptr[j].val;
+        if (str_eq(k, "version")) v[K_VERSION] = &o->via.map.ptr[j].val;
+    }
+    if (!v[K_FORMAT])
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: not a colony checkpoint: no \"format\" key", path);
+    if (!str_eq(v[K_FORMAT], COLONY_FORMAT)) {
+        if (v[K_FORMAT]->type == MSGPACK_OBJECT_STR)
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: not a colony checkpoint: format is \"%s\", "
+                            "expected \"%s\"",
+                            path, str_show(v[K_FORMAT], show, sizeof show),
+                            COLONY_FORMAT);
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: not a colony checkpoint: format is a %s, "
+                        "expected str \"%s\"",
+                        path, type_name(v[K_FORMAT]->type), COLONY_FORMAT);
+    }
+    if (!v[K_VERSION])
+        return abc_errf(err, ABC_EFORMAT, "%s: top level: missing \"version\"",
+                        path);
+    int64_t ver = 0;
+    if ((rc = get_int(path, "version", v[K_VERSION], INT64_MIN, INT64_MAX, &ver,
+                      err)))
+        return rc;
+    if (ver != COLONY_VERSION)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: version: unsupported colony checkpoint version "
+                        "%lld (this build reads %d)",
+                        path, (long long)ver, COLONY_VERSION);
+    if ((rc = get_map(path, "top level", o, keys, K_N, v, err))) return rc;
+
+    struct colony_params p;
+    if ((rc = load_params(path, v[K_PARAMS], &p, err))) return rc;
+    struct colony *c;
+    if ((rc = colony_create(&c, &p, err)))
+        return abc_errprefix(err, rc, "%s", path);
+
+    if ((rc = load_phase(path, v[K_PHASE], &c->phase, err)) ||
+        (rc = get_i32(path, "cycle", v[K_CYCLE], 0, COLONY_MAX_CYCLES,
+                      &c->cycle, err)) ||
+        (rc = get_u64(path, "evaluations", v[K_EVALS], &c->evaluations, err)) ||
+        (rc =
+             get_u64(path, "next_eval_id", v[K_NEXT], &c->next_eval_id, err)) ||
+        (rc = check_progress(path, c, err)) ||
+        (rc = load_foods(path, v[K_FOODS], c, err)) ||
+        (rc = load_best(path, v[K_BEST], c, err)) ||
+        (rc = load_batch(path, v[K_BATCH], c, err))) {
+        colony_destroy(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int colony_load(const char *path, struct colony **out, char *err)
+{
+    if (out) *out = NULL;
+    if (!path || !out)
+        return abc_errf(err, ABC_EVALUE, "colony_load: no %s",
+                        !path ? "path" : "output");
+    char *buf;
+    size_t len;
+    int rc = read_file(path, &buf, &len, err);
+    if (rc) return rc;
+
+    size_t at = 0;
+    uint64_t count = 0;
+    if (prescan_counts((const unsigned char *)buf, len, &at, &count) != 0) {
+        free(buf);
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: truncated or corrupt: the array/map at byte %zu "
+                        "declares %llu entries, more than the %zu bytes after "
+                        "it hold",
+                        path, at, (unsigned long long)count, len - at);
+    }
+    msgpack_zone zone;
+    if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE)) {
+        free(buf);
+        return abc_errf(err, ABC_ENOMEM, "%s: out of memory", path);
+    }
+    msgpack_object obj;
+    size_t off = 0;
+    msgpack_unpack_return ur = msgpack_unpack(buf, len, &off, &zone, &obj);
+    switch (ur) {
+    case MSGPACK_UNPACK_SUCCESS:
+        /* load_object copies all it keeps before zone and buf go */
+        rc = load_object(path, &obj, out, err);
+        break;
+    case MSGPACK_UNPACK_EXTRA_BYTES:
+        rc = abc_errf(err, ABC_EFORMAT,
+                      "%s: trailing garbage: %zu bytes after the colony ends "
+                      "at byte %zu",
+                      path, len - off, off);
+        break;
+    case MSGPACK_UNPACK_CONTINUE:
+        rc = abc_errf(err, ABC_EFORMAT,
+                      "%s: truncated: %zu bytes end in the middle of the "
+                      "colony",
+                      path, len);
+        break;
+    case MSGPACK_UNPACK_PARSE_ERROR:
+        rc = abc_errf(err, ABC_EFORMAT,
+                      "%s: not a colony checkpoint: msgpack parse error", path);
+        break;
+    case MSGPACK_UNPACK_NOMEM_ERROR:
+        rc = abc_errf(err, ABC_EFORMAT,
+                      "%s: not a colony checkpoint: arrays/maps nested deeper "
+                      "than 32, or out of memory unpacking",
+                      path);
+        break;
+    default:
+        rc = abc_errf(err, ABC_EFORMAT,
+                      "%s: msgpack_unpack returned unexpected code %d", path,
+                      (int)ur);
+        break;
+    }
+    msgpack_zone_destroy(&zone);
+    free(buf);
+    return rc;
+}

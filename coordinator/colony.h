@@ -1,0 +1,187 @@
+/* colony.h - the Artificial Bee Colony of ABCPruner over pruned structures,
+ * in its batch ("sync") form: every phase (init, employed, onlooker, scout)
+ * is one batch of candidates generated from the colony state alone, and the
+ * greedy updates are applied in candidate order once all fitnesses are in.
+ * Pure and deterministic (no MPI, no training): the same parameters give the
+ * same search on any number of workers, and a colony saved at any point and
+ * loaded again continues exactly as an uninterrupted run. */
+#ifndef ABC_COLONY_H
+#define ABC_COLONY_H
+
+#include <stdint.h>
+
+#include "rng.h"
+
+#define COLONY_FORMAT "abcprune-colony"
+#define COLONY_VERSION 1
+
+/* Limits colony_params_check enforces. */
+#define COLONY_MAX_LAYERS 4096
+#define COLONY_MAX_SN 65536
+#define COLONY_MAX_CYCLES 1000000
+/* Moves tried per candidate when redraw_same is set (see colony_neighbour). */
+#define COLONY_MAX_REDRAWS 100
+
+enum colony_phase {
+    COLONY_INIT = 0,     /* SN random structures */
+    COLONY_EMPLOYED = 1, /* one neighbour per source */
+    COLONY_ONLOOKER = 2, /* SN neighbours, placed by fitness */
+    COLONY_SCOUT = 3,    /* at most one random structure */
+    COLONY_DONE = 4,     /* max_cycles cycles done */
+};
+
+struct colony_params {
+    int nlayers;     /* prunable layers: entries of a code */
+    int K;           /* codes are 1..K (K = round(10*alpha), at most 10) */
+    int sn;          /* food sources, >= 2 */
+    int limit;       /* a source is abandoned when its trial >= limit */
+    int change_dims; /* positions a neighbour move changes, 1..nlayers */
+    int max_cycles;  /* employed+onlooker+scout cycles after init */
+    uint64_t seed;   /* the search seed: every draw derives from it */
+    int redraw_same; /* 1: re-draw a neighbour move that leaves the code
+                        unchanged (0 = the reference behaviour) */
+};
+
+/* One food source: a structure and what it scored. */
+struct colony_food {
+    int *code;      /* nlayers entries in 1..K (colony-owned) */
+    double fitness; /* validation accuracy of the last accepted candidate */
+    int trial;      /* phases since it last improved */
+};
+
+/* One structure to evaluate. The code points into colony storage and stays
+ * valid until colony_apply or colony_destroy. */
+struct candidate {
+    int index;        /* position in the batch, 0.. */
+    int source;       /* food source it competes for (init: fills) */
+    int partner;      /* source the move leaned on, -1 for init/scout */
+    int unchanged;    /* 1 when code equals the source's code (a move whose
+                         truncation changed nothing) */
+    const int *code;  /* nlayers entries in 1..K */
+    uint64_t seed;    /* evaluation seed: rng_derive(params.seed, cycle,
+                         phase, index); never depends on a rank */
+    uint64_t eval_id; /* unique over the run: 0, 1, 2, ... in order */
+};
+
+/* The colony. Every field is read-only outside colony.c. */
+struct colony {
+    struct colony_params p;
+    enum colony_phase phase;
+    int cycle;             /* current cycle, 0-based; max_cycles when DONE */
+    uint64_t evaluations;  /* fitnesses applied so far */
+    uint64_t next_eval_id; /* eval_id of the next batch's first candidate */
+    struct colony_food *foods; /* sn sources, set once phase > INIT */
+    int has_best;              /* 0 only before init is applied */
+    int *best_code;            /* best structure ever evaluated */
+    double best_fitness;
+    uint64_t best_eval_id; /* the candidate that scored it (its weights) */
+    /* the batch of the current phase, once colony_next_batch made it */
+    int batch_ready;
+    int nbatch;
+    struct candidate *batch;
+    double *results;     /* nbatch fitnesses recorded so far */
+    unsigned char *have; /* have[i]: results[i] is recorded */
+    int *food_codes;     /* sn*nlayers, foods[i].code = +i*nlayers */
+    int *batch_codes;    /* sn*nlayers */
+};
+
+/* Returns 0 when p is usable, else ABC_EVALUE naming the first bad field
+ * (as "params.<field>"). */
+int colony_params_check(const struct colony_params *p, char *err);
+
+/* Returns 0 when a and b describe the same search (every field equal),
+ * else ABC_EVALUE naming the first field that differs and both values, so
+ * a caller can refuse to resume a colony under another config. */
+int colony_params_match(const struct colony_params *a,
+                        const struct colony_params *b, char *err);
+
+/* Evaluations a whole search costs: sn + max_cycles*(2*sn) plus one per
+ * scout; *min assumes no scout, *max one scout per cycle. Either pointer
+ * may be NULL. */
+void colony_cost(const struct colony_params *p, uint64_t *min, uint64_t *max);
+
+/* Allocates a colony in phase INIT, cycle 0, for parameters p (checked).
+ * Returns 0 and *out (the caller destroys it), or a negative ABC_E* code
+ * with *out NULL. */
+int colony_create(struct colony **out, const struct colony_params *p,
+                  char *err);
+
+/* Frees c and everything it owns. NULL is fine. */
+void colony_destroy(struct colony *c);
+
+/* Returns 1 when the search is done (phase DONE), else 0. */
+int colony_done(const struct colony *c);
+
+/* Name of a phase: "init", "employed", "onlooker", "scout", "done". */
+const char *colony_phase_name(enum colony_phase ph);
+
+/* Makes (or, when already made, returns again) the batch of the current
+ * phase: a pure function of the colony state, so calling it again, or after
+ * a save and load, gives the same candidates. *batch points at *n
+ * candidates owned by c, valid until colony_apply or colony_destroy. A
+ * scout phase without an exhausted source has an empty batch (*n = 0),
+ * which colony_apply still has to be called on to advance. Returns 0, or
+ * ABC_EVALUE when the search is done. */
+int colony_next_batch(struct colony *c, const struct candidate **batch, int *n,
+                      char *err);
+
+/* Records the fitness of candidate index of the current batch (results may
+ * come in any order; recording one twice keeps the last). Recorded results
+ * are saved by colony_save with the batch. Returns 0, or ABC_EVALUE for no
+ * batch, an index out of range or a non-finite fitness. */
+int colony_record(struct colony *c, int index, double fitness, char *err);
+
+/* Applies the current batch: fitness[i] is candidate i's fitness, or, with
+ * fitness NULL, the results recorded by colony_record (all needed). In
+ * candidate order: init fills the sources (trial 0); employed and onlooker
+ * candidates replace their source when strictly fitter (trial = 0), else
+ * the source's trial grows by one; a scout replaces its source
+ * unconditionally (trial = 0). The best ever is updated on every strictly
+ * better candidate (never reset), then the phase advances (after the scout
+ * phase to the next cycle, or DONE after max_cycles cycles). Everything is
+ * checked before anything changes: on an error (no batch, a non-finite or
+ * missing fitness) c is untouched. Returns 0 or ABC_EVALUE. */
+int colony_apply(struct colony *c, const double *fitness, char *err);
+
+/* Writes c to path atomically (temp file "<path>.tmp.<pid>" in the same
+ * directory, fsync, rename; on failure the temp file is removed and what
+ * was at path is untouched): format, version, params, foods, best, cycle,
+ * phase, counters, and the current batch with its recorded results.
+ * Returns 0 or a negative ABC_E* code with a message naming path. */
+int colony_save(const struct colony *c, const char *path, char *err);
+
+/* Reads a colony written by colony_save. Every field is validated (type,
+ * range, codes in 1..K, lengths against nlayers and sn, counters against
+ * phase and cycle, best against the sources, the saved batch against the
+ * one the state generates); errors name path and the field. The file is
+ * only read. Returns 0 and *out (the caller destroys it), or a negative
+ * ABC_E* code with *out NULL. */
+int colony_load(const char *path, struct colony **out, char *err);
+
+/* --- building blocks (also for a future steady-state generator) --- */
+
+/* One coordinate of the neighbour move: trunc(x + phi*(x - xk)) clipped to
+ * 1..K (trunc rounds toward zero, as Python's int()). */
+int colony_neighbour_value(int x, int xk, double phi, int K);
+
+/* Onlooker probability of a source: 0.9*fit/max_fit + 0.1, or 1 when
+ * max_fit <= 0. */
+double colony_onlooker_prob(double fit, double max_fit);
+
+/* One neighbour move of source i over codes (sn x nlayers, row-major):
+ * a partner k != i uniformly, change_dims distinct positions uniformly over
+ * all nlayers layers, and for each position j a fresh phi ~ U(-1,1) with
+ * out[j] = colony_neighbour_value(x_ij, x_kj, phi, K); the other positions
+ * copy x_i. With p->redraw_same the whole move is drawn again while out
+ * equals x_i, at most COLONY_MAX_REDRAWS times (the last draw is kept: a
+ * converged colony has no differing move). Writes out[nlayers], sets
+ * *unchanged (out == x_i), returns k. Draws only from r. */
+int colony_neighbour(const struct colony_params *p, const int *codes, int i,
+                     struct rng *r, int *out, int *unchanged);
+
+/* Channels kept per layer for a code: out[j] = max(1, floor(full[j] *
+ * code[j] / 10)). */
+void colony_code_to_channels(const int *code, const int *full, int nlayers,
+                             int *out);
+
+#endif

@@ -1,0 +1,1247 @@
+/* test_colony.c - the ABC colony (coordinator/colony.c) on one process:
+ * the neighbour move against hand-computed values, greedy updates and
+ * trial counters, onlooker placement statistics, scouts, the best ever,
+ * determinism and exact resume through the checkpoint at every phase
+ * boundary, checkpoint validation, and that the search improves on a
+ * deterministic fitness. Writes its files in the working directory. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+
+#include "check.h"
+#include "colony.h"
+#include "err.h"
+#include "rng.h"
+
+static struct colony_params ref_params(uint64_t seed)
+{
+    struct colony_params p = {.nlayers = 13,
+                              .K = 9,
+                              .sn = 10,
+                              .limit = 5,
+                              .change_dims = 2,
+                              .max_cycles = 10,
+                              .seed = seed,
+                              .redraw_same = 0};
+    return p;
+}
+
+/* The test fitness: 1 at the target code, falling quadratically with the
+ * distance, plus up to 1e-3 of noise from the evaluation seed (as a real
+ * evaluation's training noise). */
+static int target_code(int j, int K)
+{
+    return 1 + (3 * j + 1) % K;
+}
+
+static double test_fitness(const struct colony_params *p, const int *code,
+                           uint64_t seed)
+{
+    double d = 0;
+    for (int j = 0; j < p->nlayers; j++) {
+        double e = code[j] - target_code(j, p->K);
+        d += e * e;
+    }
+    double noise = (double)(rng_derive(seed, 7, 7, 7) >> 11) * 0x1.0p-53;
+    return 1.0 - d / (p->nlayers * (double)(p->K - 1) * (p->K - 1)) +
+           1e-3 * noise;
+}
+
+static void hash_u64(uint64_t *h, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        *h ^= (v >> (8 * i)) & 0xff;
+        *h *= 0x100000001b3ULL;
+    }
+}
+
+static int read_all(const char *path, unsigned char **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t cap = 4096, n = 0;
+    unsigned char *b = malloc(cap);
+    for (;;) {
+        if (n == cap) b = realloc(b, cap *= 2);
+        size_t got = fread(b + n, 1, cap - n, f);
+        if (got == 0) break;
+        n += got;
+    }
+    fclose(f);
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+static void write_all(const char *path, const void *buf, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || (len && fwrite(buf, 1, len, f) != len)) {
+        fprintf(stderr, "cannot write %s\n", path);
+        exit(2);
+    }
+    fclose(f);
+}
+
+/* ---------------------------------------------------------------------
+ * Building blocks
+ * ------------------------------------------------------------------- */
+
+static void test_neighbour_value(void)
+{
+    struct {
+        int x, xk;
+        double phi;
+        int K, want;
+    } t[] = {
+        {5, 3, 0.5, 9, 6},   /* 5 + 0.5*2 = 6 */
+        {5, 3, -0.7, 9, 3},  /* 5 - 1.4 = 3.6 -> 3 */
+        {5, 3, 0.49, 9, 5},  /* 5.98 -> 5: trunc, not round */
+        {3, 5, 0.3, 9, 2},   /* 3 - 0.6 = 2.4 -> 2 */
+        {3, 5, -0.3, 9, 3},  /* 3.6 -> 3 */
+        {4, 4, 0.9, 9, 4},   /* equal partner: no move */
+        {2, 7, 0.9, 9, 1},   /* 2 - 4.5 = -2.5 -> -2 -> clipped to 1 */
+        {1, 2, 0.6, 9, 1},   /* 0.4 -> 0 -> 1 */
+        {2, 5, 0.5, 9, 1},   /* 0.5 -> 0 -> 1 */
+        {8, 1, 0.99, 9, 9},  /* 14.93 -> 14 -> clipped to 9 */
+        {1, 9, -1.0, 9, 9},  /* 1 + 8 = 9 */
+        {6, 2, 0.75, 7, 7},  /* 9 -> clipped to K = 7 */
+        {6, 2, -0.75, 7, 3}, /* 3 */
+        {2, 9, -0.1, 10, 2}, /* 2.7 -> 2 */
+        {9, 2, -0.2, 10, 7}, /* 9 - 1.4 = 7.6 -> 7 */
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        int v = colony_neighbour_value(t[i].x, t[i].xk, t[i].phi, t[i].K);
+        CHECK(v == t[i].want, "x %d xk %d phi %g K %d: got %d, want %d", t[i].x,
+              t[i].xk, t[i].phi, t[i].K, v, t[i].want);
+    }
+    CHECK(colony_onlooker_prob(0.5, 1.0) == 0.55, "p(0.5/1)");
+    CHECK(colony_onlooker_prob(1.0, 1.0) == 1.0, "p(max)");
+    CHECK(colony_onlooker_prob(0.0, 0.8) == 0.1, "p(0)");
+    CHECK(colony_onlooker_prob(-3.0, 0.0) == 1.0, "max_fit 0: all 1");
+    CHECK(colony_onlooker_prob(-3.0, -1.0) == 1.0, "max_fit < 0: all 1");
+}
+
+static void test_code_to_channels(void)
+{
+    int full[] = {64, 3, 10, 1, 16, 512};
+    int code[] = {7, 3, 10, 5, 1, 9};
+    int want[] = {44, 1, 10, 1, 1, 460}; /* floor(c*code/10), at least 1 */
+    int out[6];
+    colony_code_to_channels(code, full, 6, out);
+    for (int j = 0; j < 6; j++)
+        CHECK(out[j] == want[j], "layer %d: %d kept, want %d", j, out[j],
+              want[j]);
+}
+
+static void test_params(void)
+{
+    char err[ABC_ERRLEN];
+    struct colony_params p = ref_params(1);
+    CHECK(colony_params_check(&p, err) == 0, "ref params: %s", err);
+    struct {
+        struct colony_params p;
+        const char *field;
+    } bad[8];
+    for (int i = 0; i < 8; i++)
+        bad[i].p = p;
+    bad[0].p.nlayers = 0, bad[0].field = "params.nlayers";
+    bad[1].p.K = 11, bad[1].field = "params.k";
+    bad[2].p.K = 0, bad[2].field = "params.k";
+    bad[3].p.sn = 1, bad[3].field = "params.sn";
+    bad[4].p.limit = -1, bad[4].field = "params.limit";
+    bad[5].p.change_dims = 14, bad[5].field = "params.change_dims";
+    bad[6].p.max_cycles = -1, bad[6].field = "params.max_cycles";
+    bad[7].p.redraw_same = 2, bad[7].field = "params.redraw_same";
+    for (int i = 0; i < 8; i++) {
+        struct colony *c = (struct colony *)1;
+        err[0] = '\0';
+        int rc = colony_create(&c, &bad[i].p, err);
+        CHECK(rc == ABC_EVALUE && c == NULL && strstr(err, bad[i].field),
+              "bad %s: rc %d, err \"%s\"", bad[i].field, rc, err);
+    }
+    struct colony_params q = p;
+    CHECK(colony_params_match(&p, &q, err) == 0, "same params: %s", err);
+    q.limit = 6;
+    CHECK(colony_params_match(&p, &q, err) == ABC_EVALUE &&
+              strstr(err, "params.limit differs: 5 vs 6"),
+          "limit mismatch: %s", err);
+    q = p;
+    q.seed = 2;
+    CHECK(colony_params_match(&p, &q, err) == ABC_EVALUE &&
+              strstr(err, "params.seed"),
+          "seed mismatch: %s", err);
+    uint64_t lo, hi;
+    colony_cost(&p, &lo, &hi);
+    CHECK(lo == 10 + 10 * 20 && hi == lo + 10, "cost %llu..%llu",
+          (unsigned long long)lo, (unsigned long long)hi);
+}
+
+/* colony_neighbour alone: positions uniform over all layers (the last
+ * included), at most change_dims changed, partner != i, bounds of the
+ * formula, redraw_same terminating on a converged colony. */
+static void test_neighbour_move(void)
+{
+    enum { L = 13, SN = 4, DRAWS = 200000 };
+    struct colony_params p = ref_params(0);
+    p.sn = SN;
+    int codes[SN * L], out[L];
+    for (int j = 0; j < L; j++) {
+        codes[0 * L + j] = 1;
+        codes[1 * L + j] = 9;
+        codes[2 * L + j] = 1 + j % 9;
+        codes[3 * L + j] = 5;
+    }
+    for (int dims = 1; dims <= L; dims += (dims == 2 ? L - 2 : 1)) {
+        p.change_dims = dims;
+        long sel[L] = {0}, partner_count[SN] = {0};
+        int bad_partner = 0, too_many = 0, out_of_bounds = 0;
+        struct rng r;
+        rng_seed(&r, 99 + (uint64_t)dims);
+        for (int d = 0; d < DRAWS; d++) {
+            int i = d % SN, unch;
+            int k = colony_neighbour(&p, codes, i, &r, out, &unch);
+            if (k == i || k < 0 || k >= SN)
+                bad_partner++;
+            else if (i == 0)
+                partner_count[k]++;
+            int changed = 0;
+            for (int j = 0; j < L; j++) {
+                int x = codes[i * L + j], xk = codes[k * L + j];
+                int dd = abs(x - xk);
+                int lo = x - dd < 1 ? 1 : x - dd, hi = x + dd > 9 ? 9 : x + dd;
+                if (out[j] < lo || out[j] > hi) out_of_bounds++;
+                if (out[j] != x) {
+                    changed++;
+                    if (i == 0 && k == 1) sel[j]++;
+                }
+            }
+            if (changed > dims) too_many++;
+            CHECK(unch == (changed == 0), "unchanged flag %d, %d changed", unch,
+                  changed);
+        }
+        CHECK(!bad_partner && !too_many && !out_of_bounds,
+              "dims %d: %d bad partners, %d moves over change_dims, %d values "
+              "outside the formula's range",
+              dims, bad_partner, too_many, out_of_bounds);
+        /* source 0 (all 1) against partner 1 (all 9): v = trunc(1-8phi)
+         * is clipped back to 1 for phi > -1/8: P(change) = 7/16 per chosen
+         * position; positions uniform: sel[j] = n01*dims/L*7/16. */
+        double expect = (double)partner_count[1] * dims / L * 7.0 / 16.0;
+        for (int j = 0; j < L; j++)
+            CHECK(fabs(sel[j] - expect) < 5 * sqrt(expect),
+                  "dims %d: layer %d changed %ld times, expected about %.0f",
+                  dims, j, sel[j], expect);
+        for (int k = 1; k < SN; k++)
+            CHECK(fabs(partner_count[k] - DRAWS / SN / (SN - 1.0)) <
+                      5 * sqrt(DRAWS / SN / (SN - 1.0)),
+                  "partner %d of source 0 drawn %ld times of %d", k,
+                  partner_count[k], DRAWS / SN);
+    }
+    /* A converged colony: no move can differ; redraw_same gives up. */
+    p.change_dims = 2;
+    p.redraw_same = 1;
+    for (int i = 0; i < SN * L; i++)
+        codes[i] = 4;
+    struct rng r;
+    rng_seed(&r, 5);
+    int unch = 0;
+    colony_neighbour(&p, codes, 2, &r, out, &unch);
+    CHECK(unch == 1, "converged colony: a move claims to change the code");
+    /* redraw_same never returns an unchanged move when one is possible */
+    codes[1 * L + 12] = 9; /* only source 1's last layer differs */
+    int changed_last = 0, unchanged = 0;
+    for (int d = 0; d < 2000; d++) {
+        colony_neighbour(&p, codes, 0, &r, out, &unch);
+        unchanged += unch;
+        changed_last += out[12] != 4;
+    }
+    printf("redraw_same with one differing entry: %d of 2000 moves "
+           "unchanged, last layer moved %d times\n",
+           unchanged, changed_last);
+    CHECK(unchanged < 2000 / 20, "redraw_same left %d of 2000 unchanged",
+          unchanged);
+}
+
+/* ---------------------------------------------------------------------
+ * Phases and greedy updates
+ * ------------------------------------------------------------------- */
+
+static void test_init_batch(void)
+{
+    char err[ABC_ERRLEN];
+    struct colony_params p = ref_params(11);
+    struct colony *c;
+    CHECK(colony_create(&c, &p, err) == 0, "create: %s", err);
+    const struct candidate *b, *b2;
+    int n, n2;
+    CHECK(colony_next_batch(c, &b, &n, err) == 0 && n == p.sn,
+          "init batch of %d", n);
+    CHECK(colony_next_batch(c, &b2, &n2, err) == 0 && b2 == b && n2 == n,
+          "asking again gives the same batch");
+    int counts[10] = {0};
+    for (int i = 0; i < n; i++) {
+        CHECK(b[i].index == i && b[i].source == i && b[i].partner == -1,
+              "init candidate %d: index %d source %d partner %d", i, b[i].index,
+              b[i].source, b[i].partner);
+        CHECK(b[i].eval_id == (uint64_t)i, "eval id %llu",
+              (unsigned long long)b[i].eval_id);
+        CHECK(b[i].seed == rng_derive(p.seed, 0, COLONY_INIT, (uint64_t)i),
+              "init candidate %d: seed not rng_derive(seed, 0, init, %d)", i,
+              i);
+        for (int j = 0; j < p.nlayers; j++) {
+            CHECK(b[i].code[j] >= 1 && b[i].code[j] <= p.K, "code %d",
+                  b[i].code[j]);
+            if (b[i].code[j] >= 1 && b[i].code[j] <= p.K)
+                counts[b[i].code[j]]++;
+        }
+    }
+    for (int v = 1; v <= p.K; v++)
+        CHECK(counts[v] > 0, "value %d never drawn in 130 entries", v);
+    double f[10];
+    for (int i = 0; i < n; i++)
+        f[i] = test_fitness(&p, b[i].code, b[i].seed);
+    int *init0 = malloc(sizeof(int) * (size_t)p.nlayers);
+    memcpy(init0, b[3].code, sizeof(int) * (size_t)p.nlayers);
+    CHECK(colony_apply(c, f, err) == 0, "apply: %s", err);
+    CHECK(c->phase == COLONY_EMPLOYED && c->cycle == 0 &&
+              c->evaluations == 10 && c->next_eval_id == 10,
+          "after init: phase %s cycle %d evals %llu",
+          colony_phase_name(c->phase), c->cycle,
+          (unsigned long long)c->evaluations);
+    int best = 0;
+    for (int i = 0; i < n; i++) {
+        CHECK(c->foods[i].trial == 0 && c->foods[i].fitness == f[i],
+              "source %d: trial %d", i, c->foods[i].trial);
+        if (f[i] > f[best]) best = i;
+    }
+    CHECK(!memcmp(c->foods[3].code, init0, sizeof(int) * (size_t)p.nlayers),
+          "source 3 holds init candidate 3");
+    CHECK(c->has_best && c->best_fitness == f[best] &&
+              c->best_eval_id == (uint64_t)best,
+          "best after init: %g (eval %llu), want %g (eval %d)", c->best_fitness,
+          (unsigned long long)c->best_eval_id, f[best], best);
+    free(init0);
+    colony_destroy(c);
+
+    /* max_cycles = 0: init and done */
+    p.max_cycles = 0;
+    CHECK(colony_create(&c, &p, err) == 0, "create: %s", err);
+    colony_next_batch(c, &b, &n, err);
+    for (int i = 0; i < n; i++)
+        f[i] = 0.5;
+    CHECK(colony_apply(c, f, err) == 0 && colony_done(c) && c->cycle == 0,
+          "max_cycles 0: done after init");
+    CHECK(colony_next_batch(c, &b, &n, err) == ABC_EVALUE && n == 0,
+          "no batch once done");
+    colony_destroy(c);
+}
+
+/* The fitness of every candidate is chosen by hand; trials, replacements,
+ * best and scouts are followed exactly. */
+static void test_greedy(void)
+{
+    char err[ABC_ERRLEN];
+    struct colony_params p = ref_params(0);
+    p.nlayers = 5, p.sn = 4, p.limit = 2, p.max_cycles = 3;
+    size_t csz = sizeof(int) * 5;
+    struct colony *c = NULL;
+    const struct candidate *b;
+    int n, found = 0;
+    /* a seed whose first onlooker batch puts two onlookers on a source */
+    for (uint64_t seed = 1; seed < 200 && !found; seed++) {
+        colony_destroy(c);
+        p.seed = seed;
+        colony_create(&c, &p, err);
+        double f0[4] = {0.5, 0.5, 0.5, 0.5}, f1[4] = {0.6, 0.5, 0.4, 0.7};
+        colony_next_batch(c, &b, &n, err);
+        colony_apply(c, f0, err);
+        colony_next_batch(c, &b, &n, err);
+        colony_apply(c, f1, err);
+        colony_next_batch(c, &b, &n, err);
+        for (int i = 0; i < n && !found; i++)
+            for (int j = i + 1; j < n; j++)
+                if (b[i].source == b[j].source) found = 1;
+    }
+    CHECK(found, "no seed below 200 puts two onlookers on one source");
+    colony_destroy(c); /* p.seed is the seed found */
+
+    /* init, all equal: best is the first */
+    CHECK(colony_create(&c, &p, err) == 0, "create: %s", err);
+    colony_next_batch(c, &b, &n, err);
+    double f0[4] = {0.5, 0.5, 0.5, 0.5};
+    CHECK(colony_apply(c, f0, err) == 0, "init: %s", err);
+    CHECK(c->best_eval_id == 0 && c->best_fitness == 0.5,
+          "ties: best is the first (eval %llu)",
+          (unsigned long long)c->best_eval_id);
+
+    /* employed: fitter replaces (trial 0), equal or worse counts a trial */
+    int old[4][5];
+    for (int i = 0; i < 4; i++)
+        memcpy(old[i], c->foods[i].code, csz);
+    colony_next_batch(c, &b, &n, err);
+    CHECK(n == 4, "employed batch of %d", n);
+    int cand[4][5];
+    for (int i = 0; i < n; i++) {
+        CHECK(b[i].source == i && b[i].partner != i && b[i].partner >= 0 &&
+                  b[i].partner < 4 && b[i].eval_id == 4 + (uint64_t)i,
+              "employed candidate %d: source %d partner %d", i, b[i].source,
+              b[i].partner);
+        memcpy(cand[i], b[i].code, csz);
+    }
+    double f1[4] = {0.6, 0.5, 0.4, 0.7};
+    CHECK(colony_apply(c, f1, err) == 0, "employed: %s", err);
+    int want_trial[4] = {0, 1, 1, 0};
+    for (int i = 0; i < 4; i++) {
+        CHECK(c->foods[i].trial == want_trial[i], "source %d trial %d, want %d",
+              i, c->foods[i].trial, want_trial[i]);
+        const int *want = want_trial[i] ? old[i] : cand[i];
+        CHECK(!memcmp(c->foods[i].code, want, csz), "source %d code", i);
+        CHECK(c->foods[i].fitness == (want_trial[i] ? 0.5 : f1[i]),
+              "source %d fitness %g", i, c->foods[i].fitness);
+    }
+    CHECK(c->best_fitness == 0.7 && c->best_eval_id == 7 &&
+              !memcmp(c->best_code, cand[3], csz),
+          "best after employed: %g eval %llu", c->best_fitness,
+          (unsigned long long)c->best_eval_id);
+
+    /* onlookers, applied in order: the first on a doubled source replaces
+     * it, the second is compared with the replacement */
+    colony_next_batch(c, &b, &n, err);
+    CHECK(n == 4, "onlooker batch of %d (sn)", n);
+    int first = -1, second = -1;
+    for (int i = 0; i < n && first < 0; i++)
+        for (int j = i + 1; j < n; j++)
+            if (b[i].source == b[j].source) {
+                first = i, second = j;
+                break;
+            }
+    CHECK(first >= 0, "the chosen seed has no doubled source");
+    if (first < 0) {
+        colony_destroy(c);
+        return;
+    }
+    int s = b[first].source;
+    int count[4] = {0}, trial_before[4];
+    for (int i = 0; i < 4; i++)
+        trial_before[i] = c->foods[i].trial;
+    for (int i = 0; i < n; i++)
+        count[b[i].source]++;
+    double f2[4] = {0, 0, 0, 0};
+    f2[first] = 0.9;
+    f2[second] = 0.8;
+    int first_code[5];
+    memcpy(first_code, b[first].code, csz);
+    uint64_t first_id = b[first].eval_id;
+    CHECK(colony_apply(c, f2, err) == 0, "onlooker: %s", err);
+    /* `first` is the first onlooker on s (an earlier one would have been
+     * found with its later duplicate): it resets s, each after it counts */
+    for (int i = 0; i < 4; i++) {
+        int want = i == s ? count[s] - 1 : trial_before[i] + count[i];
+        CHECK(c->foods[i].trial == want,
+              "onlooker: source %d trial %d, want %d", i, c->foods[i].trial,
+              want);
+    }
+    CHECK(c->foods[s].fitness == 0.9 &&
+              !memcmp(c->foods[s].code, first_code, csz),
+          "doubled source %d holds the first onlooker (0.9), fitness %g", s,
+          c->foods[s].fitness);
+    CHECK(c->best_fitness == 0.9 && c->best_eval_id == first_id,
+          "best after onlookers %g", c->best_fitness);
+
+    /* scout: the largest trial, first on ties, only when >= limit; it
+     * replaces unconditionally, even when worse */
+    CHECK(c->phase == COLONY_SCOUT, "phase %s", colony_phase_name(c->phase));
+    int t0[4] = {1, 3, 3, 0};
+    for (int i = 0; i < 4; i++)
+        c->foods[i].trial = t0[i];
+    colony_next_batch(c, &b, &n, err);
+    CHECK(n == 1 && b[0].source == 1 && b[0].partner == -1,
+          "scout: %d candidates, source %d (want 1: first of the tied max)", n,
+          n ? b[0].source : -1);
+    int scode[5];
+    memcpy(scode, b[0].code, csz);
+    for (int j = 0; j < 5; j++)
+        CHECK(scode[j] >= 1 && scode[j] <= p.K, "scout code %d", scode[j]);
+    double fs = 0.1;
+    CHECK(colony_apply(c, &fs, err) == 0, "scout: %s", err);
+    CHECK(c->foods[1].trial == 0 && c->foods[1].fitness == 0.1 &&
+              !memcmp(c->foods[1].code, scode, csz),
+          "scout replaced source 1: trial %d fitness %g", c->foods[1].trial,
+          c->foods[1].fitness);
+    CHECK(c->foods[0].trial == 1 && c->foods[2].trial == 3 &&
+              c->foods[3].trial == 0,
+          "other trials untouched");
+    CHECK(c->best_fitness == 0.9, "a worse scout leaves the best");
+    CHECK(c->phase == COLONY_EMPLOYED && c->cycle == 1 &&
+              c->evaluations == 4 + 4 + 4 + 1,
+          "cycle 1: phase %s cycle %d evals %llu", colony_phase_name(c->phase),
+          c->cycle, (unsigned long long)c->evaluations);
+
+    /* errors leave the colony untouched */
+    colony_next_batch(c, &b, &n, err);
+    double fbad[4] = {0.1, NAN, 0.1, 0.1};
+    struct colony_food keep[4];
+    memcpy(keep, c->foods, sizeof keep);
+    CHECK(colony_apply(c, fbad, err) == ABC_EVALUE &&
+              strstr(err, "candidate 1"),
+          "NaN fitness rejected: %s", err);
+    CHECK(colony_record(c, 4, 0.5, err) == ABC_EVALUE, "index 4 of 4");
+    CHECK(colony_record(c, 0, INFINITY, err) == ABC_EVALUE, "inf recorded");
+    CHECK(colony_record(c, 0, 0.1, err) == 0, "record: %s", err);
+    CHECK(colony_apply(c, NULL, err) == ABC_EVALUE &&
+              strstr(err, "candidate 1"),
+          "missing result: %s", err);
+    CHECK(!memcmp(keep, c->foods, sizeof keep) && c->phase == COLONY_EMPLOYED &&
+              c->evaluations == 13,
+          "failed applies changed the colony");
+    double worse[4] = {-1, -1, -1, -1};
+    for (int i = 1; i < 4; i++)
+        colony_record(c, i, -1, err);
+    CHECK(colony_apply(c, NULL, err) == 0, "apply recorded: %s", err);
+    CHECK(colony_apply(c, worse, err) == ABC_EVALUE, "apply without a batch");
+    colony_next_batch(c, &b, &n, err);
+    colony_apply(c, worse, err);
+
+    /* no trial reaches the limit: an empty scout batch, still applied */
+    for (int i = 0; i < 4; i++)
+        c->foods[i].trial = 1;
+    CHECK(colony_next_batch(c, &b, &n, err) == 0 && n == 0,
+          "scout below limit: %d candidates", n);
+    CHECK(colony_apply(c, NULL, err) == 0 && c->cycle == 2 &&
+              c->phase == COLONY_EMPLOYED,
+          "empty scout batch advances: %s", err);
+    colony_next_batch(c, &b, &n, err);
+    colony_apply(c, worse, err);
+    colony_next_batch(c, &b, &n, err);
+    colony_apply(c, worse, err);
+    /* trial == limit exactly is enough; ties go to the first */
+    int t2[4] = {2, 0, 0, 2};
+    for (int i = 0; i < 4; i++)
+        c->foods[i].trial = t2[i];
+    colony_next_batch(c, &b, &n, err);
+    CHECK(n == 1 && b[0].source == 0, "scout at trial == limit: source %d",
+          n ? b[0].source : -1);
+    fs = 0.2;
+    colony_apply(c, &fs, err);
+    CHECK(colony_done(c) && c->cycle == 3, "done after 3 cycles");
+    CHECK(colony_apply(c, &fs, err) == ABC_EVALUE, "apply when done");
+    colony_destroy(c);
+}
+
+/* Onlooker placement over many seeds: p = 1 sources are placed on every
+ * pass, a p = 0.1 source on about 10% of its visits, p = 0.55 on 55%;
+ * always sn onlookers, in walk order. */
+static void test_onlooker_stats(void)
+{
+    enum { SN = 10, SEEDS = 3000 };
+    char err[ABC_ERRLEN];
+    struct colony_params p = ref_params(0);
+    p.nlayers = 6, p.sn = SN;
+    double finit[SN] = {1.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 1.0};
+    double worse[SN];
+    for (int i = 0; i < SN; i++)
+        worse[i] = -1;
+    long placed[SN] = {0}, visits[SN] = {0};
+    int bad_count = 0, bad_order = 0;
+    for (int sd = 0; sd < SEEDS; sd++) {
+        struct colony *c;
+        const struct candidate *b;
+        int n;
+        p.seed = 1000 + (uint64_t)sd;
+        colony_create(&c, &p, err);
+        colony_next_batch(c, &b, &n, err);
+        colony_apply(c, finit, err);
+        colony_next_batch(c, &b, &n, err);
+        colony_apply(c, worse, err);
+        colony_next_batch(c, &b, &n, err);
+        if (n != SN) bad_count++;
+        /* passes: each starts at source 0 (p = 1) and ends at source 9
+         * (p = 1) unless the batch fills up first */
+        int passes = 0;
+        for (int i = 0; i < n; i++) {
+            placed[b[i].source]++;
+            if (b[i].source == 0) passes++;
+            if (i == 0                      ? b[i].source != 0
+                : b[i - 1].source == SN - 1 ? b[i].source != 0
+                                            : b[i].source <= b[i - 1].source)
+                bad_order++;
+        }
+        for (int s = 0; s < SN; s++)
+            visits[s] += passes - 1 + (s <= b[n - 1].source);
+        colony_destroy(c);
+    }
+    CHECK(bad_count == 0, "%d batches without exactly sn onlookers", bad_count);
+    CHECK(bad_order == 0,
+          "%d placements out of walk order (a p = 1 source skipped)",
+          bad_order);
+    CHECK(placed[0] == visits[0] && placed[SN - 1] == visits[SN - 1],
+          "p = 1 sources: placed %ld/%ld and %ld/%ld visits", placed[0],
+          visits[0], placed[SN - 1], visits[SN - 1]);
+    double f1 = (double)placed[1] / visits[1];
+    long pm = 0, vm = 0;
+    for (int s = 2; s < SN - 1; s++)
+        pm += placed[s], vm += visits[s];
+    double fm = (double)pm / vm;
+    printf("onlooker placement: p=0.1 source placed on %.4f of %ld visits, "
+           "p=0.55 sources on %.4f of %ld\n",
+           f1, visits[1], fm, vm);
+    CHECK(f1 > 0.08 && f1 < 0.12, "p = 0.1 source placed on %.4f", f1);
+    CHECK(fm > 0.53 && fm < 0.57, "p = 0.55 sources placed on %.4f", fm);
+
+    /* max fitness <= 0: every p is 1, onlookers go 0, 1, ..., sn-1 */
+    double zero[SN] = {0}, neg[SN];
+    for (int i = 0; i < SN; i++)
+        neg[i] = -0.1 * (i + 1);
+    for (int k = 0; k < 2; k++) {
+        struct colony *c;
+        const struct candidate *b;
+        int n;
+        p.seed = 77;
+        colony_create(&c, &p, err);
+        colony_next_batch(c, &b, &n, err);
+        colony_apply(c, k ? neg : zero, err);
+        colony_next_batch(c, &b, &n, err);
+        colony_apply(c, worse, err);
+        colony_next_batch(c, &b, &n, err);
+        int ok = n == SN;
+        for (int i = 0; i < n; i++)
+            ok = ok && b[i].source == i;
+        CHECK(ok, "max fitness %s 0: onlookers not on 0..sn-1", k ? "<" : "==");
+        colony_destroy(c);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Whole searches
+ * ------------------------------------------------------------------- */
+
+struct run_log {
+    uint64_t hash;    /* every candidate and fitness, in order */
+    uint64_t ncand;   /* candidates evaluated */
+    int scouts;       /* scout candidates */
+    int nonmono;      /* applies after which the best went down */
+    int bad;          /* malformed candidates */
+    double init_best; /* best of the init batch */
+    double max_fit;   /* max over all evaluated */
+    uint64_t max_id;  /* first eval id reaching it */
+    long moves, same; /* employed+onlooker candidates, unchanged ones */
+    int io_errors;    /* failed saves/loads */
+};
+
+/* Runs a whole search with test_fitness. resume = 0: straight through,
+ * fitnesses handed to colony_apply. resume = 1: the colony is saved,
+ * destroyed and loaded again at every phase boundary and once inside
+ * every batch (half the results recorded), results go through
+ * colony_record. Returns the final colony. */
+static struct colony *run_search(const struct colony_params *p, int resume,
+                                 struct run_log *lg)
+{
+    char err[ABC_ERRLEN];
+    const char *path = "colony_resume.msgpack";
+    struct colony *c;
+    memset(lg, 0, sizeof *lg);
+    lg->hash = 0xcbf29ce484222325ULL;
+    if (colony_create(&c, p, err) != 0) {
+        fprintf(stderr, "create: %s\n", err);
+        exit(2);
+    }
+    double *f = malloc(sizeof(double) * (size_t)p->sn);
+    while (!colony_done(c)) {
+        const struct candidate *b;
+        int n;
+        enum colony_phase ph = c->phase;
+        double prev_best = c->has_best ? c->best_fitness : -1e300;
+        if (colony_next_batch(c, &b, &n, err) != 0) {
+            fprintf(stderr, "next_batch: %s\n", err);
+            exit(2);
+        }
+        for (int i = 0; i < n; i++) {
+            const struct candidate *cd = &b[i];
+            f[i] = test_fitness(p, cd->code, cd->seed);
+            hash_u64(&lg->hash, cd->eval_id);
+            hash_u64(&lg->hash, cd->seed);
+            hash_u64(&lg->hash, (uint64_t)cd->source);
+            hash_u64(&lg->hash, (uint64_t)(int64_t)cd->partner);
+            for (int j = 0; j < p->nlayers; j++) {
+                hash_u64(&lg->hash, (uint64_t)cd->code[j]);
+                if (cd->code[j] < 1 || cd->code[j] > p->K) lg->bad++;
+            }
+            uint64_t fb;
+            memcpy(&fb, &f[i], 8);
+            hash_u64(&lg->hash, fb);
+            if (cd->eval_id != lg->ncand + (uint64_t)i ||
+                cd->seed != rng_derive(p->seed, (uint64_t)c->cycle,
+                                       (uint64_t)ph, (uint64_t)i))
+                lg->bad++;
+            if (ph == COLONY_EMPLOYED || ph == COLONY_ONLOOKER) {
+                int diff = 0;
+                for (int j = 0; j < p->nlayers; j++)
+                    diff += cd->code[j] != c->foods[cd->source].code[j];
+                if (diff > p->change_dims || cd->unchanged != (diff == 0) ||
+                    cd->partner == cd->source)
+                    lg->bad++;
+                lg->moves++;
+                lg->same += diff == 0;
+            }
+            if (ph == COLONY_SCOUT) lg->scouts++;
+            if (lg->ncand + (uint64_t)i == 0 || f[i] > lg->max_fit) {
+                lg->max_fit = f[i];
+                lg->max_id = cd->eval_id;
+            }
+        }
+        lg->ncand += (uint64_t)n;
+        if (!resume) {
+            if (colony_apply(c, f, err) != 0) {
+                fprintf(stderr, "apply: %s\n", err);
+                exit(2);
+            }
+        } else {
+            /* half the results, then stop mid-batch and come back */
+            for (int i = 0; i < n; i += 2)
+                colony_record(c, i, f[i], err);
+            if (colony_save(c, path, err) != 0) lg->io_errors++;
+            colony_destroy(c);
+            if (colony_load(path, &c, err) != 0) {
+                fprintf(stderr, "load mid-batch: %s\n", err);
+                exit(2);
+            }
+            const struct candidate *b2;
+            int n2;
+            colony_next_batch(c, &b2, &n2, err);
+            if (n2 != n) lg->bad++;
+            for (int i = 0; i < n2; i++) {
+                if ((i % 2 == 0) != (c->have[i] != 0)) lg->bad++;
+                if (i % 2) colony_record(c, i, f[i], err);
+            }
+            if (colony_apply(c, NULL, err) != 0) {
+                fprintf(stderr, "apply recorded: %s\n", err);
+                exit(2);
+            }
+            if (colony_save(c, path, err) != 0) lg->io_errors++;
+            colony_destroy(c);
+            if (colony_load(path, &c, err) != 0) {
+                fprintf(stderr, "load at boundary: %s\n", err);
+                exit(2);
+            }
+            if (colony_params_match(&c->p, p, err) != 0) lg->bad++;
+        }
+        if (ph == COLONY_INIT) lg->init_best = c->best_fitness;
+        if (c->best_fitness < prev_best) lg->nonmono++;
+    }
+    free(f);
+    return c;
+}
+
+static int same_colony(const struct colony *a, const struct colony *b)
+{
+    size_t csz = sizeof(int) * (size_t)a->p.nlayers;
+    if (a->phase != b->phase || a->cycle != b->cycle ||
+        a->evaluations != b->evaluations ||
+        a->next_eval_id != b->next_eval_id || a->has_best != b->has_best ||
+        a->best_fitness != b->best_fitness ||
+        a->best_eval_id != b->best_eval_id ||
+        memcmp(a->best_code, b->best_code, csz))
+        return 0;
+    for (int i = 0; i < a->p.sn; i++)
+        if (a->foods[i].fitness != b->foods[i].fitness ||
+            a->foods[i].trial != b->foods[i].trial ||
+            memcmp(a->foods[i].code, b->foods[i].code, csz))
+            return 0;
+    return 1;
+}
+
+static void test_whole_search(void)
+{
+    double sum_init = 0, sum_final = 0;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        struct colony_params p = ref_params(seed);
+        struct run_log lg;
+        struct colony *c = run_search(&p, 0, &lg);
+        uint64_t lo, hi;
+        colony_cost(&p, &lo, &hi);
+        CHECK(colony_done(c) && c->cycle == p.max_cycles, "seed %llu: done",
+              (unsigned long long)seed);
+        CHECK(lg.bad == 0, "seed %llu: %d malformed candidates",
+              (unsigned long long)seed, lg.bad);
+        CHECK(c->evaluations == lg.ncand &&
+                  lg.ncand == lo + (uint64_t)lg.scouts && lg.ncand <= hi,
+              "seed %llu: %llu evaluations, formula sn + cycles*2sn + scouts "
+              "= %llu",
+              (unsigned long long)seed, (unsigned long long)c->evaluations,
+              (unsigned long long)(lo + (uint64_t)lg.scouts));
+        CHECK(lg.nonmono == 0, "seed %llu: best went down %d times",
+              (unsigned long long)seed, lg.nonmono);
+        CHECK(c->best_fitness == lg.max_fit && c->best_eval_id == lg.max_id,
+              "seed %llu: best %g (eval %llu), max over all %g (eval %llu)",
+              (unsigned long long)seed, c->best_fitness,
+              (unsigned long long)c->best_eval_id, lg.max_fit,
+              (unsigned long long)lg.max_id);
+        double best_src = c->foods[0].fitness;
+        for (int i = 1; i < p.sn; i++)
+            if (c->foods[i].fitness > best_src) best_src = c->foods[i].fitness;
+        CHECK(c->best_fitness >= best_src, "best below a source");
+        CHECK(c->best_fitness > lg.init_best,
+              "seed %llu: no improvement over init (%g vs %g)",
+              (unsigned long long)seed, c->best_fitness, lg.init_best);
+        sum_init += lg.init_best;
+        sum_final += c->best_fitness;
+        colony_destroy(c);
+    }
+    printf("search on the test fitness (optimum 1.0), 8 seeds: mean best "
+           "of init %.4f -> after 10 cycles %.4f\n",
+           sum_init / 8, sum_final / 8);
+}
+
+static void test_determinism_and_resume(void)
+{
+    for (int redraw = 0; redraw <= 1; redraw++) {
+        struct colony_params p = ref_params(42);
+        p.redraw_same = redraw;
+        p.limit = 2; /* scouts happen */
+        struct run_log a, b, r;
+        struct colony *ca = run_search(&p, 0, &a);
+        struct colony *cb = run_search(&p, 0, &b);
+        struct colony *cr = run_search(&p, 1, &r);
+        CHECK(a.hash == b.hash && a.ncand == b.ncand && same_colony(ca, cb),
+              "redraw %d: two runs differ", redraw);
+        CHECK(r.bad == 0 && r.io_errors == 0,
+              "redraw %d: resume run: %d bad, %d io errors", redraw, r.bad,
+              r.io_errors);
+        CHECK(a.hash == r.hash && a.ncand == r.ncand && same_colony(ca, cr),
+              "redraw %d: a run saved and loaded at every phase differs from "
+              "an uninterrupted one (%llu vs %llu candidates)",
+              redraw, (unsigned long long)a.ncand, (unsigned long long)r.ncand);
+        CHECK(a.scouts > 0, "redraw %d: no scout with limit 2", redraw);
+        printf("redraw %d: %llu candidates, %d scouts, final best %.6f, "
+               "identical with save/load at every phase\n",
+               redraw, (unsigned long long)a.ncand, a.scouts, ca->best_fitness);
+        p.seed = 43;
+        struct run_log d;
+        struct colony *cd = run_search(&p, 0, &d);
+        CHECK(d.hash != a.hash, "redraw %d: seed 43 gives the seed 42 search",
+              redraw);
+        colony_destroy(ca);
+        colony_destroy(cb);
+        colony_destroy(cr);
+        colony_destroy(cd);
+    }
+}
+
+/* How often a neighbour move leaves the code unchanged, with and without
+ * redraw_same, and what redrawing does to the search. */
+static void test_redraw_measure(void)
+{
+    enum { SEEDS = 20 };
+    double frac[2], best[2];
+    for (int redraw = 0; redraw <= 1; redraw++) {
+        long moves = 0, same = 0;
+        double sb = 0;
+        for (uint64_t s = 1; s <= SEEDS; s++) {
+            struct colony_params p = ref_params(500 + s);
+            p.redraw_same = redraw;
+            struct run_log lg;
+            struct colony *c = run_search(&p, 0, &lg);
+            moves += lg.moves, same += lg.same;
+            sb += c->best_fitness;
+            colony_destroy(c);
+        }
+        frac[redraw] = (double)same / moves;
+        best[redraw] = sb / SEEDS;
+    }
+    printf("unchanged neighbour moves (K=9, 13 layers, change_dims 2, sn 10, "
+           "10 cycles, %d seeds): %.1f%% without redraw, %.1f%% with; mean "
+           "final best %.4f vs %.4f\n",
+           SEEDS, 100 * frac[0], 100 * frac[1], best[0], best[1]);
+    CHECK(frac[0] > 0.05,
+          "expected truncation to leave some moves "
+          "unchanged (%.3f)",
+          frac[0]);
+    CHECK(frac[1] < frac[0] / 4, "redraw_same left %.3f unchanged", frac[1]);
+}
+
+/* ---------------------------------------------------------------------
+ * Checkpoint errors
+ * ------------------------------------------------------------------- */
+
+enum { M_INT, M_DOUBLE, M_STR, M_NIL, M_DELETE, M_ADD };
+struct mut {
+    const char *path; /* "" top level, "params.k", "foods[0].code[1]" */
+    int kind;
+    int64_t i;
+    double d;
+    const char *s;
+    const char *expect; /* substring of the error */
+};
+
+static void repack(msgpack_packer *pk, const msgpack_object *o, const char *cur,
+                   const struct mut *m)
+{
+    if (!strcmp(cur, m->path) && m->kind != M_DELETE && m->kind != M_ADD) {
+        switch (m->kind) {
+        case M_INT:
+            msgpack_pack_int64(pk, m->i);
+            break;
+        case M_DOUBLE:
+            msgpack_pack_double(pk, m->d);
+            break;
+        case M_STR:
+            msgpack_pack_str_with_body(pk, m->s, strlen(m->s));
+            break;
+        default:
+            msgpack_pack_nil(pk);
+        }
+        return;
+    }
+    char sub[256];
+    if (o->type == MSGPACK_OBJECT_MAP) {
+        uint32_t n = o->via.map.size, keep = n;
+        for (uint32_t j = 0; j < n; j++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[j];
+            snprintf(sub, sizeof sub, "%s%s%.*s", cur, *cur ? "." : "",
+                     (int)kv->key.via.str.size, kv->key.via.str.ptr);
+            if (m->kind == M_DELETE && !strcmp(sub, m->path)) keep--;
+        }
+        int add = m->kind == M_ADD && !strcmp(cur, m->path);
+        msgpack_pack_map(pk, keep + (uint32_t)add);
+        for (uint32_t j = 0; j < n; j++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[j];
+            snprintf(sub, sizeof sub, "%s%s%.*s", cur, *cur ? "." : "",
+                     (int)kv->key.via.str.size, kv->key.via.str.ptr);
+            if (m->kind == M_DELETE && !strcmp(sub, m->path)) continue;
+            msgpack_pack_object(pk, kv->key);
+            repack(pk, &kv->val, sub, m);
+        }
+        if (add) {
+            msgpack_pack_str_with_body(pk, "extra", 5);
+            msgpack_pack_int(pk, 1);
+        }
+    } else if (o->type == MSGPACK_OBJECT_ARRAY) {
+        msgpack_pack_array(pk, o->via.array.size);
+        for (uint32_t j = 0; j < o->via.array.size; j++) {
+            snprintf(sub, sizeof sub, "%s[%u]", cur, j);
+            repack(pk, &o->via.array.ptr[j], sub, m);
+        }
+    } else {
+        msgpack_pack_object(pk, *o);
+    }
+}
+
+/* Loads path expecting a failure whose message names the path and holds
+ * expect; the file must be unchanged and *out NULL. */
+static void expect_load_fails(const char *path, const char *expect,
+                              const char *what)
+{
+    char err[ABC_ERRLEN] = "";
+    unsigned char *before = NULL, *after = NULL;
+    size_t nb = 0, na = 0;
+    read_all(path, &before, &nb);
+    struct colony *c = (struct colony *)1;
+    int rc = colony_load(path, &c, err);
+    CHECK(rc < 0 && c == NULL, "%s: loaded (rc %d)", what, rc);
+    CHECK(strstr(err, path) && (!expect || strstr(err, expect)),
+          "%s: message \"%s\" lacks \"%s\"", what, err, expect ? expect : "");
+    read_all(path, &after, &na);
+    CHECK(na == nb && !memcmp(before, after, nb), "%s: file changed", what);
+    if (rc == 0) colony_destroy(c);
+    free(before);
+    free(after);
+}
+
+/* A colony in the onlooker phase of cycle 1 with its batch made and the
+ * results of candidates 0 and 3 recorded, saved to path and checked to load
+ * back equal. */
+static struct colony *saved_colony(const struct colony_params *p,
+                                   const char *path)
+{
+    char err[ABC_ERRLEN];
+    struct colony *c;
+    colony_create(&c, p, err);
+    const struct candidate *b;
+    int n;
+    double *f = malloc(sizeof(double) * (size_t)p->sn);
+    for (int step = 0; step < 5; step++) {
+        colony_next_batch(c, &b, &n, err);
+        for (int i = 0; i < n; i++)
+            f[i] = test_fitness(p, b[i].code, b[i].seed);
+        colony_apply(c, f, err);
+    }
+    free(f);
+    colony_next_batch(c, &b, &n, err);
+    colony_record(c, 0, 0.25, err);
+    colony_record(c, n > 3 ? 3 : 1, 0.5, err);
+    CHECK(c->phase == COLONY_ONLOOKER && c->cycle == 1, "setup phase %s",
+          colony_phase_name(c->phase));
+    CHECK(colony_save(c, path, err) == 0, "save: %s", err);
+    struct colony *l;
+    CHECK(colony_load(path, &l, err) == 0, "load good: %s", err);
+    if (l) {
+        int r = n > 3 ? 3 : 1;
+        CHECK(same_colony(c, l) && l->batch_ready && l->nbatch == n &&
+                  l->have[0] && l->have[r] && !l->have[2] &&
+                  l->results[0] == 0.25 && l->results[r] == 0.5,
+              "loaded colony differs from the saved one");
+        colony_destroy(l);
+    }
+    return c;
+}
+
+/* Every truncation, random files and random byte corruption of a small
+ * colony file: all rejected with the path named, or (a flipped fitness
+ * bit) loaded as a consistent colony. Never a crash. */
+static void test_checkpoint_bytes(void)
+{
+    char err[ABC_ERRLEN];
+    const char *good = "colony_small.msgpack", *bad = "colony_bad.msgpack";
+    struct colony_params p = ref_params(9);
+    p.nlayers = 3, p.sn = 3;
+    struct colony *c = saved_colony(&p, good);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    read_all(good, &buf, &len);
+    printf("small colony checkpoint: %zu bytes (sn 3, 3 layers, with "
+           "batch)\n",
+           len);
+
+    /* every truncation */
+    int trunc_ok = 0;
+    for (size_t k = 0; k < len; k++) {
+        write_all(bad, buf, k);
+        struct colony *t = (struct colony *)1;
+        err[0] = '\0';
+        int rc = colony_load(bad, &t, err);
+        if (rc < 0 && t == NULL && strstr(err, bad))
+            trunc_ok++;
+        else if (rc == 0)
+            colony_destroy(t);
+    }
+    CHECK(trunc_ok == (int)len, "%d of %zu truncations rejected", trunc_ok,
+          len);
+    expect_load_fails(bad, NULL, "last truncation");
+
+    /* trailing garbage, random bytes, random corruption: never a crash */
+    unsigned char *ext = malloc(len + 1);
+    memcpy(ext, buf, len);
+    ext[len] = 0xc0;
+    write_all(bad, ext, len + 1);
+    expect_load_fails(bad, "trailing garbage", "trailing byte");
+    struct rng r;
+    rng_seed(&r, 2024);
+    unsigned char junk[512];
+    int junk_ok = 0;
+    for (int t = 0; t < 150; t++) {
+        size_t jl = 1 + rng_below(&r, sizeof junk);
+        for (size_t i = 0; i < jl; i++)
+            junk[i] = (unsigned char)rng_u64(&r);
+        if (t % 3 == 0) junk[0] = 0x8a; /* a map, so parsing goes deeper */
+        write_all(bad, junk, jl);
+        struct colony *x = (struct colony *)1;
+        if (colony_load(bad, &x, err) < 0 && x == NULL)
+            junk_ok++;
+        else
+            colony_destroy(x);
+    }
+    CHECK(junk_ok == 150, "%d of 150 random files rejected", junk_ok);
+    int flips_loaded = 0;
+    for (int t = 0; t < 400; t++) {
+        memcpy(ext, buf, len);
+        size_t at = rng_below(&r, len);
+        ext[at] ^= (unsigned char)(1 + rng_below(&r, 255));
+        write_all(bad, ext, len);
+        struct colony *x = NULL;
+        if (colony_load(bad, &x, err) == 0) {
+            /* a flip may land in a fitness or a recorded result: what
+             * loads must be a consistent colony that saves again */
+            flips_loaded++;
+            CHECK(colony_save(x, "colony_resaved.msgpack", err) == 0,
+                  "resave: %s", err);
+            colony_destroy(x);
+        } else {
+            CHECK(x == NULL && strstr(err, bad), "flip at %zu: %s", at, err);
+        }
+    }
+    printf("400 single-byte corruptions: %d loaded (fitness bits), the rest "
+           "rejected\n",
+           flips_loaded);
+    free(ext);
+
+    free(buf);
+    colony_destroy(c);
+    remove(good);
+    remove("colony_resaved.msgpack");
+}
+
+/* Field by field: each mutation of a good file is rejected with a message
+ * naming the file and the field; a failed save leaves the old file. */
+static void test_checkpoint_fields(void)
+{
+    char err[ABC_ERRLEN];
+    const char *good = "colony_good.msgpack", *bad = "colony_bad.msgpack";
+    struct colony_params p = ref_params(9);
+    struct colony *c = saved_colony(&p, good);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    read_all(good, &buf, &len);
+    printf("colony checkpoint: %zu bytes (sn 10, 13 layers, with batch)\n",
+           len);
+
+    /* field by field */
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    msgpack_object obj;
+    size_t off = 0;
+    CHECK(msgpack_unpack((const char *)buf, len, &off, &zone, &obj) ==
+              MSGPACK_UNPACK_SUCCESS,
+          "unpack the good file");
+    int bc = c->batch[0].code[0] % p.K + 1;
+    int64_t bid = (int64_t)c->batch[1].eval_id + 1;
+    struct mut muts[] = {
+        {"format", M_STR, 0, 0, "abcprune-checkpoint", "format"},
+        {"format", M_INT, 3, 0, NULL, "format is a int"},
+        {"format", M_DELETE, 0, 0, NULL, "no \"format\""},
+        {"version", M_INT, 2, 0, NULL, "version 2"},
+        {"version", M_STR, 0, 0, "1", "version"},
+        {"version", M_DELETE, 0, 0, NULL, "missing \"version\""},
+        {"", M_ADD, 0, 0, NULL, "unknown key \"extra\""},
+        {"params", M_ADD, 0, 0, NULL, "params: unknown key"},
+        {"best", M_DELETE, 0, 0, NULL, "missing \"best\""},
+        {"params.k", M_INT, 11, 0, NULL, "params.k"},
+        {"params.k", M_INT, 3, 0, NULL, "code"},
+        {"params.nlayers", M_INT, 12, 0, NULL, "foods[0].code: 13 entries"},
+        {"params.nlayers", M_INT, 0, 0, NULL, "params.nlayers"},
+        {"params.sn", M_INT, 1, 0, NULL, "params.sn"},
+        {"params.sn", M_INT, 11, 0, NULL, "evaluations"},
+        {"params.change_dims", M_INT, 14, 0, NULL, "params.change_dims"},
+        {"params.limit", M_INT, -1, 0, NULL, "params.limit"},
+        {"params.max_cycles", M_INT, 1, 0, NULL, "cycle"},
+        {"params.seed", M_INT, 10, 0, NULL, "batch[0]"},
+        {"params.seed", M_INT, -1, 0, NULL, "params.seed"},
+        {"params.redraw_same", M_INT, 1, 0, NULL, "params.redraw_same"},
+        {"phase", M_STR, 0, 0, "bogus", "phase"},
+        {"phase", M_STR, 0, 0, "done", "cycle"},
+        {"phase", M_STR, 0, 0, "scout", "evaluations"},
+        {"phase", M_STR, 0, 0, "init", "cycle"},
+        {"phase", M_INT, 2, 0, NULL, "phase"},
+        {"cycle", M_INT, -1, 0, NULL, "cycle"},
+        {"cycle", M_INT, 10, 0, NULL, "cycle"},
+        {"evaluations", M_INT, 5, 0, NULL, "evaluations"},
+        {"next_eval_id", M_INT, 3, 0, NULL, "next_eval_id"},
+        {"next_eval_id", M_INT, 1000, 0, NULL, "batch[0]"},
+        {"foods", M_NIL, 0, 0, NULL, "foods"},
+        {"foods[0]", M_INT, 1, 0, NULL, "foods[0]"},
+        {"foods[0].code[1]", M_INT, 0, 0, NULL, "foods[0].code[1]"},
+        {"foods[0].code[1]", M_INT, 10, 0, NULL, "foods[0].code[1]"},
+        {"foods[0].code[12]", M_STR, 0, 0, "5", "foods[0].code[12]"},
+        {"foods[2].fitness", M_DOUBLE, 0, NAN, NULL, "foods[2].fitness"},
+        {"foods[2].fitness", M_INT, 1, 0, NULL, "foods[2].fitness"},
+        {"foods[2].fitness", M_DOUBLE, 0, 5.0, NULL, "best.fitness"},
+        {"foods[3].trial", M_INT, -1, 0, NULL, "foods[3].trial"},
+        {"foods[1].trial", M_DELETE, 0, 0, NULL, "foods[1]: missing \"trial\""},
+        {"best", M_NIL, 0, 0, NULL, "best"},
+        {"best.fitness", M_DOUBLE, 0, -5.0, NULL, "best.fitness"},
+        {"best.fitness", M_DOUBLE, 0, INFINITY, NULL, "best.fitness"},
+        {"best.eval_id", M_INT, 1000000, 0, NULL, "best.eval_id"},
+        {"best.code[0]", M_INT, 0, 0, NULL, "best.code[0]"},
+        {"batch", M_INT, 3, 0, NULL, "batch"},
+        {"batch[0].code[0]", M_INT, bc, 0, NULL, "batch[0].code"},
+        {"batch[1].eval_id", M_INT, bid, 0, NULL, "batch[1].eval_id"},
+        {"batch[2].source", M_INT, 10, 0, NULL, "batch[2].source"},
+        {"batch[0].fitness", M_DOUBLE, 0, INFINITY, NULL, "batch[0].fitness"},
+        {"batch[0].fitness", M_STR, 0, 0, "x", "batch[0].fitness"},
+    };
+    int nm = (int)(sizeof muts / sizeof muts[0]);
+    for (int i = 0; i < nm; i++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        repack(&pk, &obj, "", &muts[i]);
+        write_all(bad, sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+        char what[128];
+        snprintf(what, sizeof what, "mutation %d (%s)", i,
+                 *muts[i].path ? muts[i].path : "top level");
+        expect_load_fails(bad, muts[i].expect, what);
+    }
+    /* batch removed: a valid file (the batch is made again on demand) */
+    {
+        struct mut m = {"batch", M_NIL, 0, 0, NULL, NULL};
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        repack(&pk, &obj, "", &m);
+        write_all(bad, sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+        struct colony *x;
+        CHECK(colony_load(bad, &x, err) == 0 && same_colony(c, x) &&
+                  !x->batch_ready,
+              "without its batch: %s", err);
+        colony_destroy(x);
+    }
+    /* a msgpack array at top level, a missing file */
+    {
+        unsigned char arr[] = {0x92, 0x01, 0x02};
+        write_all(bad, arr, sizeof arr);
+        expect_load_fails(bad, "expected a map", "array at top level");
+        struct colony *x = (struct colony *)1;
+        CHECK(colony_load("colony_no_such_file.msgpack", &x, err) == ABC_EIO &&
+                  x == NULL && strstr(err, "colony_no_such_file"),
+              "missing file: %s", err);
+        /* a huge declared array must not be allocated */
+        unsigned char huge[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
+        write_all(bad, huge, sizeof huge);
+        expect_load_fails(bad, "declares", "4G-entry array");
+    }
+    msgpack_zone_destroy(&zone);
+
+    /* a failed save leaves the old file: the temp path is taken by a
+     * directory, so the temp file cannot be created */
+    {
+        char tmpdir[256];
+        snprintf(tmpdir, sizeof tmpdir, "%s.tmp.%ld", good, (long)getpid());
+        CHECK(mkdir(tmpdir, 0700) == 0, "mkdir %s", tmpdir);
+        colony_record(c, 1, 0.75, err);
+        CHECK(colony_save(c, good, err) == ABC_EIO && strstr(err, good),
+              "save over a blocked temp path: %s", err);
+        unsigned char *now = NULL;
+        size_t nl = 0;
+        read_all(good, &now, &nl);
+        CHECK(nl == len && !memcmp(now, buf, len),
+              "a failed save changed the old file");
+        free(now);
+        rmdir(tmpdir);
+        CHECK(colony_save(c, "no_such_dir/colony.msgpack", err) == ABC_EIO &&
+                  strstr(err, "no_such_dir/colony.msgpack"),
+              "save into a missing directory: %s", err);
+    }
+    free(buf);
+    colony_destroy(c);
+    remove(bad);
+    remove(good);
+    remove("colony_resume.msgpack");
+}
+
+int main(void)
+{
+    test_neighbour_value();
+    test_code_to_channels();
+    test_params();
+    test_neighbour_move();
+    test_init_batch();
+    test_greedy();
+    test_onlooker_stats();
+    test_whole_search();
+    test_determinism_and_resume();
+    test_redraw_measure();
+    test_checkpoint_bytes();
+    test_checkpoint_fields();
+    return check_finish("test_colony");
+}
