@@ -1,0 +1,907 @@
+/* messages.c - pack/unpack of the wire messages (see messages.h). Each
+ * message is described by one table of fields (name, kind, offset, range)
+ * that drives packing, validation and unpacking alike. Decoding first walks
+ * the raw bytes (scan_object) so that no declared length or count exceeds
+ * the bytes that follow and nesting stays shallow: only then is msgpack-c
+ * asked to build objects, so it never pre-allocates from a hostile count. */
+#include "messages.h"
+
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "err.h"
+
+/* ---- names -------------------------------------------------------------- */
+
+const char *proto_type_name(enum proto_type t)
+{
+    switch (t) {
+    case PROTO_EVAL_REQUEST:
+        return "eval_request";
+    case PROTO_EVAL_RESULT:
+        return "eval_result";
+    case PROTO_SHUTDOWN:
+        return "shutdown";
+    }
+    return "?";
+}
+
+static const char *const phase_names[] = {"init", "employed", "onlooker",
+                                          "scout"};
+#define NPHASES ((int)(sizeof phase_names / sizeof phase_names[0]))
+
+const char *proto_phase_name(enum proto_phase p)
+{
+    return (int)p >= 0 && (int)p < NPHASES ? phase_names[p] : "?";
+}
+
+int proto_phase_parse(const char *name, enum proto_phase *out)
+{
+    for (int i = 0; i < NPHASES; i++)
+        if (strcmp(name, phase_names[i]) == 0) {
+            *out = (enum proto_phase)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* Copies at most 40 bytes of untrusted text for an error message, with
+ * anything unprintable shown as '?' and "..." marking a cut. */
+static const char *show(char *dst, size_t cap, const char *p, size_t n)
+{
+    size_t k = 0, lim = cap < 44 ? cap - 4 : 40;
+    for (; k < n && k < lim; k++)
+        dst[k] = (p[k] >= 0x20 && p[k] < 0x7f) ? p[k] : '?';
+    if (k < n) {
+        memcpy(dst + k, "...", 3);
+        k += 3;
+    }
+    dst[k] = 0;
+    return dst;
+}
+
+static const char *obj_type_name(const msgpack_object *o)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        return "nil";
+    case MSGPACK_OBJECT_BOOLEAN:
+        return "bool";
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return "unsigned integer";
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return "negative integer";
+    case MSGPACK_OBJECT_FLOAT32:
+        return "float32";
+    case MSGPACK_OBJECT_FLOAT64:
+        return "float64";
+    case MSGPACK_OBJECT_STR:
+        return "str";
+    case MSGPACK_OBJECT_ARRAY:
+        return "array";
+    case MSGPACK_OBJECT_MAP:
+        return "map";
+    case MSGPACK_OBJECT_BIN:
+        return "bin";
+    case MSGPACK_OBJECT_EXT:
+        return "ext";
+    }
+    return "unknown";
+}
+
+/* ---- raw byte walk ------------------------------------------------------ */
+
+static uint64_t read_be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Walks one msgpack object starting at *off without building anything:
+ * every length and element count must fit in the bytes that follow (each
+ * element takes at least one byte), containers nest at most PROTO_MAX_DEPTH
+ * deep, and 0xc1 (never used) is refused. Advances *off past the object.
+ * Returns 0 or ABC_EFORMAT with the byte offset in err. */
+static int scan_object(const unsigned char *p, size_t len, size_t *off,
+                       int depth, char *err)
+{
+    size_t at = *off;
+    if (at >= len)
+        return abc_errf(err, ABC_EFORMAT,
+                        "truncated: an object expected at byte %zu", at);
+    unsigned b = p[at];
+    int lenbytes = 0;  /* size of the length/count after the first byte */
+    uint64_t skip = 0; /* fixed payload bytes after the header */
+    int is_array = 0, is_map = 0, has_len = 0;
+    uint64_t n = 0; /* length (str/bin/ext) or count (array/map) */
+
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+        /* fixint, nil, bool: one byte */
+    } else if (b <= 0x8f) {
+        is_map = 1;
+        n = b & 0x0f;
+    } else if (b <= 0x9f) {
+        is_array = 1;
+        n = b & 0x0f;
+    } else if (b <= 0xbf) {
+        has_len = 1;
+        n = b & 0x1f;
+    } else {
+        /* clang-format off */
+        switch (b) {
+        case 0xc4: case 0xd9: has_len = 1; lenbytes = 1; break; /* bin8 str8 */
+        case 0xc5: case 0xda: has_len = 1; lenbytes = 2; break;
+        case 0xc6: case 0xdb: has_len = 1; lenbytes = 4; break;
+        case 0xc7: has_len = 1; lenbytes = 1; skip = 1; break; /* ext: +type */
+        case 0xc8: has_len = 1; lenbytes = 2; skip = 1; break;
+        case 0xc9: has_len = 1; lenbytes = 4; skip = 1; break;
+        case 0xca: skip = 4; break; /* float32 */
+        case 0xcb: skip = 8; break; /* float64 */
+        case 0xcc: case 0xd0: skip = 1; break; /* uint8 int8 */
+        case 0xcd: case 0xd1: skip = 2; break;
+        case 0xce: case 0xd2: skip = 4; break;
+        case 0xcf: case 0xd3: skip = 8; break;
+        case 0xd4: skip = 2; break; /* fixext 1..16, plus the type byte */
+        case 0xd5: skip = 3; break;
+        case 0xd6: skip = 5; break;
+        case 0xd7: skip = 9; break;
+        case 0xd8: skip = 17; break;
+        case 0xdc: is_array = 1; lenbytes = 2; break;
+        case 0xdd: is_array = 1; lenbytes = 4; break;
+        case 0xde: is_map = 1; lenbytes = 2; break;
+        case 0xdf: is_map = 1; lenbytes = 4; break;
+        /* clang-format on */
+        default:
+            return abc_errf(err, ABC_EFORMAT,
+                            "invalid msgpack byte 0x%02x at byte %zu", b, at);
+        }
+    }
+    size_t left = len - at - 1; /* bytes after the first byte */
+    if ((size_t)lenbytes > left)
+        return abc_errf(err, ABC_EFORMAT,
+                        "truncated: header at byte %zu needs %d more bytes", at,
+                        lenbytes);
+    if (lenbytes) n = read_be(p + at + 1, lenbytes);
+    left -= (size_t)lenbytes;
+    size_t body = at + 1 + (size_t)lenbytes;
+
+    if (is_array || is_map) {
+        if (depth >= PROTO_MAX_DEPTH)
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s at byte %zu nested deeper than %d levels",
+                            is_map ? "map" : "array", at, PROTO_MAX_DEPTH);
+        uint64_t objs = is_map ? 2 * n : n; /* n < 2^32: no overflow */
+        if (objs > left)
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s at byte %zu declares %" PRIu64
+                            " %s but only %zu bytes follow",
+                            is_map ? "map" : "array", at, n,
+                            is_map ? "entries" : "elements", left);
+        *off = body;
+        for (uint64_t i = 0; i < objs; i++) {
+            int rc = scan_object(p, len, off, depth + 1, err);
+            if (rc) return rc;
+        }
+        return 0;
+    }
+    uint64_t need = skip + (has_len ? n : 0);
+    if (need > left)
+        return abc_errf(err, ABC_EFORMAT,
+                        "truncated: object at byte %zu needs %" PRIu64
+                        " bytes, %zu follow",
+                        at, need, left);
+    *off = body + (size_t)need;
+    return 0;
+}
+
+/* Checks buf[0..len) is exactly one sane msgpack object and unpacks it into
+ * u (which the caller initialised and always destroys). what names the
+ * message for the error. */
+static int decode_top(const char *what, const char *buf, size_t len,
+                      msgpack_unpacked *u, char *err)
+{
+    if (!buf || len == 0)
+        return abc_errf(err, ABC_EFORMAT, "%s: empty message", what);
+    if (len > PROTO_MAX_MESSAGE)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: message of %zu bytes exceeds the limit of %d",
+                        what, len, PROTO_MAX_MESSAGE);
+    size_t end = 0;
+    int rc = scan_object((const unsigned char *)buf, len, &end, 0, err);
+    if (rc) return abc_errprefix(err, rc, "%s: malformed msgpack", what);
+    if (end != len)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: %zu trailing bytes after the message (at byte "
+                        "%zu)",
+                        what, len - end, end);
+
+    size_t off = 0;
+    msgpack_unpack_return ur = msgpack_unpack_next(u, buf, len, &off);
+    switch (ur) {
+    case MSGPACK_UNPACK_SUCCESS:
+        if (off != len)
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: %zu trailing bytes after the message", what,
+                            len - off);
+        return 0;
+    case MSGPACK_UNPACK_EXTRA_BYTES:
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: trailing bytes after the message", what);
+    case MSGPACK_UNPACK_CONTINUE:
+        return abc_errf(err, ABC_EFORMAT, "%s: truncated message (%zu bytes)",
+                        what, len);
+    case MSGPACK_UNPACK_PARSE_ERROR:
+        return abc_errf(err, ABC_EFORMAT, "%s: msgpack parse error", what);
+    case MSGPACK_UNPACK_NOMEM_ERROR:
+        return abc_errf(err, ABC_ENOMEM,
+                        "%s: out of memory unpacking %zu bytes", what, len);
+    }
+    return abc_errf(err, ABC_EFORMAT, "%s: msgpack_unpack_next returned %d",
+                    what, (int)ur);
+}
+
+static int key_is(const msgpack_object *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+/* Reads "version" and "type" of a top-level object (the first occurrence
+ * of each: duplicates are refused later by decode_map). The version is
+ * checked first, since another version may have other types. */
+static int read_header(const msgpack_object *o, const char *what,
+                       enum proto_type *t, char *err)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: expected a map at the top level, got %s", what,
+                        obj_type_name(o));
+    const msgpack_object *type = NULL, *version = NULL;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object_kv *kv = &o->via.map.ptr[i];
+        if (!type && key_is(&kv->key, "type")) type = &kv->val;
+        if (!version && key_is(&kv->key, "version")) version = &kv->val;
+    }
+    if (!version)
+        return abc_errf(err, ABC_EFORMAT, "%s: missing field \"version\"",
+                        what);
+    if (version->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: message version %" PRId64 ", this build speaks %d",
+                        what, version->via.i64, PROTO_VERSION);
+    if (version->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: field \"version\": expected an integer, got %s",
+                        what, obj_type_name(version));
+    if (version->via.u64 != PROTO_VERSION)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: message version %" PRIu64 ", this build speaks %d",
+                        what, version->via.u64, PROTO_VERSION);
+    if (!type)
+        return abc_errf(err, ABC_EFORMAT, "%s: missing field \"type\"", what);
+    if (type->type != MSGPACK_OBJECT_STR)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: field \"type\": expected a str, got %s", what,
+                        obj_type_name(type));
+    static const enum proto_type all[] = {PROTO_EVAL_REQUEST, PROTO_EVAL_RESULT,
+                                          PROTO_SHUTDOWN};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (key_is(type, proto_type_name(all[i]))) {
+            *t = all[i];
+            return 0;
+        }
+    char s[48];
+    return abc_errf(err, ABC_EFORMAT,
+                    "%s: field \"type\": unknown message type \"%s\"", what,
+                    show(s, sizeof s, type->via.str.ptr, type->via.str.size));
+}
+
+/* ---- field tables ------------------------------------------------------- */
+
+enum field_kind {
+    F_TYPE,      /* "type": the message name */
+    F_VERSION,   /* "version": PROTO_VERSION */
+    F_U64,       /* uint64_t, any value */
+    F_INT,       /* int in [ilo, ihi] */
+    F_I64,       /* int64_t in [ilo, ihi] */
+    F_F64,       /* finite double in flo..fhi (open ends where flagged) */
+    F_BOOL,      /* int 0/1 */
+    F_STR,       /* char[cap + 1], at most cap bytes, no NUL inside */
+    F_PHASE,     /* enum proto_phase as its name */
+    F_STRUCTURE, /* int[PROTO_MAX_LAYERS] at off, count (int) at off2 */
+    F_BUDGET,    /* struct proto_budget as a nested map */
+};
+
+struct field {
+    const char *name;
+    enum field_kind kind;
+    size_t off, off2;
+    int64_t ilo, ihi;
+    double flo, fhi;
+    int flo_open, fhi_open;
+    size_t cap;
+    int optional; /* may be absent (F_STR: absent = "") */
+};
+
+struct table {
+    const char *what; /* message name, also the "type" value */
+    const struct field *f;
+    int n;
+};
+
+#define FHEAD(nm, k)                                                           \
+    {                                                                          \
+        .name = nm, .kind = k                                                  \
+    }
+#define FU64(nm, s, m)                                                         \
+    {                                                                          \
+        .name = nm, .kind = F_U64, .off = offsetof(s, m)                       \
+    }
+#define FINT(nm, s, m, lo, hi)                                                 \
+    {                                                                          \
+        .name = nm, .kind = F_INT, .off = offsetof(s, m), .ilo = lo, .ihi = hi \
+    }
+#define FI64(nm, s, m, lo, hi)                                                 \
+    {                                                                          \
+        .name = nm, .kind = F_I64, .off = offsetof(s, m), .ilo = lo, .ihi = hi \
+    }
+#define FF64(nm, s, m, lo, loopen, hi, hiopen)                                 \
+    {                                                                          \
+        .name = nm, .kind = F_F64, .off = offsetof(s, m), .flo = lo,           \
+        .flo_open = loopen, .fhi = hi, .fhi_open = hiopen                      \
+    }
+#define FBOOL(nm, s, m)                                                        \
+    {                                                                          \
+        .name = nm, .kind = F_BOOL, .off = offsetof(s, m)                      \
+    }
+#define FSTR(nm, s, m, c, opt)                                                 \
+    {                                                                          \
+        .name = nm, .kind = F_STR, .off = offsetof(s, m), .cap = c,            \
+        .optional = opt                                                        \
+    }
+
+static const struct field budget_fields[] = {
+    FINT("train_images", struct proto_budget, train_images, 1, INT32_MAX),
+    FINT("epochs", struct proto_budget, epochs, 0, INT32_MAX),
+    FINT("steps", struct proto_budget, steps, 0, INT32_MAX),
+    FINT("batch", struct proto_budget, batch, 1, PROTO_MAX_BATCH),
+    FF64("lr", struct proto_budget, lr, 0, 1, DBL_MAX, 0),
+    FF64("momentum", struct proto_budget, momentum, 0, 0, 1, 1),
+    FF64("weight_decay", struct proto_budget, weight_decay, 0, 0, DBL_MAX, 0),
+    FINT("val_images", struct proto_budget, val_images, 0, INT32_MAX),
+};
+static const struct table budget_table = {
+    "budget", budget_fields, sizeof budget_fields / sizeof budget_fields[0]};
+
+static const struct field request_fields[] = {
+    FHEAD("type", F_TYPE),
+    FHEAD("version", F_VERSION),
+    FU64("eval_id", struct proto_eval_request, eval_id),
+    {.name = "structure",
+     .kind = F_STRUCTURE,
+     .off = offsetof(struct proto_eval_request, structure),
+     .off2 = offsetof(struct proto_eval_request, nlayers)},
+    FU64("seed", struct proto_eval_request, seed),
+    {.name = "budget",
+     .kind = F_BUDGET,
+     .off = offsetof(struct proto_eval_request, budget)},
+    FINT("cycle", struct proto_eval_request, cycle, 0, INT32_MAX),
+    {.name = "phase",
+     .kind = F_PHASE,
+     .off = offsetof(struct proto_eval_request, phase)},
+    FINT("candidate", struct proto_eval_request, candidate, 0, INT32_MAX),
+};
+static const struct table request_table = {"eval_request", request_fields,
+                                           sizeof request_fields /
+                                               sizeof request_fields[0]};
+
+static const struct field result_fields[] = {
+    FHEAD("type", F_TYPE),
+    FHEAD("version", F_VERSION),
+    FU64("eval_id", struct proto_eval_result, eval_id),
+    FBOOL("ok", struct proto_eval_result, ok),
+    FF64("val_acc", struct proto_eval_result, val_acc, 0, 0, 1, 0),
+    FF64("val_loss", struct proto_eval_result, val_loss, 0, 0, DBL_MAX, 0),
+    FF64("images_per_s", struct proto_eval_result, images_per_s, 0, 0, DBL_MAX,
+         0),
+    FF64("wall_s", struct proto_eval_result, wall_s, 0, 0, DBL_MAX, 0),
+    FI64("flops", struct proto_eval_result, flops, 0, INT64_MAX),
+    FI64("params", struct proto_eval_result, params, 0, INT64_MAX),
+    FINT("worker", struct proto_eval_result, worker, 0, INT32_MAX),
+    FSTR("error", struct proto_eval_result, error, PROTO_MAX_ERROR, 1),
+};
+static const struct table result_table = {"eval_result", result_fields,
+                                          sizeof result_fields /
+                                              sizeof result_fields[0]};
+
+static const struct field shutdown_fields[] = {
+    FHEAD("type", F_TYPE),
+    FHEAD("version", F_VERSION),
+    FSTR("reason", struct proto_shutdown, reason, PROTO_MAX_REASON, 1),
+};
+static const struct table shutdown_table = {"shutdown", shutdown_fields,
+                                            sizeof shutdown_fields /
+                                                sizeof shutdown_fields[0]};
+
+/* ---- validation of values (shared by pack and unpack) ------------------- */
+
+static int check_int(const char *what, const char *prefix,
+                     const struct field *f, int64_t v, char *err)
+{
+    if (v < f->ilo || v > f->ihi)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: field \"%s%s\": %" PRId64 " out of range [%" PRId64
+                        ", %" PRId64 "]",
+                        what, prefix, f->name, v, f->ilo, f->ihi);
+    return 0;
+}
+
+static int check_f64(const char *what, const char *prefix,
+                     const struct field *f, double v, char *err)
+{
+    int ok = isfinite(v) && (f->flo_open ? v > f->flo : v >= f->flo) &&
+             (f->fhi_open ? v < f->fhi : v <= f->fhi);
+    if (ok) return 0;
+    char hi[32];
+    if (f->fhi == DBL_MAX)
+        snprintf(hi, sizeof hi, "inf)");
+    else
+        snprintf(hi, sizeof hi, "%g%c", f->fhi, f->fhi_open ? ')' : ']');
+    return abc_errf(err, ABC_EVALUE,
+                    "%s: field \"%s%s\": %g out of range %c%g, %s", what,
+                    prefix, f->name, v, f->flo_open ? '(' : '[', f->flo, hi);
+}
+
+static int check_structure(const char *what, const char *prefix,
+                           const struct field *f, int n, const int *c,
+                           char *err)
+{
+    if (n < 1 || n > PROTO_MAX_LAYERS)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: field \"%s%s\": %d entries, expected 1..%d", what,
+                        prefix, f->name, n, PROTO_MAX_LAYERS);
+    for (int i = 0; i < n; i++)
+        if (c[i] < 1 || c[i] > PROTO_MAX_CHANNELS)
+            return abc_errf(err, ABC_EVALUE,
+                            "%s: field \"%s%s[%d]\": %d channels, expected "
+                            "1..%d",
+                            what, prefix, f->name, i, c[i], PROTO_MAX_CHANNELS);
+    return 0;
+}
+
+/* Checks every field of the struct at s against table t. */
+static int check_struct(const char *what, const char *prefix,
+                        const struct table *t, const void *s, char *err)
+{
+    const char *base = s;
+    for (int i = 0; i < t->n; i++) {
+        const struct field *f = &t->f[i];
+        const void *p = base + f->off;
+        int rc = 0;
+        switch (f->kind) {
+        case F_TYPE:
+        case F_VERSION:
+        case F_U64:
+            break;
+        case F_INT:
+            rc = check_int(what, prefix, f, *(const int *)p, err);
+            break;
+        case F_I64:
+            rc = check_int(what, prefix, f, *(const int64_t *)p, err);
+            break;
+        case F_F64:
+            rc = check_f64(what, prefix, f, *(const double *)p, err);
+            break;
+        case F_BOOL:
+            if (*(const int *)p != 0 && *(const int *)p != 1)
+                rc = abc_errf(err, ABC_EVALUE,
+                              "%s: field \"%s%s\": %d is not 0 or 1", what,
+                              prefix, f->name, *(const int *)p);
+            break;
+        case F_STR:
+            if (strnlen(p, f->cap + 1) > f->cap)
+                rc = abc_errf(err, ABC_EVALUE,
+                              "%s: field \"%s%s\": longer than %zu bytes", what,
+                              prefix, f->name, f->cap);
+            break;
+        case F_PHASE: {
+            int ph = (int)*(const enum proto_phase *)p;
+            if (ph < 0 || ph >= NPHASES)
+                rc = abc_errf(err, ABC_EVALUE,
+                              "%s: field \"%s%s\": unknown phase %d", what,
+                              prefix, f->name, ph);
+            break;
+        }
+        case F_STRUCTURE:
+            rc = check_structure(what, prefix, f,
+                                 *(const int *)(base + f->off2), p, err);
+            break;
+        case F_BUDGET:
+            rc = check_struct(what, "budget.", &budget_table, p, err);
+            break;
+        }
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* ---- packing ------------------------------------------------------------ */
+
+static int pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+    return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, s, n);
+}
+
+static int field_is_sent(const struct field *f, const char *base)
+{
+    return !(f->kind == F_STR && f->optional && base[f->off] == 0);
+}
+
+/* Packs the struct at s as a map by table t. Returns nonzero when a
+ * msgpack_pack_* call failed (out of memory). */
+static int pack_table(msgpack_packer *pk, const struct table *t, const void *s)
+{
+    const char *base = s;
+    size_t n = 0;
+    for (int i = 0; i < t->n; i++)
+        n += (size_t)field_is_sent(&t->f[i], base);
+    if (msgpack_pack_map(pk, n)) return -1;
+    for (int i = 0; i < t->n; i++) {
+        const struct field *f = &t->f[i];
+        const void *p = base + f->off;
+        if (!field_is_sent(f, base)) continue;
+        if (pack_str(pk, f->name, strlen(f->name))) return -1;
+        int rc = 0;
+        switch (f->kind) {
+        case F_TYPE:
+            rc = pack_str(pk, t->what, strlen(t->what));
+            break;
+        case F_VERSION:
+            rc = msgpack_pack_int(pk, PROTO_VERSION);
+            break;
+        case F_U64:
+            rc = msgpack_pack_uint64(pk, *(const uint64_t *)p);
+            break;
+        case F_INT:
+            rc = msgpack_pack_int(pk, *(const int *)p);
+            break;
+        case F_I64:
+            rc = msgpack_pack_int64(pk, *(const int64_t *)p);
+            break;
+        case F_F64:
+            rc = msgpack_pack_double(pk, *(const double *)p);
+            break;
+        case F_BOOL:
+            rc = *(const int *)p ? msgpack_pack_true(pk)
+                                 : msgpack_pack_false(pk);
+            break;
+        case F_STR:
+            rc = pack_str(pk, p, strlen(p));
+            break;
+        case F_PHASE: {
+            const char *ph = proto_phase_name(*(const enum proto_phase *)p);
+            rc = pack_str(pk, ph, strlen(ph));
+            break;
+        }
+        case F_STRUCTURE: {
+            int cnt = *(const int *)(base + f->off2);
+            const int *c = p;
+            rc = msgpack_pack_array(pk, (size_t)cnt);
+            for (int j = 0; j < cnt && !rc; j++)
+                rc = msgpack_pack_int(pk, c[j]);
+            break;
+        }
+        case F_BUDGET:
+            rc = pack_table(pk, &budget_table, p);
+            break;
+        }
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+static int pack_message(const struct table *t, const void *s,
+                        msgpack_sbuffer *out, char *err)
+{
+    int rc = check_struct(t->what, "", t, s, err);
+    if (rc) return rc;
+    size_t size0 = out->size;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    if (pack_table(&pk, t, s)) {
+        out->size = size0;
+        return abc_errf(err, ABC_ENOMEM, "%s: out of memory while packing",
+                        t->what);
+    }
+    return 0;
+}
+
+int proto_pack_eval_request(const struct proto_eval_request *m,
+                            msgpack_sbuffer *out, char *err)
+{
+    return pack_message(&request_table, m, out, err);
+}
+
+static int check_result_error(const struct proto_eval_result *m, char *err)
+{
+    if (m->ok && m->error[0])
+        return abc_errf(err, ABC_EVALUE,
+                        "eval_result: field \"error\" must be empty when ok "
+                        "is true");
+    if (!m->ok && !m->error[0])
+        return abc_errf(err, ABC_EVALUE,
+                        "eval_result: field \"error\" must be a non-empty "
+                        "text when ok is false");
+    return 0;
+}
+
+int proto_pack_eval_result(const struct proto_eval_result *m,
+                           msgpack_sbuffer *out, char *err)
+{
+    int rc = check_struct(result_table.what, "", &result_table, m, err);
+    if (!rc) rc = check_result_error(m, err);
+    return rc ? rc : pack_message(&result_table, m, out, err);
+}
+
+int proto_pack_shutdown(const struct proto_shutdown *m, msgpack_sbuffer *out,
+                        char *err)
+{
+    return pack_message(&shutdown_table, m, out, err);
+}
+
+/* ---- unpacking ---------------------------------------------------------- */
+
+static int wrong_type(const char *what, const char *prefix, const char *name,
+                      const char *expected, const msgpack_object *o, char *err)
+{
+    return abc_errf(err, ABC_EFORMAT, "%s: field \"%s%s\": expected %s, got %s",
+                    what, prefix, name, expected, obj_type_name(o));
+}
+
+/* Reads an integer object into v, range-checked by f (name given
+ * separately so that array entries can be named "structure[3]"). */
+static int get_int(const char *what, const char *prefix, const char *name,
+                   const struct field *f, const msgpack_object *o, int64_t *v,
+                   char *err)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 > (uint64_t)f->ihi)
+            return abc_errf(err, ABC_EVALUE,
+                            "%s: field \"%s%s\": %" PRIu64
+                            " out of range [%" PRId64 ", %" PRId64 "]",
+                            what, prefix, name, o->via.u64, f->ilo, f->ihi);
+        *v = (int64_t)o->via.u64;
+    } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *v = o->via.i64;
+    } else {
+        return wrong_type(what, prefix, name, "an integer", o, err);
+    }
+    if (*v < f->ilo || *v > f->ihi)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: field \"%s%s\": %" PRId64 " out of range [%" PRId64
+                        ", %" PRId64 "]",
+                        what, prefix, name, *v, f->ilo, f->ihi);
+    return 0;
+}
+
+static int decode_map(const char *what, const char *prefix,
+                      const struct table *t, const msgpack_object_map *map,
+                      void *s, uint64_t *seen_out, char *err);
+
+static int decode_field(const char *what, const char *prefix,
+                        const struct field *f, const msgpack_object *o,
+                        char *base, char *err)
+{
+    void *p = base + f->off;
+    char shown[48];
+    switch (f->kind) {
+    case F_TYPE:
+    case F_VERSION:
+        return 0; /* read_header checked the first one */
+    case F_U64:
+        if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+            return abc_errf(err, ABC_EVALUE,
+                            "%s: field \"%s%s\": %" PRId64 " is negative", what,
+                            prefix, f->name, o->via.i64);
+        if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return wrong_type(what, prefix, f->name, "an unsigned integer", o,
+                              err);
+        *(uint64_t *)p = o->via.u64;
+        return 0;
+    case F_INT:
+    case F_I64: {
+        int64_t v = 0;
+        int rc = get_int(what, prefix, f->name, f, o, &v, err);
+        if (rc) return rc;
+        if (f->kind == F_INT)
+            *(int *)p = (int)v;
+        else
+            *(int64_t *)p = v;
+        return 0;
+    }
+    case F_F64:
+        if (o->type != MSGPACK_OBJECT_FLOAT64 &&
+            o->type != MSGPACK_OBJECT_FLOAT32)
+            return wrong_type(what, prefix, f->name, "a float", o, err);
+        *(double *)p = o->via.f64;
+        return check_f64(what, prefix, f, o->via.f64, err);
+    case F_BOOL:
+        if (o->type != MSGPACK_OBJECT_BOOLEAN)
+            return wrong_type(what, prefix, f->name, "a bool", o, err);
+        *(int *)p = o->via.boolean ? 1 : 0;
+        return 0;
+    case F_STR:
+        if (o->type != MSGPACK_OBJECT_STR)
+            return wrong_type(what, prefix, f->name, "a str", o, err);
+        if (o->via.str.size > f->cap)
+            return abc_errf(err, ABC_EVALUE,
+                            "%s: field \"%s%s\": %u bytes, at most %zu allowed",
+                            what, prefix, f->name, o->via.str.size, f->cap);
+        if (o->via.str.size && memchr(o->via.str.ptr, 0, o->via.str.size))
+            return abc_errf(err, ABC_EVALUE,
+                            "%s: field \"%s%s\": contains a NUL byte", what,
+                            prefix, f->name);
+        if (o->via.str.size) memcpy(p, o->via.str.ptr, o->via.str.size);
+        ((char *)p)[o->via.str.size] = 0;
+        return 0;
+    case F_PHASE: {
+        if (o->type != MSGPACK_OBJECT_STR)
+            return wrong_type(what, prefix, f->name, "a str", o, err);
+        for (int i = 0; i < NPHASES; i++)
+            if (key_is(o, phase_names[i])) {
+                *(enum proto_phase *)p = (enum proto_phase)i;
+                return 0;
+            }
+        return abc_errf(
+            err, ABC_EVALUE,
+            "%s: field \"%s%s\": unknown phase \"%s\" (expected "
+            "init, employed, onlooker or scout)",
+            what, prefix, f->name,
+            show(shown, sizeof shown, o->via.str.ptr, o->via.str.size));
+    }
+    case F_STRUCTURE: {
+        if (o->type != MSGPACK_OBJECT_ARRAY)
+            return wrong_type(what, prefix, f->name, "an array", o, err);
+        uint32_t n = o->via.array.size;
+        if (n < 1 || n > PROTO_MAX_LAYERS)
+            return abc_errf(err, ABC_EVALUE,
+                            "%s: field \"%s%s\": %u entries, expected 1..%d",
+                            what, prefix, f->name, n, PROTO_MAX_LAYERS);
+        const struct field entry = {.ilo = 1, .ihi = PROTO_MAX_CHANNELS};
+        int *c = p;
+        for (uint32_t i = 0; i < n; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "%s[%u]", f->name, i);
+            int64_t v = 0;
+            int rc = get_int(what, prefix, name, &entry, &o->via.array.ptr[i],
+                             &v, err);
+            if (rc) return rc;
+            c[i] = (int)v;
+        }
+        *(int *)(base + f->off2) = (int)n;
+        return 0;
+    }
+    case F_BUDGET:
+        if (o->type != MSGPACK_OBJECT_MAP)
+            return wrong_type(what, prefix, f->name, "a map", o, err);
+        return decode_map(what, "budget.", &budget_table, &o->via.map, p, NULL,
+                          err);
+    }
+    return abc_errf(err, ABC_EFORMAT, "%s: field \"%s%s\": bad table", what,
+                    prefix, f->name);
+}
+
+/* Decodes a map by table t into s: every key a known field name, each
+ * once, every field not marked optional present. seen_out (may be NULL)
+ * gets one bit per table entry that was present. */
+static int decode_map(const char *what, const char *prefix,
+                      const struct table *t, const msgpack_object_map *map,
+                      void *s, uint64_t *seen_out, char *err)
+{
+    uint64_t seen = 0;
+    char shown[48];
+    for (uint32_t i = 0; i < map->size; i++) {
+        const msgpack_object *k = &map->ptr[i].key;
+        if (k->type != MSGPACK_OBJECT_STR)
+            return abc_errf(
+                err, ABC_EFORMAT, "%s: key #%u of %s is not a str (got %s)",
+                what, i, *prefix ? "budget" : "the message", obj_type_name(k));
+        int j = 0;
+        while (j < t->n && !key_is(k, t->f[j].name))
+            j++;
+        if (j == t->n)
+            return abc_errf(
+                err, ABC_EFORMAT, "%s: unknown field \"%s%s\"", what, prefix,
+                show(shown, sizeof shown, k->via.str.ptr, k->via.str.size));
+        if (seen >> j & 1)
+            return abc_errf(err, ABC_EFORMAT, "%s: duplicate field \"%s%s\"",
+                            what, prefix, t->f[j].name);
+        seen |= (uint64_t)1 << j;
+        int rc = decode_field(what, prefix, &t->f[j], &map->ptr[i].val, s, err);
+        if (rc) return rc;
+    }
+    for (int j = 0; j < t->n; j++)
+        if (!(seen >> j & 1) && !t->f[j].optional)
+            return abc_errf(err, ABC_EFORMAT, "%s: missing field \"%s%s\"",
+                            what, prefix, t->f[j].name);
+    if (seen_out) *seen_out = seen;
+    return 0;
+}
+
+static int field_index(const struct table *t, const char *name)
+{
+    for (int j = 0; j < t->n; j++)
+        if (strcmp(t->f[j].name, name) == 0) return j;
+    return -1;
+}
+
+/* Unpacks one message of table t's type into s (zeroed by the caller). */
+static int unpack_message(const struct table *t, enum proto_type want,
+                          const char *buf, size_t len, void *s, uint64_t *seen,
+                          char *err)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    enum proto_type got = want;
+    int rc = decode_top(t->what, buf, len, &u, err);
+    if (!rc) rc = read_header(&u.data, t->what, &got, err);
+    if (!rc && got != want)
+        rc = abc_errf(err, ABC_EFORMAT,
+                      "%s: field \"type\": expected \"%s\", got \"%s\"",
+                      t->what, t->what, proto_type_name(got));
+    if (!rc) rc = decode_map(t->what, "", t, &u.data.via.map, s, seen, err);
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+int proto_unpack_eval_request(const char *buf, size_t len,
+                              struct proto_eval_request *m, char *err)
+{
+    memset(m, 0, sizeof *m);
+    return unpack_message(&request_table, PROTO_EVAL_REQUEST, buf, len, m, NULL,
+                          err);
+}
+
+int proto_unpack_eval_result(const char *buf, size_t len,
+                             struct proto_eval_result *m, char *err)
+{
+    memset(m, 0, sizeof *m);
+    uint64_t seen = 0;
+    int rc = unpack_message(&result_table, PROTO_EVAL_RESULT, buf, len, m,
+                            &seen, err);
+    if (rc) return rc;
+    int has_error = (int)(seen >> field_index(&result_table, "error") & 1);
+    if (m->ok && has_error)
+        return abc_errf(err, ABC_EFORMAT,
+                        "eval_result: field \"error\" present although ok is "
+                        "true");
+    if (!m->ok && !has_error)
+        return abc_errf(err, ABC_EFORMAT,
+                        "eval_result: missing field \"error\" (required when "
+                        "ok is false)");
+    return check_result_error(m, err);
+}
+
+int proto_unpack_shutdown(const char *buf, size_t len, struct proto_shutdown *m,
+                          char *err)
+{
+    memset(m, 0, sizeof *m);
+    return unpack_message(&shutdown_table, PROTO_SHUTDOWN, buf, len, m, NULL,
+                          err);
+}
+
+int proto_peek_type(const char *buf, size_t len, enum proto_type *t, char *err)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    int rc = decode_top("message", buf, len, &u, err);
+    if (!rc) rc = read_header(&u.data, "message", t, err);
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
