@@ -37,23 +37,17 @@
  * same on every host. */
 #include "checkpoint.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <msgpack.h>
 
 #include "err.h"
-
-/* Largest file checkpoint_load reads: well above vgg16 with velocity
- * (about 120 MB), well below what a 32-bit msgpack length can address. */
-#define CHECKPOINT_MAX_BYTES ((size_t)1 << 30)
+#include "fileio.h"
+#include "mpread.h"
 
 /* ---------------------------------------------------------------------
  * float32 <-> little-endian bytes
@@ -233,404 +227,65 @@ static int check_saveable(const char *path, const struct model *m,
     return 0;
 }
 
-/* fsyncs the directory holding path, so the rename survives a crash. */
-static int sync_dir(const char *path, char *err)
+/* Checks m and st (name in messages), then serialises them into a
+ * malloc'ed buffer. */
+static int pack_checked(const char *name, const struct model *m,
+                        const struct train_state *st, char **buf, size_t *len,
+                        char *err)
 {
-    const char *slash = strrchr(path, '/');
-    size_t n = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
-    char *dir = malloc(n + 1);
-    if (!dir)
+    int rc = check_saveable(name, m, st, err);
+    if (rc) return rc;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (pack_checkpoint(&sb, m, st) != 0) {
+        msgpack_sbuffer_destroy(&sb);
         return abc_errf(err, ABC_ENOMEM,
-                        "%s: saved, but out of memory to "
-                        "sync its directory",
-                        path);
-    memcpy(dir, !slash ? "." : path, n);
-    dir[n] = '\0';
-    int rc = 0;
-    int fd = open(dir, O_RDONLY);
-    if (fd < 0) {
-        rc = abc_errf(err, ABC_EIO,
-                      "%s: saved, but cannot open directory %s to sync it: %s",
-                      path, dir, strerror(errno));
-    } else {
-        int s = fsync(fd);
-        int e = errno;
-        if (close(fd) != 0 && s == 0) {
-            s = -1;
-            e = errno;
-        }
-        /* Some file systems cannot fsync a directory; that is no error. */
-        if (s != 0 && e != EINVAL && e != EROFS)
-            rc = abc_errf(err, ABC_EIO,
-                          "%s: saved, but fsync of directory %s failed: %s",
-                          path, dir, strerror(e));
+                        "%s: out of memory serialising the checkpoint", name);
     }
-    free(dir);
-    return rc;
+    *len = sb.size;
+    *buf = msgpack_sbuffer_release(&sb);
+    return 0;
 }
 
-/* Writes m (and st, if not NULL) to path atomically: the bytes go to
- * "<path>.tmp.<pid>" in the same directory, are flushed and fsync'ed, and
- * the temp file is renamed over path. On failure the temp file is removed
- * and whatever was at path is untouched. Refuses models or states with
- * non-finite values (ABC_ENUMERIC), which could not be loaded back.
- * Returns 0 or a negative ABC_E* code with a message in err. */
+/* Serialises m (and st, if not NULL) into *buf (malloc'ed, caller frees),
+ * the bytes checkpoint_save writes. Refuses what checkpoint_save refuses.
+ * Returns 0 or a negative ABC_E* code with *buf NULL and a message in
+ * err. */
+int checkpoint_pack(const struct model *m, const struct train_state *st,
+                    char **buf, size_t *len, char *err)
+{
+    if (buf) *buf = NULL;
+    if (len) *len = 0;
+    if (!m || !buf || !len)
+        return abc_errf(err, ABC_EVALUE, "checkpoint_pack: no %s",
+                        !m ? "model" : "output buffer");
+    return pack_checked("checkpoint", m, st, buf, len, err);
+}
+
+/* Writes m (and st, if not NULL) to path atomically (file_write_atomic):
+ * on failure whatever was at path is untouched and no temp file is left.
+ * Refuses models or states with non-finite values (ABC_ENUMERIC), which
+ * could not be loaded back. Returns 0 or a negative ABC_E* code with a
+ * message in err. */
 int checkpoint_save(const char *path, const struct model *m,
                     const struct train_state *st, char *err)
 {
     if (!path || !*path || !m)
         return abc_errf(err, ABC_EVALUE, "checkpoint_save: no %s",
                         !m ? "model" : "path");
-    int rc = check_saveable(path, m, st, err);
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = pack_checked(path, m, st, &buf, &len, err);
     if (rc) return rc;
-
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    char *tmp = NULL;
-    FILE *f = NULL;
-    int created = 0;
-
-    if (pack_checkpoint(&sb, m, st) != 0) {
-        rc = abc_errf(err, ABC_ENOMEM,
-                      "%s: out of memory serialising "
-                      "the checkpoint",
-                      path);
-        goto fail;
-    }
-
-    size_t tlen = strlen(path) + 32;
-    tmp = malloc(tlen);
-    if (!tmp) {
-        rc = abc_errf(err, ABC_ENOMEM, "%s: out of memory", path);
-        goto fail;
-    }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-
-    f = fopen(tmp, "wb");
-    if (!f) {
-        rc = abc_errf(err, ABC_EIO, "%s: cannot create temp file %s: %s", path,
-                      tmp, strerror(errno));
-        goto fail;
-    }
-    created = 1;
-    if (sb.size && fwrite(sb.data, 1, sb.size, f) != sb.size) {
-        rc = abc_errf(err, ABC_EIO, "%s: writing %s failed: %s", path, tmp,
-                      strerror(errno));
-        goto fail;
-    }
-    if (fflush(f) != 0) {
-        rc = abc_errf(err, ABC_EIO, "%s: flushing %s failed: %s", path, tmp,
-                      strerror(errno));
-        goto fail;
-    }
-    if (fsync(fileno(f)) != 0) {
-        rc = abc_errf(err, ABC_EIO, "%s: fsync of %s failed: %s", path, tmp,
-                      strerror(errno));
-        goto fail;
-    }
-    {
-        int c = fclose(f);
-        f = NULL;
-        if (c != 0) {
-            rc = abc_errf(err, ABC_EIO, "%s: closing %s failed: %s", path, tmp,
-                          strerror(errno));
-            goto fail;
-        }
-    }
-    if (rename(tmp, path) != 0) {
-        rc = abc_errf(err, ABC_EIO, "%s: cannot rename %s over it: %s", path,
-                      tmp, strerror(errno));
-        goto fail;
-    }
-    created = 0;
-    rc = sync_dir(path, err);
-    free(tmp);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
-
-fail:
-    if (f) fclose(f); /* already failing: its result adds nothing */
-    if (created && remove(tmp) != 0 && errno != ENOENT)
-        abc_errprefix(err, rc, "(temp file %s could not be removed: %s)", tmp,
-                      strerror(errno));
-    free(tmp);
-    msgpack_sbuffer_destroy(&sb);
+    rc = file_write_atomic(path, buf, len, err);
+    free(buf);
     return rc;
 }
 
 /* ---------------------------------------------------------------------
- * Loading
+ * Loading. path in the helpers below is whatever names the bytes in
+ * messages: the file's path, or checkpoint_load_mem's name.
  * ------------------------------------------------------------------- */
-
-/* Reads the whole of path into a malloc'ed buffer. */
-static int read_file(const char *path, char **out, size_t *len, char *err)
-{
-    *out = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return abc_errf(err, ABC_EIO, "%s: cannot open checkpoint: %s", path,
-                        strerror(errno));
-    struct stat sbuf;
-    if (fstat(fileno(f), &sbuf) != 0) {
-        int e = errno;
-        fclose(f);
-        return abc_errf(err, ABC_EIO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sbuf.st_mode)) {
-        fclose(f);
-        return abc_errf(err, ABC_EIO, "%s: not a regular file", path);
-    }
-    if (sbuf.st_size == 0) {
-        fclose(f);
-        return abc_errf(err, ABC_EFORMAT, "%s: empty file, not a checkpoint",
-                        path);
-    }
-    if (sbuf.st_size < 0 || (uint64_t)sbuf.st_size > CHECKPOINT_MAX_BYTES) {
-        fclose(f);
-        return abc_errf(err, ABC_EFORMAT,
-                        "%s: %lld bytes, larger than any checkpoint (limit "
-                        "%zu)",
-                        path, (long long)sbuf.st_size, CHECKPOINT_MAX_BYTES);
-    }
-    size_t n = (size_t)sbuf.st_size;
-    char *buf = malloc(n);
-    if (!buf) {
-        fclose(f);
-        return abc_errf(err, ABC_ENOMEM, "%s: out of memory reading %zu bytes",
-                        path, n);
-    }
-    size_t got = fread(buf, 1, n, f);
-    int rerr = ferror(f);
-    int e = errno;
-    fclose(f); /* read-only: nothing to lose */
-    if (got != n) {
-        free(buf);
-        if (rerr)
-            return abc_errf(err, ABC_EIO, "%s: read failed: %s", path,
-                            strerror(e));
-        return abc_errf(err, ABC_EIO,
-                        "%s: file shrank while reading (%zu of %zu bytes)",
-                        path, got, n);
-    }
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
-static uint64_t be_uint(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* Walks the msgpack encoding in p[0..len) without building anything and
- * checks that no array or map declares more elements than the bytes after
- * its header could hold (each element takes at least one byte).
- * msgpack_unpack allocates arrays and maps by their declared size, so
- * without this a five-byte file could make it ask for 64 GB. Returns 0, or
- * -1 with the offending header's offset in *at and its count in *count.
- * Everything else (bad bytes, lengths past the end, the end of the object)
- * is left for msgpack_unpack to report. */
-static int prescan_counts(const unsigned char *p, size_t len, size_t *at,
-                          uint64_t *count)
-{
-    uint64_t need = 1; /* objects still to read */
-    size_t pos = 0;
-    while (need > 0 && pos < len) {
-        unsigned b = p[pos];
-        size_t hdr = 1;  /* header bytes, including b */
-        int nbytes = 0;  /* big-endian length or count after b */
-        uint64_t n = 0;  /* payload bytes (is_body) or entries */
-        int is_body = 0; /* n counts payload bytes (str, bin, ext) */
-        int per = 0;     /* objects per entry: 1 array, 2 map */
-        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-            /* fixint, nil, bool: the header is the object */
-        } else if (b <= 0x8f) {
-            n = b & 0x0f, per = 2; /* fixmap */
-        } else if (b <= 0x9f) {
-            n = b & 0x0f, per = 1; /* fixarray */
-        } else if (b <= 0xbf) {
-            n = b & 0x1f, is_body = 1; /* fixstr */
-        } else {
-            /* clang-format off */
-            switch (b) {
-            case 0xc4: case 0xd9: nbytes = 1, is_body = 1; break; /* bin, str */
-            case 0xc5: case 0xda: nbytes = 2, is_body = 1; break;
-            case 0xc6: case 0xdb: nbytes = 4, is_body = 1; break;
-            case 0xc7: nbytes = 1, is_body = 1, hdr = 3; break;   /* ext */
-            case 0xc8: nbytes = 2, is_body = 1, hdr = 4; break;
-            case 0xc9: nbytes = 4, is_body = 1, hdr = 6; break;
-            case 0xcc: case 0xd0: hdr = 2; break;                 /* numbers */
-            case 0xcd: case 0xd1: hdr = 3; break;
-            case 0xca: case 0xce: case 0xd2: hdr = 5; break;
-            case 0xcb: case 0xcf: case 0xd3: hdr = 9; break;
-            case 0xd4: hdr = 3; break;                            /* fixext */
-            case 0xd5: hdr = 4; break;
-            case 0xd6: hdr = 6; break;
-            case 0xd7: hdr = 10; break;
-            case 0xd8: hdr = 18; break;
-            case 0xdc: nbytes = 2, per = 1; break;                /* array */
-            case 0xdd: nbytes = 4, per = 1; break;
-            case 0xde: nbytes = 2, per = 2; break;                /* map */
-            case 0xdf: nbytes = 4, per = 2; break;
-            default: return 0; /* 0xc1: msgpack reports the parse error */
-            }
-            /* clang-format on */
-            if (nbytes && hdr == 1) hdr = 1 + (size_t)nbytes;
-        }
-        if (hdr > len - pos) return 0; /* truncated header */
-        if (nbytes) n = be_uint(p + pos + 1, nbytes);
-        if (is_body && n > len - pos - hdr) return 0; /* truncated body */
-        pos += hdr + (is_body ? (size_t)n : 0);
-        need = need - 1 + n * (uint64_t)per;
-        if (need > len - pos) {
-            *at = pos - hdr;
-            *count = n;
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Copies a msgpack str into buf for printing: at most n-1 bytes, with
- * anything unprintable replaced by '?'. */
-static const char *str_show(const msgpack_object *o, char *buf, size_t n)
-{
-    size_t k = o->via.str.size < n - 1 ? o->via.str.size : n - 1;
-    for (size_t i = 0; i < k; i++) {
-        unsigned char c = (unsigned char)o->via.str.ptr[i];
-        buf[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-    }
-    buf[k] = '\0';
-    return buf;
-}
-
-/* Copies a msgpack str into buf as a C string. Returns 0, or -1 when it
- * does not fit in n-1 bytes or holds a NUL byte. */
-static int str_copy(const msgpack_object *o, char *buf, size_t n)
-{
-    size_t k = o->via.str.size;
-    if (k >= n || memchr(o->via.str.ptr, '\0', k)) return -1;
-    memcpy(buf, o->via.str.ptr, k);
-    buf[k] = '\0';
-    return 0;
-}
-
-static int str_eq(const msgpack_object *o, const char *s)
-{
-    size_t k = strlen(s);
-    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == k &&
-           memcmp(o->via.str.ptr, s, k) == 0;
-}
-
-static const char *type_name(msgpack_object_type t)
-{
-    switch (t) {
-    case MSGPACK_OBJECT_NIL:
-        return "nil";
-    case MSGPACK_OBJECT_BOOLEAN:
-        return "bool";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        return "int";
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        return "negative int";
-    case MSGPACK_OBJECT_FLOAT32:
-        return "float32";
-    case MSGPACK_OBJECT_FLOAT64:
-        return "float64";
-    case MSGPACK_OBJECT_STR:
-        return "str";
-    case MSGPACK_OBJECT_ARRAY:
-        return "array";
-    case MSGPACK_OBJECT_MAP:
-        return "map";
-    case MSGPACK_OBJECT_BIN:
-        return "bin";
-    case MSGPACK_OBJECT_EXT:
-        return "ext";
-    }
-    return "unknown type";
-}
-
-/* Sorts the entries of map o into vals[] by keys[] (vals[i] NULL when
- * keys[i] is absent). Non-str keys and duplicates are errors. The first
- * key not in keys[] is returned in *unknown (NULL if none), for the caller
- * to report when it sees fit. where names the map in messages. */
-static int map_fields(const char *path, const char *where,
-                      const msgpack_object *o, const char *const *keys,
-                      int nkeys, const msgpack_object **vals,
-                      const msgpack_object **unknown, char *err)
-{
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return abc_errf(err, ABC_EFORMAT, "%s: %s: expected a map, got %s",
-                        path, where, type_name(o->type));
-    for (int i = 0; i < nkeys; i++)
-        vals[i] = NULL;
-    *unknown = NULL;
-    for (uint32_t j = 0; j < o->via.map.size; j++) {
-        const msgpack_object *k = &o->via.map.ptr[j].key;
-        if (k->type != MSGPACK_OBJECT_STR)
-            return abc_errf(err, ABC_EFORMAT,
-                            "%s: %s: key %u is a %s, expected str", path, where,
-                            j, type_name(k->type));
-        int found = 0;
-        for (int i = 0; i < nkeys && !found; i++) {
-            if (!str_eq(k, keys[i])) continue;
-            found = 1;
-            if (vals[i])
-                return abc_errf(err, ABC_EFORMAT,
-                                "%s: %s: key \"%s\" appears twice", path, where,
-                                keys[i]);
-            vals[i] = &o->via.map.ptr[j].val;
-        }
-        if (!found && !*unknown) *unknown = k;
-    }
-    return 0;
-}
-
-static int unknown_key(const char *path, const char *where,
-                       const msgpack_object *k, char *err)
-{
-    char show[64];
-    return abc_errf(err, ABC_EFORMAT, "%s: %s: unknown key \"%s\"", path, where,
-                    str_show(k, show, sizeof show));
-}
-
-static int missing_key(const char *path, const char *where, const char *key,
-                       char *err)
-{
-    return abc_errf(err, ABC_EFORMAT, "%s: %s: missing \"%s\"", path, where,
-                    key);
-}
-
-/* Reads an integer in lo..hi. field names it in messages. */
-static int get_int(const char *path, const char *field, const msgpack_object *o,
-                   int64_t lo, int64_t hi, int64_t *out, char *err)
-{
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (o->via.u64 > (uint64_t)INT64_MAX || (int64_t)o->via.u64 > hi ||
-            (int64_t)o->via.u64 < lo)
-            return abc_errf(err, ABC_EVALUE,
-                            "%s: %s: %llu out of range %lld..%lld", path, field,
-                            (unsigned long long)o->via.u64, (long long)lo,
-                            (long long)hi);
-        *out = (int64_t)o->via.u64;
-        return 0;
-    }
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        if (o->via.i64 < lo || o->via.i64 > hi)
-            return abc_errf(
-                err, ABC_EVALUE, "%s: %s: %lld out of range %lld..%lld", path,
-                field, (long long)o->via.i64, (long long)lo, (long long)hi);
-        *out = o->via.i64;
-        return 0;
-    }
-    return abc_errf(err, ABC_EFORMAT, "%s: %s: expected an integer, got %s",
-                    path, field, type_name(o->type));
-}
 
 /* Reads an array of n integers in lo..hi into out (int). */
 static int get_int_array(const char *path, const char *field,
@@ -639,7 +294,7 @@ static int get_int_array(const char *path, const char *field,
 {
     if (o->type != MSGPACK_OBJECT_ARRAY)
         return abc_errf(err, ABC_EFORMAT, "%s: %s: expected an array, got %s",
-                        path, field, type_name(o->type));
+                        path, field, mpread_type_name(o->type));
     if (o->via.array.size != (uint32_t)n)
         return abc_errf(err, ABC_EVALUE, "%s: %s: %u entries, expected %d",
                         path, field, o->via.array.size, n);
@@ -647,7 +302,7 @@ static int get_int_array(const char *path, const char *field,
         char f[96];
         int64_t v;
         snprintf(f, sizeof f, "%s[%d]", field, i);
-        int rc = get_int(path, f, &o->via.array.ptr[i], lo, hi, &v, err);
+        int rc = mpread_get_int(path, f, &o->via.array.ptr[i], lo, hi, &v, err);
         if (rc) return rc;
         out[i] = (int)v;
     }
@@ -661,7 +316,7 @@ static int get_f32_bin(const char *path, const char *field,
 {
     if (o->type != MSGPACK_OBJECT_BIN)
         return abc_errf(err, ABC_EFORMAT, "%s: %s: expected bin, got %s", path,
-                        field, type_name(o->type));
+                        field, mpread_type_name(o->type));
     if ((size_t)o->via.bin.size != n * 4)
         return abc_errf(err, ABC_EVALUE,
                         "%s: %s: %u bytes of data, expected %zu (%zu float32)",
@@ -682,31 +337,32 @@ static int load_tensor(const char *path, int idx, const msgpack_object *o,
     const msgpack_object *v[4], *unk;
     char where[160], show[64], name[MODEL_NAME_LEN];
     snprintf(where, sizeof where, "tensors[%d]", idx);
-    int rc = map_fields(path, where, o, keys, 4, v, &unk, err);
+    int rc = mpread_map_fields(path, where, o, keys, 4, v, &unk, err);
     if (rc) return rc;
-    if (!v[0]) return missing_key(path, where, "name", err);
+    if (!v[0]) return mpread_err_missing_key(path, where, "name", err);
     if (v[0]->type != MSGPACK_OBJECT_STR)
         return abc_errf(err, ABC_EFORMAT, "%s: %s.name: expected str, got %s",
-                        path, where, type_name(v[0]->type));
+                        path, where, mpread_type_name(v[0]->type));
     struct tensor_info *t = NULL;
-    if (str_copy(v[0], name, sizeof name) == 0) t = model_find_tensor(m, name);
+    if (mpread_str_copy(v[0], name, sizeof name) == 0)
+        t = model_find_tensor(m, name);
     if (!t)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: %s: unknown tensor \"%s\" (not in %s with this "
                         "structure)",
-                        path, where, str_show(v[0], show, sizeof show),
+                        path, where, mpread_str_show(v[0], show, sizeof show),
                         arch_name(m->arch));
     snprintf(where, sizeof where, "tensors[%d] (%s)", idx, t->name);
-    if (unk) return unknown_key(path, where, unk, err);
+    if (unk) return mpread_err_unknown_key(path, where, unk, err);
     int ti = (int)(t - m->tensors);
     if (seen[ti])
         return abc_errf(err, ABC_EFORMAT, "%s: %s: tensor appears twice", path,
                         where);
     seen[ti] = 1;
 
-    if (!v[1]) return missing_key(path, where, "shape", err);
-    if (!v[2]) return missing_key(path, where, "buffer", err);
-    if (!v[3]) return missing_key(path, where, "data", err);
+    if (!v[1]) return mpread_err_missing_key(path, where, "shape", err);
+    if (!v[2]) return mpread_err_missing_key(path, where, "buffer", err);
+    if (!v[3]) return mpread_err_missing_key(path, where, "data", err);
 
     /* shape: compared as given, then against the model */
     const msgpack_object *s = v[1];
@@ -714,7 +370,7 @@ static int load_tensor(const char *path, int idx, const msgpack_object *o,
         return abc_errf(err, ABC_EFORMAT,
                         "%s: %s.shape: expected an array, "
                         "got %s",
-                        path, where, type_name(s->type));
+                        path, where, mpread_type_name(s->type));
     int same = s->via.array.size == (uint32_t)t->ndim;
     for (int d = 0; same && d < t->ndim; d++) {
         const msgpack_object *e = &s->via.array.ptr[d];
@@ -732,7 +388,7 @@ static int load_tensor(const char *path, int idx, const msgpack_object *o,
                                        (unsigned long long)e->via.u64);
             else
                 gl += (size_t)snprintf(got + gl, sizeof got - gl, "%s<%s>",
-                                       d ? "," : "", type_name(e->type));
+                                       d ? "," : "", mpread_type_name(e->type));
             if (gl >= sizeof got) break;
         }
         for (int d = 0; d < t->ndim; d++)
@@ -747,7 +403,7 @@ static int load_tensor(const char *path, int idx, const msgpack_object *o,
         return abc_errf(err, ABC_EFORMAT,
                         "%s: %s.buffer: expected bool, got "
                         "%s",
-                        path, where, type_name(v[2]->type));
+                        path, where, mpread_type_name(v[2]->type));
     if ((int)v[2]->via.boolean != (t->is_buffer != 0))
         return abc_errf(err, ABC_EVALUE,
                         "%s: %s.buffer: %s, but the model's tensor is a %s",
@@ -767,16 +423,16 @@ static int load_train(const char *path, const msgpack_object *o,
     static const char *const keys[] = {"epoch", "step", "best_val_acc",
                                        "velocity"};
     const msgpack_object *v[4], *unk;
-    int rc = map_fields(path, "train", o, keys, 4, v, &unk, err);
+    int rc = mpread_map_fields(path, "train", o, keys, 4, v, &unk, err);
     if (rc) return rc;
-    if (unk) return unknown_key(path, "train", unk, err);
+    if (unk) return mpread_err_unknown_key(path, "train", unk, err);
     for (int i = 0; i < 3; i++)
-        if (!v[i]) return missing_key(path, "train", keys[i], err);
+        if (!v[i]) return mpread_err_missing_key(path, "train", keys[i], err);
     int64_t x;
-    if ((rc = get_int(path, "train.epoch", v[0], 0, INT_MAX, &x, err)))
+    if ((rc = mpread_get_int(path, "train.epoch", v[0], 0, INT_MAX, &x, err)))
         return rc;
     st->epoch = (int)x;
-    if ((rc = get_int(path, "train.step", v[1], 0, INT64_MAX, &x, err)))
+    if ((rc = mpread_get_int(path, "train.step", v[1], 0, INT64_MAX, &x, err)))
         return rc;
     st->step = x;
     if (v[2]->type == MSGPACK_OBJECT_FLOAT64 ||
@@ -785,7 +441,7 @@ static int load_train(const char *path, const msgpack_object *o,
     else
         return abc_errf(err, ABC_EFORMAT,
                         "%s: train.best_val_acc: expected a float, got %s",
-                        path, type_name(v[2]->type));
+                        path, mpread_type_name(v[2]->type));
     if (!isfinite(st->best_val_acc))
         return abc_errf(err, ABC_EVALUE,
                         "%s: train.best_val_acc: not finite (%g)", path,
@@ -837,32 +493,35 @@ static int load_object(const char *path, const msgpack_object *o,
         return abc_errf(err, ABC_EFORMAT,
                         "%s: not a checkpoint: top level is a msgpack %s, "
                         "expected a map",
-                        path, type_name(o->type));
-    rc = map_fields(path, "top level", o, keys, K_N, v, &unk, err);
+                        path, mpread_type_name(o->type));
+    rc = mpread_map_fields(path, "top level", o, keys, K_N, v, &unk, err);
     if (rc) return rc;
 
     if (!v[K_FORMAT])
         return abc_errf(err, ABC_EFORMAT,
                         "%s: not a checkpoint: no \"format\" key", path);
-    if (!str_eq(v[K_FORMAT], CHECKPOINT_FORMAT)) {
+    if (!mpread_str_eq(v[K_FORMAT], CHECKPOINT_FORMAT)) {
         if (v[K_FORMAT]->type == MSGPACK_OBJECT_STR)
             return abc_errf(err, ABC_EFORMAT,
                             "%s: not a checkpoint: format is \"%s\", "
                             "expected \"%s\"",
-                            path, str_show(v[K_FORMAT], show, sizeof show),
+                            path,
+                            mpread_str_show(v[K_FORMAT], show, sizeof show),
                             CHECKPOINT_FORMAT);
         return abc_errf(err, ABC_EFORMAT,
                         "%s: not a checkpoint: format is a %s, expected str "
                         "\"%s\"",
-                        path, type_name(v[K_FORMAT]->type), CHECKPOINT_FORMAT);
+                        path, mpread_type_name(v[K_FORMAT]->type),
+                        CHECKPOINT_FORMAT);
     }
-    if (!v[K_VERSION]) return missing_key(path, "top level", "version", err);
+    if (!v[K_VERSION])
+        return mpread_err_missing_key(path, "top level", "version", err);
     int64_t ver;
     if (v[K_VERSION]->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
         v[K_VERSION]->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: version: expected an integer, got %s", path,
-                        type_name(v[K_VERSION]->type));
+                        mpread_type_name(v[K_VERSION]->type));
     ver = v[K_VERSION]->type == MSGPACK_OBJECT_POSITIVE_INTEGER
               ? (v[K_VERSION]->via.u64 > INT64_MAX
                      ? INT64_MAX
@@ -873,22 +532,23 @@ static int load_object(const char *path, const msgpack_object *o,
                         "%s: unsupported checkpoint version %lld (this build "
                         "reads %d)",
                         path, (long long)ver, CHECKPOINT_VERSION);
-    if (unk) return unknown_key(path, "top level", unk, err);
+    if (unk) return mpread_err_unknown_key(path, "top level", unk, err);
     for (int i = K_ARCH; i < K_TRAIN; i++)
-        if (!v[i]) return missing_key(path, "top level", keys[i], err);
+        if (!v[i])
+            return mpread_err_missing_key(path, "top level", keys[i], err);
 
     /* arch */
     if (v[K_ARCH]->type != MSGPACK_OBJECT_STR)
         return abc_errf(err, ABC_EFORMAT, "%s: arch: expected str, got %s",
-                        path, type_name(v[K_ARCH]->type));
+                        path, mpread_type_name(v[K_ARCH]->type));
     char aname[64];
     enum arch arch;
-    if (str_copy(v[K_ARCH], aname, sizeof aname) != 0 ||
+    if (mpread_str_copy(v[K_ARCH], aname, sizeof aname) != 0 ||
         arch_parse(aname, &arch) != 0)
         return abc_errf(err, ABC_EVALUE,
                         "%s: arch: unknown architecture "
                         "\"%s\"",
-                        path, str_show(v[K_ARCH], show, sizeof show));
+                        path, mpread_str_show(v[K_ARCH], show, sizeof show));
 
     /* structure */
     int np = arch_prunable(arch, NULL);
@@ -909,7 +569,7 @@ static int load_object(const char *path, const msgpack_object *o,
         rc = abc_errf(err, ABC_EFORMAT,
                       "%s: structure: expected an array, "
                       "got %s",
-                      path, type_name(s->type));
+                      path, mpread_type_name(s->type));
         goto fail;
     }
     if (s->via.array.size != (uint32_t)np) {
@@ -923,7 +583,7 @@ static int load_object(const char *path, const msgpack_object *o,
         char f[48];
         int64_t c;
         snprintf(f, sizeof f, "structure[%d]", i);
-        rc = get_int(path, f, &s->via.array.ptr[i], 1, full[i], &c, err);
+        rc = mpread_get_int(path, f, &s->via.array.ptr[i], 1, full[i], &c, err);
         if (rc) goto fail;
         channels[i] = (int)c;
     }
@@ -933,7 +593,8 @@ static int load_object(const char *path, const msgpack_object *o,
     int64_t classes;
     rc = get_int_array(path, "input", v[K_INPUT], 3, 1, 1 << 16, in, err);
     if (rc) goto fail;
-    rc = get_int(path, "classes", v[K_CLASSES], 1, 1 << 24, &classes, err);
+    rc = mpread_get_int(path, "classes", v[K_CLASSES], 1, 1 << 24, &classes,
+                        err);
     if (rc) goto fail;
 
     rc = model_create(&m, arch, channels, in[0], in[1], in[2], (int)classes,
@@ -950,7 +611,7 @@ static int load_object(const char *path, const msgpack_object *o,
         rc = abc_errf(err, ABC_EFORMAT,
                       "%s: tensors: expected an array, got "
                       "%s",
-                      path, type_name(ta->type));
+                      path, mpread_type_name(ta->type));
         goto fail;
     }
     seen = calloc((size_t)m->ntensors + 1, 1);
@@ -996,6 +657,32 @@ fail:
     return rc;
 }
 
+/* Validates buf[0..len) as a checkpoint and builds the model it
+ * describes; see checkpoint.h. Messages name name where the helpers above
+ * say path. buf is only read, and nothing points into it afterwards. */
+int checkpoint_load_mem(const char *name, const char *buf, size_t len,
+                        struct model **out, struct train_state *st, char *err)
+{
+    if (out) *out = NULL;
+    if (!name) name = "checkpoint";
+    if (!out)
+        return abc_errf(err, ABC_EVALUE,
+                        "checkpoint_load_mem: no output model");
+    if (!buf || len == 0)
+        return abc_errf(err, ABC_EFORMAT, "%s: no bytes, not a checkpoint",
+                        name);
+    msgpack_zone zone;
+    if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE))
+        return abc_errf(err, ABC_ENOMEM, "%s: out of memory", name);
+    msgpack_object obj;
+    int rc = mpread_unpack(name, "checkpoint", buf, len, &zone, &obj, err);
+    /* Strings and bins point into buf, arrays and maps into the zone:
+     * load_object copies everything it keeps before the zone is freed. */
+    if (!rc) rc = load_object(name, &obj, out, st, err);
+    msgpack_zone_destroy(&zone);
+    return rc;
+}
+
 /* Reads path, builds the model it describes and fills its tensors; see
  * checkpoint.h. On success *out owns a new model and *st (if given) the
  * training state, zeroed with velocity NULL when the file has none. On
@@ -1010,66 +697,10 @@ int checkpoint_load(const char *path, struct model **out,
                         !path ? "path" : "output model");
     char *buf;
     size_t len;
-    int rc = read_file(path, &buf, &len, err);
+    int rc = file_read_all(path, "checkpoint", CHECKPOINT_MAX_BYTES, &buf, &len,
+                           err);
     if (rc) return rc;
-
-    msgpack_zone zone;
-    if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE)) {
-        free(buf);
-        return abc_errf(err, ABC_ENOMEM, "%s: out of memory", path);
-    }
-    size_t at = 0;
-    uint64_t count = 0;
-    if (prescan_counts((const unsigned char *)buf, len, &at, &count) != 0) {
-        msgpack_zone_destroy(&zone);
-        free(buf);
-        return abc_errf(err, ABC_EFORMAT,
-                        "%s: truncated or corrupt: the array/map at byte %zu "
-                        "declares %llu entries, more than the %zu bytes "
-                        "after it hold",
-                        path, at, (unsigned long long)count, len - at);
-    }
-    msgpack_object obj;
-    size_t off = 0;
-    msgpack_unpack_return ur = msgpack_unpack(buf, len, &off, &zone, &obj);
-    switch (ur) {
-    case MSGPACK_UNPACK_SUCCESS:
-        /* Strings and bins point into buf, arrays and maps into the zone:
-         * load_object copies everything it keeps before both are freed. */
-        rc = load_object(path, &obj, out, st, err);
-        break;
-    case MSGPACK_UNPACK_EXTRA_BYTES:
-        rc = abc_errf(err, ABC_EFORMAT,
-                      "%s: trailing garbage: %zu bytes after the checkpoint "
-                      "ends at byte %zu",
-                      path, len - off, off);
-        break;
-    case MSGPACK_UNPACK_CONTINUE:
-        rc = abc_errf(err, ABC_EFORMAT,
-                      "%s: truncated: %zu bytes end in the middle of the "
-                      "checkpoint",
-                      path, len);
-        break;
-    case MSGPACK_UNPACK_PARSE_ERROR:
-        rc = abc_errf(err, ABC_EFORMAT,
-                      "%s: not a checkpoint: msgpack parse error", path);
-        break;
-    case MSGPACK_UNPACK_NOMEM_ERROR:
-        /* msgpack-c also says NOMEM for nesting deeper than its fixed
-         * stack (MSGPACK_EMBED_STACK_SIZE, 32); counts were bounded by
-         * prescan_counts, so that is the likely cause. */
-        rc = abc_errf(err, ABC_EFORMAT,
-                      "%s: not a checkpoint: arrays/maps nested deeper than "
-                      "32, or out of memory unpacking",
-                      path);
-        break;
-    default:
-        rc = abc_errf(err, ABC_EFORMAT,
-                      "%s: msgpack_unpack returned unexpected code %d", path,
-                      (int)ur);
-        break;
-    }
-    msgpack_zone_destroy(&zone);
+    rc = checkpoint_load_mem(path, buf, len, out, st, err);
     free(buf);
     return rc;
 }

@@ -7,12 +7,17 @@
 #ifndef ABC_CHECKPOINT_H
 #define ABC_CHECKPOINT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model.h"
 
 #define CHECKPOINT_FORMAT "abcprune-checkpoint"
 #define CHECKPOINT_VERSION 1
+
+/* Largest file checkpoint_load reads: well above vgg16 with velocity
+ * (about 120 MB), well below what a 32-bit msgpack length can address. */
+#define CHECKPOINT_MAX_BYTES ((size_t)1 << 30)
 
 /* Training progress and optimizer state stored alongside the weights. */
 struct train_state {
@@ -26,6 +31,12 @@ struct train_state {
 int checkpoint_save(const char *path, const struct model *m,
                     const struct train_state *st, char *err);
 
+/* Serialises m (and st, if not NULL) into *buf, malloc'ed (caller frees),
+ * *len bytes: exactly what checkpoint_save would write. Refuses what
+ * checkpoint_save refuses (non-finite values). */
+int checkpoint_pack(const struct model *m, const struct train_state *st,
+                    char **buf, size_t *len, char *err);
+
 /* Reads path, builds the model it describes (model_create) and fills its
  * tensors. If st is not NULL it receives the training state; st->velocity is
  * malloc'ed (caller frees) when the file has optimizer state, else NULL.
@@ -34,6 +45,12 @@ int checkpoint_save(const char *path, const struct model *m,
  * mis-shaped tensor, wrong data length, non-finite values. */
 int checkpoint_load(const char *path, struct model **out,
                     struct train_state *st, char *err);
+
+/* checkpoint_load of the bytes buf[0..len) (a file read whole, a message):
+ * the same validation, with name (a path, or what the bytes are) in the
+ * messages. buf is only read and may be freed as soon as this returns. */
+int checkpoint_load_mem(const char *name, const char *buf, size_t len,
+                        struct model **out, struct train_state *st, char *err);
 
 /* Returns 0 when a and b have the same architecture, input shape, classes
  * and structure (so tensors can be copied between them), else an error

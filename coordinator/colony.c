@@ -35,19 +35,17 @@
  * is bit-identical to the saved one. */
 #include "colony.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <msgpack.h>
 
 #include "err.h"
+#include "fileio.h"
+#include "mpread.h"
 
 /* rng_derive labels for the draws of a phase; batch indices (the labels
  * of evaluation seeds) stay far below them. */
@@ -397,6 +395,7 @@ static void update_best(struct colony *c, int i, double f)
            (size_t)c->p.nlayers * sizeof *c->best_code);
     c->best_fitness = f;
     c->best_eval_id = c->batch[i].eval_id;
+    c->best_seed = c->batch[i].seed;
     c->has_best = 1;
 }
 
@@ -543,10 +542,11 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
     if (pack_cstr(&pk, "best") != 0) return -1;
     if (!c->has_best) {
         if (msgpack_pack_nil(&pk) != 0) return -1;
-    } else if (msgpack_pack_map(&pk, 3) != 0 || pack_cstr(&pk, "code") != 0 ||
+    } else if (msgpack_pack_map(&pk, 4) != 0 || pack_cstr(&pk, "code") != 0 ||
                pack_code(&pk, c->best_code, p->nlayers) != 0 ||
                pack_kv_double(&pk, "fitness", c->best_fitness) != 0 ||
-               pack_kv_u64(&pk, "eval_id", c->best_eval_id) != 0) {
+               pack_kv_u64(&pk, "eval_id", c->best_eval_id) != 0 ||
+               pack_kv_u64(&pk, "seed", c->best_seed) != 0) {
         return -1;
     }
 
@@ -572,41 +572,6 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
     return 0;
 }
 
-/* fsyncs the directory holding path, so the rename survives a crash. */
-static int sync_dir(const char *path, char *err)
-{
-    const char *slash = strrchr(path, '/');
-    size_t n = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
-    char *dir = malloc(n + 1);
-    if (!dir)
-        return abc_errf(err, ABC_ENOMEM,
-                        "%s: saved, but out of memory to sync its directory",
-                        path);
-    memcpy(dir, !slash ? "." : path, n);
-    dir[n] = '\0';
-    int rc = 0;
-    int fd = open(dir, O_RDONLY);
-    if (fd < 0) {
-        rc = abc_errf(err, ABC_EIO,
-                      "%s: saved, but cannot open directory %s to sync it: %s",
-                      path, dir, strerror(errno));
-    } else {
-        int s = fsync(fd);
-        int e = errno;
-        if (close(fd) != 0 && s == 0) {
-            s = -1;
-            e = errno;
-        }
-        /* Some file systems cannot fsync a directory; that is no error. */
-        if (s != 0 && e != EINVAL && e != EROFS)
-            rc = abc_errf(err, ABC_EIO,
-                          "%s: saved, but fsync of directory %s failed: %s",
-                          path, dir, strerror(e));
-    }
-    free(dir);
-    return rc;
-}
-
 int colony_save(const struct colony *c, const char *path, char *err)
 {
     if (!c || !path || !*path)
@@ -614,259 +579,19 @@ int colony_save(const struct colony *c, const char *path, char *err)
                         !c ? "colony" : "path");
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    char *tmp = NULL;
-    FILE *f = NULL;
-    int created = 0, rc = 0;
-
-    if (pack_colony(&sb, c) != 0) {
+    int rc;
+    if (pack_colony(&sb, c) != 0)
         rc = abc_errf(err, ABC_ENOMEM,
-                      "%s: out of memory serialising the "
-                      "colony",
-                      path);
-        goto fail;
-    }
-    size_t tlen = strlen(path) + 32;
-    tmp = malloc(tlen);
-    if (!tmp) {
-        rc = abc_errf(err, ABC_ENOMEM, "%s: out of memory", path);
-        goto fail;
-    }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    f = fopen(tmp, "wb");
-    if (!f) {
-        rc = abc_errf(err, ABC_EIO, "%s: cannot create temp file %s: %s", path,
-                      tmp, strerror(errno));
-        goto fail;
-    }
-    created = 1;
-    if (sb.size && fwrite(sb.data, 1, sb.size, f) != sb.size) {
-        rc = abc_errf(err, ABC_EIO, "%s: writing %s failed: %s", path, tmp,
-                      strerror(errno));
-        goto fail;
-    }
-    if (fflush(f) != 0) {
-        rc = abc_errf(err, ABC_EIO, "%s: flushing %s failed: %s", path, tmp,
-                      strerror(errno));
-        goto fail;
-    }
-    if (fsync(fileno(f)) != 0) {
-        rc = abc_errf(err, ABC_EIO, "%s: fsync of %s failed: %s", path, tmp,
-                      strerror(errno));
-        goto fail;
-    }
-    {
-        int cl = fclose(f);
-        f = NULL;
-        if (cl != 0) {
-            rc = abc_errf(err, ABC_EIO, "%s: closing %s failed: %s", path, tmp,
-                          strerror(errno));
-            goto fail;
-        }
-    }
-    if (rename(tmp, path) != 0) {
-        rc = abc_errf(err, ABC_EIO, "%s: cannot rename %s over it: %s", path,
-                      tmp, strerror(errno));
-        goto fail;
-    }
-    created = 0;
-    rc = sync_dir(path, err);
-    free(tmp);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
-
-fail:
-    if (f) fclose(f); /* already failing: its result adds nothing */
-    if (created && remove(tmp) != 0 && errno != ENOENT)
-        abc_errprefix(err, rc, "(temp file %s could not be removed: %s)", tmp,
-                      strerror(errno));
-    free(tmp);
+                      "%s: out of memory serialising the colony", path);
+    else
+        rc = file_write_atomic(path, sb.data, sb.size, err);
     msgpack_sbuffer_destroy(&sb);
     return rc;
 }
 
 /* ---------------------------------------------------------------------
- * Loading: reading and msgpack helpers
+ * Loading: msgpack helpers
  * ------------------------------------------------------------------- */
-
-/* Reads the whole of path into a malloc'ed buffer. */
-static int read_file(const char *path, char **out, size_t *len, char *err)
-{
-    *out = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return abc_errf(err, ABC_EIO, "%s: cannot open colony checkpoint: %s",
-                        path, strerror(errno));
-    struct stat sbuf;
-    if (fstat(fileno(f), &sbuf) != 0) {
-        int e = errno;
-        fclose(f);
-        return abc_errf(err, ABC_EIO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sbuf.st_mode)) {
-        fclose(f);
-        return abc_errf(err, ABC_EIO, "%s: not a regular file", path);
-    }
-    if (sbuf.st_size == 0) {
-        fclose(f);
-        return abc_errf(err, ABC_EFORMAT,
-                        "%s: empty file, not a colony checkpoint", path);
-    }
-    if (sbuf.st_size < 0 || (uint64_t)sbuf.st_size > COLONY_MAX_BYTES) {
-        fclose(f);
-        return abc_errf(err, ABC_EFORMAT,
-                        "%s: %lld bytes, larger than any colony checkpoint "
-                        "(limit %zu)",
-                        path, (long long)sbuf.st_size, COLONY_MAX_BYTES);
-    }
-    size_t n = (size_t)sbuf.st_size;
-    char *buf = malloc(n);
-    if (!buf) {
-        fclose(f);
-        return abc_errf(err, ABC_ENOMEM, "%s: out of memory reading %zu bytes",
-                        path, n);
-    }
-    size_t got = fread(buf, 1, n, f);
-    int rerr = ferror(f);
-    int e = errno;
-    fclose(f); /* read-only: nothing to lose */
-    if (got != n) {
-        free(buf);
-        if (rerr)
-            return abc_errf(err, ABC_EIO, "%s: read failed: %s", path,
-                            strerror(e));
-        return abc_errf(err, ABC_EIO,
-                        "%s: file shrank while reading (%zu of %zu bytes)",
-                        path, got, n);
-    }
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
-static uint64_t be_uint(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* Walks the msgpack encoding in p[0..len) without building anything and
- * checks that no array or map declares more elements than the bytes after
- * its header could hold, since msgpack_unpack allocates by the declared
- * size (the same guard as common/checkpoint.c). Returns 0, or -1 with the
- * offending header's offset in *at and its count in *count. Everything
- * else is left for msgpack_unpack to report. */
-static int prescan_counts(const unsigned char *p, size_t len, size_t *at,
-                          uint64_t *count)
-{
-    uint64_t need = 1; /* objects still to read */
-    size_t pos = 0;
-    while (need > 0 && pos < len) {
-        unsigned b = p[pos];
-        size_t hdr = 1;  /* header bytes, including b */
-        int nbytes = 0;  /* big-endian length or count after b */
-        uint64_t n = 0;  /* payload bytes (is_body) or entries */
-        int is_body = 0; /* n counts payload bytes (str, bin, ext) */
-        int per = 0;     /* objects per entry: 1 array, 2 map */
-        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-            /* fixint, nil, bool: the header is the object */
-        } else if (b <= 0x8f) {
-            n = b & 0x0f, per = 2; /* fixmap */
-        } else if (b <= 0x9f) {
-            n = b & 0x0f, per = 1; /* fixarray */
-        } else if (b <= 0xbf) {
-            n = b & 0x1f, is_body = 1; /* fixstr */
-        } else {
-            /* clang-format off */
-            switch (b) {
-            case 0xc4: case 0xd9: nbytes = 1, is_body = 1; break; /* bin, str */
-            case 0xc5: case 0xda: nbytes = 2, is_body = 1; break;
-            case 0xc6: case 0xdb: nbytes = 4, is_body = 1; break;
-            case 0xc7: nbytes = 1, is_body = 1, hdr = 3; break;   /* ext */
-            case 0xc8: nbytes = 2, is_body = 1, hdr = 4; break;
-            case 0xc9: nbytes = 4, is_body = 1, hdr = 6; break;
-            case 0xcc: case 0xd0: hdr = 2; break;                 /* numbers */
-            case 0xcd: case 0xd1: hdr = 3; break;
-            case 0xca: case 0xce: case 0xd2: hdr = 5; break;
-            case 0xcb: case 0xcf: case 0xd3: hdr = 9; break;
-            case 0xd4: hdr = 3; break;                            /* fixext */
-            case 0xd5: hdr = 4; break;
-            case 0xd6: hdr = 6; break;
-            case 0xd7: hdr = 10; break;
-            case 0xd8: hdr = 18; break;
-            case 0xdc: nbytes = 2, per = 1; break;                /* array */
-            case 0xdd: nbytes = 4, per = 1; break;
-            case 0xde: nbytes = 2, per = 2; break;                /* map */
-            case 0xdf: nbytes = 4, per = 2; break;
-            default: return 0; /* 0xc1: msgpack reports the parse error */
-            }
-            /* clang-format on */
-            if (nbytes && hdr == 1) hdr = 1 + (size_t)nbytes;
-        }
-        if (hdr > len - pos) return 0; /* truncated header */
-        if (nbytes) n = be_uint(p + pos + 1, nbytes);
-        if (is_body && n > len - pos - hdr) return 0; /* truncated body */
-        pos += hdr + (is_body ? (size_t)n : 0);
-        need = need - 1 + n * (uint64_t)per;
-        if (need > len - pos) {
-            *at = pos - hdr;
-            *count = n;
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static const char *type_name(msgpack_object_type t)
-{
-    switch (t) {
-    case MSGPACK_OBJECT_NIL:
-        return "nil";
-    case MSGPACK_OBJECT_BOOLEAN:
-        return "bool";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        return "int";
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        return "negative int";
-    case MSGPACK_OBJECT_FLOAT32:
-        return "float32";
-    case MSGPACK_OBJECT_FLOAT64:
-        return "float64";
-    case MSGPACK_OBJECT_STR:
-        return "str";
-    case MSGPACK_OBJECT_ARRAY:
-        return "array";
-    case MSGPACK_OBJECT_MAP:
-        return "map";
-    case MSGPACK_OBJECT_BIN:
-        return "bin";
-    case MSGPACK_OBJECT_EXT:
-        return "ext";
-    }
-    return "unknown type";
-}
-
-/* Copies a msgpack str into buf for printing: at most n-1 bytes, anything
- * unprintable replaced by '?'. */
-static const char *str_show(const msgpack_object *o, char *buf, size_t n)
-{
-    size_t k = o->via.str.size < n - 1 ? o->via.str.size : n - 1;
-    for (size_t i = 0; i < k; i++) {
-        unsigned char ch = (unsigned char)o->via.str.ptr[i];
-        buf[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
-    }
-    buf[k] = '\0';
-    return buf;
-}
-
-static int str_eq(const msgpack_object *o, const char *s)
-{
-    size_t k = strlen(s);
-    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == k &&
-           memcmp(o->via.str.ptr, s, k) == 0;
-}
 
 /* Sorts the entries of map o into vals[] by keys[] and checks that every
  * key is known, none appears twice and all are present. where names the
@@ -875,69 +600,21 @@ static int get_map(const char *path, const char *where, const msgpack_object *o,
                    const char *const *keys, int nkeys,
                    const msgpack_object **vals, char *err)
 {
-    char show[64];
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return abc_errf(err, ABC_EFORMAT, "%s: %s: expected a map, got %s",
-                        path, where, type_name(o->type));
+    const msgpack_object *unk;
+    int rc = mpread_map_fields(path, where, o, keys, nkeys, vals, &unk, err);
+    if (rc) return rc;
+    if (unk) return mpread_err_unknown_key(path, where, unk, err);
     for (int i = 0; i < nkeys; i++)
-        vals[i] = NULL;
-    for (uint32_t j = 0; j < o->via.map.size; j++) {
-        const msgpack_object *k = &o->via.map.ptr[j].key;
-        if (k->type != MSGPACK_OBJECT_STR)
-            return abc_errf(err, ABC_EFORMAT,
-                            "%s: %s: key %u is a %s, expected str", path, where,
-                            j, type_name(k->type));
-        int i = 0;
-        while (i < nkeys && !str_eq(k, keys[i]))
-            i++;
-        if (i == nkeys)
-            return abc_errf(err, ABC_EFORMAT, "%s: %s: unknown key \"%s\"",
-                            path, where, str_show(k, show, sizeof show));
-        if (vals[i])
-            return abc_errf(err, ABC_EFORMAT,
-                            "%s: %s: key \"%s\" appears twice", path, where,
-                            keys[i]);
-        vals[i] = &o->via.map.ptr[j].val;
-    }
-    for (int i = 0; i < nkeys; i++)
-        if (!vals[i])
-            return abc_errf(err, ABC_EFORMAT, "%s: %s: missing \"%s\"", path,
-                            where, keys[i]);
+        if (!vals[i]) return mpread_err_missing_key(path, where, keys[i], err);
     return 0;
 }
 
-/* Reads an integer in lo..hi. field names it in messages. */
-static int get_int(const char *path, const char *field, const msgpack_object *o,
-                   int64_t lo, int64_t hi, int64_t *out, char *err)
-{
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (o->via.u64 > (uint64_t)INT64_MAX || (int64_t)o->via.u64 > hi ||
-            (int64_t)o->via.u64 < lo)
-            return abc_errf(err, ABC_EVALUE,
-                            "%s: %s: %llu out of range %lld..%lld", path, field,
-                            (unsigned long long)o->via.u64, (long long)lo,
-                            (long long)hi);
-        *out = (int64_t)o->via.u64;
-        return 0;
-    }
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        if (o->via.i64 < lo || o->via.i64 > hi)
-            return abc_errf(
-                err, ABC_EVALUE, "%s: %s: %lld out of range %lld..%lld", path,
-                field, (long long)o->via.i64, (long long)lo, (long long)hi);
-        *out = o->via.i64;
-        return 0;
-    }
-    return abc_errf(err, ABC_EFORMAT, "%s: %s: expected an integer, got %s",
-                    path, field, type_name(o->type));
-}
-
-/* get_int into an int. */
+/* mpread_get_int into an int. */
 static int get_i32(const char *path, const char *field, const msgpack_object *o,
                    int64_t lo, int64_t hi, int *out, char *err)
 {
     int64_t v = 0;
-    int rc = get_int(path, field, o, lo, hi, &v, err);
+    int rc = mpread_get_int(path, field, o, lo, hi, &v, err);
     if (!rc) *out = (int)v;
     return rc;
 }
@@ -954,7 +631,7 @@ static int get_u64(const char *path, const char *field, const msgpack_object *o,
         return abc_errf(err, ABC_EVALUE, "%s: %s: %lld, expected >= 0", path,
                         field, (long long)o->via.i64);
     return abc_errf(err, ABC_EFORMAT, "%s: %s: expected an integer, got %s",
-                    path, field, type_name(o->type));
+                    path, field, mpread_type_name(o->type));
 }
 
 /* Reads a finite float (float64, or float32). */
@@ -963,7 +640,7 @@ static int get_double(const char *path, const char *field,
 {
     if (o->type != MSGPACK_OBJECT_FLOAT64 && o->type != MSGPACK_OBJECT_FLOAT32)
         return abc_errf(err, ABC_EFORMAT, "%s: %s: expected a float, got %s",
-                        path, field, type_name(o->type));
+                        path, field, mpread_type_name(o->type));
     if (!isfinite(o->via.f64))
         return abc_errf(err, ABC_EVALUE, "%s: %s: %g is not finite", path,
                         field, o->via.f64);
@@ -978,7 +655,7 @@ static int get_code(const char *path, const char *field,
 {
     if (o->type != MSGPACK_OBJECT_ARRAY)
         return abc_errf(err, ABC_EFORMAT, "%s: %s: expected an array, got %s",
-                        path, field, type_name(o->type));
+                        path, field, mpread_type_name(o->type));
     if (o->via.array.size != (uint32_t)p->nlayers)
         return abc_errf(err, ABC_EVALUE,
                         "%s: %s: %u entries, expected nlayers = %d", path,
@@ -1022,7 +699,7 @@ static int load_params(const char *path, const msgpack_object *o,
     if (v[7]->type != MSGPACK_OBJECT_BOOLEAN)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: params.redraw_same: expected bool, got %s", path,
-                        type_name(v[7]->type));
+                        mpread_type_name(v[7]->type));
     p->redraw_same = v[7]->via.boolean ? 1 : 0;
     rc = colony_params_check(p, err);
     if (rc) return abc_errprefix(err, rc, "%s", path);
@@ -1036,9 +713,9 @@ static int load_phase(const char *path, const msgpack_object *o,
     char show[64];
     if (o->type != MSGPACK_OBJECT_STR)
         return abc_errf(err, ABC_EFORMAT, "%s: phase: expected str, got %s",
-                        path, type_name(o->type));
+                        path, mpread_type_name(o->type));
     for (int i = COLONY_INIT; i <= COLONY_DONE; i++) {
-        if (str_eq(o, colony_phase_name((enum colony_phase)i))) {
+        if (mpread_str_eq(o, colony_phase_name((enum colony_phase)i))) {
             *ph = (enum colony_phase)i;
             return 0;
         }
@@ -1046,7 +723,7 @@ static int load_phase(const char *path, const msgpack_object *o,
     return abc_errf(err, ABC_EVALUE,
                     "%s: phase: \"%s\", expected init, employed, onlooker, "
                     "scout or done",
-                    path, str_show(o, show, sizeof show));
+                    path, mpread_str_show(o, show, sizeof show));
 }
 
 /* Checks cycle and evaluations against the phase: each cycle applies 2*sn
@@ -1096,7 +773,7 @@ static int load_foods(const char *path, const msgpack_object *o,
     if (o->type != MSGPACK_OBJECT_ARRAY)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: foods: expected an array, got %s", path,
-                        type_name(o->type));
+                        mpread_type_name(o->type));
     if (o->via.array.size != want)
         return abc_errf(err, ABC_EVALUE,
                         "%s: foods: %u sources, expected %u (sn = %d, phase "
@@ -1124,21 +801,22 @@ static int load_foods(const char *path, const msgpack_object *o,
 static int load_best(const char *path, const msgpack_object *o,
                      struct colony *c, char *err)
 {
-    static const char *const keys[] = {"code", "fitness", "eval_id"};
-    const msgpack_object *v[3];
+    static const char *const keys[] = {"code", "fitness", "eval_id", "seed"};
+    const msgpack_object *v[4];
     if (c->phase == COLONY_INIT) {
         if (o->type != MSGPACK_OBJECT_NIL)
             return abc_errf(err, ABC_EVALUE,
                             "%s: best: a %s, expected nil before init is "
                             "applied",
-                            path, type_name(o->type));
+                            path, mpread_type_name(o->type));
         return 0;
     }
-    int rc = get_map(path, "best", o, keys, 3, v, err);
+    int rc = get_map(path, "best", o, keys, 4, v, err);
     if (rc) return rc;
     if ((rc = get_code(path, "best.code", v[0], &c->p, c->best_code, err)) ||
         (rc = get_double(path, "best.fitness", v[1], &c->best_fitness, err)) ||
-        (rc = get_u64(path, "best.eval_id", v[2], &c->best_eval_id, err)))
+        (rc = get_u64(path, "best.eval_id", v[2], &c->best_eval_id, err)) ||
+        (rc = get_u64(path, "best.seed", v[3], &c->best_seed, err)))
         return rc;
     if (c->best_eval_id >= c->next_eval_id)
         return abc_errf(err, ABC_EVALUE,
@@ -1167,7 +845,7 @@ static int load_batch(const char *path, const msgpack_object *o,
     if (o->type != MSGPACK_OBJECT_ARRAY)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: batch: expected nil or an array, got %s", path,
-                        type_name(o->type));
+                        mpread_type_name(o->type));
     if (c->phase == COLONY_DONE)
         return abc_errf(err, ABC_EVALUE,
                         "%s: batch: present, but the search is done", path);
@@ -1187,7 +865,7 @@ static int load_batch(const char *path, const msgpack_object *o,
         const msgpack_object *v[7];
         char where[64], f[96];
         int index, source, partner;
-        uint64_t seed, eval_id;
+        uint64_t seed = 0, eval_id = 0;
         snprintf(where, sizeof where, "batch[%d]", i);
         rc = get_map(path, where, &o->via.array.ptr[i], keys, 7, v, err);
         if (rc) break;
@@ -1261,35 +939,37 @@ static int load_object(const char *path, const msgpack_object *o,
         return abc_errf(err, ABC_EFORMAT,
                         "%s: not a colony checkpoint: top level is a msgpack "
                         "%s, expected a map",
-                        path, type_name(o->type));
+                        path, mpread_type_name(o->type));
     /* format and version first, so another file type or version is named
      * as such rather than by its first unexpected key */
     for (uint32_t j = 0; j < o->via.map.size; j++) {
         const msgpack_object *k = &o->via.map.ptr[j].key;
-        if (str_eq(k, "format")) v[K_FORMAT] = &o->via.map.ptr[j].val;
-        if (str_eq(k, "version")) v[K_VERSION] = &o->via.map.ptr[j].val;
+        if (mpread_str_eq(k, "format")) v[K_FORMAT] = &o->via.map.ptr[j].val;
+        if (mpread_str_eq(k, "version")) v[K_VERSION] = &o->via.map.ptr[j].val;
     }
     if (!v[K_FORMAT])
         return abc_errf(err, ABC_EFORMAT,
                         "%s: not a colony checkpoint: no \"format\" key", path);
-    if (!str_eq(v[K_FORMAT], COLONY_FORMAT)) {
+    if (!mpread_str_eq(v[K_FORMAT], COLONY_FORMAT)) {
         if (v[K_FORMAT]->type == MSGPACK_OBJECT_STR)
             return abc_errf(err, ABC_EFORMAT,
                             "%s: not a colony checkpoint: format is \"%s\", "
                             "expected \"%s\"",
-                            path, str_show(v[K_FORMAT], show, sizeof show),
+                            path,
+                            mpread_str_show(v[K_FORMAT], show, sizeof show),
                             COLONY_FORMAT);
         return abc_errf(err, ABC_EFORMAT,
                         "%s: not a colony checkpoint: format is a %s, "
                         "expected str \"%s\"",
-                        path, type_name(v[K_FORMAT]->type), COLONY_FORMAT);
+                        path, mpread_type_name(v[K_FORMAT]->type),
+                        COLONY_FORMAT);
     }
     if (!v[K_VERSION])
         return abc_errf(err, ABC_EFORMAT, "%s: top level: missing \"version\"",
                         path);
     int64_t ver = 0;
-    if ((rc = get_int(path, "version", v[K_VERSION], INT64_MIN, INT64_MAX, &ver,
-                      err)))
+    if ((rc = mpread_get_int(path, "version", v[K_VERSION], INT64_MIN,
+                             INT64_MAX, &ver, err)))
         return rc;
     if (ver != COLONY_VERSION)
         return abc_errf(err, ABC_EFORMAT,
@@ -1329,60 +1009,18 @@ int colony_load(const char *path, struct colony **out, char *err)
                         !path ? "path" : "output");
     char *buf;
     size_t len;
-    int rc = read_file(path, &buf, &len, err);
+    int rc = file_read_all(path, "colony checkpoint", COLONY_MAX_BYTES, &buf,
+                           &len, err);
     if (rc) return rc;
-
-    size_t at = 0;
-    uint64_t count = 0;
-    if (prescan_counts((const unsigned char *)buf, len, &at, &count) != 0) {
-        free(buf);
-        return abc_errf(err, ABC_EFORMAT,
-                        "%s: truncated or corrupt: the array/map at byte %zu "
-                        "declares %llu entries, more than the %zu bytes after "
-                        "it hold",
-                        path, at, (unsigned long long)count, len - at);
-    }
     msgpack_zone zone;
     if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE)) {
         free(buf);
         return abc_errf(err, ABC_ENOMEM, "%s: out of memory", path);
     }
     msgpack_object obj;
-    size_t off = 0;
-    msgpack_unpack_return ur = msgpack_unpack(buf, len, &off, &zone, &obj);
-    switch (ur) {
-    case MSGPACK_UNPACK_SUCCESS:
-        /* load_object copies all it keeps before zone and buf go */
-        rc = load_object(path, &obj, out, err);
-        break;
-    case MSGPACK_UNPACK_EXTRA_BYTES:
-        rc = abc_errf(err, ABC_EFORMAT,
-                      "%s: trailing garbage: %zu bytes after the colony ends "
-                      "at byte %zu",
-                      path, len - off, off);
-        break;
-    case MSGPACK_UNPACK_CONTINUE:
-        rc = abc_errf(err, ABC_EFORMAT,
-                      "%s: truncated: %zu bytes end in the middle of the "
-                      "colony",
-                      path, len);
-        break;
-    case MSGPACK_UNPACK_PARSE_ERROR:
-        rc = abc_errf(err, ABC_EFORMAT,
-                      "%s: not a colony checkpoint: msgpack parse error", path);
-        break;
-    case MSGPACK_UNPACK_NOMEM_ERROR:
-        rc = abc_errf(err, ABC_EFORMAT,
-                      "%s: not a colony checkpoint: arrays/maps nested deeper "
-                      "than 32, or out of memory unpacking",
-                      path);
-        break;
-    default:
-        rc = abc_errf(err, ABC_EFORMAT,
-                      "%s: msgpack_unpack returned unexpected code %d", path,
-                      (int)ur);
-        break;
-    }
+    rc = mpread_unpack(path, "colony checkpoint", buf, len, &zone, &obj, err);
+    /* load_object copies all it keeps before zone and buf go */
+    if (!rc) rc = load_object(path, &obj, out, err);
     msgpack_zone_destroy(&zone);
     free(buf);
     return rc;

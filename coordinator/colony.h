@@ -75,6 +75,8 @@ struct colony {
     int *best_code;            /* best structure ever evaluated */
     double best_fitness;
     uint64_t best_eval_id; /* the candidate that scored it (its weights) */
+    uint64_t best_seed;    /* its evaluation seed: re-running the evaluation
+                              reproduces its trained weights */
     /* the batch of the current phase, once colony_next_batch made it */
     int batch_ready;
     int nbatch;

@@ -1,7 +1,7 @@
 /* messages.c - pack/unpack of the wire messages (see messages.h). Each
  * message is described by one table of fields (name, kind, offset, range)
  * that drives packing, validation and unpacking alike. Decoding first walks
- * the raw bytes (scan_object) so that no declared length or count exceeds
+ * the raw bytes (mpread_scan) so that no declared length or count exceeds
  * the bytes that follow and nesting stays shallow: only then is msgpack-c
  * asked to build objects, so it never pre-allocates from a hostile count. */
 #include "messages.h"
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "mpread.h"
 
 /* ---- names -------------------------------------------------------------- */
 
@@ -48,155 +49,42 @@ int proto_phase_parse(const char *name, enum proto_phase *out)
     return -1;
 }
 
-/* Copies at most 40 bytes of untrusted text for an error message, with
- * anything unprintable shown as '?' and "..." marking a cut. */
-static const char *show(char *dst, size_t cap, const char *p, size_t n)
-{
-    size_t k = 0, lim = cap < 44 ? cap - 4 : 40;
-    for (; k < n && k < lim; k++)
-        dst[k] = (p[k] >= 0x20 && p[k] < 0x7f) ? p[k] : '?';
-    if (k < n) {
-        memcpy(dst + k, "...", 3);
-        k += 3;
-    }
-    dst[k] = 0;
-    return dst;
-}
-
-static const char *obj_type_name(const msgpack_object *o)
-{
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL:
-        return "nil";
-    case MSGPACK_OBJECT_BOOLEAN:
-        return "bool";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        return "unsigned integer";
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        return "negative integer";
-    case MSGPACK_OBJECT_FLOAT32:
-        return "float32";
-    case MSGPACK_OBJECT_FLOAT64:
-        return "float64";
-    case MSGPACK_OBJECT_STR:
-        return "str";
-    case MSGPACK_OBJECT_ARRAY:
-        return "array";
-    case MSGPACK_OBJECT_MAP:
-        return "map";
-    case MSGPACK_OBJECT_BIN:
-        return "bin";
-    case MSGPACK_OBJECT_EXT:
-        return "ext";
-    }
-    return "unknown";
-}
-
 /* ---- raw byte walk ------------------------------------------------------ */
 
-static uint64_t read_be(const unsigned char *p, int n)
+/* Reports what mpread_scan found wrong with the bytes. */
+static int scan_error(const struct mpread_scan *s, char *err)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* Walks one msgpack object starting at *off without building anything:
- * every length and element count must fit in the bytes that follow (each
- * element takes at least one byte), containers nest at most PROTO_MAX_DEPTH
- * deep, and 0xc1 (never used) is refused. Advances *off past the object.
- * Returns 0 or ABC_EFORMAT with the byte offset in err. */
-static int scan_object(const unsigned char *p, size_t len, size_t *off,
-                       int depth, char *err)
-{
-    size_t at = *off;
-    if (at >= len)
+    const char *kind = s->is_map ? "map" : "array";
+    switch (s->status) {
+    case MPREAD_OK:
+        break;
+    case MPREAD_END:
         return abc_errf(err, ABC_EFORMAT,
-                        "truncated: an object expected at byte %zu", at);
-    unsigned b = p[at];
-    int lenbytes = 0;  /* size of the length/count after the first byte */
-    uint64_t skip = 0; /* fixed payload bytes after the header */
-    int is_array = 0, is_map = 0, has_len = 0;
-    uint64_t n = 0; /* length (str/bin/ext) or count (array/map) */
-
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-        /* fixint, nil, bool: one byte */
-    } else if (b <= 0x8f) {
-        is_map = 1;
-        n = b & 0x0f;
-    } else if (b <= 0x9f) {
-        is_array = 1;
-        n = b & 0x0f;
-    } else if (b <= 0xbf) {
-        has_len = 1;
-        n = b & 0x1f;
-    } else {
-        /* clang-format off */
-        switch (b) {
-        case 0xc4: case 0xd9: has_len = 1; lenbytes = 1; break; /* bin8 str8 */
-        case 0xc5: case 0xda: has_len = 1; lenbytes = 2; break;
-        case 0xc6: case 0xdb: has_len = 1; lenbytes = 4; break;
-        case 0xc7: has_len = 1; lenbytes = 1; skip = 1; break; /* ext: +type */
-        case 0xc8: has_len = 1; lenbytes = 2; skip = 1; break;
-        case 0xc9: has_len = 1; lenbytes = 4; skip = 1; break;
-        case 0xca: skip = 4; break; /* float32 */
-        case 0xcb: skip = 8; break; /* float64 */
-        case 0xcc: case 0xd0: skip = 1; break; /* uint8 int8 */
-        case 0xcd: case 0xd1: skip = 2; break;
-        case 0xce: case 0xd2: skip = 4; break;
-        case 0xcf: case 0xd3: skip = 8; break;
-        case 0xd4: skip = 2; break; /* fixext 1..16, plus the type byte */
-        case 0xd5: skip = 3; break;
-        case 0xd6: skip = 5; break;
-        case 0xd7: skip = 9; break;
-        case 0xd8: skip = 17; break;
-        case 0xdc: is_array = 1; lenbytes = 2; break;
-        case 0xdd: is_array = 1; lenbytes = 4; break;
-        case 0xde: is_map = 1; lenbytes = 2; break;
-        case 0xdf: is_map = 1; lenbytes = 4; break;
-        /* clang-format on */
-        default:
-            return abc_errf(err, ABC_EFORMAT,
-                            "invalid msgpack byte 0x%02x at byte %zu", b, at);
-        }
-    }
-    size_t left = len - at - 1; /* bytes after the first byte */
-    if ((size_t)lenbytes > left)
+                        "truncated: an object expected at byte %zu", s->at);
+    case MPREAD_SHORT_HEADER:
         return abc_errf(err, ABC_EFORMAT,
-                        "truncated: header at byte %zu needs %d more bytes", at,
-                        lenbytes);
-    if (lenbytes) n = read_be(p + at + 1, lenbytes);
-    left -= (size_t)lenbytes;
-    size_t body = at + 1 + (size_t)lenbytes;
-
-    if (is_array || is_map) {
-        if (depth >= PROTO_MAX_DEPTH)
-            return abc_errf(err, ABC_EFORMAT,
-                            "%s at byte %zu nested deeper than %d levels",
-                            is_map ? "map" : "array", at, PROTO_MAX_DEPTH);
-        uint64_t objs = is_map ? 2 * n : n; /* n < 2^32: no overflow */
-        if (objs > left)
-            return abc_errf(err, ABC_EFORMAT,
-                            "%s at byte %zu declares %" PRIu64
-                            " %s but only %zu bytes follow",
-                            is_map ? "map" : "array", at, n,
-                            is_map ? "entries" : "elements", left);
-        *off = body;
-        for (uint64_t i = 0; i < objs; i++) {
-            int rc = scan_object(p, len, off, depth + 1, err);
-            if (rc) return rc;
-        }
-        return 0;
-    }
-    uint64_t need = skip + (has_len ? n : 0);
-    if (need > left)
+                        "truncated: header at byte %zu needs %d more bytes",
+                        s->at, (int)s->need);
+    case MPREAD_SHORT_BODY:
         return abc_errf(err, ABC_EFORMAT,
                         "truncated: object at byte %zu needs %" PRIu64
                         " bytes, %zu follow",
-                        at, need, left);
-    *off = body + (size_t)need;
-    return 0;
+                        s->at, s->need, s->have);
+    case MPREAD_COUNT:
+        return abc_errf(
+            err, ABC_EFORMAT,
+            "%s at byte %zu declares %" PRIu64 " %s but only %zu bytes follow",
+            kind, s->at, s->count, s->is_map ? "entries" : "elements", s->have);
+    case MPREAD_DEPTH:
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s at byte %zu nested deeper than %d levels", kind,
+                        s->at, PROTO_MAX_DEPTH);
+    case MPREAD_BAD_BYTE:
+        return abc_errf(err, ABC_EFORMAT,
+                        "invalid msgpack byte 0xc1 at byte %zu", s->at);
+    }
+    return abc_errf(err, ABC_EFORMAT, "msgpack scan status %d at byte %zu",
+                    (int)s->status, s->at);
 }
 
 /* Checks buf[0..len) is exactly one sane msgpack object and unpacks it into
@@ -211,14 +99,17 @@ static int decode_top(const char *what, const char *buf, size_t len,
         return abc_errf(err, ABC_EFORMAT,
                         "%s: message of %zu bytes exceeds the limit of %d",
                         what, len, PROTO_MAX_MESSAGE);
-    size_t end = 0;
-    int rc = scan_object((const unsigned char *)buf, len, &end, 0, err);
-    if (rc) return abc_errprefix(err, rc, "%s: malformed msgpack", what);
-    if (end != len)
+    struct mpread_scan s;
+    mpread_scan(buf, len, PROTO_MAX_DEPTH, MPREAD_BOUND_EACH, &s);
+    if (s.status != MPREAD_OK) {
+        int rc = scan_error(&s, err);
+        return abc_errprefix(err, rc, "%s: malformed msgpack", what);
+    }
+    if (s.end != len)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: %zu trailing bytes after the message (at byte "
                         "%zu)",
-                        what, len - end, end);
+                        what, len - s.end, s.end);
 
     size_t off = 0;
     msgpack_unpack_return ur = msgpack_unpack_next(u, buf, len, &off);
@@ -245,13 +136,6 @@ static int decode_top(const char *what, const char *buf, size_t len,
                     what, (int)ur);
 }
 
-static int key_is(const msgpack_object *k, const char *name)
-{
-    size_t n = strlen(name);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-           memcmp(k->via.str.ptr, name, n) == 0;
-}
-
 /* Reads "version" and "type" of a top-level object (the first occurrence
  * of each: duplicates are refused later by decode_map). The version is
  * checked first, since another version may have other types. */
@@ -261,12 +145,12 @@ static int read_header(const msgpack_object *o, const char *what,
     if (o->type != MSGPACK_OBJECT_MAP)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: expected a map at the top level, got %s", what,
-                        obj_type_name(o));
+                        mpread_type_name(o->type));
     const msgpack_object *type = NULL, *version = NULL;
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object_kv *kv = &o->via.map.ptr[i];
-        if (!type && key_is(&kv->key, "type")) type = &kv->val;
-        if (!version && key_is(&kv->key, "version")) version = &kv->val;
+        if (!type && mpread_str_eq(&kv->key, "type")) type = &kv->val;
+        if (!version && mpread_str_eq(&kv->key, "version")) version = &kv->val;
     }
     if (!version)
         return abc_errf(err, ABC_EFORMAT, "%s: missing field \"version\"",
@@ -278,7 +162,7 @@ static int read_header(const msgpack_object *o, const char *what,
     if (version->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: field \"version\": expected an integer, got %s",
-                        what, obj_type_name(version));
+                        what, mpread_type_name(version->type));
     if (version->via.u64 != PROTO_VERSION)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: message version %" PRIu64 ", this build speaks %d",
@@ -288,18 +172,18 @@ static int read_header(const msgpack_object *o, const char *what,
     if (type->type != MSGPACK_OBJECT_STR)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: field \"type\": expected a str, got %s", what,
-                        obj_type_name(type));
+                        mpread_type_name(type->type));
     static const enum proto_type all[] = {PROTO_EVAL_REQUEST, PROTO_EVAL_RESULT,
                                           PROTO_SHUTDOWN};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (key_is(type, proto_type_name(all[i]))) {
+        if (mpread_str_eq(type, proto_type_name(all[i]))) {
             *t = all[i];
             return 0;
         }
-    char s[48];
+    char s[44];
     return abc_errf(err, ABC_EFORMAT,
                     "%s: field \"type\": unknown message type \"%s\"", what,
-                    show(s, sizeof s, type->via.str.ptr, type->via.str.size));
+                    mpread_str_show(type, s, sizeof s));
 }
 
 /* ---- field tables ------------------------------------------------------- */
@@ -661,7 +545,7 @@ static int wrong_type(const char *what, const char *prefix, const char *name,
                       const char *expected, const msgpack_object *o, char *err)
 {
     return abc_errf(err, ABC_EFORMAT, "%s: field \"%s%s\": expected %s, got %s",
-                    what, prefix, name, expected, obj_type_name(o));
+                    what, prefix, name, expected, mpread_type_name(o->type));
 }
 
 /* Reads an integer object into v, range-checked by f (name given
@@ -699,7 +583,7 @@ static int decode_field(const char *what, const char *prefix,
                         char *base, char *err)
 {
     void *p = base + f->off;
-    char shown[48];
+    char shown[44];
     switch (f->kind) {
     case F_TYPE:
     case F_VERSION:
@@ -754,16 +638,15 @@ static int decode_field(const char *what, const char *prefix,
         if (o->type != MSGPACK_OBJECT_STR)
             return wrong_type(what, prefix, f->name, "a str", o, err);
         for (int i = 0; i < NPHASES; i++)
-            if (key_is(o, phase_names[i])) {
+            if (mpread_str_eq(o, phase_names[i])) {
                 *(enum proto_phase *)p = (enum proto_phase)i;
                 return 0;
             }
-        return abc_errf(
-            err, ABC_EVALUE,
-            "%s: field \"%s%s\": unknown phase \"%s\" (expected "
-            "init, employed, onlooker or scout)",
-            what, prefix, f->name,
-            show(shown, sizeof shown, o->via.str.ptr, o->via.str.size));
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: field \"%s%s\": unknown phase \"%s\" (expected "
+                        "init, employed, onlooker or scout)",
+                        what, prefix, f->name,
+                        mpread_str_show(o, shown, sizeof shown));
     }
     case F_STRUCTURE: {
         if (o->type != MSGPACK_OBJECT_ARRAY)
@@ -805,20 +688,21 @@ static int decode_map(const char *what, const char *prefix,
                       void *s, uint64_t *seen_out, char *err)
 {
     uint64_t seen = 0;
-    char shown[48];
+    char shown[44];
     for (uint32_t i = 0; i < map->size; i++) {
         const msgpack_object *k = &map->ptr[i].key;
         if (k->type != MSGPACK_OBJECT_STR)
-            return abc_errf(
-                err, ABC_EFORMAT, "%s: key #%u of %s is not a str (got %s)",
-                what, i, *prefix ? "budget" : "the message", obj_type_name(k));
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: key #%u of %s is not a str (got %s)", what, i,
+                            *prefix ? "budget" : "the message",
+                            mpread_type_name(k->type));
         int j = 0;
-        while (j < t->n && !key_is(k, t->f[j].name))
+        while (j < t->n && !mpread_str_eq(k, t->f[j].name))
             j++;
         if (j == t->n)
-            return abc_errf(
-                err, ABC_EFORMAT, "%s: unknown field \"%s%s\"", what, prefix,
-                show(shown, sizeof shown, k->via.str.ptr, k->via.str.size));
+            return abc_errf(err, ABC_EFORMAT, "%s: unknown field \"%s%s\"",
+                            what, prefix,
+                            mpread_str_show(k, shown, sizeof shown));
         if (seen >> j & 1)
             return abc_errf(err, ABC_EFORMAT, "%s: duplicate field \"%s%s\"",
                             what, prefix, t->f[j].name);

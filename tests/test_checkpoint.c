@@ -3,7 +3,10 @@
  * bad file (missing, empty, random, truncated, corrupted, hand-crafted with
  * one thing wrong) is rejected with a message naming the problem, without
  * crashing and without touching the file; failed saves leave no temp file
- * and the old file intact. Single process; runs in the build's testdata/. */
+ * and the old file intact. Also checkpoint_pack/checkpoint_load_mem (the
+ * same bytes and checks from memory) and the failure paths of fileio
+ * (file_read_all, file_write_atomic), which checkpoints are read and
+ * written through. Single process; runs in the build's testdata/. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include "check.h"
 #include "checkpoint.h"
 #include "err.h"
+#include "fileio.h"
 #include "model.h"
 #include "rng.h"
 
@@ -427,6 +431,140 @@ static void test_train_state(void)
     model_destroy(m);
 }
 
+/* checkpoint_pack gives the bytes checkpoint_save writes, and
+ * checkpoint_load_mem reads them back with checkpoint_load's checks, naming
+ * the buffer by the name it is given. */
+static void test_load_mem(void)
+{
+    char err[ABC_ERRLEN];
+    const char *path = PREFIX "mem.ckpt";
+    struct model *m = make_model(ARCH_SMALLNET, NULL, 21);
+    if (!m) return;
+    float *vel = calloc(m->nparams, sizeof(float));
+    if (!vel) {
+        model_destroy(m);
+        return;
+    }
+    vel[2] = 0.125f;
+    struct train_state st = {4, 77, 0.5, vel};
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = checkpoint_pack(m, &st, &buf, &len, err);
+    CHECK(rc == 0 && buf && len > 0, "pack: %s", err);
+    if (rc) goto out;
+
+    CHECK(checkpoint_save(path, m, &st, err) == 0, "save: %s", err);
+    size_t n = 0;
+    char *file = read_bytes(path, &n);
+    CHECK(file && n == len && memcmp(file, buf, n) == 0,
+          "checkpoint_pack bytes differ from the saved file (%zu vs %zu)", len,
+          n);
+    free(file);
+    CHECK(remove(path) == 0, "remove %s", path);
+
+    struct model *l = NULL;
+    struct train_state got = {0, 0, 0, NULL};
+    rc = checkpoint_load_mem("packed model", buf, len, &l, &got, err);
+    CHECK(rc == 0 && l, "load_mem: %s", err);
+    if (l) check_same_model("load_mem", m, l);
+    CHECK(got.epoch == 4 && got.step == 77 && got.best_val_acc == 0.5 &&
+              got.velocity &&
+              memcmp(got.velocity, vel, m->nparams * sizeof(float)) == 0,
+          "load_mem train state");
+    free(got.velocity);
+    model_destroy(l);
+
+    /* cut buffers, no buffer, a count bomb: refused, naming the buffer */
+    size_t cuts[] = {1, 7, len / 2, len - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        l = (struct model *)&n; /* must be reset to NULL */
+        struct train_state keep = {-1, -1, -1.0, NULL};
+        rc = checkpoint_load_mem("packed model", buf, cuts[i], &l, &keep, err);
+        CHECK(rc == ABC_EFORMAT && l == NULL && keep.epoch == -1 &&
+                  strstr(err, "truncated") && strstr(err, "packed model"),
+              "cut to %zu bytes: rc %d %s", cuts[i], rc, err);
+    }
+    rc = checkpoint_load_mem("packed model", buf, 0, &l, NULL, err);
+    CHECK(rc == ABC_EFORMAT && l == NULL && strstr(err, "packed model"),
+          "empty buffer: rc %d %s", rc, err);
+    rc = checkpoint_load_mem("bomb", "\xdd\xff\xff\xff\xff", 5, &l, NULL, err);
+    CHECK(rc == ABC_EFORMAT && l == NULL &&
+              strstr(err, "bomb: truncated or corrupt") &&
+              strstr(err, "declares 4294967295 entries"),
+          "count bomb in memory: rc %d %s", rc, err);
+
+    /* pack refuses what save refuses */
+    free(buf);
+    buf = (char *)&n;
+    vel[1] = NAN;
+    rc = checkpoint_pack(m, &st, &buf, &len, err);
+    CHECK(rc == ABC_ENUMERIC && buf == NULL && strstr(err, "velocity[1]"),
+          "pack of a NaN velocity: rc %d %s", rc, err);
+    printf("ok   checkpoint_pack / checkpoint_load_mem\n");
+out:
+    free(buf);
+    free(vel);
+    model_destroy(m);
+}
+
+/* file_read_all and file_write_atomic on their own: contents, limits, and
+ * failures that leave the old file and no temp file behind. */
+static void test_fileio(void)
+{
+    char err[ABC_ERRLEN], tmp[160];
+    const char *path = PREFIX "io.bin";
+    char *buf = NULL;
+    size_t len = 0;
+
+    CHECK(file_write_atomic(path, "good", 4, err) == 0, "write: %s", err);
+    int rc = file_read_all(path, "test file", 4, &buf, &len, err);
+    CHECK(rc == 0 && len == 4 && buf && memcmp(buf, "good", 5) == 0,
+          "read back (with a NUL after): rc %d %s", rc, err);
+    free(buf);
+
+    rc = file_read_all(path, "test file", 3, &buf, &len, err);
+    CHECK(rc == ABC_EFORMAT && !buf && len == 0 &&
+              strstr(err, "4 bytes, larger than any test file (limit 3)"),
+          "over the limit: rc %d %s", rc, err);
+    rc =
+        file_read_all(PREFIX "io_missing.bin", "test file", 9, &buf, &len, err);
+    CHECK(rc == ABC_EIO && !buf && strstr(err, "cannot open test file"),
+          "missing: rc %d %s", rc, err);
+    rc = file_read_all(".", "test file", 9, &buf, &len, err);
+    CHECK(rc == ABC_EIO && !buf && strstr(err, "not a regular file"),
+          "directory: rc %d %s", rc, err);
+
+    /* the temp path taken by a directory: the write fails before touching
+     * path, which keeps its old bytes */
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    CHECK(mkdir(tmp, 0755) == 0, "mkdir %s", tmp);
+    rc = file_write_atomic(path, "bad", 3, err);
+    CHECK(rc == ABC_EIO && strstr(err, "cannot create temp file") &&
+              strstr(err, path),
+          "blocked temp path: rc %d %s", rc, err);
+    CHECK(rmdir(tmp) == 0, "rmdir %s", tmp);
+    rc = file_read_all(path, "test file", 9, &buf, &len, err);
+    CHECK(rc == 0 && len == 4 && memcmp(buf, "good", 4) == 0,
+          "old bytes kept after a failed write: rc %d %s", rc, err);
+    free(buf);
+
+    rc = file_write_atomic(PREFIX "io_nodir/x.bin", "x", 1, err);
+    CHECK(rc == ABC_EIO && strstr(err, PREFIX "io_nodir/x.bin"),
+          "missing directory: rc %d %s", rc, err);
+    rc = file_write_atomic("", "x", 1, err);
+    CHECK(rc == ABC_EVALUE, "empty path: rc %d %s", rc, err);
+
+    /* zero bytes are written, and read back as an empty file */
+    CHECK(file_write_atomic(path, NULL, 0, err) == 0, "write 0: %s", err);
+    rc = file_read_all(path, "test file", 9, &buf, &len, err);
+    CHECK(rc == ABC_EFORMAT && !buf &&
+              strstr(err, "empty file, not a test file"),
+          "empty: rc %d %s", rc, err);
+    CHECK(count_temps(PREFIX) == 0, "fileio left a temp file");
+    CHECK(remove(path) == 0, "remove %s", path);
+    printf("ok   file_read_all / file_write_atomic\n");
+}
+
 static void test_overwrite_and_failed_saves(void)
 {
     char err[ABC_ERRLEN];
@@ -766,6 +904,8 @@ int main(void)
     int spruned[3] = {5, 1, 9};
     test_round_trip(ARCH_SMALLNET, spruned, 4, "smallnet_pruned");
     test_train_state();
+    test_load_mem();
+    test_fileio();
     test_overwrite_and_failed_saves();
     test_bad_files();
 
