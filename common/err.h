@@ -17,6 +17,7 @@ enum abc_error {
     ABC_ENOMEM = -4,   /* allocation failed */
     ABC_ENUMERIC = -5, /* NaN/Inf during training */
     ABC_EUSAGE = -6,   /* bad command-line usage */
+    ABC_ESTOPPED = -7, /* stopped by a signal (SIGTERM/SIGUSR1) */
 };
 
 /* Formats a message into err (when err is not NULL) and returns code.

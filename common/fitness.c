@@ -16,8 +16,10 @@ static struct dataset head_view(const struct dataset *d, int n)
 int fitness_evaluate(const struct model *pretrained, const int *channels,
                      int nchannels, enum filter_init how,
                      const struct fitness_config *b, uint64_t seed,
-                     const struct data_splits *d, struct fitness_result *r,
-                     struct model **trained, char *err)
+                     const struct data_splits *d,
+                     const volatile sig_atomic_t *stop,
+                     struct fitness_result *r, struct model **trained,
+                     char *err)
 {
     double t0 = now_seconds();
     memset(r, 0, sizeof *r);
@@ -41,7 +43,8 @@ int fitness_evaluate(const struct model *pretrained, const int *channels,
     tc.weight_decay = b->weight_decay;
     strcpy(tc.schedule, "constant");
     struct train_state st = {0};
-    struct train_io io = {.skip_val = 1, .stop_at_step = b->steps};
+    struct train_io io = {.skip_val = 1, .stop_at_step = b->steps,
+                          .stop = stop};
     double t_train = now_seconds();
     rc = train_model(m, &tc, &view, seed, &st, &io, err);
     double train_s = now_seconds() - t_train;

@@ -24,12 +24,15 @@ struct fitness_result {
  * shuffling and augmentation, so the result is a pure function of
  * (pretrained, channels, how, b, seed) for a fixed thread count.
  * If trained is not NULL it receives the trained pruned model (caller
- * destroys). Returns 0, or an error: a bad structure (ABC_EVALUE), a loss
- * that became NaN/Inf (ABC_ENUMERIC), no memory. */
+ * destroys). stop (may be NULL), when raised, ends the training early
+ * with ABC_ESTOPPED. Returns 0, or an error: a bad structure (ABC_EVALUE),
+ * a loss that became NaN/Inf (ABC_ENUMERIC), no memory. */
 int fitness_evaluate(const struct model *pretrained, const int *channels,
                      int nchannels, enum filter_init how,
                      const struct fitness_config *b, uint64_t seed,
-                     const struct data_splits *d, struct fitness_result *r,
-                     struct model **trained, char *err);
+                     const struct data_splits *d,
+                     const volatile sig_atomic_t *stop,
+                     struct fitness_result *r, struct model **trained,
+                     char *err);
 
 #endif

@@ -183,6 +183,13 @@ int train_model(struct model *m, const struct train_config *tc,
         float lr = 0;
         loader_start(&l, epoch);
         for (int i = 0; i < steps; i++) {
+            if (io && io->stop && *io->stop) {
+                rc = abc_errf(err, ABC_ESTOPPED,
+                              "training stopped by a signal at epoch %d "
+                              "step %d",
+                              epoch + 1, i);
+                goto out;
+            }
             int n = loader_next(&l, x, y);
             lr = lr_at(tc, epoch + (double)i / steps);
             model_zero_grad(m);

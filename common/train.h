@@ -5,6 +5,7 @@
 #ifndef ABC_TRAIN_H
 #define ABC_TRAIN_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include "checkpoint.h"
@@ -37,6 +38,8 @@ struct train_io {
                                (the schedule still spans tc->epochs) */
     int64_t stop_at_step;   /* > 0: return once st->step reaches this */
     int skip_val;           /* 1: no validation after each epoch */
+    const volatile sig_atomic_t *stop; /* set: return ABC_ESTOPPED at the
+                                          next step (no checkpoint) */
 };
 
 /* Trains m on s->train for tc->epochs epochs from st->epoch on (st->epoch

@@ -1,29 +1,48 @@
-/* main.c - the abcprune program: parses the command line and runs one
- * subcommand. Only this file exits; everything it calls returns errors.
- *   train CONFIG        train the full (baseline) model
- *   eval CONFIG CKPT    test accuracy of a checkpoint
- *   info CONFIG|CKPT    per-layer channels, params and FLOPs */
-#include <errno.h>
+/* main.c - the abcprune program: parses the command line, sets up MPI and
+ * signals, and runs one subcommand. Only this file exits or calls
+ * MPI_Abort; everything it calls returns errors. Rank 0 runs the command;
+ * for `search` and `run`, ranks 1..N-1 become workers (worker/). */
+#include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "checkpoint.h"
 #include "config.h"
 #include "err.h"
-#include "jsonl.h"
-#include "model.h"
-#include "rng.h"
+#include "pipeline.h"
+#include "search.h"
 #include "threads.h"
 #include "train.h"
+#include "transport.h"
+#include "worker.h"
 
-#define ABCPRUNE_VERSION "0.1.0"
+#define ABCPRUNE_VERSION "0.2.0"
 #define EXIT_USAGE 2
+#define EXIT_STOPPED 75 /* stopped by a signal, state saved: run it again */
 
-/* Labels of rng_derive for the model's initial weights. */
-enum { SEED_INIT = 3 };
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+/* SIGTERM (Slurm at the time limit, kill), SIGUSR1 (Slurm's warning
+ * before it) and SIGINT set the stop flag: the running step writes its
+ * checkpoint and returns. */
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
 
 static const char *usage_main =
     "usage: abcprune COMMAND [OPTIONS] ARGS\n"
@@ -31,12 +50,19 @@ static const char *usage_main =
     "Finds a pruned CNN structure with an artificial bee colony search.\n"
     "\n"
     "commands:\n"
+    "  run CONFIG          train -> search -> finetune, skipping finished "
+    "steps\n"
     "  train CONFIG        train the full model (the pretrained baseline)\n"
+    "  search CONFIG       ABC structure search (MPI: rank 0 + workers)\n"
+    "  finetune CONFIG     fine-tune the best structure and write the report\n"
     "  eval CONFIG CKPT    test accuracy of a checkpoint on the config's data\n"
     "  info CONFIG|CKPT    per-layer channels, parameters and FLOPs\n"
     "\n"
+    "Launch search and run with mpirun/srun for workers (mpirun -np 3\n"
+    "abcprune run CONFIG); with one rank the search runs in-process.\n"
     "`abcprune COMMAND --help` describes a command. --version prints the\n"
-    "version.\n";
+    "version. Exit status: 0 done, 1 error, 2 usage, 75 stopped by a signal\n"
+    "after saving its state (run the same command again to resume).\n";
 
 static const char *usage_train =
     "usage: abcprune train [--force] CONFIG\n"
@@ -46,6 +72,34 @@ static const char *usage_train =
     "out_dir (default runs/<config name>). One progress line per epoch.\n"
     "An unfinished baseline.ckpt (from an interrupted run) is resumed; a\n"
     "finished one is left alone unless --force retrains from scratch.\n";
+
+static const char *usage_search =
+    "usage: [mpirun -np N] abcprune search [--resume] CONFIG\n"
+    "\n"
+    "Searches for the best pruned structure of OUT/baseline.ckpt with the\n"
+    "ABC algorithm (search section of CONFIG). Rank 0 runs the colony, ranks\n"
+    "1..N-1 evaluate structures; with one rank it evaluates in-process.\n"
+    "Writes OUT/search.jsonl (one line per evaluation and per cycle),\n"
+    "OUT/colony.ckpt (after every phase) and OUT/best.yaml. SIGTERM/SIGUSR1\n"
+    "save the colony and exit 75; --resume continues from OUT/colony.ckpt\n"
+    "to the same result an uninterrupted search reaches.\n";
+
+static const char *usage_finetune =
+    "usage: abcprune finetune CONFIG\n"
+    "\n"
+    "Builds the best structure of the finished search, inherits weights\n"
+    "(finetune.inherit: best = the best candidate's trained weights,\n"
+    "baseline = sliced from the baseline), fine-tunes it (finetune section)\n"
+    "and writes OUT/pruned.ckpt, OUT/finetune.jsonl and the report\n"
+    "OUT/report.txt / report.json (test accuracy, params, FLOPs, inference\n"
+    "speed: baseline vs pruned).\n";
+
+static const char *usage_run =
+    "usage: [mpirun -np N] abcprune run CONFIG\n"
+    "\n"
+    "train, search and finetune in order; a step whose output exists is\n"
+    "skipped and an unfinished one resumed, so after an interruption the\n"
+    "same command continues where it stopped.\n";
 
 static const char *usage_eval =
     "usage: abcprune eval CONFIG CKPT\n"
@@ -74,177 +128,136 @@ static int is_help(const char *a)
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
-static int fail(const char *err)
+/* Exit status for rc, printing err. */
+static int finish(int rc, const char *err)
 {
-    fprintf(stderr, "abcprune: error: %s\n", err);
-    return 1;
+    if (rc == 0) return 0;
+    fprintf(stderr, "abcprune: %s: %s\n",
+            rc == ABC_ESTOPPED ? "stopped" : "error", err);
+    return rc == ABC_ESTOPPED ? EXIT_STOPPED : 1;
 }
 
-/* mkdir -p. Returns 0 or an error naming the directory. */
-static int make_dirs(const char *path, char *err)
+/* Parses "[flags] CONFIG": flags[i] is set when its name is given.
+ * Returns 0, EXIT_USAGE after printing usage, or -1 after printing help. */
+static int parse_args(int argc, char **argv, const char *usage,
+                      const char *const *names, int *flags, int nflags,
+                      const char **path, const char *cmd)
 {
-    char buf[CONFIG_PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return abc_errf(err, ABC_EVALUE, "path too long: %s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0775) != 0 && errno != EEXIST)
-                return abc_errf(err, ABC_EIO, "cannot create directory %s: %s",
-                                buf, strerror(errno));
-            *p = c;
-            if (c == '\0') break;
+    *path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage, stdout);
+            return -1;
         }
+        int known = 0;
+        for (int f = 0; f < nflags; f++)
+            if (strcmp(argv[i], names[f]) == 0) flags[f] = 1, known = 1;
+        if (known) continue;
+        char msg[64];
+        snprintf(msg, sizeof msg, "%s: %%s %s", cmd,
+                 argv[i][0] == '-' ? "is not an option" : "is one argument "
+                                                          "too many");
+        if (argv[i][0] == '-' || *path)
+            return usage_error(usage, msg, argv[i]);
+        *path = argv[i];
     }
+    if (!*path) return usage_error(usage, "%s: missing CONFIG", cmd);
     return 0;
 }
 
-static int file_exists(const char *path)
+static int load_config(struct config *c, const char *path, char *err)
 {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-static void input_shape(const struct config *c, int *ch, int *h, int *w)
-{
-    if (strcmp(c->data.dataset, "cifar10") == 0)
-        *ch = 3, *h = 32, *w = 32;
-    else
-        *ch = 1, *h = 28, *w = 28;
-}
-
-static int model_from_config(struct model **m, const struct config *c,
-                             int ch, int h, int w, char *err)
-{
-    enum arch a;
-    if (arch_parse(c->model.arch, &a) != 0)
-        return abc_errf(err, ABC_EVALUE, "%s: unknown model.arch '%s'",
-                        c->path, c->model.arch);
-    int n = arch_prunable(a, NULL);
-    if (c->model.nchannels && c->model.nchannels != n)
-        return abc_errf(err, ABC_EVALUE,
-                        "%s: model.channels has %d entries, %s has %d "
-                        "prunable layers",
-                        c->path, c->model.nchannels, c->model.arch, n);
-    int rc = model_create(m, a, c->model.nchannels ? c->model.channels : NULL,
-                          ch, h, w, 10, err);
-    if (rc) return abc_errprefix(err, rc, "%s", c->path);
-    return 0;
+    config_defaults(c);
+    int rc = config_load(c, path, err);
+    if (!rc) threads_setup(c->threads);
+    return rc;
 }
 
 static int cmd_train(int argc, char **argv)
 {
+    static const char *const names[] = {"--force"};
     int force = 0;
-    const char *path = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(usage_train, stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--force") == 0) {
-            force = 1;
-        } else if (argv[i][0] == '-') {
-            return usage_error(usage_train, "train: unknown option %s",
-                               argv[i]);
-        } else if (path) {
-            return usage_error(usage_train, "train: unexpected argument %s",
-                               argv[i]);
-        } else {
-            path = argv[i];
-        }
-    }
-    if (!path) return usage_error(usage_train, "train: %s", "missing CONFIG");
-
+    const char *path;
+    int u = parse_args(argc, argv, usage_train, names, &force, 1, &path,
+                       "train");
+    if (u) return u < 0 ? 0 : u;
     char err[ABC_ERRLEN];
     struct config c;
-    config_defaults(&c);
-    if (config_load(&c, path, err)) return fail(err);
-    int threads = threads_setup(c.threads);
+    int rc = load_config(&c, path, err);
+    if (!rc) rc = pipeline_train(&c, force, &g_stop, stderr, err);
+    return finish(rc, err);
+}
 
-    char ckpt[CONFIG_PATH_MAX + 32], logp[CONFIG_PATH_MAX + 32];
-    snprintf(ckpt, sizeof ckpt, "%s/baseline.ckpt", c.out_dir);
-    snprintf(logp, sizeof logp, "%s/train.jsonl", c.out_dir);
-    if (make_dirs(c.out_dir, err)) return fail(err);
+static int cmd_finetune(int argc, char **argv)
+{
+    const char *path;
+    int u = parse_args(argc, argv, usage_finetune, NULL, NULL, 0, &path,
+                       "finetune");
+    if (u) return u < 0 ? 0 : u;
+    char err[ABC_ERRLEN];
+    struct config c;
+    int rc = load_config(&c, path, err);
+    if (!rc) rc = pipeline_finetune(&c, &g_stop, stderr, stdout, err);
+    return finish(rc, err);
+}
 
-    struct model *m = NULL;
-    struct train_state st = {0};
-    int ch, h, w;
-    input_shape(&c, &ch, &h, &w);
-    if (!force && file_exists(ckpt)) {
-        if (checkpoint_load(ckpt, &m, &st, err)) return fail(err);
-        struct model *want;
-        if (model_from_config(&want, &c, ch, h, w, err)) {
-            model_destroy(m);
-            return fail(err);
-        }
-        int rc = checkpoint_check_compatible(m, want, err);
-        model_destroy(want);
+/* search and run under MPI: rank 0 runs `steps`, the others serve. */
+static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
+                    int is_run)
+{
+    static const char *const names[] = {"--resume"};
+    int resume = 0;
+    const char *path;
+    int u = parse_args(argc, argv, usage, names, &resume, is_run ? 0 : 1,
+                       &path, cmd);
+    if (u) return u < 0 ? 0 : u;
+    if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
+        fprintf(stderr, "abcprune: error: MPI_Init failed\n");
+        return 1;
+    }
+    MPI_Comm comm = MPI_COMM_WORLD;
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    char err[ABC_ERRLEN] = "";
+    struct config c;
+    int rc = load_config(&c, path, err);
+    if (rc) { /* every rank read the same file and failed alike */
+        if (rank == 0) finish(rc, err);
+        MPI_Finalize();
+        return 1;
+    }
+    if (rank != 0) {
+        rc = worker_serve(comm, &c, &g_stop, err);
         if (rc) {
-            model_destroy(m);
-            fprintf(stderr,
-                    "abcprune: error: %s does not match %s: %s\n"
-                    "(use --force to retrain from scratch)\n",
-                    ckpt, path, err);
-            return 1;
+            fprintf(stderr, "abcprune: worker error: %s\n", err);
+            MPI_Abort(comm, 1);
         }
-        if (st.epoch >= c.train.epochs) {
-            fprintf(stderr,
-                    "baseline already trained: %s (%d epochs); use --force "
-                    "to retrain\n",
-                    ckpt, st.epoch);
-            model_destroy(m);
-            free(st.velocity);
-            return 0;
-        }
-        fprintf(stderr, "resuming %s from epoch %d\n", ckpt, st.epoch);
     } else {
-        if (model_from_config(&m, &c, ch, h, w, err)) return fail(err);
-        model_init_weights(m, rng_derive(c.seed, SEED_INIT, 0, 0));
+        struct search_opts o = {.resume = resume || is_run, .stop = &g_stop,
+                                .progress = stderr};
+        if (is_run) {
+            rc = pipeline_train(&c, 0, &g_stop, stderr, err);
+            if (rc) search_release_workers(comm);
+        }
+        if (!rc) rc = search_run(comm, &c, &o, err);
+        if (!rc && is_run)
+            rc = pipeline_finetune(&c, &g_stop, stderr, stdout, err);
+        if (!rc && !is_run && o.progress) {
+            char best[CONFIG_PATH_MAX + 32];
+            if (search_path(best, sizeof best, &c, SEARCH_BEST, err) == 0)
+                fprintf(stderr, "search done: %s\n", best);
+        }
     }
-
-    struct data_splits s;
-    if (data_open(&s, &c, 1, err)) {
-        model_destroy(m);
-        free(st.velocity);
-        return fail(err);
+    /* Done ranks wait here sleeping, not spinning in MPI_Finalize. */
+    char berr[ABC_ERRLEN];
+    if (proto_barrier(comm, berr) != 0) {
+        fprintf(stderr, "abcprune: %s\n", berr);
+        MPI_Abort(comm, 1);
     }
-    FILE *log = jsonl_open(logp, st.epoch > 0, err);
-    if (!log) {
-        data_close(&s);
-        model_destroy(m);
-        free(st.velocity);
-        return fail(err);
-    }
-    fprintf(stderr,
-            "training %s (%lld params, %.2fM MACs/image) on %s: %d train, "
-            "%d val, %d test images, %d threads\n",
-            arch_name(m->arch), (long long)model_param_count(m),
-            model_macs(m) / 1e6, c.data.dataset, s.train.n, s.val.n,
-            s.test.n, threads);
-    struct train_io io = {.ckpt_path = ckpt, .log = log, .progress = stderr,
-                          .tag = "train"};
-    int rc = train_model(m, &c.train, &s, c.seed, &st, &io, err);
-    double test_acc = 0, test_loss = 0;
-    if (!rc)
-        rc = evaluate(m, &s.test, &s.aug, c.train.batch_size, &test_acc,
-                      &test_loss, err);
-    if (!rc) {
-        fprintf(log,
-                "{\"event\":\"done\",\"test_acc\":%.6f,\"test_loss\":%.6f,"
-                "\"best_val_acc\":%.6f,\"checkpoint\":",
-                test_acc, test_loss, st.best_val_acc);
-        jsonl_string(log, ckpt);
-        fputc('}', log);
-        jsonl_end(log);
-        printf("test accuracy %.2f%% (loss %.4f) on %d images; "
-               "checkpoint %s\n",
-               100 * test_acc, test_loss, s.test.n, ckpt);
-    }
-    fclose(log);
-    data_close(&s);
-    model_destroy(m);
-    free(st.velocity);
-    return rc ? fail(err) : 0;
+    MPI_Finalize();
+    return rank == 0 ? finish(rc, err) : 0;
 }
 
 static int cmd_eval(int argc, char **argv)
@@ -257,34 +270,32 @@ static int cmd_eval(int argc, char **argv)
             return 0;
         }
         if (argv[i][0] == '-')
-            return usage_error(usage_eval, "eval: unknown option %s", argv[i]);
-        if (nargs == 2)
-            return usage_error(usage_eval, "eval: unexpected argument %s",
+            return usage_error(usage_eval, "eval: %s is not an option",
                                argv[i]);
+        if (nargs == 2)
+            return usage_error(usage_eval,
+                               "eval: %s is one argument too many", argv[i]);
         args[nargs++] = argv[i];
     }
     if (nargs != 2)
         return usage_error(usage_eval, "eval: %s", "expected CONFIG and CKPT");
     char err[ABC_ERRLEN];
     struct config c;
-    config_defaults(&c);
-    if (config_load(&c, args[0], err)) return fail(err);
-    threads_setup(c.threads);
+    int rc = load_config(&c, args[0], err);
+    if (rc) return finish(rc, err);
     struct model *m;
-    if (checkpoint_load(args[1], &m, NULL, err)) return fail(err);
+    if ((rc = checkpoint_load(args[1], &m, NULL, err))) return finish(rc, err);
     struct data_splits s;
-    if (data_open(&s, &c, 1, err)) {
+    if ((rc = data_open(&s, &c, 1, err))) {
         model_destroy(m);
-        return fail(err);
+        return finish(rc, err);
     }
-    int rc = 0;
-    if (s.test.c != m->in_c || s.test.h != m->in_h || s.test.w != m->in_w) {
+    if (s.test.c != m->in_c || s.test.h != m->in_h || s.test.w != m->in_w)
         rc = abc_errf(err, ABC_EVALUE,
                       "%s expects %dx%dx%d input, the dataset of %s has "
                       "%dx%dx%d",
                       args[1], m->in_c, m->in_h, m->in_w, args[0], s.test.c,
                       s.test.h, s.test.w);
-    }
     double acc = 0, loss = 0;
     if (!rc)
         rc = evaluate(m, &s.test, &s.aug, c.train.batch_size, &acc, &loss,
@@ -296,7 +307,7 @@ static int cmd_eval(int argc, char **argv)
                (long long)model_param_count(m), model_macs(m) / 1e6);
     data_close(&s);
     model_destroy(m);
-    return rc ? fail(err) : 0;
+    return finish(rc, err);
 }
 
 static int has_suffix(const char *s, const char *suf)
@@ -324,8 +335,7 @@ static void print_table(const struct model *m)
         const struct layer_info *l = &m->layers[i];
         char outs[32], pr[16] = "";
         snprintf(outs, sizeof outs, "%dx%d", l->hout, l->wout);
-        if (l->prunable >= 0)
-            snprintf(pr, sizeof pr, "#%d", l->prunable);
+        if (l->prunable >= 0) snprintf(pr, sizeof pr, "#%d", l->prunable);
         printf("%-18s %6d %6d %3d %3d %9s %10lld %12lld %5s\n", l->name,
                l->cin, l->cout, l->k, l->stride, outs, (long long)l->params,
                (long long)l->macs, pr);
@@ -361,10 +371,11 @@ static int cmd_info(int argc, char **argv)
                                    "");
             i++;
         } else if (argv[i][0] == '-') {
-            return usage_error(usage_info, "info: unknown option %s", argv[i]);
-        } else if (path) {
-            return usage_error(usage_info, "info: unexpected argument %s",
+            return usage_error(usage_info, "info: %s is not an option",
                                argv[i]);
+        } else if (path) {
+            return usage_error(usage_info,
+                               "info: %s is one argument too many", argv[i]);
         } else {
             path = argv[i];
         }
@@ -373,20 +384,22 @@ static int cmd_info(int argc, char **argv)
         return usage_error(usage_info, "info: %s", "missing CONFIG or CKPT");
     char err[ABC_ERRLEN];
     struct model *m;
+    int rc;
     if (has_suffix(path, ".yaml") || has_suffix(path, ".yml")) {
         struct config c;
         config_defaults(&c);
-        if (config_load(&c, path, err)) return fail(err);
+        if ((rc = config_load(&c, path, err))) return finish(rc, err);
         int ch, h, w;
-        input_shape(&c, &ch, &h, &w);
+        pipeline_input_shape(&c, &ch, &h, &w);
         if (ich) ch = ich, h = ih, w = iw;
-        if (model_from_config(&m, &c, ch, h, w, err)) return fail(err);
+        if ((rc = pipeline_model_from_config(&m, &c, ch, h, w, err)))
+            return finish(rc, err);
     } else {
         if (ich)
             return usage_error(usage_info,
                                "info: --input applies to a CONFIG, not %s",
                                path);
-        if (checkpoint_load(path, &m, NULL, err)) return fail(err);
+        if ((rc = checkpoint_load(path, &m, NULL, err))) return finish(rc, err);
     }
     print_table(m);
     model_destroy(m);
@@ -399,6 +412,7 @@ int main(int argc, char **argv)
         fputs(usage_main, stderr);
         return EXIT_USAGE;
     }
+    install_signals();
     const char *cmd = argv[1];
     if (is_help(cmd) || strcmp(cmd, "help") == 0) {
         fputs(usage_main, stdout);
@@ -409,6 +423,11 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
+    if (strcmp(cmd, "search") == 0)
+        return mpi_main(argc - 2, argv + 2, usage_search, "search", 0);
+    if (strcmp(cmd, "finetune") == 0) return cmd_finetune(argc - 2, argv + 2);
+    if (strcmp(cmd, "run") == 0)
+        return mpi_main(argc - 2, argv + 2, usage_run, "run", 1);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 2, argv + 2);
     return usage_error(usage_main, "unknown command '%s'", cmd);

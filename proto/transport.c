@@ -211,3 +211,11 @@ int proto_bcast_bytes(MPI_Comm comm, int root, char **buf, size_t *len,
     }
     return rc;
 }
+
+int proto_barrier(MPI_Comm comm, char *err)
+{
+    MPI_Request req;
+    int rc = MPI_Ibarrier(comm, &req);
+    if (rc != MPI_SUCCESS) return mpi_fail(comm, rc, err, "MPI_Ibarrier");
+    return wait_request(comm, &req, "barrier", err);
+}

@@ -68,4 +68,9 @@ int proto_recv_or_stop(MPI_Comm comm, int source, int tag,
 int proto_bcast_bytes(MPI_Comm comm, int root, char **buf, size_t *len,
                       char *err);
 
+/* Collective: a barrier that sleeps while it waits (MPI_Ibarrier + test
+ * and sleep), so ranks that are done do not burn the cores of ranks still
+ * working (Open MPI's MPI_Barrier and MPI_Finalize spin). */
+int proto_barrier(MPI_Comm comm, char *err);
+
 #endif

@@ -1,6 +1,6 @@
 # Every test of the project, registered through abc_add_test (CMakeLists.txt).
 # Unit tests of the engine (single process).
-foreach(t test_layers test_data test_config test_checkpoint test_model
+foreach(t test_layers test_gemm test_data test_config test_checkpoint test_model
           test_optim test_train)
   if(EXISTS ${CMAKE_SOURCE_DIR}/tests/${t}.c)
     abc_add_test(${t})
@@ -23,3 +23,20 @@ add_test(NAME test_cli
                  $<TARGET_FILE:abcprune> ${ABC_TEST_DATA_DIR})
 set_tests_properties(test_cli PROPERTIES TIMEOUT 300
                      ENVIRONMENT "OMP_NUM_THREADS=2")
+
+# Weight inheritance (common/prune.c).
+abc_add_test(test_prune)
+abc_add_test(test_fitness)
+abc_add_test(test_colony LIBS abc_coordinator)
+
+# Wire format (proto/): messages on one rank, transport on three.
+abc_add_test(test_proto LIBS abc_proto)
+abc_add_test(test_transport NP 3 TIMEOUT 60 LIBS abc_proto)
+
+# The MPI search and the pipeline end to end (1-3 ranks via mpiexec).
+add_test(NAME test_search
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_search.sh
+                 $<TARGET_FILE:abcprune> ${MPIEXEC_EXECUTABLE}
+                 "${MPIEXEC_PREFLAGS}" ${ABC_TEST_DATA_DIR})
+set_tests_properties(test_search PROPERTIES TIMEOUT 900
+                     ENVIRONMENT "OMP_NUM_THREADS=1")

@@ -1,0 +1,47 @@
+/* pipeline.h - the steps a user runs on rank 0, each skipped when its
+ * output already exists and resumed when it is unfinished:
+ *   train     the full baseline -> OUT/baseline.ckpt, OUT/train.jsonl
+ *   finetune  the search's best structure -> OUT/pruned.ckpt,
+ *             OUT/finetune.jsonl, OUT/report.txt, OUT/report.json
+ * (the search between them is search.h). */
+#ifndef ABC_PIPELINE_H
+#define ABC_PIPELINE_H
+
+#include <signal.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "model.h"
+
+#define PIPELINE_PRUNED "pruned.ckpt"
+#define PIPELINE_REPORT "report.txt"
+#define PIPELINE_REPORT_JSON "report.json"
+#define PIPELINE_MAX_LAYERS 4096
+
+/* Input shape and classes of c's dataset, without loading it. */
+void pipeline_input_shape(const struct config *c, int *ch, int *h, int *w);
+
+/* The model c describes (model.arch, model.channels) for input ch x h x w,
+ * with errors naming the config file. */
+int pipeline_model_from_config(struct model **m, const struct config *c,
+                               int ch, int h, int w, char *err);
+
+/* Trains the baseline. A finished OUT/baseline.ckpt is kept (returns 0)
+ * unless force; an unfinished one is resumed. Progress on `progress`.
+ * Returns 0, ABC_ESTOPPED (checkpoint of the last epoch kept) or an error. */
+int pipeline_train(const struct config *c, int force,
+                   const volatile sig_atomic_t *stop, FILE *progress,
+                   char *err);
+
+/* Fine-tunes the best structure of the finished search: inherits weights
+ * from the best candidate (its evaluation re-run with its seed) or from the
+ * baseline (finetune.inherit), trains with the finetune schedule, and
+ * writes the pruned checkpoint and the report (baseline vs pruned: test
+ * accuracy, params, FLOPs and their reductions, inference images/s), which
+ * it also prints on `out`. A finished pruned.ckpt is kept and only the
+ * report is made again. Returns 0, ABC_ESTOPPED or an error. */
+int pipeline_finetune(const struct config *c,
+                      const volatile sig_atomic_t *stop, FILE *progress,
+                      FILE *out, char *err);
+
+#endif

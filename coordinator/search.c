@@ -1,0 +1,549 @@
+/* search.c - rank 0 of the ABC search (see search.h). The colony (colony.c)
+ * decides what to evaluate; this file moves evaluations to workers and back,
+ * keeps the files of the run, and reports progress. */
+#include "search.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "checkpoint.h"
+#include "colony.h"
+#include "err.h"
+#include "evaluate.h"
+#include "fileio.h"
+#include "jsonl.h"
+#include "messages.h"
+#include "rng.h"
+#include "train.h"
+#include "transport.h"
+
+/* Label of rng_derive for the colony's seed. */
+enum { SEED_SEARCH = 4 };
+
+int search_path(char *buf, size_t n, const struct config *c, const char *file,
+                char *err)
+{
+    if (snprintf(buf, n, "%s/%s", c->out_dir, file) >= (int)n)
+        return abc_errf(err, ABC_EVALUE, "%s: out_dir path too long",
+                        c->path);
+    return 0;
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Everything one search run holds. */
+struct run {
+    MPI_Comm comm;
+    int nranks;
+    const struct config *c;
+    const struct search_opts *o;
+    struct model *pre;          /* the baseline */
+    enum filter_init how;
+    struct data_splits data;    /* loaded only when evaluating in-process */
+    int have_data;
+    struct colony *col;
+    FILE *log;
+    char colony_path[CONFIG_PATH_MAX + 32], best_path[CONFIG_PATH_MAX + 32];
+    struct proto_eval_result *res; /* per candidate of the current batch */
+    unsigned char *fresh;          /* res[i] was evaluated in this process */
+    int64_t full_macs, full_params;
+    uint64_t evals_here;           /* evaluations done by this process */
+    double t_start;
+};
+
+/* Sends every worker a shutdown (best effort: used on error paths too). */
+static void shutdown_workers(struct run *r, const char *reason)
+{
+    struct proto_shutdown s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.reason, sizeof s.reason, "%s", reason);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    char err[ABC_ERRLEN];
+    if (proto_pack_shutdown(&s, &sb, err) == 0)
+        for (int w = 1; w < r->nranks; w++)
+            proto_send(r->comm, w, TAG_SHUTDOWN, sb.data, sb.size, err);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void make_request(const struct run *r, const struct candidate *cd,
+                         struct proto_eval_request *rq)
+{
+    const struct colony *col = r->col;
+    memset(rq, 0, sizeof *rq);
+    rq->eval_id = cd->eval_id;
+    rq->nlayers = col->p.nlayers;
+    colony_code_to_channels(cd->code, r->pre->channels, col->p.nlayers,
+                            rq->structure);
+    rq->seed = cd->seed;
+    proto_budget_from_config(&rq->budget, &r->c->search.fitness);
+    rq->cycle = col->cycle;
+    rq->phase = (enum proto_phase)col->phase; /* same numbering 0..3 */
+    rq->candidate = cd->index;
+}
+
+static double fitness_of(const struct proto_eval_result *res)
+{
+    return res->ok ? res->val_acc : 0.0; /* a failed evaluation scores 0 */
+}
+
+static int send_request(struct run *r, int worker, const struct candidate *cd,
+                        char *err)
+{
+    struct proto_eval_request rq;
+    make_request(r, cd, &rq);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    int rc = proto_pack_eval_request(&rq, &sb, err);
+    if (!rc) rc = proto_send(r->comm, worker, TAG_REQUEST, sb.data, sb.size, err);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* Evaluates the batch's candidates that have no result yet. Returns 0,
+ * ABC_ESTOPPED (results so far are recorded), or an error. */
+static int evaluate_batch(struct run *r, const struct candidate *batch, int n,
+                          char *err)
+{
+    struct colony *col = r->col;
+    int *todo = malloc(sizeof(int) * (n ? n : 1));
+    int *busy = malloc(sizeof(int) * r->nranks);
+    if (!todo || !busy) {
+        free(todo);
+        free(busy);
+        return abc_errf(err, ABC_ENOMEM, "out of memory");
+    }
+    int ntodo = 0, rc = 0;
+    for (int i = 0; i < n; i++)
+        if (!col->have[i]) todo[ntodo++] = i;
+
+    if (r->nranks == 1) {
+        for (int k = 0; k < ntodo && !rc; k++) {
+            int i = todo[k];
+            struct proto_eval_request rq;
+            make_request(r, &batch[i], &rq);
+            rc = proto_evaluate(&rq, r->pre, r->how, &r->data, 0, r->o->stop,
+                                &r->res[i]);
+            if (rc) break;
+            r->fresh[i] = 1;
+            r->evals_here++;
+            rc = colony_record(col, i, fitness_of(&r->res[i]), err);
+        }
+        if (rc == ABC_ESTOPPED)
+            abc_errf(err, rc, "stopped by a signal");
+        free(todo);
+        free(busy);
+        return rc;
+    }
+
+    /* A dynamic queue: pruned nets differ in cost, so each worker gets the
+     * next candidate the moment it is free. */
+    int next = 0, inflight = 0;
+    for (int w = 0; w < r->nranks; w++) busy[w] = -1;
+    for (int w = 1; w < r->nranks && next < ntodo && !rc; w++) {
+        rc = send_request(r, w, &batch[todo[next]], err);
+        if (!rc) busy[w] = todo[next++], inflight++;
+    }
+    while (inflight > 0 && !rc) {
+        char *buf = NULL;
+        size_t len = 0;
+        int src = -1;
+        rc = proto_recv_or_stop(r->comm, MPI_ANY_SOURCE, TAG_RESULT,
+                                r->o->stop, &buf, &len, &src, NULL, err);
+        if (rc == PROTO_ESTOPPED) {
+            rc = abc_errf(err, ABC_ESTOPPED, "stopped by a signal");
+            break;
+        }
+        if (rc) break;
+        int i = src > 0 && src < r->nranks ? busy[src] : -1;
+        if (i < 0) {
+            free(buf);
+            rc = abc_errf(err, ABC_EFORMAT,
+                          "result from rank %d, which has no evaluation", src);
+            break;
+        }
+        struct proto_eval_result *res = &r->res[i];
+        char uerr[ABC_ERRLEN];
+        if (proto_unpack_eval_result(buf, len, res, uerr) != 0) {
+            memset(res, 0, sizeof *res);
+            snprintf(res->error, sizeof res->error,
+                     "unreadable result from rank %d: %s", src, uerr);
+        } else if (res->eval_id != batch[i].eval_id) {
+            uint64_t got = res->eval_id;
+            memset(res, 0, sizeof *res);
+            snprintf(res->error, sizeof res->error,
+                     "rank %d answered eval %llu, expected %llu", src,
+                     (unsigned long long)got,
+                     (unsigned long long)batch[i].eval_id);
+        }
+        res->worker = src;
+        res->eval_id = batch[i].eval_id;
+        free(buf);
+        r->fresh[i] = 1;
+        r->evals_here++;
+        busy[src] = -1;
+        inflight--;
+        rc = colony_record(col, i, fitness_of(res), err);
+        if (!rc && next < ntodo) {
+            rc = send_request(r, src, &batch[todo[next]], err);
+            if (!rc) busy[src] = todo[next++], inflight++;
+        }
+    }
+    free(todo);
+    free(busy);
+    return rc;
+}
+
+/* best.yaml: the best structure so far, rewritten after every phase. */
+static int write_best(struct run *r, char *err)
+{
+    const struct colony *col = r->col;
+    int n = col->p.nlayers;
+    int ch[PROTO_MAX_LAYERS];
+    colony_code_to_channels(col->best_code, r->pre->channels, n, ch);
+    struct model *m;
+    int rc = model_create(&m, r->pre->arch, ch, r->pre->in_c, r->pre->in_h,
+                          r->pre->in_w, r->pre->num_classes, err);
+    if (rc) return rc;
+    int64_t macs = model_macs(m), params = model_param_count(m);
+    model_destroy(m);
+    char text[8192];
+    int len = snprintf(
+        text, sizeof text,
+        "# Best structure of the ABC search (%s after every phase).\n"
+        "arch: %s\n"
+        "structure: [",
+        colony_done(col) ? "final; written" : "so far; rewritten",
+        arch_name(r->pre->arch));
+    for (int j = 0; j < n && len < (int)sizeof text; j++)
+        len += snprintf(text + len, sizeof text - len, j ? ", %d" : "%d", ch[j]);
+    if (len < (int)sizeof text)
+        len += snprintf(text + len, sizeof text - len, "]\ncode: [");
+    for (int j = 0; j < n && len < (int)sizeof text; j++)
+        len += snprintf(text + len, sizeof text - len, j ? ", %d" : "%d",
+                        col->best_code[j]);
+    if (len < (int)sizeof text)
+        len += snprintf(
+            text + len, sizeof text - len,
+            "]\n"
+            "fitness: %.6f          # validation accuracy after the fitness "
+            "budget\n"
+            "eval_id: %llu\n"
+            "seed: %llu\n"
+            "flops: %lld            # multiply-accumulates per image\n"
+            "flops_full: %lld\n"
+            "flops_reduction: %.4f\n"
+            "params: %lld\n"
+            "params_full: %lld\n"
+            "params_reduction: %.4f\n"
+            "evaluations: %llu\n"
+            "cycles_done: %d\n"
+            "done: %s\n",
+            col->best_fitness, (unsigned long long)col->best_eval_id,
+            (unsigned long long)col->best_seed, (long long)macs,
+            (long long)r->full_macs, 1.0 - (double)macs / r->full_macs,
+            (long long)params, (long long)r->full_params,
+            1.0 - (double)params / r->full_params,
+            (unsigned long long)col->evaluations, col->cycle,
+            colony_done(col) ? "true" : "false");
+    if (len >= (int)sizeof text)
+        return abc_errf(err, ABC_EVALUE, "%s: too many layers to write",
+                        r->best_path);
+    return file_write_atomic(r->best_path, text, (size_t)len, err);
+}
+
+static const char *phase_label(int ph)
+{
+    return colony_phase_name((enum colony_phase)ph);
+}
+
+/* One JSON line per evaluation of the applied batch, in candidate order
+ * (so the log is the same whatever the number of workers). */
+static int log_batch(struct run *r, const struct candidate *batch, int n,
+                     int cycle, int phase)
+{
+    FILE *f = r->log;
+    for (int i = 0; i < n; i++) {
+        if (!r->fresh[i]) continue; /* evaluated before a resume */
+        const struct proto_eval_result *res = &r->res[i];
+        int ch[PROTO_MAX_LAYERS];
+        colony_code_to_channels(batch[i].code, r->pre->channels,
+                                r->col->p.nlayers, ch);
+        fprintf(f,
+                "{\"event\":\"eval\",\"cycle\":%d,\"phase\":\"%s\","
+                "\"candidate\":%d,\"eval_id\":%llu,\"source\":%d,"
+                "\"seed\":%llu,\"structure\":",
+                cycle, phase_label(phase), i,
+                (unsigned long long)batch[i].eval_id, batch[i].source,
+                (unsigned long long)batch[i].seed);
+        jsonl_ints(f, ch, r->col->p.nlayers);
+        fprintf(f, ",\"code\":");
+        jsonl_ints(f, batch[i].code, r->col->p.nlayers);
+        fprintf(f,
+                ",\"fitness\":%.6f,\"val_loss\":%.6f,\"flops\":%lld,"
+                "\"params\":%lld,\"worker\":%d,\"seconds\":%.3f,"
+                "\"images_per_s\":%.1f",
+                fitness_of(res), res->val_loss, (long long)res->flops,
+                (long long)res->params, res->worker, res->wall_s,
+                res->images_per_s);
+        if (!res->ok) {
+            fprintf(f, ",\"error\":");
+            jsonl_string(f, res->error);
+        }
+        fputc('}', f);
+        if (jsonl_end(f)) return ABC_EIO;
+    }
+    return 0;
+}
+
+static int log_cycle(struct run *r, int cycle)
+{
+    const struct colony *col = r->col;
+    int ch[PROTO_MAX_LAYERS];
+    colony_code_to_channels(col->best_code, r->pre->channels, col->p.nlayers,
+                            ch);
+    fprintf(r->log,
+            "{\"event\":\"cycle\",\"cycle\":%d,\"best_fitness\":%.6f,"
+            "\"best_structure\":",
+            cycle, col->best_fitness);
+    jsonl_ints(r->log, ch, col->p.nlayers);
+    fprintf(r->log, ",\"evaluations\":%llu,\"elapsed_s\":%.1f}",
+            (unsigned long long)col->evaluations,
+            now_seconds() - r->t_start);
+    return jsonl_end(r->log);
+}
+
+static void print_progress(struct run *r, int cycle, int phase)
+{
+    if (!r->o->progress) return;
+    const struct colony *col = r->col;
+    uint64_t lo, hi;
+    colony_cost(&col->p, &lo, &hi);
+    double el = now_seconds() - r->t_start;
+    /* Scouts are optional: the total lies in lo..hi; count on hi. */
+    double left = hi > col->evaluations ? (double)(hi - col->evaluations) : 0;
+    double eta = r->evals_here ? el / r->evals_here * left : 0;
+    int ch[PROTO_MAX_LAYERS];
+    colony_code_to_channels(col->best_code, r->pre->channels, col->p.nlayers,
+                            ch);
+    char e[ABC_ERRLEN];
+    struct model *m;
+    double macs = 0;
+    if (model_create(&m, r->pre->arch, ch, r->pre->in_c, r->pre->in_h,
+                     r->pre->in_w, r->pre->num_classes, e) == 0) {
+        macs = (double)model_macs(m);
+        model_destroy(m);
+    }
+    fprintf(r->o->progress,
+            "search cycle %d/%d %-8s evals %llu/%llu  best %.4f  "
+            "(%.2fM MACs, %.1f%% of full)  %.0fs elapsed  ETA %.0fs\n",
+            cycle, col->p.max_cycles, phase_label(phase),
+            (unsigned long long)col->evaluations, (unsigned long long)hi,
+            col->best_fitness, macs / 1e6, 100.0 * macs / r->full_macs, el,
+            eta);
+    fflush(r->o->progress);
+}
+
+static int colony_params_from_config(struct colony_params *p,
+                                     const struct config *c,
+                                     const struct model *pre, char *err)
+{
+    memset(p, 0, sizeof *p);
+    p->nlayers = pre->nprunable;
+    p->K = (int)lround(10.0 * c->search.alpha);
+    p->sn = c->search.sn;
+    p->limit = c->search.limit;
+    p->change_dims = c->search.change_dims;
+    p->max_cycles = c->search.max_cycles;
+    p->seed = rng_derive(c->seed, SEED_SEARCH, 0, 0);
+    p->redraw_same = c->search.redraw_same;
+    if (p->change_dims > p->nlayers)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: search.change_dims %d is more than the %d "
+                        "prunable layers of %s",
+                        c->path, p->change_dims, p->nlayers,
+                        arch_name(pre->arch));
+    if (p->nlayers > PROTO_MAX_LAYERS)
+        return abc_errf(err, ABC_EVALUE, "%s: %d prunable layers, at most %d",
+                        c->path, p->nlayers, PROTO_MAX_LAYERS);
+    int rc = colony_params_check(p, err);
+    return rc ? abc_errprefix(err, rc, "%s: search", c->path) : 0;
+}
+
+/* Loads the baseline and broadcasts its bytes (len 0 tells the workers to
+ * stop: the broadcast happens on every path so no rank waits forever). */
+static int share_baseline(struct run *r, char *err)
+{
+    char path[CONFIG_PATH_MAX + 32];
+    char *bytes = NULL;
+    size_t len = 0;
+    int rc = search_path(path, sizeof path, r->c, SEARCH_BASELINE, err);
+    if (!rc && !file_exists(path))
+        rc = abc_errf(err, ABC_EIO,
+                      "%s: no baseline checkpoint: train it first "
+                      "(abcprune train %s)",
+                      path, r->c->path);
+    if (!rc) rc = file_read_all(path, "checkpoint", CHECKPOINT_MAX_BYTES, &bytes,
+                                &len, err);
+    if (!rc) rc = checkpoint_load_mem(path, bytes, len, &r->pre, NULL, err);
+    size_t send_len = rc ? 0 : len;
+    char e2[ABC_ERRLEN];
+    int brc = proto_bcast_bytes(r->comm, 0, &bytes, &send_len, rc ? e2 : err);
+    free(bytes);
+    return rc ? rc : brc;
+}
+
+int search_run(MPI_Comm comm, const struct config *c,
+               const struct search_opts *o, char *err)
+{
+    struct run r;
+    memset(&r, 0, sizeof r);
+    r.comm = comm;
+    r.c = c;
+    r.o = o;
+    r.t_start = now_seconds();
+    MPI_Comm_size(comm, &r.nranks);
+    int rc = share_baseline(&r, err);
+    if (rc) return rc; /* the workers got length 0 and returned */
+    filter_init_parse(c->search.filter_init, &r.how);
+    if (strcmp(c->search.schedule, "sync") != 0) {
+        rc = abc_errf(err, ABC_EVALUE,
+                      "%s: search.schedule '%s' is not available yet; use "
+                      "sync",
+                      c->path, c->search.schedule);
+        goto out;
+    }
+    {
+        struct model *full;
+        if ((rc = model_create(&full, r.pre->arch, NULL, r.pre->in_c,
+                               r.pre->in_h, r.pre->in_w, r.pre->num_classes,
+                               err)))
+            goto out;
+        r.full_macs = model_macs(full);
+        r.full_params = model_param_count(full);
+        model_destroy(full);
+    }
+    struct colony_params p;
+    if ((rc = colony_params_from_config(&p, c, r.pre, err))) goto out;
+    if ((rc = search_path(r.colony_path, sizeof r.colony_path, c,
+                          SEARCH_COLONY, err)) ||
+        (rc = search_path(r.best_path, sizeof r.best_path, c, SEARCH_BEST,
+                          err)))
+        goto out;
+    int resuming = file_exists(r.colony_path);
+    if (resuming && !o->resume) {
+        rc = abc_errf(err, ABC_EVALUE,
+                      "%s exists: continue that search with --resume, or "
+                      "remove it to start over",
+                      r.colony_path);
+        goto out;
+    }
+    if (resuming) {
+        if ((rc = colony_load(r.colony_path, &r.col, err))) goto out;
+        if ((rc = colony_params_match(&r.col->p, &p, err))) {
+            abc_errprefix(err, rc,
+                          "%s was made with other search settings than %s",
+                          r.colony_path, c->path);
+            goto out;
+        }
+    } else if ((rc = colony_create(&r.col, &p, err))) {
+        goto out;
+    }
+    char logp[CONFIG_PATH_MAX + 32];
+    if ((rc = search_path(logp, sizeof logp, c, SEARCH_LOG, err))) goto out;
+    if (!(r.log = jsonl_open(logp, resuming, err))) {
+        rc = ABC_EIO;
+        goto out;
+    }
+    if (r.nranks == 1) {
+        if ((rc = data_open(&r.data, c, 0, err))) goto out;
+        r.have_data = 1;
+    }
+    r.res = calloc((size_t)p.sn + 1, sizeof *r.res);
+    r.fresh = calloc((size_t)p.sn + 1, 1);
+    if (!r.res || !r.fresh) {
+        rc = abc_errf(err, ABC_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (o->progress) {
+        uint64_t lo, hi;
+        colony_cost(&p, &lo, &hi);
+        fprintf(o->progress,
+                "search: %s, %d prunable layers, codes 1..%d, SN %d, "
+                "%d cycles, %llu-%llu evaluations on %d worker%s%s\n",
+                arch_name(r.pre->arch), p.nlayers, p.K, p.sn, p.max_cycles,
+                (unsigned long long)lo, (unsigned long long)hi,
+                r.nranks > 1 ? r.nranks - 1 : 1,
+                r.nranks > 2 ? "s" : "",
+                resuming ? " (resumed)" : "");
+    }
+
+    while (!colony_done(r.col)) {
+        const struct candidate *batch;
+        int n;
+        if ((rc = colony_next_batch(r.col, &batch, &n, err))) break;
+        memset(r.fresh, 0, (size_t)p.sn + 1);
+        int phase = r.col->phase;
+        int cycle = phase == COLONY_INIT ? 0 : r.col->cycle + 1; /* logs */
+        rc = evaluate_batch(&r, batch, n, err);
+        if (rc == ABC_ESTOPPED) {
+            /* Keep what finished: its log lines now, its fitness in the
+             * checkpoint (a resume does not evaluate it again). */
+            char e2[ABC_ERRLEN];
+            log_batch(&r, batch, n, cycle, phase);
+            if (colony_save(r.col, r.colony_path, e2))
+                rc = abc_errf(err, ABC_EIO,
+                              "stopped, and the colony checkpoint could not "
+                              "be written: %s",
+                              e2);
+            else
+                abc_errf(err, ABC_ESTOPPED,
+                         "stopped by a signal; %s holds the search (resume "
+                         "with --resume)",
+                         r.colony_path);
+            break;
+        }
+        if (rc) break;
+        /* Log before applying: the batch is freed by colony_apply. */
+        if ((rc = log_batch(&r, batch, n, cycle, phase))) {
+            abc_errf(err, rc, "%s: cannot write the search log", logp);
+            break;
+        }
+        if ((rc = colony_apply(r.col, NULL, err))) break;
+        if ((rc = colony_save(r.col, r.colony_path, err))) break;
+        if ((phase == COLONY_SCOUT || phase == COLONY_INIT) &&
+            (rc = log_cycle(&r, cycle))) {
+            abc_errf(err, rc, "%s: cannot write the search log", logp);
+            break;
+        }
+        if ((rc = write_best(&r, err))) break;
+        print_progress(&r, cycle, phase);
+    }
+    if (rc == 0 && resuming && colony_done(r.col))
+        rc = write_best(&r, err); /* a finished search re-run: refresh */
+out:
+    shutdown_workers(&r, rc == 0 ? "search done" : "search stopped");
+    if (r.log) fclose(r.log);
+    if (r.have_data) data_close(&r.data);
+    free(r.res);
+    free(r.fresh);
+    colony_destroy(r.col);
+    model_destroy(r.pre);
+    return rc;
+}
+
+void search_release_workers(MPI_Comm comm)
+{
+    char *bytes = NULL;
+    size_t len = 0;
+    char err[ABC_ERRLEN];
+    proto_bcast_bytes(comm, 0, &bytes, &len, err);
+    free(bytes);
+}

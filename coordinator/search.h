@@ -1,0 +1,44 @@
+/* search.h - rank 0's side of the ABC structure search: reads the baseline,
+ * broadcasts it to the workers, runs the colony phase by phase with every
+ * phase's evaluations handed to whichever worker is free (or evaluated
+ * in-process when there is one rank), and writes the run log, the colony
+ * checkpoint after every phase and best.yaml. */
+#ifndef ABC_SEARCH_H
+#define ABC_SEARCH_H
+
+#include <mpi.h>
+#include <signal.h>
+#include <stdio.h>
+
+#include "config.h"
+
+/* Files of a run, all under the config's out_dir. */
+#define SEARCH_BASELINE "baseline.ckpt"
+#define SEARCH_COLONY "colony.ckpt"
+#define SEARCH_LOG "search.jsonl"
+#define SEARCH_BEST "best.yaml"
+
+struct search_opts {
+    int resume;        /* continue from colony.ckpt if it exists */
+    const volatile sig_atomic_t *stop; /* raised by SIGTERM/SIGUSR1 */
+    FILE *progress;    /* one line per phase (NULL: quiet) */
+};
+
+/* Runs the search on rank 0 of comm; collective with worker_serve on every
+ * other rank (the baseline broadcast, then requests until a shutdown, which
+ * search_run sends on every path, error or not). Returns 0 when the search
+ * is done, ABC_ESTOPPED when a signal stopped it after writing the colony
+ * checkpoint (resume with opts.resume), or another error. */
+int search_run(MPI_Comm comm, const struct config *c,
+               const struct search_opts *o, char *err);
+
+/* Path of `file` in c's out_dir, into buf. Returns 0 or ABC_EVALUE if too
+ * long. */
+int search_path(char *buf, size_t n, const struct config *c, const char *file,
+                char *err);
+
+/* Collective with worker_serve: tells the workers there will be no search
+ * (an empty baseline broadcast), e.g. when training the baseline failed. */
+void search_release_workers(MPI_Comm comm);
+
+#endif

@@ -1,0 +1,31 @@
+/* evaluate.h - what an eval_request means: the fitness budget it carries
+ * converted to and from the config's, and the one engine call that answers
+ * it. Worker ranks and the single-rank coordinator both answer requests with
+ * proto_evaluate, so a search gives the same fitness either way. */
+#ifndef ABC_PROTO_EVALUATE_H
+#define ABC_PROTO_EVALUATE_H
+
+#include <signal.h>
+
+#include "config.h"
+#include "fitness.h"
+#include "messages.h"
+
+/* The config's fitness budget as it travels in a request, and back. */
+void proto_budget_from_config(struct proto_budget *b,
+                              const struct fitness_config *f);
+void proto_budget_to_config(struct fitness_config *f,
+                            const struct proto_budget *b);
+
+/* Evaluates request rq on `pretrained` (filters chosen by `how`, data d)
+ * and fills res, ok or with the error text: a failed evaluation (bad
+ * structure, NaN loss, no memory) is a result, not a failure of the caller.
+ * rank goes into res->worker. stop (may be NULL) cuts the training short;
+ * returns ABC_ESTOPPED then (res not meaningful), else 0. */
+int proto_evaluate(const struct proto_eval_request *rq,
+                   const struct model *pretrained, enum filter_init how,
+                   const struct data_splits *d, int rank,
+                   const volatile sig_atomic_t *stop,
+                   struct proto_eval_result *res);
+
+#endif

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# test_search.sh - the MPI search and the pipeline end to end on a tiny
+# config (smallnet, a few hundred images per evaluation):
+#  1. determinism: the same config on 1, 2 and 3 ranks gives the identical
+#     sequence of evaluated structures and fitness values;
+#  2. the best fitness never decreases from cycle to cycle;
+#  3. resume: a search stopped by SIGTERM after its first cycle exits 75 with
+#     a colony checkpoint, and `search --resume` ends with the same best
+#     structure and fitness as the uninterrupted search;
+#  4. evaluations that fail (a diverging loss) are logged as errors with
+#     fitness 0 and do not stop the search;
+#  5. `run` does train -> search -> finetune and writes a report whose pruned
+#     net has fewer MACs; a second `run` skips every finished step.
+# usage: test_search.sh ABCPRUNE MPIEXEC "PREFLAGS" WORKDIR
+set -u
+exe="$1"
+mpiexec="$2"
+read -r -a preflags <<<"${3//;/ }"
+work="$4/search"
+rm -rf "$work"
+mkdir -p "$work"
+cd "$work" || exit 1
+py=/usr/bin/python3
+fails=0
+checks=0
+check() { # check DESCRIPTION COMMAND...
+  checks=$((checks + 1))
+  local what="$1"; shift
+  if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi
+}
+mpirun_n() { local n="$1"; shift; "$mpiexec" -n "$n" "${preflags[@]}" "$@"; }
+
+config() { # config NAME OUT_DIR [extra yaml lines for search:]
+  cat >"$1" <<YAML
+seed: 11
+threads: 1
+out_dir: $2
+data:
+  val_size: 400
+  train_subset: 2048
+  test_subset: 500
+  crop_pad: 0
+  flip: false
+model:
+  arch: smallnet
+train:
+  epochs: 3
+  batch_size: 64
+  lr: 0.1
+search:
+  sn: 4
+  limit: 2
+  change_dims: 2
+  max_cycles: ${CYCLES:-3}
+  alpha: 0.9
+  fitness:
+    train_images: ${FIT_IMAGES:-256}
+    val_images: 200
+    steps: 3
+    batch_size: 64
+    lr: ${FIT_LR:-0.01}
+finetune:
+  epochs: 1
+  batch_size: 64
+  lr: 0.02
+YAML
+}
+
+# A baseline shared by the searches below.
+config base.yaml base
+"$exe" train base.yaml 2>train.err >/dev/null
+check "baseline trains" test -s base/baseline.ckpt
+
+# 1. Determinism over 1, 2 and 3 ranks.
+for n in 1 2 3; do
+  mkdir -p np$n && cp base/baseline.ckpt np$n/
+  config np$n.yaml np$n
+  mpirun_n "$n" "$exe" search np$n.yaml 2>np$n.err
+  check "search on $n rank(s) exits 0" test $? -eq 0
+done
+evals() { $py -c 'import json,sys
+for l in open(sys.argv[1]):
+    r=json.loads(l)
+    if r["event"]=="eval": print(r["cycle"],r["phase"],r["candidate"],r["structure"],"%.6f"%r["fitness"])
+    else: print("cycle",r["cycle"],"%.6f"%r["best_fitness"],r["best_structure"])' "$1"; }
+evals np1/search.jsonl >np1.seq
+evals np2/search.jsonl >np2.seq
+evals np3/search.jsonl >np3.seq
+n_evals=$(grep -vc '^cycle' np1.seq)
+# SN + cycles*(2 SN + scouts): 4 + 3*8 = 28 plus at most 3 scouts
+check "evaluations: 28..31 (got $n_evals)" test "$n_evals" -ge 28 -a "$n_evals" -le 31
+check "1 and 2 ranks: identical structures and fitness" cmp -s np1.seq np2.seq
+check "1 and 3 ranks: identical structures and fitness" cmp -s np1.seq np3.seq
+check "several workers really shared the work" \
+  test "$($py -c 'import json,sys
+print(len({json.loads(l).get("worker") for l in open("np3/search.jsonl") if "\"eval\"" in l}))')" -eq 2
+check "fitness values are real accuracies (some > 0.3)" \
+  $py -c 'import json,sys
+f=[json.loads(l)["fitness"] for l in open("np1/search.jsonl") if "\"eval\"" in l]
+sys.exit(0 if max(f)>0.3 and min(f)>=0 else 1)'
+
+# 2. The best never decreases and best.yaml holds the maximum.
+check "best fitness is non-decreasing over cycles" $py -c 'import json,sys
+b=[json.loads(l)["best_fitness"] for l in open("np2/search.jsonl") if "\"cycle\"" in l and "best_fitness" in l]
+sys.exit(0 if len(b)==4 and all(x<=y for x,y in zip(b,b[1:])) else 1)'
+check "best.yaml fitness is the max over all evaluations" $py -c 'import json,re,sys
+f=max(json.loads(l)["fitness"] for l in open("np2/search.jsonl") if "\"eval\"" in l)
+y=open("np2/best.yaml").read()
+b=float(re.search(r"^fitness: ([0-9.]+)",y,re.M).group(1))
+sys.exit(0 if abs(b-f)<1e-6 and "done: true" in y else 1)'
+check "best.yaml reports a FLOPs reduction" grep -qE '^flops_reduction: 0\.[0-9]*[1-9]' np2/best.yaml
+
+# 3. SIGTERM after the first cycle, then --resume.
+mkdir -p stop && cp base/baseline.ckpt stop/
+CYCLES=3 config stop.yaml stop
+"$mpiexec" -n 2 "${preflags[@]}" "$exe" search stop.yaml 2>stop.err &
+pid=$! # mpiexec itself: its children are the ranks
+for _ in $(seq 600); do
+  grep -q '"event":"cycle","cycle":1' stop/search.jsonl 2>/dev/null && break
+  sleep 0.05
+done
+# Signal the ranks, as Slurm does (mpirun itself would report the signal).
+pkill -TERM -P $pid
+wait $pid
+code=$?
+check "SIGTERM: search exits 75 (got $code)" test "$code" -eq 75
+check "SIGTERM: colony checkpoint written" test -s stop/colony.ckpt
+check "SIGTERM: stopped before the end" grep -q 'done: false' stop/best.yaml
+mpirun_n 2 "$exe" search stop.yaml 2>stop2.err
+check "search without --resume refuses to overwrite" test $? -eq 1
+mpirun_n 2 "$exe" search --resume stop.yaml 2>resume.err
+check "resumed search exits 0" test $? -eq 0
+grep -E '^(structure|code|fitness|flops|params): ' np2/best.yaml >want.best
+grep -E '^(structure|code|fitness|flops|params): ' stop/best.yaml >got.best
+check "resumed search ends with the uninterrupted best" cmp -s want.best got.best
+check "resumed log has every evaluation exactly once" \
+  cmp -s <(grep -v '^cycle' np2.seq | sort) <(evals stop/search.jsonl | grep -v '^cycle' | sort)
+
+# 4. Failing evaluations do not stop the search.
+mkdir -p bad && cp base/baseline.ckpt bad/
+# 32 training images cannot fill one batch of 64: every evaluation fails.
+CYCLES=1 FIT_IMAGES=32 config bad.yaml bad
+mpirun_n 2 "$exe" search bad.yaml 2>bad.err
+check "search with failing evaluations exits 0" test $? -eq 0
+check "every failed evaluation is logged with its error and fitness 0" $py -c 'import json,sys
+e=[json.loads(l) for l in open("bad/search.jsonl") if "\"eval\"" in l]
+sys.exit(0 if len(e)>=12 and all(r["fitness"]==0 and "error" in r for r in e) else 1)'
+
+# 5. The pipeline: run, then run again.
+config pipe.yaml pipe
+mpirun_n 2 "$exe" run pipe.yaml >pipe.out 2>pipe.err
+check "run exits 0" test $? -eq 0
+check "run wrote the pruned checkpoint and the report" test -s pipe/pruned.ckpt -a -s pipe/report.json
+check "the pruned net is smaller and still learns (acc > 30%)" $py -c 'import json,sys
+r=json.load(open("pipe/report.json"))
+sys.exit(0 if r["pruned_macs"]<r["baseline_macs"] and r["pruned_test_acc"]>0.3 else 1)'
+mpirun_n 2 "$exe" run pipe.yaml >pipe2.out 2>pipe2.err
+check "second run exits 0" test $? -eq 0
+check "second run skips training" grep -q "already trained" pipe2.err
+check "second run reprints the same report" cmp -s <(grep -v img/s pipe.out) <(grep -v img/s pipe2.out)
+
+echo "test_search: $checks checks, $fails failed"
+[ "$fails" -eq 0 ]
