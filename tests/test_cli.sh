@@ -4,10 +4,11 @@
 # reproduces exactly; a second `train` resumes/skips; `info` totals match
 # the model; bad usage exits 2, bad configs and checkpoints exit 1 with a
 # message naming the file, and never modify the file.
-# usage: test_cli.sh ABCPRUNE WORKDIR
+# usage: test_cli.sh ABCPRUNE WORKDIR SOURCEDIR
 set -u
 exe="$1"
 work="$2/cli"
+src="$3"
 rm -rf "$work"
 mkdir -p "$work"
 cd "$work" || exit 1
@@ -87,6 +88,11 @@ cp out/baseline.ckpt keep.ckpt
 check "mismatched existing checkpoint refused" test $? -eq 1
 check "refusal explains the mismatch" grep -q "does not match" other.err
 check "mismatched checkpoint not overwritten" cmp -s keep.ckpt out/baseline.ckpt
+
+for f in "$src"/configs/*.yaml; do
+  "$exe" info "$f" >/dev/null 2>info.err
+  check "shipped config $(basename "$f") loads and builds" test $? -eq 0
+done
 
 echo "test_cli: $checks checks, $fails failed"
 [ "$fails" -eq 0 ]

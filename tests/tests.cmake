@@ -20,7 +20,8 @@ set_tests_properties(test_torch_ref PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
 # The program end to end (train/eval/info, usage and input errors).
 add_test(NAME test_cli
          COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_cli.sh
-                 $<TARGET_FILE:abcprune> ${ABC_TEST_DATA_DIR})
+                 $<TARGET_FILE:abcprune> ${ABC_TEST_DATA_DIR}
+                 ${CMAKE_SOURCE_DIR})
 set_tests_properties(test_cli PROPERTIES TIMEOUT 300
                      ENVIRONMENT "OMP_NUM_THREADS=2")
 
