@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "checkpoint.h"
@@ -528,6 +529,31 @@ int search_run(MPI_Comm comm, const struct config *c,
     }
     if (rc == 0 && resuming && colony_done(r.col))
         rc = write_best(&r, err); /* a finished search re-run: refresh */
+    if (rc == 0 && r.evals_here > 0) {
+        /* Rank 0's own CPU time: with workers, all of it is coordination
+         * (it must not spin while it waits). */
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+                     ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+        double wall = now_seconds() - r.t_start;
+        fprintf(r.log,
+                "{\"event\":\"done\",\"evaluations\":%llu,"
+                "\"evaluated_here\":%llu,\"elapsed_s\":%.2f,\"ranks\":%d,"
+                "\"rank0_cpu_s\":%.3f,\"best_fitness\":%.6f}",
+                (unsigned long long)r.col->evaluations,
+                (unsigned long long)r.evals_here, wall, r.nranks, cpu,
+                r.col->best_fitness);
+        if (jsonl_end(r.log))
+            rc = abc_errf(err, ABC_EIO, "%s: cannot write the search log",
+                          logp);
+        if (o->progress && r.nranks > 1)
+            fprintf(o->progress,
+                    "search: %llu evaluations in %.1fs on %d workers; rank 0 "
+                    "used %.2fs of CPU (%.1f%% of one core)\n",
+                    (unsigned long long)r.evals_here, wall, r.nranks - 1, cpu,
+                    100.0 * cpu / wall);
+    }
 out:
     shutdown_workers(&r, rc == 0 ? "search done" : "search stopped");
     if (r.log) fclose(r.log);
