@@ -1,14 +1,14 @@
 /* layers.c - CPU kernels of every layer (see layers.h).
- * Convolution is im2col + one cblas_sgemm per chunk of images (a chunk is
+ * Convolution is im2col + one gemm_f32 per chunk of images (a chunk is
  * enough images for a GEMM of >= CONV_MIN_COLS columns), the chunks spread
- * over OpenMP threads that each call sgemm single-threaded (the OpenMP build
- * of OpenBLAS runs single-threaded inside a parallel region). Weight
+ * over OpenMP threads that each run the single-threaded gemm_f32. Weight
  * gradients are summed per thread and reduced in thread order, so results
  * are deterministic for a fixed thread count. Each fast kernel has a naive
  * single-threaded `_ref` twin. */
 #include "layers.h"
 
-#include <cblas.h>
+#include "gemm.h"
+
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
@@ -36,14 +36,16 @@ int conv_geom_init(struct conv_geom *g)
  * (Cout, n*P) output. */
 
 /* Aim for GEMMs at least this wide (columns = images in chunk * Ho*Wo). */
-#define CONV_MIN_COLS 512
+#ifndef CONV_MIN_COLS
+#define CONV_MIN_COLS 1024
+#endif
 /* ...but keep a thread's im2col buffer at most this many floats (8 MiB). */
 #define CONV_MAX_COL_FLOATS (2u << 20)
 
 struct conv_plan {
     int nchunks;  /* chunk c covers images [c*B/nchunks, (c+1)*B/nchunks) */
     int nb;       /* most images in one chunk */
-    int parallel; /* 1: chunks over threads; 0: serial, sgemm threaded */
+    int parallel; /* 1: chunks over threads; 0: in order on this thread */
     size_t col, tmp, dw; /* per-thread buffer sizes in floats (64 B aligned) */
 };
 
@@ -67,7 +69,9 @@ static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
     size_t P = (size_t)g->Ho * g->Wo;
     size_t ckk = (size_t)g->Cin * g->K * g->K;
     if (nthreads < 1) nthreads = 1;
-    size_t nb = (CONV_MIN_COLS + P - 1) / P;
+    /* one image per chunk when its plane alone is half the target width:
+     * the GEMM then writes the output in place (no reshuffle) */
+    size_t nb = 2 * P >= CONV_MIN_COLS ? 1 : (CONV_MIN_COLS + P - 1) / P;
     size_t nb_cap = CONV_MAX_COL_FLOATS / (ckk * P);
     if (nb > nb_cap) nb = nb_cap;
     if (nb < 1) nb = 1;
@@ -317,8 +321,8 @@ static void conv_forward_chunk(float *out, const float *inp,
         cp = col;
     }
     float *c = n == 1 ? y : tmp;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, (int)N, ckk,
-                1.0f, weight, ckk, cp, (int)N, 0.0f, c, (int)N);
+    gemm_f32(0, 0, Cout, (int)N, ckk, 1.0f, weight, ckk, cp, (int)N, 0.0f, c,
+             (int)N);
     if (n == 1 && !bias) return;
     for (int j = 0; j < n; j++)
         for (int co = 0; co < Cout; co++) {
@@ -360,10 +364,9 @@ void conv2d_forward(float *out, const float *inp, const float *weight,
     }
 }
 
-/* Backward of images [b0, b1): dwt (CinKK, Cout) += col . dout^T (the
- * transposed weight gradient: sgemm is faster with the long side as M when
- * Cout is small), dinp from W^T . dout. */
-static void conv_backward_chunk(float *dinp, float *dwt, const float *dout,
+/* Backward of images [b0, b1): dw (Cout, CinKK) += dout . col^T, dinp from
+ * W^T . dout. */
+static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
                                 const float *inp, const float *weight,
                                 const struct conv_geom *g, int b0, int b1,
                                 float *col, float *tmp, int accumulate)
@@ -390,17 +393,16 @@ static void conv_backward_chunk(float *dinp, float *dwt, const float *dout,
                        dy + ((size_t)j * Cout + co) * P, P * sizeof *tmp);
         dc = tmp;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ckk, Cout, (int)N,
-                1.0f, cp, (int)N, dc, (int)N, 1.0f, dwt, Cout);
+    gemm_f32(0, 1, Cout, ckk, (int)N, 1.0f, dc, (int)N, cp, (int)N, 1.0f, dw,
+             ckk);
     if (!dx) return;
     if (one_1x1) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Cin, (int)P, Cout,
-                    1.0f, weight, ckk, dc, (int)P, accumulate ? 1.0f : 0.0f, dx,
-                    (int)P);
+        gemm_f32(1, 0, Cin, (int)P, Cout, 1.0f, weight, ckk, dc, (int)P,
+                 accumulate ? 1.0f : 0.0f, dx, (int)P);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)N, Cout,
-                1.0f, weight, ckk, dc, (int)N, 0.0f, col, (int)N);
+    gemm_f32(1, 0, ckk, (int)N, Cout, 1.0f, weight, ckk, dc, (int)N, 0.0f, col,
+             (int)N);
     int overwrite = !accumulate && conv_is_1x1(g);
     if (!accumulate && !overwrite)
         memset(dx, 0, (size_t)n * Cin * HW * sizeof *dx);
@@ -452,42 +454,36 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
     if (dbias)
         conv_bias_backward(dbias, dout, g->B, Cout, (size_t)g->Ho * g->Wo);
     if (!p.parallel) {
-        float *dwt = work + p.col + p.tmp;
-        memset(dwt, 0, nw * sizeof *dwt);
+        /* one thread: chunks add straight into dweight, in chunk order */
         for (int c = 0; c < p.nchunks; c++)
-            conv_backward_chunk(dinp, dwt, dout, inp, weight, g,
+            conv_backward_chunk(dinp, dweight, dout, inp, weight, g,
                                 (int)((long)c * g->B / p.nchunks),
                                 (int)((long)(c + 1) * g->B / p.nchunks), work,
                                 work + p.col, accumulate);
-        for (int co = 0; co < Cout; co++)
-            for (int k = 0; k < ckk; k++)
-                dweight[(size_t)co * ckk + k] += dwt[(size_t)k * Cout + co];
         return;
     }
 #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         float *col = work + per * (size_t)t;
-        float *dwt = col + p.col + p.tmp;
-        memset(dwt, 0, nw * sizeof *dwt);
+        float *dw = col + p.col + p.tmp;
+        memset(dw, 0, nw * sizeof *dw);
 #pragma omp for schedule(static)
         for (int c = 0; c < p.nchunks; c++)
-            conv_backward_chunk(dinp, dwt, dout, inp, weight, g,
+            conv_backward_chunk(dinp, dw, dout, inp, weight, g,
                                 (int)((long)c * g->B / p.nchunks),
                                 (int)((long)(c + 1) * g->B / p.nchunks), col,
                                 col + p.col, accumulate);
         /* implicit barrier: every partial is complete. Reduce in thread
-         * order, output channels over threads. */
+         * order, weights over threads. */
         const float *part0 = work + p.col + p.tmp;
 #pragma omp for schedule(static)
-        for (int co = 0; co < Cout; co++)
-            for (int k = 0; k < ckk; k++) {
-                size_t i = (size_t)k * Cout + co;
-                float s = dweight[(size_t)co * ckk + k];
-                for (int u = 0; u < T; u++)
-                    s += part0[per * (size_t)u + i];
-                dweight[(size_t)co * ckk + k] = s;
-            }
+        for (size_t i = 0; i < nw; i++) {
+            float s = dweight[i];
+            for (int u = 0; u < T; u++)
+                s += part0[per * (size_t)u + i];
+            dweight[i] = s;
+        }
     }
 }
 
@@ -559,8 +555,8 @@ void conv2d_backward_ref(float *dinp, float *dweight, float *dbias,
 
 /* ---------------------------------------------------------------------------
  * Batch normalisation, channels over threads. Sums run per (b, c) row in
- * float and across rows in double; the variance is the corrected two-pass
- * sum of squared deviations from the mean. */
+ * float and across rows in double; mean and variance come from one pass of
+ * sums shifted by an estimate of the mean, corrected by the shifted mean. */
 
 void batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
                        const float *gamma, const float *beta,
@@ -573,16 +569,14 @@ void batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
         const float *x = inp + (size_t)c * HW;
         float m, is;
         if (training) {
-            double s = 0;
-            for (int b = 0; b < B; b++) {
-                const float *r = x + b * cs;
-                float rs = 0;
+            /* one pass of shifted sums; the shift m is the mean of the
+             * first image's plane, close to the batch mean, so the
+             * corrected formula below loses no precision */
+            float rs = 0;
 #pragma omp simd reduction(+ : rs)
-                for (int i = 0; i < HW; i++)
-                    rs += r[i];
-                s += rs;
-            }
-            m = (float)(s / (double)N);
+            for (int i = 0; i < HW; i++)
+                rs += x[i];
+            m = rs / (float)HW;
             double sd = 0, sq = 0;
             for (int b = 0; b < B; b++) {
                 const float *r = x + b * cs;
@@ -619,6 +613,7 @@ void batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
         for (int b = 0; b < B; b++) {
             const float *r = x + b * cs;
             float *o = out + (size_t)c * HW + b * cs;
+#pragma omp simd
             for (int i = 0; i < HW; i++)
                 o[i] = (r[i] - m) * sc + sh;
         }
@@ -804,6 +799,18 @@ void avgpool_backward(float *dinp, const float *dout, int B, int C, int HW,
 /* ---------------------------------------------------------------------------
  * Fully connected. */
 
+/* Rows [r0, r1) of the t-th of T equal parts of n rows. */
+static void split_rows(int *r0, int *r1, int n, int t, int T)
+{
+    *r0 = (int)((long)n * t / T);
+    *r1 = (int)((long)n * (t + 1) / T);
+}
+
+/* The linear GEMMs split their output rows over threads (each row is
+ * computed by one thread, so the result does not depend on the split)
+ * when there are this many multiply-adds. */
+#define LINEAR_PAR_MIN_MACS 262144
+
 void linear_forward(float *out, const float *inp, const float *weight,
                     const float *bias, int B, int In, int O)
 {
@@ -813,16 +820,32 @@ void linear_forward(float *out, const float *inp, const float *weight,
             memcpy(out + (size_t)b * O, bias, (size_t)O * sizeof *out);
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, O, In, 1.0f, inp, In,
-                weight, In, beta, out, O);
+#pragma omp parallel if ((long)B * In * O >= LINEAR_PAR_MIN_MACS)
+    {
+        int r0, r1;
+        split_rows(&r0, &r1, B, omp_get_thread_num(), omp_get_num_threads());
+        gemm_f32(0, 1, r1 - r0, O, In, 1.0f, inp + (size_t)r0 * In, In,
+                 weight, In, beta, out + (size_t)r0 * O, O);
+    }
 }
 
 void linear_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight,
                      int B, int In, int O, int accumulate)
 {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, In, B, 1.0f, dout, O,
-                inp, In, 1.0f, dweight, In);
+#pragma omp parallel if ((long)B * In * O >= LINEAR_PAR_MIN_MACS)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads(), r0, r1;
+        split_rows(&r0, &r1, O, t, T);
+        gemm_f32(1, 0, r1 - r0, In, B, 1.0f, dout + r0, O, inp, In, 1.0f,
+                 dweight + (size_t)r0 * In, In);
+        if (dinp) {
+            split_rows(&r0, &r1, B, t, T);
+            gemm_f32(0, 0, r1 - r0, In, O, 1.0f, dout + (size_t)r0 * O, O,
+                     weight, In, accumulate ? 1.0f : 0.0f,
+                     dinp + (size_t)r0 * In, In);
+        }
+    }
     if (dbias)
         for (int o = 0; o < O; o++) {
             float s = 0;
@@ -830,9 +853,6 @@ void linear_backward(float *dinp, float *dweight, float *dbias,
                 s += dout[(size_t)b * O + o];
             dbias[o] += s;
         }
-    if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, In, O, 1.0f,
-                    dout, O, weight, In, accumulate ? 1.0f : 0.0f, dinp, In);
 }
 
 void linear_forward_ref(float *out, const float *inp, const float *weight,

@@ -1,0 +1,136 @@
+/* test_gemm.c - checks gemm_f32 against its naive twin gemm_f32_ref on both
+ * backends (our AVX-512 kernel where the CPU has it, and OpenBLAS): every
+ * transpose combination, alpha/beta values (beta = 0 over a NaN-filled C
+ * must not read C), odd sizes around the 8x48 register block, the conv
+ * shapes the layers use, leading dimensions larger than minimal, and that
+ * nothing outside the C submatrix is written. Single process, one thread. */
+#include <math.h>
+#include <string.h>
+
+#include "check.h"
+#include "gemm.h"
+#include "rng.h"
+
+static struct rng R;
+
+static float *falloc(size_t n)
+{
+    float *a = calloc(n ? n : 1, sizeof *a);
+    if (!a) {
+        fprintf(stderr, "test_gemm: out of memory\n");
+        exit(2);
+    }
+    return a;
+}
+
+static void frandn(float *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        a[i] = (float)rng_normal(&R);
+}
+
+/* One case: C (M,N) with ldc = N + padc, A and B with padded leading
+ * dimensions; failures are counted by check.h. */
+static void run_case(const char *backend, int ta, int tb, int M, int N, int K,
+                     float alpha, float beta, int pad)
+{
+    const int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad;
+    const int ldc = N + pad;
+    const size_t na = (size_t)(ta ? K : M) * lda;
+    const size_t nb = (size_t)(tb ? N : K) * ldb;
+    const size_t nc = (size_t)M * ldc;
+    float *A = falloc(na), *B = falloc(nb), *C = falloc(nc),
+          *Cr = falloc(nc);
+    frandn(A, na);
+    frandn(B, nb);
+    if (beta == 0.0f) {
+        for (size_t i = 0; i < nc; i++)
+            C[i] = Cr[i] = NAN;
+    } else {
+        frandn(C, nc);
+        memcpy(Cr, C, nc * sizeof *C);
+    }
+    /* the padding columns of C must come back untouched: mark them */
+    for (int i = 0; i < M; i++)
+        for (int j = N; j < ldc; j++)
+            C[(size_t)i * ldc + j] = Cr[(size_t)i * ldc + j] = 12345.0f;
+    gemm_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_f32_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cr, ldc);
+    /* |error| of a float dot product of length K grows like sqrt(K) */
+    double atol = 1e-5 * (fabs(alpha) * sqrt((double)K + 1) * 4 + 1);
+    char what[160];
+    snprintf(what, sizeof what, "%s %c%c M=%d N=%d K=%d a=%g b=%g pad=%d",
+             backend, ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta,
+             pad);
+    int ok = 1;
+    for (size_t i = 0; i < nc && ok; i++)
+        ok = !isnan(C[i]);
+    CHECK(ok, "%s: NaN in C (beta = 0 read C?)", what);
+    CHECK_CLOSE(what, C, Cr, nc, atol, 1e-5);
+    free(A);
+    free(B);
+    free(C);
+    free(Cr);
+}
+
+static void run_all(const char *backend)
+{
+    static const int sizes[] = {1, 7, 8, 9, 15, 17, 31, 33, 47, 49, 97};
+    const int ns = (int)(sizeof sizes / sizeof *sizes);
+    /* odd sizes in every dimension, all transposes */
+    for (int t = 0; t < 4; t++)
+        for (int i = 0; i < ns; i += 2)
+            for (int j = 1; j < ns; j += 3)
+                for (int k = 0; k < ns; k += 4)
+                    run_case(backend, t & 1, t >> 1, sizes[i], sizes[j],
+                             sizes[k], 1.0f, 0.0f, 0);
+    /* alpha/beta, padded leading dimensions, sizes past the cache blocks */
+    static const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, -2}, {-1.5f, 0},
+                                  {2, 0.25f}, {0, 0.5f}, {0, 0}};
+    for (int t = 0; t < 4; t++)
+        for (size_t u = 0; u < sizeof ab / sizeof *ab; u++) {
+            run_case(backend, t & 1, t >> 1, 33, 97, 17, ab[u][0], ab[u][1],
+                     5);
+            run_case(backend, t & 1, t >> 1, 130, 400, 300, ab[u][0],
+                     ab[u][1], 3);
+        }
+    run_case(backend, 0, 0, 19, 1700, 530, 1.0f, 1.0f, 1);
+    run_case(backend, 1, 1, 9, 50, 0, 1.0f, 0.5f, 0); /* K = 0 scales C */
+    /* the conv GEMMs (layers.c) at the chunk widths it uses:
+     * forward NN (Cout, n*P, Cin*9), dW NT (Cout, Cin*9, n*P) with beta 1,
+     * dcol TN (Cin*9, n*P, Cout) */
+    static const int conv[][2] = {{16, 784}, {32, 588}, {64, 539},
+                                  {128, 513}, {256, 513}};
+    for (size_t c = 0; c < sizeof conv / sizeof *conv; c++) {
+        int ch = conv[c][0], n = conv[c][1];
+        run_case(backend, 0, 0, ch, n, ch * 9, 1.0f, 0.0f, 0);
+        run_case(backend, 0, 1, ch, ch * 9, n, 1.0f, 1.0f, 0);
+        run_case(backend, 1, 0, ch * 9, n, ch, 1.0f, 0.0f, 0);
+    }
+    /* linear layers: (B, O, In) NT, dW TN, dinp NN */
+    run_case(backend, 0, 1, 128, 10, 64, 1.0f, 1.0f, 0);
+    run_case(backend, 1, 0, 10, 64, 128, 1.0f, 1.0f, 0);
+    run_case(backend, 0, 0, 128, 512, 512, 1.0f, 0.0f, 0);
+}
+
+int main(void)
+{
+    rng_seed(&R, 7);
+    CHECK(gemm_set_backend(GEMM_BACKEND_BLAS) == 0, "cannot select BLAS");
+    CHECK(gemm_get_backend() == GEMM_BACKEND_BLAS, "backend is not BLAS");
+    run_all("blas");
+    if (gemm_set_backend(GEMM_BACKEND_AVX512) == 0) {
+        CHECK(gemm_get_backend() == GEMM_BACKEND_AVX512,
+              "backend is not AVX512");
+        run_all("avx512");
+        gemm_release_thread_buffers();
+        run_case("avx512 after release", 0, 1, 64, 576, 539, 1.0f, 1.0f, 0);
+    } else {
+        printf("skip: this CPU has no AVX-512, only the BLAS path runs\n");
+    }
+    CHECK(gemm_set_backend(GEMM_BACKEND_AUTO) == 0, "cannot select AUTO");
+    enum gemm_backend b = gemm_get_backend();
+    CHECK(b == GEMM_BACKEND_BLAS || b == GEMM_BACKEND_AVX512,
+          "AUTO resolved to %d", (int)b);
+    return check_finish("test_gemm");
+}
