@@ -384,6 +384,21 @@ static int build_resnet(struct model *m, int x)
     return build_linear(m, "fc", h, m->num_classes, -1);
 }
 
+/* Frees what model_reserve allocates (the activations and scratch). */
+static void free_arena(struct model_program *P)
+{
+    free(P->acts);
+    free(P->dacts);
+    free(P->stats);
+    free(P->work);
+    free(P->probs);
+    free(P->argmax);
+    free(P->ready);
+    P->acts = P->dacts = P->stats = P->work = P->probs = NULL;
+    P->argmax = NULL;
+    P->ready = NULL;
+}
+
 void model_destroy(struct model *m)
 {
     if (!m) return;
@@ -391,13 +406,7 @@ void model_destroy(struct model *m)
     if (P) {
         free(P->ops);
         free(P->slots);
-        free(P->acts);
-        free(P->dacts);
-        free(P->stats);
-        free(P->work);
-        free(P->probs);
-        free(P->argmax);
-        free(P->ready);
+        free_arena(P);
         free(P);
     }
     free(m->channels);
@@ -540,13 +549,7 @@ int model_reserve(struct model *m, int max_batch, char *err)
             size_t w = conv2d_workspace_floats(&g, threads);
             if (w > work) work = w;
         }
-    free(P->acts);
-    free(P->dacts);
-    free(P->stats);
-    free(P->work);
-    free(P->probs);
-    free(P->argmax);
-    free(P->ready);
+    free_arena(P);
     size_t n = P->act_per_image * (size_t)max_batch;
     P->acts = malloc(n * sizeof(float));
     P->dacts = malloc(n * sizeof(float));

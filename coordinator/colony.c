@@ -1,13 +1,18 @@
-/* colony.c - the ABC colony in batch form (see colony.h): batch generation,
- * greedy updates, and the colony checkpoint.
+/* colony.c - the ABC colony (see colony.h): batch generation, greedy
+ * updates, the async (steady-state) role sequence, and the colony
+ * checkpoint.
  *
  * Randomness. Every draw of a phase comes from generators seeded by
  * rng_derive(seed, cycle, phase, label), so a batch is a pure function of
  * the colony state: candidate i's code from label TAG_MOVE then i (so one
  * candidate's draws never shift another's), the onlooker placement walk
  * from TAG_PLACE, the evaluation seed of candidate i from label i itself.
+ * An async role draws the same way, i being its index in its phase; its
+ * onlooker placement from TAG_PLACE then i. A role made again after a
+ * resume draws the same numbers (its state may differ).
  *
- * Checkpoint format, version 1: exactly one msgpack map, nothing after it,
+ * Checkpoint format, version 1 (sync; version 2, async, below): exactly
+ * one msgpack map, nothing after it,
  * str keys, each key below required, none twice, unknown keys are errors:
  *
  *   "format"       str    "abcprune-colony"
@@ -30,6 +35,22 @@
  *                         (nil until recorded, else float64). On load the
  *                         batch is generated again from the state and must
  *                         equal this one; only the fitnesses are taken.
+ *
+ * Version 2 is written by a colony in the async schedule (version 1 readers
+ * refuse it by its version): the same keys plus one, and
+ *
+ *   "phase"        str    "async", or "done" once every role is applied
+ *   "cycle"        uint   the cycle of the oldest role not applied
+ *   "batch"        nil
+ *   "async"        map    "next_role" (uint, roles issued, at most
+ *                         max_cycles*(2sn+1)), "walk" (uint < sn, where the
+ *                         next onlooker walk starts), "redo" (array of
+ *                         increasing role numbers below next_role: the
+ *                         roles in flight at the save, made again first
+ *                         after a load). The roles applied (below
+ *                         next_role, not in redo) account for the
+ *                         evaluations: sn + their moves + up to one per
+ *                         scout role.
  *
  * Writers emit keys in this order. Floats are float64, so a loaded colony
  * is bit-identical to the saved one. */
@@ -140,6 +161,8 @@ const char *colony_phase_name(enum colony_phase ph)
         return "scout";
     case COLONY_DONE:
         return "done";
+    case COLONY_ASYNC:
+        return "async";
     }
     return "unknown";
 }
@@ -192,6 +215,10 @@ void colony_destroy(struct colony *c)
     free(c->have);
     free(c->food_codes);
     free(c->batch_codes);
+    free(c->redo);
+    for (int i = 0; i < c->nslots; i++)
+        free(c->slots[i]);
+    free(c->slots);
     free(c);
 }
 
@@ -264,19 +291,34 @@ static uint64_t phase_seed(const struct colony *c, uint64_t label)
     return rng_derive(c->p.seed, (uint64_t)c->cycle, (uint64_t)c->phase, label);
 }
 
+/* Fills the fields of cd that depend on where it stands (cycle, phase,
+ * index), both forms alike: its evaluation seed, and r seeded with its own
+ * move stream (so one candidate's draws never shift another's). */
+static void cand_start(const struct colony_params *p, struct candidate *cd,
+                       int cycle, enum colony_phase ph, int index, int source,
+                       struct rng *r)
+{
+    cd->cycle = cycle;
+    cd->phase = ph;
+    cd->index = index;
+    cd->source = source;
+    cd->partner = -1;
+    cd->unchanged = 0;
+    cd->seed =
+        rng_derive(p->seed, (uint64_t)cycle, (uint64_t)ph, (uint64_t)index);
+    uint64_t move =
+        rng_derive(p->seed, (uint64_t)cycle, (uint64_t)ph, TAG_MOVE);
+    rng_seed(r, rng_derive(move, (uint64_t)index, 0, 0));
+}
+
 /* Starts candidate index of the batch: fills its fields except the code
  * and seeds r with its own move stream. */
 static struct candidate *cand_begin(struct colony *c, int index, int source,
                                     struct rng *r)
 {
     struct candidate *cd = &c->batch[index];
-    cd->index = index;
-    cd->source = source;
-    cd->partner = -1;
-    cd->unchanged = 0;
-    cd->seed = phase_seed(c, (uint64_t)index);
+    cand_start(&c->p, cd, c->cycle, c->phase, index, source, r);
     cd->eval_id = c->next_eval_id + (uint64_t)index;
-    rng_seed(r, rng_derive(phase_seed(c, TAG_MOVE), (uint64_t)index, 0, 0));
     return cd;
 }
 
@@ -342,6 +384,7 @@ static void generate_batch(struct colony *c)
         break;
     }
     case COLONY_DONE:
+    case COLONY_ASYNC:
         break;
     }
     c->nbatch = n;
@@ -354,6 +397,10 @@ int colony_next_batch(struct colony *c, const struct candidate **batch, int *n,
 {
     *batch = NULL;
     *n = 0;
+    if (c->phase == COLONY_ASYNC)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: in the async schedule, no batch "
+                        "(colony_async_next)");
     if (c->phase == COLONY_DONE)
         return abc_errf(err, ABC_EVALUE,
                         "colony: the search is done (%d cycles), no batch",
@@ -387,22 +434,43 @@ int colony_record(struct colony *c, int index, double fitness, char *err)
     return 0;
 }
 
-/* Takes candidate i's fitness f for the best ever when strictly better. */
-static void update_best(struct colony *c, int i, double f)
+/* Takes candidate cd's fitness f for the best ever when strictly better. */
+static void update_best(struct colony *c, const struct candidate *cd, double f)
 {
     if (c->has_best && !(f > c->best_fitness)) return;
-    memcpy(c->best_code, c->batch[i].code,
-           (size_t)c->p.nlayers * sizeof *c->best_code);
+    memcpy(c->best_code, cd->code, (size_t)c->p.nlayers * sizeof *c->best_code);
     c->best_fitness = f;
-    c->best_eval_id = c->batch[i].eval_id;
-    c->best_seed = c->batch[i].seed;
+    c->best_eval_id = cd->eval_id;
+    c->best_seed = cd->seed;
     c->has_best = 1;
+}
+
+/* The greedy update of candidate cd (fitness f) on its source: init and
+ * scout candidates take it, a neighbour only when strictly fitter; else the
+ * source's trial grows. Then the best ever. */
+static void take_result(struct colony *c, const struct candidate *cd, double f)
+{
+    struct colony_food *fd = &c->foods[cd->source];
+    int take = cd->phase == COLONY_INIT || cd->phase == COLONY_SCOUT ||
+               f > fd->fitness;
+    if (take) {
+        memcpy(fd->code, cd->code, (size_t)c->p.nlayers * sizeof *fd->code);
+        fd->fitness = f;
+        fd->trial = 0;
+    } else if (fd->trial < INT_MAX) {
+        fd->trial++;
+    }
+    update_best(c, cd, f);
 }
 
 int colony_apply(struct colony *c, const double *fitness, char *err)
 {
     if (c->phase == COLONY_DONE)
         return abc_errf(err, ABC_EVALUE, "colony: the search is done");
+    if (c->phase == COLONY_ASYNC)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: in the async schedule, no batch to apply "
+                        "(colony_async_apply)");
     if (!c->batch_ready)
         return abc_errf(err, ABC_EVALUE,
                         "colony: no %s batch to apply (colony_next_batch "
@@ -422,22 +490,8 @@ int colony_apply(struct colony *c, const double *fitness, char *err)
                             "not finite",
                             i, (unsigned long long)c->batch[i].eval_id, f);
     }
-    size_t csize = (size_t)c->p.nlayers * sizeof(int);
-    for (int i = 0; i < c->nbatch; i++) {
-        const struct candidate *cd = &c->batch[i];
-        struct colony_food *fd = &c->foods[cd->source];
-        double f = fitness ? fitness[i] : c->results[i];
-        int take = c->phase == COLONY_INIT || c->phase == COLONY_SCOUT ||
-                   f > fd->fitness;
-        if (take) {
-            memcpy(fd->code, cd->code, csize);
-            fd->fitness = f;
-            fd->trial = 0;
-        } else if (fd->trial < INT_MAX) {
-            fd->trial++;
-        }
-        update_best(c, i, f);
-    }
+    for (int i = 0; i < c->nbatch; i++)
+        take_result(c, &c->batch[i], fitness ? fitness[i] : c->results[i]);
     c->evaluations += (uint64_t)c->nbatch;
     c->next_eval_id += (uint64_t)c->nbatch;
     c->batch_ready = 0;
@@ -457,8 +511,233 @@ int colony_apply(struct colony *c, const double *fitness, char *err)
         c->phase = c->cycle < c->p.max_cycles ? COLONY_EMPLOYED : COLONY_DONE;
         break;
     case COLONY_DONE:
+    case COLONY_ASYNC:
         break;
     }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * The async schedule
+ * ------------------------------------------------------------------- */
+
+/* An async candidate in flight: the candidate, its role, and its code. */
+struct colony_slot {
+    struct candidate cd;
+    uint64_t role;
+    int code[]; /* nlayers */
+};
+
+/* Roles per cycle: sn employed, sn onlookers, one scout check. */
+static uint64_t roles_per_cycle(const struct colony_params *p)
+{
+    return 2 * (uint64_t)p->sn + 1;
+}
+
+static uint64_t roles_total(const struct colony_params *p)
+{
+    return (uint64_t)p->max_cycles * roles_per_cycle(p);
+}
+
+/* Where role stands: its cycle, phase and index in the phase. */
+static void role_split(const struct colony_params *p, uint64_t role, int *cycle,
+                       enum colony_phase *ph, int *index)
+{
+    uint64_t R = roles_per_cycle(p), k = role % R, sn = (uint64_t)p->sn;
+    *cycle = (int)(role / R);
+    *ph = k < sn       ? COLONY_EMPLOYED
+          : k < 2 * sn ? COLONY_ONLOOKER
+                       : COLONY_SCOUT;
+    *index = k < sn ? (int)k : k < 2 * sn ? (int)(k - sn) : 0;
+}
+
+/* Neighbour roles and scout roles among roles [0, n). */
+static void role_counts(const struct colony_params *p, uint64_t n,
+                        uint64_t *moves, uint64_t *scouts)
+{
+    uint64_t R = roles_per_cycle(p), rem = n % R, two = 2 * (uint64_t)p->sn;
+    *moves = n / R * two + (rem < two ? rem : two);
+    *scouts = n / R + (rem > two ? 1 : 0);
+}
+
+/* Sets cycle and phase from the oldest role not applied yet (in flight, to
+ * make again, or not issued): its cycle, or DONE past the last. */
+static void async_advance(struct colony *c)
+{
+    uint64_t low = c->role_next;
+    if (c->nredo > 0 && c->redo[0] < low) low = c->redo[0];
+    for (int i = 0; i < c->ninflight; i++)
+        if (c->slots[i]->role < low) low = c->slots[i]->role;
+    if (low >= roles_total(&c->p)) {
+        c->phase = COLONY_DONE;
+        c->cycle = c->p.max_cycles;
+    } else {
+        c->cycle = (int)(low / roles_per_cycle(&c->p));
+    }
+}
+
+int colony_async_begin(struct colony *c, char *err)
+{
+    if (c->async || c->phase == COLONY_DONE) return 0;
+    if (c->phase == COLONY_INIT)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: async begins after the init batch is "
+                        "applied");
+    if (c->batch_ready)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: a %s batch is made; apply it before the "
+                        "async schedule begins",
+                        colony_phase_name(c->phase));
+    uint64_t sn = (uint64_t)c->p.sn;
+    uint64_t at = c->phase == COLONY_EMPLOYED   ? 0
+                  : c->phase == COLONY_ONLOOKER ? sn
+                                                : 2 * sn;
+    c->role_next = (uint64_t)c->cycle * roles_per_cycle(&c->p) + at;
+    c->walk = 0;
+    c->async = 1;
+    c->phase = COLONY_ASYNC;
+    return 0;
+}
+
+int colony_async_inflight(const struct colony *c)
+{
+    return c->ninflight;
+}
+
+/* The source onlooker index of cycle places on: the walk goes on from
+ * c->walk, taking source i with probability p_i from the current
+ * fitnesses, and ends (the fittest source has p = 1). */
+static int onlooker_place(struct colony *c, int cycle, int index)
+{
+    const struct colony_params *p = &c->p;
+    double max_fit = c->foods[0].fitness;
+    for (int i = 1; i < p->sn; i++)
+        if (c->foods[i].fitness > max_fit) max_fit = c->foods[i].fitness;
+    struct rng place;
+    rng_seed(&place, rng_derive(rng_derive(p->seed, (uint64_t)cycle,
+                                           COLONY_ONLOOKER, TAG_PLACE),
+                                (uint64_t)index, 0, 0));
+    for (int i = c->walk;; i = (i + 1) % p->sn) {
+        double pi = colony_onlooker_prob(c->foods[i].fitness, max_fit);
+        if (rng_uniform(&place) < pi) {
+            c->walk = (i + 1) % p->sn;
+            return i;
+        }
+    }
+}
+
+/* The source a scout role replaces, or -1: the largest trial (first on
+ * ties) among sources without a scout in flight, if it reached limit. */
+static int scout_pick(const struct colony *c)
+{
+    int s = -1;
+    for (int i = 0; i < c->p.sn; i++) {
+        int busy = 0;
+        for (int k = 0; k < c->ninflight && !busy; k++)
+            busy = c->slots[k]->cd.phase == COLONY_SCOUT &&
+                   c->slots[k]->cd.source == i;
+        if (!busy && (s < 0 || c->foods[i].trial > c->foods[s].trial)) s = i;
+    }
+    return s >= 0 && c->foods[s].trial >= c->p.limit ? s : -1;
+}
+
+/* Makes role's candidate into slot sl. Returns 1, or 0 for a skipped scout
+ * (sl unused). */
+static int role_make(struct colony *c, uint64_t role, struct colony_slot *sl)
+{
+    const struct colony_params *p = &c->p;
+    struct candidate *cd = &sl->cd;
+    int cycle, index;
+    enum colony_phase ph;
+    struct rng r;
+    role_split(p, role, &cycle, &ph, &index);
+    int src = index;
+    if (ph == COLONY_ONLOOKER) src = onlooker_place(c, cycle, index);
+    if (ph == COLONY_SCOUT && (src = scout_pick(c)) < 0) return 0;
+    cand_start(p, cd, cycle, ph, index, src, &r);
+    cd->code = sl->code;
+    if (ph == COLONY_SCOUT)
+        random_code(p, &r, sl->code);
+    else
+        cd->partner = colony_neighbour(p, c->food_codes, src, &r, sl->code,
+                                       &cd->unchanged);
+    sl->role = role;
+    return 1;
+}
+
+int colony_async_next(struct colony *c, const struct candidate **cand,
+                      char *err)
+{
+    *cand = NULL;
+    if (!c->async)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: not in the async schedule (phase %s; "
+                        "colony_async_begin)",
+                        colony_phase_name(c->phase));
+    if (c->phase == COLONY_DONE) return 0;
+    if (c->ninflight >= COLONY_MAX_INFLIGHT)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: %d candidates in flight, at most %d",
+                        c->ninflight, COLONY_MAX_INFLIGHT);
+    if (c->ninflight == c->nslots) {
+        int n = c->nslots ? 2 * c->nslots : 8;
+        struct colony_slot **s = realloc(c->slots, (size_t)n * sizeof *s);
+        if (!s) return abc_errf(err, ABC_ENOMEM, "colony: out of memory");
+        c->slots = s;
+        size_t sz = sizeof **s + (size_t)c->p.nlayers * sizeof(int);
+        for (; c->nslots < n; c->nslots++)
+            if (!(s[c->nslots] = malloc(sz)))
+                return abc_errf(err, ABC_ENOMEM, "colony: out of memory");
+    }
+    struct colony_slot *sl = c->slots[c->ninflight];
+    for (;;) {
+        uint64_t role;
+        if (c->nredo > 0) {
+            role = c->redo[0];
+            memmove(c->redo, c->redo + 1, (size_t)--c->nredo * sizeof *c->redo);
+        } else if (c->role_next < roles_total(&c->p)) {
+            role = c->role_next++;
+        } else {
+            return 0; /* all issued: results are still to come */
+        }
+        if (role_make(c, role, sl)) break;
+        /* a skipped scout counts as applied: it may end a cycle */
+        async_advance(c);
+        if (c->phase == COLONY_DONE) return 0;
+    }
+    sl->cd.eval_id = c->next_eval_id++;
+    c->ninflight++;
+    *cand = &sl->cd;
+    return 1;
+}
+
+int colony_async_apply(struct colony *c, uint64_t eval_id, double fitness,
+                       char *err)
+{
+    if (!c->async)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: result for eval %llu, but the colony is not "
+                        "in the async schedule",
+                        (unsigned long long)eval_id);
+    int k = 0;
+    while (k < c->ninflight && c->slots[k]->cd.eval_id != eval_id)
+        k++;
+    if (k == c->ninflight)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: result for eval %llu, which is not in "
+                        "flight (%d are)",
+                        (unsigned long long)eval_id, c->ninflight);
+    if (!isfinite(fitness))
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: eval %llu: fitness %g is not finite",
+                        (unsigned long long)eval_id, fitness);
+    struct colony_slot *sl = c->slots[k];
+    take_result(c, &sl->cd, fitness);
+    c->evaluations++;
+    /* release: the last in-flight slot takes its place */
+    c->slots[k] = c->slots[--c->ninflight];
+    c->slots[c->ninflight] = sl;
+    async_advance(c);
     return 0;
 }
 
@@ -495,16 +774,46 @@ static int pack_kv_double(msgpack_packer *pk, const char *key, double v)
     return pack_cstr(pk, key) != 0 || msgpack_pack_double(pk, v) != 0 ? -1 : 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Packs the "async" key and map: the roles in flight join the ones still
+ * to make again, sorted. Returns 0 or -1. */
+static int pack_async(msgpack_packer *pk, const struct colony *c)
+{
+    size_t n = (size_t)c->nredo + (size_t)c->ninflight;
+    uint64_t *redo = malloc((n ? n : 1) * sizeof *redo);
+    if (!redo) return -1;
+    for (int i = 0; i < c->nredo; i++)
+        redo[i] = c->redo[i];
+    for (int i = 0; i < c->ninflight; i++)
+        redo[c->nredo + i] = c->slots[i]->role;
+    qsort(redo, n, sizeof *redo, cmp_u64);
+    int rc = pack_cstr(pk, "async") != 0 || msgpack_pack_map(pk, 3) != 0 ||
+             pack_kv_u64(pk, "next_role", c->role_next) != 0 ||
+             pack_kv_int(pk, "walk", c->walk) != 0 ||
+             pack_cstr(pk, "redo") != 0 || msgpack_pack_array(pk, n) != 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = msgpack_pack_uint64(pk, redo[i]) != 0;
+    free(redo);
+    return rc ? -1 : 0;
+}
+
 /* Serialises c into sb. Returns 0 or -1 (out of memory). */
 static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
 {
     const struct colony_params *p = &c->p;
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    if (msgpack_pack_map(&pk, 10) != 0) return -1;
+    if (msgpack_pack_map(&pk, c->async ? 11 : 10) != 0) return -1;
     if (pack_cstr(&pk, "format") != 0 || pack_cstr(&pk, COLONY_FORMAT) != 0)
         return -1;
-    if (pack_kv_int(&pk, "version", COLONY_VERSION) != 0) return -1;
+    if (pack_kv_int(&pk, "version",
+                    c->async ? COLONY_VERSION_ASYNC : COLONY_VERSION) != 0)
+        return -1;
 
     if (pack_cstr(&pk, "params") != 0 || msgpack_pack_map(&pk, 8) != 0 ||
         pack_kv_int(&pk, "nlayers", p->nlayers) != 0 ||
@@ -551,6 +860,8 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
     }
 
     if (pack_cstr(&pk, "batch") != 0) return -1;
+    if (c->async)
+        return msgpack_pack_nil(&pk) != 0 || pack_async(&pk, c) != 0 ? -1 : 0;
     if (!c->batch_ready) return msgpack_pack_nil(&pk) != 0 ? -1 : 0;
     if (msgpack_pack_array(&pk, (size_t)c->nbatch) != 0) return -1;
     for (int i = 0; i < c->nbatch; i++) {
@@ -706,20 +1017,28 @@ static int load_params(const char *path, const msgpack_object *o,
     return 0;
 }
 
-/* Reads "phase" into *ph. */
-static int load_phase(const char *path, const msgpack_object *o,
+/* Reads "phase" into *ph: init..done in a sync (version 1) file, async or
+ * done in an async one. */
+static int load_phase(const char *path, const msgpack_object *o, int async,
                       enum colony_phase *ph, char *err)
 {
     char show[64];
     if (o->type != MSGPACK_OBJECT_STR)
         return abc_errf(err, ABC_EFORMAT, "%s: phase: expected str, got %s",
                         path, mpread_type_name(o->type));
-    for (int i = COLONY_INIT; i <= COLONY_DONE; i++) {
+    for (int i = COLONY_INIT; i <= COLONY_ASYNC; i++) {
+        if ((async ? i < COLONY_DONE : i == COLONY_ASYNC)) continue;
         if (mpread_str_eq(o, colony_phase_name((enum colony_phase)i))) {
             *ph = (enum colony_phase)i;
             return 0;
         }
     }
+    if (async)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: phase: \"%s\", expected async or done in an "
+                        "async colony (version %d)",
+                        path, mpread_str_show(o, show, sizeof show),
+                        COLONY_VERSION_ASYNC);
     return abc_errf(err, ABC_EVALUE,
                     "%s: phase: \"%s\", expected init, employed, onlooker, "
                     "scout or done",
@@ -733,6 +1052,8 @@ static int check_progress(const char *path, const struct colony *c, char *err)
     const struct colony_params *p = &c->p;
     int lo_cycle = 0, hi_cycle = p->max_cycles - 1;
     if (c->phase == COLONY_INIT) hi_cycle = 0;
+    /* async: the evaluations are checked against the roles (load_async) */
+    int async_run = c->phase == COLONY_ASYNC;
     if (c->phase == COLONY_DONE) lo_cycle = hi_cycle = p->max_cycles;
     if (c->cycle < lo_cycle || c->cycle > hi_cycle)
         return abc_errf(
@@ -748,7 +1069,7 @@ static int check_progress(const char *path, const struct colony *c, char *err)
         if (c->phase == COLONY_SCOUT) lo += 2 * sn;
         hi = lo + (uint64_t)c->cycle;
     }
-    if (c->evaluations < lo || c->evaluations > hi)
+    if (!async_run && (c->evaluations < lo || c->evaluations > hi))
         return abc_errf(err, ABC_EVALUE,
                         "%s: evaluations: %llu, expected %llu..%llu in phase "
                         "%s of cycle %d",
@@ -834,6 +1155,93 @@ static int load_best(const char *path, const msgpack_object *o,
     return 0;
 }
 
+/* Reads the "async" map (next_role, walk, redo) and checks it against
+ * cycle, phase and evaluations: cycle is the oldest role not applied, and
+ * the applied roles account for the evaluations. */
+static int load_async(const char *path, const msgpack_object *o,
+                      struct colony *c, char *err)
+{
+    static const char *const keys[] = {"next_role", "walk", "redo"};
+    const msgpack_object *v[3];
+    const struct colony_params *p = &c->p;
+    uint64_t total = roles_total(p), R = roles_per_cycle(p);
+    int rc = get_map(path, "async", o, keys, 3, v, err);
+    if (rc) return rc;
+    if ((rc = get_u64(path, "async.next_role", v[0], &c->role_next, err)) ||
+        (rc = get_i32(path, "async.walk", v[1], 0, p->sn - 1, &c->walk, err)))
+        return rc;
+    if (c->role_next > total)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: async.next_role: %llu, expected at most %llu "
+                        "(max_cycles %d x %llu roles)",
+                        path, (unsigned long long)c->role_next,
+                        (unsigned long long)total, p->max_cycles,
+                        (unsigned long long)R);
+    const msgpack_object *rd = v[2];
+    if (rd->type != MSGPACK_OBJECT_ARRAY)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: async.redo: expected an array, got %s", path,
+                        mpread_type_name(rd->type));
+    uint32_t n = rd->via.array.size;
+    if (n > COLONY_MAX_INFLIGHT || n > c->role_next)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: async.redo: %u roles, expected at most %llu "
+                        "(next_role) and %d",
+                        path, n, (unsigned long long)c->role_next,
+                        COLONY_MAX_INFLIGHT);
+    c->redo = malloc((n ? n : 1) * sizeof *c->redo);
+    if (!c->redo) return abc_errf(err, ABC_ENOMEM, "%s: out of memory", path);
+    c->cap_redo = (int)(n ? n : 1);
+    uint64_t moves, scouts, rm = 0, rs = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        char f[64];
+        snprintf(f, sizeof f, "async.redo[%u]", i);
+        uint64_t role = 0;
+        if ((rc = get_u64(path, f, &rd->via.array.ptr[i], &role, err)))
+            return rc;
+        if (role >= c->role_next || (i > 0 && role <= c->redo[i - 1]))
+            return abc_errf(err, ABC_EVALUE,
+                            "%s: %s: %llu, expected roles below next_role "
+                            "%llu in increasing order",
+                            path, f, (unsigned long long)role,
+                            (unsigned long long)c->role_next);
+        c->redo[c->nredo++] = role;
+        if (role % R == R - 1)
+            rs++;
+        else
+            rm++;
+    }
+    /* the oldest role not applied gives cycle and phase */
+    uint64_t low = n ? c->redo[0] : c->role_next;
+    int done = low >= total;
+    if (done != (c->phase == COLONY_DONE))
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: phase: %s, but %s (next_role %llu of %llu, %u "
+                        "to make again)",
+                        path, colony_phase_name(c->phase),
+                        done ? "every role is applied" : "roles remain",
+                        (unsigned long long)c->role_next,
+                        (unsigned long long)total, n);
+    int want_cycle = done ? p->max_cycles : (int)(low / R);
+    if (c->cycle != want_cycle)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: cycle: %d, but the oldest role not applied "
+                        "(%llu) is in cycle %d",
+                        path, c->cycle, (unsigned long long)low, want_cycle);
+    role_counts(p, c->role_next, &moves, &scouts);
+    moves -= rm, scouts -= rs;
+    uint64_t lo = (uint64_t)p->sn + moves, hi = lo + scouts;
+    if (c->evaluations < lo || c->evaluations > hi)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: evaluations: %llu, expected %llu..%llu (sn + "
+                        "%llu moves + up to %llu scouts applied)",
+                        path, (unsigned long long)c->evaluations,
+                        (unsigned long long)lo, (unsigned long long)hi,
+                        (unsigned long long)moves, (unsigned long long)scouts);
+    c->async = 1;
+    return 0;
+}
+
 /* Reads the saved batch: generates the phase's batch from the state,
  * checks that the file's equals it, and takes the recorded fitnesses. */
 static int load_batch(const char *path, const msgpack_object *o,
@@ -846,9 +1254,10 @@ static int load_batch(const char *path, const msgpack_object *o,
         return abc_errf(err, ABC_EFORMAT,
                         "%s: batch: expected nil or an array, got %s", path,
                         mpread_type_name(o->type));
-    if (c->phase == COLONY_DONE)
-        return abc_errf(err, ABC_EVALUE,
-                        "%s: batch: present, but the search is done", path);
+    if (c->phase == COLONY_DONE || c->async)
+        return abc_errf(err, ABC_EVALUE, "%s: batch: present, but %s", path,
+                        c->async ? "the colony is in the async schedule"
+                                 : "the search is done");
     generate_batch(c);
     if (o->via.array.size != (uint32_t)c->nbatch)
         return abc_errf(err, ABC_EVALUE,
@@ -926,11 +1335,12 @@ static int load_object(const char *path, const msgpack_object *o,
         K_FOODS,
         K_BEST,
         K_BATCH,
+        K_ASYNC, /* version 2 only */
         K_N
     };
     static const char *const keys[K_N] = {
-        "format",      "version",      "params", "phase", "cycle",
-        "evaluations", "next_eval_id", "foods",  "best",  "batch"};
+        "format",       "version", "params", "phase", "cycle", "evaluations",
+        "next_eval_id", "foods",   "best",   "batch", "async"};
     const msgpack_object *v[K_N] = {0};
     char show[64];
     int rc;
@@ -971,12 +1381,27 @@ static int load_object(const char *path, const msgpack_object *o,
     if ((rc = mpread_get_int(path, "version", v[K_VERSION], INT64_MIN,
                              INT64_MAX, &ver, err)))
         return rc;
-    if (ver != COLONY_VERSION)
+    if (ver != COLONY_VERSION && ver != COLONY_VERSION_ASYNC)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: version: unsupported colony checkpoint version "
-                        "%lld (this build reads %d)",
-                        path, (long long)ver, COLONY_VERSION);
-    if ((rc = get_map(path, "top level", o, keys, K_N, v, err))) return rc;
+                        "%lld (this build reads %d and %d)",
+                        path, (long long)ver, COLONY_VERSION,
+                        COLONY_VERSION_ASYNC);
+    int async = ver == COLONY_VERSION_ASYNC;
+    if (async) {
+        int has = 0;
+        for (uint32_t j = 0; j < o->via.map.size; j++)
+            has |= mpread_str_eq(&o->via.map.ptr[j].key, "async");
+        if (!has)
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: version %d (an async colony) without an "
+                            "\"async\" key",
+                            path, COLONY_VERSION_ASYNC);
+    }
+    /* a sync file has no "async" key: get_map calls it unknown */
+    if ((rc = get_map(path, "top level", o, keys, async ? K_N : K_N - 1, v,
+                      err)))
+        return rc;
 
     struct colony_params p;
     if ((rc = load_params(path, v[K_PARAMS], &p, err))) return rc;
@@ -984,13 +1409,14 @@ static int load_object(const char *path, const msgpack_object *o,
     if ((rc = colony_create(&c, &p, err)))
         return abc_errprefix(err, rc, "%s", path);
 
-    if ((rc = load_phase(path, v[K_PHASE], &c->phase, err)) ||
+    if ((rc = load_phase(path, v[K_PHASE], async, &c->phase, err)) ||
         (rc = get_i32(path, "cycle", v[K_CYCLE], 0, COLONY_MAX_CYCLES,
                       &c->cycle, err)) ||
         (rc = get_u64(path, "evaluations", v[K_EVALS], &c->evaluations, err)) ||
         (rc =
              get_u64(path, "next_eval_id", v[K_NEXT], &c->next_eval_id, err)) ||
         (rc = check_progress(path, c, err)) ||
+        (async && (rc = load_async(path, v[K_ASYNC], c, err))) ||
         (rc = load_foods(path, v[K_FOODS], c, err)) ||
         (rc = load_best(path, v[K_BEST], c, err)) ||
         (rc = load_batch(path, v[K_BATCH], c, err))) {

@@ -1,10 +1,14 @@
 /* colony.h - the Artificial Bee Colony of ABCPruner over pruned structures,
- * in its batch ("sync") form: every phase (init, employed, onlooker, scout)
- * is one batch of candidates generated from the colony state alone, and the
- * greedy updates are applied in candidate order once all fitnesses are in.
- * Pure and deterministic (no MPI, no training): the same parameters give the
- * same search on any number of workers, and a colony saved at any point and
- * loaded again continues exactly as an uninterrupted run. */
+ * in two forms. The batch ("sync") form: every phase (init, employed,
+ * onlooker, scout) is one batch of candidates generated from the colony
+ * state alone, and the greedy updates are applied in candidate order once
+ * all fitnesses are in; pure and deterministic (no MPI, no training): the
+ * same parameters give the same search on any number of workers, and a
+ * colony saved at any point and loaded again continues exactly as an
+ * uninterrupted run. The steady-state ("async") form, after a sync init:
+ * one candidate at a time from the current state, each result applied the
+ * moment it is in (colony_async_*); deterministic only for a given order of
+ * arrival. */
 #ifndef ABC_COLONY_H
 #define ABC_COLONY_H
 
@@ -13,7 +17,8 @@
 #include "rng.h"
 
 #define COLONY_FORMAT "abcprune-colony"
-#define COLONY_VERSION 1
+#define COLONY_VERSION 1       /* checkpoints of the sync form */
+#define COLONY_VERSION_ASYNC 2 /* checkpoints of the async form */
 
 /* Limits colony_params_check enforces. */
 #define COLONY_MAX_LAYERS 4096
@@ -21,6 +26,8 @@
 #define COLONY_MAX_CYCLES 1000000
 /* Moves tried per candidate when redraw_same is set (see colony_neighbour). */
 #define COLONY_MAX_REDRAWS 100
+/* Async candidates in flight at once (colony_async_next refuses more). */
+#define COLONY_MAX_INFLIGHT (1 << 20)
 
 enum colony_phase {
     COLONY_INIT = 0,     /* SN random structures */
@@ -28,6 +35,7 @@ enum colony_phase {
     COLONY_ONLOOKER = 2, /* SN neighbours, placed by fitness */
     COLONY_SCOUT = 3,    /* at most one random structure */
     COLONY_DONE = 4,     /* max_cycles cycles done */
+    COLONY_ASYNC = 5,    /* the async schedule runs (colony_async_begin) */
 };
 
 struct colony_params {
@@ -50,26 +58,37 @@ struct colony_food {
 };
 
 /* One structure to evaluate. The code points into colony storage and stays
- * valid until colony_apply or colony_destroy. */
+ * valid until colony_apply (sync), colony_async_apply of its eval_id
+ * (async) or colony_destroy. */
 struct candidate {
-    int index;        /* position in the batch, 0.. */
-    int source;       /* food source it competes for (init: fills) */
-    int partner;      /* source the move leaned on, -1 for init/scout */
-    int unchanged;    /* 1 when code equals the source's code (a move whose
-                         truncation changed nothing) */
-    const int *code;  /* nlayers entries in 1..K */
-    uint64_t seed;    /* evaluation seed: rng_derive(params.seed, cycle,
-                         phase, index); never depends on a rank */
-    uint64_t eval_id; /* unique over the run: 0, 1, 2, ... in order */
+    int cycle;               /* cycle that made it, 0-based (init: 0) */
+    enum colony_phase phase; /* phase or async role: init..scout */
+    int index;               /* position in the batch, 0.. (async: the role's
+                                position in its phase: employed = the source,
+                                onlooker 0..sn-1, scout 0) */
+    int source;              /* food source it competes for (init: fills) */
+    int partner;             /* source the move leaned on, -1 for init/scout */
+    int unchanged;           /* 1 when code equals the source's code (a move
+                                whose truncation changed nothing) */
+    const int *code;         /* nlayers entries in 1..K */
+    uint64_t seed;           /* evaluation seed: rng_derive(params.seed,
+                                cycle, phase, index), in both forms; never
+                                depends on a rank */
+    uint64_t eval_id;        /* unique over the run: 0, 1, 2, ... in order */
 };
+
+struct colony_slot; /* an async candidate in flight (colony.c) */
 
 /* The colony. Every field is read-only outside colony.c. */
 struct colony {
     struct colony_params p;
     enum colony_phase phase;
-    int cycle;             /* current cycle, 0-based; max_cycles when DONE */
+    int cycle;             /* current cycle, 0-based; max_cycles when DONE
+                              (async: the cycles whose roles are all
+                              applied) */
     uint64_t evaluations;  /* fitnesses applied so far */
-    uint64_t next_eval_id; /* eval_id of the next batch's first candidate */
+    uint64_t next_eval_id; /* eval_id of the next batch's first candidate
+                              (async: of the next candidate) */
     struct colony_food *foods; /* sn sources, set once phase > INIT */
     int has_best;              /* 0 only before init is applied */
     int *best_code;            /* best structure ever evaluated */
@@ -85,6 +104,15 @@ struct colony {
     unsigned char *have; /* have[i]: results[i] is recorded */
     int *food_codes;     /* sn*nlayers, foods[i].code = +i*nlayers */
     int *batch_codes;    /* sn*nlayers */
+    /* the async schedule: phase ASYNC, or DONE after it */
+    int async;          /* 1 once colony_async_begin switched to it */
+    uint64_t role_next; /* roles issued so far (see colony_async_next) */
+    int walk;           /* source the next onlooker walk starts at */
+    uint64_t *redo;     /* roles to make again before role_next (sorted):
+                           the ones in flight when the colony was saved */
+    int nredo, cap_redo;
+    struct colony_slot **slots; /* [0, ninflight) in flight, then free */
+    int ninflight, nslots;
 };
 
 /* Returns 0 when p is usable, else ABC_EVALUE naming the first bad field
@@ -114,7 +142,8 @@ void colony_destroy(struct colony *c);
 /* Returns 1 when the search is done (phase DONE), else 0. */
 int colony_done(const struct colony *c);
 
-/* Name of a phase: "init", "employed", "onlooker", "scout", "done". */
+/* Name of a phase: "init", "employed", "onlooker", "scout", "done",
+ * "async". */
 const char *colony_phase_name(enum colony_phase ph);
 
 /* Makes (or, when already made, returns again) the batch of the current
@@ -123,7 +152,7 @@ const char *colony_phase_name(enum colony_phase ph);
  * candidates owned by c, valid until colony_apply or colony_destroy. A
  * scout phase without an exhausted source has an empty batch (*n = 0),
  * which colony_apply still has to be called on to advance. Returns 0, or
- * ABC_EVALUE when the search is done. */
+ * ABC_EVALUE when the search is done or in the async schedule. */
 int colony_next_batch(struct colony *c, const struct candidate **batch, int *n,
                       char *err);
 
@@ -148,8 +177,12 @@ int colony_apply(struct colony *c, const double *fitness, char *err);
 /* Writes c to path atomically (temp file "<path>.tmp.<pid>" in the same
  * directory, fsync, rename; on failure the temp file is removed and what
  * was at path is untouched): format, version, params, foods, best, cycle,
- * phase, counters, and the current batch with its recorded results.
- * Returns 0 or a negative ABC_E* code with a message naming path. */
+ * phase, counters, and the current batch with its recorded results; in the
+ * async schedule (version 2) the position in the role sequence and, as
+ * roles to make again, the candidates in flight: their results are not
+ * wanted after a load (a resumed search makes those roles again, from the
+ * state then, under new eval ids; a late result is an error). Returns 0
+ * or a negative ABC_E* code with a message naming path. */
 int colony_save(const struct colony *c, const char *path, char *err);
 
 /* Reads a colony written by colony_save. Every field is validated (type,
@@ -160,7 +193,63 @@ int colony_save(const struct colony *c, const char *path, char *err);
  * ABC_E* code with *out NULL. */
 int colony_load(const char *path, struct colony **out, char *err);
 
-/* --- building blocks (also for a future steady-state generator) --- */
+/* --- the async (steady-state) schedule ---
+ *
+ * After the init batch (always sync), the colony walks a fixed sequence of
+ * roles, 2*sn+1 per cycle: the employed move of source 0..sn-1, then sn
+ * onlooker placements, then one scout check; role r belongs to cycle
+ * r/(2sn+1). Each role becomes a candidate the moment it is asked for, from
+ * the colony as it is then (partners' codes, onlooker probabilities,
+ * trials), and each result is applied the moment it comes back. The budget
+ * is the sync one exactly: sn + max_cycles*2*sn evaluations plus one per
+ * scout issued. Seeds derive as in the sync form from (seed, cycle, phase,
+ * index of the role in its phase); what differs from run to run is only the
+ * state a role is made from, i.e. the order in which results arrive.
+ *   employed:  a neighbour of source index (partners' current codes);
+ *   onlooker:  the placement walk (p_i from the current fitnesses) goes on
+ *              from where the previous onlooker stopped (c->walk, around
+ *              the ring across cycles), then a neighbour of that source;
+ *   scout:     the source with the largest trial (first on ties) among
+ *              those without a scout in flight; if its trial >= limit a
+ *              random code for it, else the role is skipped (no candidate,
+ *              counted as applied at once).
+ * Greedy updates as in the sync form: a neighbour replaces its source
+ * (whatever it is by then) when strictly fitter, trial = 0, else trial
+ * grows by one; a scout replaces its source unconditionally. */
+
+/* Switches c to the async schedule at a phase boundary after init (phase
+ * employed, onlooker or scout with no batch made; normally right after the
+ * init batch is applied): the role sequence starts at that phase of the
+ * current cycle. On a done colony it does nothing; on one already async
+ * either. Returns 0, or ABC_EVALUE (c untouched) in init or mid-batch. */
+int colony_async_begin(struct colony *c, char *err);
+
+/* Makes the next candidate of the async schedule from the current state:
+ * first the roles a loaded checkpoint had in flight, then the next role of
+ * the sequence; skipped scout roles are passed over. Returns 1 with *cand
+ * (owned by c, valid until colony_async_apply of its eval_id or
+ * colony_destroy; the eval_id is new, one more than the last), 0 with
+ * *cand NULL when no role is left to issue (wait for the results in
+ * flight; when none is, the search is done), or ABC_EVALUE when c is not
+ * in the async schedule or COLONY_MAX_INFLIGHT candidates are out. A
+ * skipped scout can finish a cycle (c->cycle grows) or the search. */
+int colony_async_next(struct colony *c, const struct candidate **cand,
+                      char *err);
+
+/* Applies the fitness of the in-flight candidate eval_id (results in any
+ * order): the greedy update of its source and trial, the best ever, the
+ * evaluation count; c->cycle grows when all roles of the oldest unfinished
+ * cycle are applied, and the phase becomes DONE after the last one. The
+ * candidate is released. Returns 0, or ABC_EVALUE (c untouched) for a
+ * colony not in the async schedule, an eval_id not in flight (unknown, or
+ * applied already) or a non-finite fitness. */
+int colony_async_apply(struct colony *c, uint64_t eval_id, double fitness,
+                       char *err);
+
+/* Number of async candidates made and not yet applied. */
+int colony_async_inflight(const struct colony *c);
+
+/* --- building blocks --- */
 
 /* One coordinate of the neighbour move: trunc(x + phi*(x - xk)) clipped to
  * 1..K (trunc rounds toward zero, as Python's int()). */

@@ -1,6 +1,30 @@
 /* search.c - rank 0 of the ABC search (see search.h). The colony (colony.c)
  * decides what to evaluate; this file moves evaluations to workers and back,
- * keeps the files of the run, and reports progress. */
+ * keeps the files of the run, and reports progress.
+ *
+ * Two schedules (config search.schedule):
+ *  - sync: every phase is one batch; its candidates go to whichever worker
+ *    is free, and the colony is updated once the whole batch is back. The
+ *    search is deterministic (the same on 1 or 64 workers, and after a
+ *    resume), the log lists each batch in candidate order, and the colony
+ *    is saved after every phase. The price: at the end of each phase the
+ *    workers that are done wait for the slowest evaluation (pruned nets
+ *    differ in cost, so up to W-1 of W workers idle for up to one
+ *    evaluation per phase), and a phase with fewer candidates than workers
+ *    (the scout, or sn < W) leaves workers idle throughout.
+ *  - async: after the init batch (sync), a worker that frees up gets the
+ *    next role's candidate made at once from the colony as it is, and each
+ *    result is applied the moment it arrives. No worker waits while roles
+ *    remain (only at the very end), and later candidates already build on
+ *    earlier results; but the search depends on the order results arrive
+ *    in, so two runs differ (the budget, sn + cycles*2sn + scouts, does
+ *    not). Each result is logged when it arrives, the colony is saved after
+ *    every result (a few kB, once per evaluation), and a cycle line is
+ *    written when all roles of a cycle are applied. On a stop, candidates
+ *    in flight are dropped: the checkpoint lists their roles, and a resumed
+ *    search makes them again from its state then (new eval ids, same seeds).
+ * With one rank both evaluate in-process, one candidate at a time (async
+ * then differs from sync only in applying each result at once). */
 #include "search.h"
 
 #include <errno.h>
@@ -52,11 +76,14 @@ struct run {
     struct colony *col;
     FILE *log;
     char colony_path[CONFIG_PATH_MAX + 32], best_path[CONFIG_PATH_MAX + 32];
+    char log_path[CONFIG_PATH_MAX + 32];
     struct proto_eval_result *res; /* per candidate of the current batch */
     unsigned char *fresh;          /* res[i] was evaluated in this process */
     int64_t full_macs, full_params;
     uint64_t evals_here;           /* evaluations done by this process */
+    double busy_s;                 /* their evaluation seconds, summed */
     double t_start;
+    int cycles_logged;             /* async: cycle lines written */
 };
 
 /* Sends every worker a shutdown (best effort: used on error paths too). */
@@ -85,8 +112,8 @@ static void make_request(const struct run *r, const struct candidate *cd,
                             rq->structure);
     rq->seed = cd->seed;
     proto_budget_from_config(&rq->budget, &r->c->search.fitness);
-    rq->cycle = col->cycle;
-    rq->phase = (enum proto_phase)col->phase; /* same numbering 0..3 */
+    rq->cycle = cd->cycle;
+    rq->phase = (enum proto_phase)cd->phase; /* same numbering 0..3 */
     rq->candidate = cd->index;
 }
 
@@ -106,6 +133,29 @@ static int send_request(struct run *r, int worker, const struct candidate *cd,
     if (!rc) rc = proto_send(r->comm, worker, TAG_REQUEST, sb.data, sb.size, err);
     msgpack_sbuffer_destroy(&sb);
     return rc;
+}
+
+/* Decodes what rank src sent for eval expect into *res and frees buf; an
+ * unreadable or mismatched result becomes a failed evaluation (fitness 0)
+ * with the reason. */
+static void decode_result(char *buf, size_t len, int src, uint64_t expect,
+                          struct proto_eval_result *res)
+{
+    char uerr[ABC_ERRLEN];
+    if (proto_unpack_eval_result(buf, len, res, uerr) != 0) {
+        memset(res, 0, sizeof *res);
+        snprintf(res->error, sizeof res->error,
+                 "unreadable result from rank %d: %s", src, uerr);
+    } else if (res->eval_id != expect) {
+        uint64_t got = res->eval_id;
+        memset(res, 0, sizeof *res);
+        snprintf(res->error, sizeof res->error,
+                 "rank %d answered eval %llu, expected %llu", src,
+                 (unsigned long long)got, (unsigned long long)expect);
+    }
+    res->worker = src;
+    res->eval_id = expect;
+    free(buf);
 }
 
 /* Evaluates the batch's candidates that have no result yet. Returns 0,
@@ -135,6 +185,7 @@ static int evaluate_batch(struct run *r, const struct candidate *batch, int n,
             if (rc) break;
             r->fresh[i] = 1;
             r->evals_here++;
+            r->busy_s += r->res[i].wall_s;
             rc = colony_record(col, i, fitness_of(&r->res[i]), err);
         }
         if (rc == ABC_ESTOPPED)
@@ -171,24 +222,10 @@ static int evaluate_batch(struct run *r, const struct candidate *batch, int n,
             break;
         }
         struct proto_eval_result *res = &r->res[i];
-        char uerr[ABC_ERRLEN];
-        if (proto_unpack_eval_result(buf, len, res, uerr) != 0) {
-            memset(res, 0, sizeof *res);
-            snprintf(res->error, sizeof res->error,
-                     "unreadable result from rank %d: %s", src, uerr);
-        } else if (res->eval_id != batch[i].eval_id) {
-            uint64_t got = res->eval_id;
-            memset(res, 0, sizeof *res);
-            snprintf(res->error, sizeof res->error,
-                     "rank %d answered eval %llu, expected %llu", src,
-                     (unsigned long long)got,
-                     (unsigned long long)batch[i].eval_id);
-        }
-        res->worker = src;
-        res->eval_id = batch[i].eval_id;
-        free(buf);
+        decode_result(buf, len, src, batch[i].eval_id, res);
         r->fresh[i] = 1;
         r->evals_here++;
+        r->busy_s += res->wall_s;
         busy[src] = -1;
         inflight--;
         rc = colony_record(col, i, fitness_of(res), err);
@@ -265,41 +302,53 @@ static const char *phase_label(int ph)
     return colony_phase_name((enum colony_phase)ph);
 }
 
-/* One JSON line per evaluation of the applied batch, in candidate order
- * (so the log is the same whatever the number of workers). */
-static int log_batch(struct run *r, const struct candidate *batch, int n,
-                     int cycle, int phase)
+/* The cycle an evaluation of cd is logged under: 0 for init, else its
+ * cycle counted from 1 (as the cycle lines). */
+static int log_cycle_of(const struct candidate *cd)
+{
+    return cd->phase == COLONY_INIT ? 0 : cd->cycle + 1;
+}
+
+/* One JSON line for the evaluation of cd. */
+static int log_eval(struct run *r, const struct candidate *cd,
+                    const struct proto_eval_result *res)
 {
     FILE *f = r->log;
+    int ch[PROTO_MAX_LAYERS];
+    colony_code_to_channels(cd->code, r->pre->channels, r->col->p.nlayers, ch);
+    fprintf(f,
+            "{\"event\":\"eval\",\"cycle\":%d,\"phase\":\"%s\","
+            "\"candidate\":%d,\"eval_id\":%llu,\"source\":%d,"
+            "\"seed\":%llu,\"structure\":",
+            log_cycle_of(cd), phase_label(cd->phase), cd->index,
+            (unsigned long long)cd->eval_id, cd->source,
+            (unsigned long long)cd->seed);
+    jsonl_ints(f, ch, r->col->p.nlayers);
+    fprintf(f, ",\"code\":");
+    jsonl_ints(f, cd->code, r->col->p.nlayers);
+    fprintf(f,
+            ",\"fitness\":%.6f,\"val_loss\":%.6f,\"flops\":%lld,"
+            "\"params\":%lld,\"worker\":%d,\"seconds\":%.3f,"
+            "\"images_per_s\":%.1f",
+            fitness_of(res), res->val_loss, (long long)res->flops,
+            (long long)res->params, res->worker, res->wall_s,
+            res->images_per_s);
+    if (!res->ok) {
+        fprintf(f, ",\"error\":");
+        jsonl_string(f, res->error);
+    }
+    fputc('}', f);
+    return jsonl_end(f) ? ABC_EIO : 0;
+}
+
+/* One JSON line per evaluation of the applied batch, in candidate order
+ * (so the log is the same whatever the number of workers). */
+static int log_batch(struct run *r, const struct candidate *batch, int n)
+{
     for (int i = 0; i < n; i++) {
         if (!r->fresh[i]) continue; /* evaluated before a resume */
-        const struct proto_eval_result *res = &r->res[i];
-        int ch[PROTO_MAX_LAYERS];
-        colony_code_to_channels(batch[i].code, r->pre->channels,
-                                r->col->p.nlayers, ch);
-        fprintf(f,
-                "{\"event\":\"eval\",\"cycle\":%d,\"phase\":\"%s\","
-                "\"candidate\":%d,\"eval_id\":%llu,\"source\":%d,"
-                "\"seed\":%llu,\"structure\":",
-                cycle, phase_label(phase), i,
-                (unsigned long long)batch[i].eval_id, batch[i].source,
-                (unsigned long long)batch[i].seed);
-        jsonl_ints(f, ch, r->col->p.nlayers);
-        fprintf(f, ",\"code\":");
-        jsonl_ints(f, batch[i].code, r->col->p.nlayers);
-        fprintf(f,
-                ",\"fitness\":%.6f,\"val_loss\":%.6f,\"flops\":%lld,"
-                "\"params\":%lld,\"worker\":%d,\"seconds\":%.3f,"
-                "\"images_per_s\":%.1f",
-                fitness_of(res), res->val_loss, (long long)res->flops,
-                (long long)res->params, res->worker, res->wall_s,
-                res->images_per_s);
-        if (!res->ok) {
-            fprintf(f, ",\"error\":");
-            jsonl_string(f, res->error);
-        }
-        fputc('}', f);
-        if (jsonl_end(f)) return ABC_EIO;
+        int rc = log_eval(r, &batch[i], &r->res[i]);
+        if (rc) return rc;
     }
     return 0;
 }
@@ -401,6 +450,183 @@ static int share_baseline(struct run *r, char *err)
     return rc ? rc : brc;
 }
 
+/* Writes the colony after a stop and says how to go on. Returns
+ * ABC_ESTOPPED, or ABC_EIO when the checkpoint could not be written. */
+static int stop_save(struct run *r, char *err)
+{
+    char e2[ABC_ERRLEN];
+    if (colony_save(r->col, r->colony_path, e2))
+        return abc_errf(err, ABC_EIO,
+                        "stopped, and the colony checkpoint could not be "
+                        "written: %s",
+                        e2);
+    return abc_errf(err, ABC_ESTOPPED,
+                    "stopped by a signal; %s holds the search (resume with "
+                    "--resume)",
+                    r->colony_path);
+}
+
+/* One phase of the sync schedule: make the batch, evaluate it, log it,
+ * apply it, save the colony, write best.yaml. */
+static int sync_step(struct run *r, char *err)
+{
+    const struct candidate *batch;
+    int n, rc;
+    if ((rc = colony_next_batch(r->col, &batch, &n, err))) return rc;
+    memset(r->fresh, 0, (size_t)r->col->p.sn + 1);
+    int phase = r->col->phase;
+    int cycle = phase == COLONY_INIT ? 0 : r->col->cycle + 1; /* logs */
+    rc = evaluate_batch(r, batch, n, err);
+    if (rc == ABC_ESTOPPED) {
+        /* Keep what finished: its log lines now, its fitness in the
+         * checkpoint (a resume does not evaluate it again). */
+        log_batch(r, batch, n);
+        return stop_save(r, err);
+    }
+    if (rc) return rc;
+    /* Log before applying: the batch is freed by colony_apply. */
+    if ((rc = log_batch(r, batch, n)))
+        return abc_errf(err, rc, "%s: cannot write the search log",
+                        r->log_path);
+    if ((rc = colony_apply(r->col, NULL, err))) return rc;
+    if ((rc = colony_save(r->col, r->colony_path, err))) return rc;
+    if ((phase == COLONY_SCOUT || phase == COLONY_INIT) &&
+        (rc = log_cycle(r, cycle)))
+        return abc_errf(err, rc, "%s: cannot write the search log",
+                        r->log_path);
+    if ((rc = write_best(r, err))) return rc;
+    print_progress(r, cycle, phase);
+    return 0;
+}
+
+/* After the colony moved (async): a cycle line per cycle it finished since
+ * the last, best.yaml when the best changed or a cycle or the search
+ * ended, a progress line every sn results. */
+static int async_after(struct run *r, int best_moved, int result, char *err)
+{
+    const struct colony *col = r->col;
+    int ended = 0, rc;
+    while (r->cycles_logged < col->cycle) {
+        if ((rc = log_cycle(r, ++r->cycles_logged)))
+            return abc_errf(err, rc, "%s: cannot write the search log",
+                            r->log_path);
+        ended = 1;
+    }
+    if ((best_moved || ended || colony_done(col)) && (rc = write_best(r, err)))
+        return rc;
+    if ((result && r->evals_here % (uint64_t)col->p.sn == 0) ||
+        (ended && colony_done(col))) {
+        int cyc =
+            col->cycle < col->p.max_cycles ? col->cycle + 1 : col->p.max_cycles;
+        print_progress(r, cyc, colony_done(col) ? COLONY_DONE : COLONY_ASYNC);
+    }
+    return 0;
+}
+
+/* One async result: its log line, the update (which releases cd), the
+ * colony checkpoint, then what async_after writes. */
+static int async_take(struct run *r, const struct candidate *cd,
+                      const struct proto_eval_result *res, char *err)
+{
+    struct colony *col = r->col;
+    uint64_t best_id = col->best_eval_id;
+    int rc = log_eval(r, cd, res);
+    if (rc)
+        return abc_errf(err, rc, "%s: cannot write the search log",
+                        r->log_path);
+    if ((rc = colony_async_apply(col, cd->eval_id, fitness_of(res), err)))
+        return rc;
+    r->evals_here++;
+    r->busy_s += res->wall_s;
+    if ((rc = colony_save(col, r->colony_path, err))) return rc;
+    return async_after(r, col->best_eval_id != best_id, 1, err);
+}
+
+/* Gives every idle worker (busy[w] NULL) the next async candidate, while
+ * the colony has one. */
+static int async_fill(struct run *r, const struct candidate **busy,
+                      int *inflight, char *err)
+{
+    for (int w = 1; w < r->nranks; w++) {
+        if (busy[w]) continue;
+        const struct candidate *cd;
+        int rc = colony_async_next(r->col, &cd, err);
+        if (rc < 0) return rc;
+        if ((rc = async_after(r, 0, 0, err))) return rc; /* skipped scouts */
+        if (!cd) return 0;
+        if ((rc = send_request(r, w, cd, err))) return rc;
+        busy[w] = cd;
+        (*inflight)++;
+    }
+    return 0;
+}
+
+/* The async schedule from the colony's state to the end (the init batch is
+ * done). Returns 0, ABC_ESTOPPED (colony saved), or an error. */
+static int async_run(struct run *r, char *err)
+{
+    struct colony *col = r->col;
+    struct proto_eval_result res;
+    int rc = 0;
+    r->cycles_logged = col->cycle;
+    if (r->nranks == 1) {
+        while (!colony_done(col)) {
+            const struct candidate *cd;
+            if ((rc = colony_async_next(col, &cd, err)) < 0) return rc;
+            if ((rc = async_after(r, 0, 0, err))) return rc;
+            if (!cd) break; /* done (nothing is ever in flight here) */
+            struct proto_eval_request rq;
+            make_request(r, cd, &rq);
+            rc = proto_evaluate(&rq, r->pre, r->how, &r->data, 0, r->o->stop,
+                                &res);
+            if (rc == ABC_ESTOPPED) return stop_save(r, err);
+            if (rc) return rc;
+            if ((rc = async_take(r, cd, &res, err))) return rc;
+        }
+    } else {
+        const struct candidate **busy = calloc((size_t)r->nranks, sizeof *busy);
+        int inflight = 0;
+        if (!busy) return abc_errf(err, ABC_ENOMEM, "out of memory");
+        rc = async_fill(r, busy, &inflight, err);
+        while (inflight > 0 && !rc) {
+            char *buf = NULL;
+            size_t len = 0;
+            int src = -1;
+            rc = proto_recv_or_stop(r->comm, MPI_ANY_SOURCE, TAG_RESULT,
+                                    r->o->stop, &buf, &len, &src, NULL, err);
+            if (rc == PROTO_ESTOPPED) {
+                rc = stop_save(r, err); /* the ones in flight: made again */
+                break;
+            }
+            if (rc) break;
+            const struct candidate *cd =
+                src > 0 && src < r->nranks ? busy[src] : NULL;
+            if (!cd) {
+                free(buf);
+                rc = abc_errf(err, ABC_EFORMAT,
+                              "result from rank %d, which has no evaluation",
+                              src);
+                break;
+            }
+            decode_result(buf, len, src, cd->eval_id, &res);
+            busy[src] = NULL;
+            inflight--;
+            if ((rc = async_take(r, cd, &res, err))) break;
+            rc = async_fill(r, busy, &inflight, err);
+        }
+        free(busy);
+        if (rc) return rc;
+    }
+    if (!colony_done(col))
+        return abc_errf(err, ABC_EVALUE,
+                        "async search: no candidate left and none in flight, "
+                        "but the search is not done (cycle %d)",
+                        col->cycle);
+    /* the last roles may have been skipped scouts: save the end */
+    if ((rc = colony_save(col, r->colony_path, err))) return rc;
+    return async_after(r, 1, 0, err);
+}
+
 int search_run(MPI_Comm comm, const struct config *c,
                const struct search_opts *o, char *err)
 {
@@ -414,10 +640,10 @@ int search_run(MPI_Comm comm, const struct config *c,
     int rc = share_baseline(&r, err);
     if (rc) return rc; /* the workers got length 0 and returned */
     filter_init_parse(c->search.filter_init, &r.how);
-    if (strcmp(c->search.schedule, "sync") != 0) {
+    int async = strcmp(c->search.schedule, "async") == 0;
+    if (!async && strcmp(c->search.schedule, "sync") != 0) {
         rc = abc_errf(err, ABC_EVALUE,
-                      "%s: search.schedule '%s' is not available yet; use "
-                      "sync",
+                      "%s: search.schedule '%s', expected sync or async",
                       c->path, c->search.schedule);
         goto out;
     }
@@ -433,10 +659,11 @@ int search_run(MPI_Comm comm, const struct config *c,
     }
     struct colony_params p;
     if ((rc = colony_params_from_config(&p, c, r.pre, err))) goto out;
-    if ((rc = search_path(r.colony_path, sizeof r.colony_path, c,
-                          SEARCH_COLONY, err)) ||
+    if ((rc = search_path(r.colony_path, sizeof r.colony_path, c, SEARCH_COLONY,
+                          err)) ||
         (rc = search_path(r.best_path, sizeof r.best_path, c, SEARCH_BEST,
-                          err)))
+                          err)) ||
+        (rc = search_path(r.log_path, sizeof r.log_path, c, SEARCH_LOG, err)))
         goto out;
     int resuming = file_exists(r.colony_path);
     if (resuming && !o->resume) {
@@ -454,12 +681,22 @@ int search_run(MPI_Comm comm, const struct config *c,
                           r.colony_path, c->path);
             goto out;
         }
+        /* A schedule cannot change mid-search (init and the end are the
+         * same in both). */
+        const struct colony *col = r.col;
+        if (!colony_done(col) && col->phase != COLONY_INIT &&
+            col->async != async) {
+            rc = abc_errf(err, ABC_EVALUE,
+                          "%s holds a search with the %s schedule, but %s "
+                          "says search.schedule: %s; resume it with %s",
+                          r.colony_path, col->async ? "async" : "sync", c->path,
+                          c->search.schedule, col->async ? "async" : "sync");
+            goto out;
+        }
     } else if ((rc = colony_create(&r.col, &p, err))) {
         goto out;
     }
-    char logp[CONFIG_PATH_MAX + 32];
-    if ((rc = search_path(logp, sizeof logp, c, SEARCH_LOG, err))) goto out;
-    if (!(r.log = jsonl_open(logp, resuming, err))) {
+    if (!(r.log = jsonl_open(r.log_path, resuming, err))) {
         rc = ABC_EIO;
         goto out;
     }
@@ -478,81 +715,30 @@ int search_run(MPI_Comm comm, const struct config *c,
         colony_cost(&p, &lo, &hi);
         fprintf(o->progress,
                 "search: %s, %d prunable layers, codes 1..%d, SN %d, "
-                "%d cycles, %llu-%llu evaluations on %d worker%s%s\n",
+                "%d cycles, %llu-%llu evaluations on %d worker%s, %s "
+                "schedule%s\n",
                 arch_name(r.pre->arch), p.nlayers, p.K, p.sn, p.max_cycles,
                 (unsigned long long)lo, (unsigned long long)hi,
-                r.nranks > 1 ? r.nranks - 1 : 1,
-                r.nranks > 2 ? "s" : "",
-                resuming ? " (resumed)" : "");
+                r.nranks > 1 ? r.nranks - 1 : 1, r.nranks > 2 ? "s" : "",
+                async ? "async" : "sync", resuming ? " (resumed)" : "");
     }
 
-    while (!colony_done(r.col)) {
-        const struct candidate *batch;
-        int n;
-        if ((rc = colony_next_batch(r.col, &batch, &n, err))) break;
-        memset(r.fresh, 0, (size_t)p.sn + 1);
-        int phase = r.col->phase;
-        int cycle = phase == COLONY_INIT ? 0 : r.col->cycle + 1; /* logs */
-        rc = evaluate_batch(&r, batch, n, err);
-        if (rc == ABC_ESTOPPED) {
-            /* Keep what finished: its log lines now, its fitness in the
-             * checkpoint (a resume does not evaluate it again). */
-            char e2[ABC_ERRLEN];
-            log_batch(&r, batch, n, cycle, phase);
-            if (colony_save(r.col, r.colony_path, e2))
-                rc = abc_errf(err, ABC_EIO,
-                              "stopped, and the colony checkpoint could not "
-                              "be written: %s",
-                              e2);
-            else
-                abc_errf(err, ABC_ESTOPPED,
-                         "stopped by a signal; %s holds the search (resume "
-                         "with --resume)",
-                         r.colony_path);
-            break;
-        }
-        if (rc) break;
-        /* Log before applying: the batch is freed by colony_apply. */
-        if ((rc = log_batch(&r, batch, n, cycle, phase))) {
-            abc_errf(err, rc, "%s: cannot write the search log", logp);
-            break;
-        }
-        if ((rc = colony_apply(r.col, NULL, err))) break;
-        if ((rc = colony_save(r.col, r.colony_path, err))) break;
-        if ((phase == COLONY_SCOUT || phase == COLONY_INIT) &&
-            (rc = log_cycle(&r, cycle))) {
-            abc_errf(err, rc, "%s: cannot write the search log", logp);
-            break;
-        }
-        if ((rc = write_best(&r, err))) break;
-        print_progress(&r, cycle, phase);
+    /* sync: phase by phase; async: the init batch, then steady state */
+    while (!colony_done(r.col) && (!async || r.col->phase == COLONY_INIT))
+        if ((rc = sync_step(&r, err))) break;
+    if (rc == 0 && async && !colony_done(r.col)) {
+        if ((rc = colony_async_begin(r.col, err)) == 0) rc = async_run(&r, err);
     }
     if (rc == 0 && resuming && colony_done(r.col))
         rc = write_best(&r, err); /* a finished search re-run: refresh */
-    if (rc == 0 && r.evals_here > 0) {
-        /* Rank 0's own CPU time: with workers, all of it is coordination
-         * (it must not spin while it waits). */
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
-                     ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
-        double wall = now_seconds() - r.t_start;
-        fprintf(r.log,
-                "{\"event\":\"done\",\"evaluations\":%llu,"
-                "\"evaluated_here\":%llu,\"elapsed_s\":%.2f,\"ranks\":%d,"
-                "\"rank0_cpu_s\":%.3f,\"best_fitness\":%.6f}",
-                (unsigned long long)r.col->evaluations,
-                (unsigned long long)r.evals_here, wall, r.nranks, cpu,
-                r.col->best_fitness);
-        if (jsonl_end(r.log))
-            rc = abc_errf(err, ABC_EIO, "%s: cannot write the search log",
-                          logp);
-        if (o->progress && r.nranks > 1)
-            fprintf(o->progress,
-                    "search: %llu evaluations in %.1fs on %d workers; rank 0 "
-                    "used %.2fs of CPU (%.1f%% of one core)\n",
-                    (unsigned long long)r.evals_here, wall, r.nranks - 1, cpu,
-                    100.0 * cpu / wall);
+    if (rc == 0 && o->progress && r.evals_here > 0) {
+        double el = now_seconds() - r.t_start;
+        int nw = r.nranks > 1 ? r.nranks - 1 : 1;
+        fprintf(o->progress,
+                "search done: %llu evaluations in %.1fs (%.2f/s), workers "
+                "busy %.0f%% of the time\n",
+                (unsigned long long)r.evals_here, el, r.evals_here / el,
+                100.0 * r.busy_s / (nw * el));
     }
 out:
     shutdown_workers(&r, rc == 0 ? "search done" : "search stopped");

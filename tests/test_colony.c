@@ -3,7 +3,11 @@
  * trial counters, onlooker placement statistics, scouts, the best ever,
  * determinism and exact resume through the checkpoint at every phase
  * boundary, checkpoint validation, and that the search improves on a
- * deterministic fitness. Writes its files in the working directory. */
+ * deterministic fitness. The async schedule: results applied out of order
+ * (shuffled), greedy updates and trials, the budget exact, every eval id
+ * and every role applied once, saved and loaded mid-run (exactly the same
+ * search when nothing is in flight; dropped and made again when some is),
+ * and its checkpoint fields. Writes its files in the working directory. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1229,6 +1233,644 @@ static void test_checkpoint_fields(void)
     remove("colony_resume.msgpack");
 }
 
+/* ---------------------------------------------------------------------
+ * The async schedule
+ * ------------------------------------------------------------------- */
+
+/* A candidate the test holds while a "worker" evaluates it. */
+struct held {
+    uint64_t eval_id, seed, role;
+    int cycle, index, source;
+    enum colony_phase phase;
+    int code[32];
+};
+
+/* How run_async feeds the colony. */
+struct async_mode {
+    int workers;         /* candidates kept in flight */
+    uint64_t order_seed; /* which in-flight result comes back next */
+    int save_every;      /* > 0: save, destroy and load every that many
+                            results, with candidates in flight (dropped) */
+    int drain_every;     /* > 0: every that many results, let all in-flight
+                            results come back before issuing more */
+    int save_at_drain;   /* save, destroy and load when drained */
+};
+
+struct async_log {
+    uint64_t hash;    /* eval ids, seeds, codes, fitness as applied */
+    uint64_t issued;  /* candidates made */
+    uint64_t applied; /* results applied (after init) */
+    uint64_t dropped; /* in flight at a save-and-load */
+    uint64_t scouts;  /* scout results applied */
+    int bad;          /* malformed candidates or updates */
+    int nonmono;      /* best went down */
+    int cycle_back;   /* c->cycle went down */
+    int io_errors;
+    int bad_roles; /* a move role applied other than once, a scout
+                      role more than once */
+    int twice_ok;  /* applying an id twice was accepted */
+    double init_best, max_fit;
+    uint64_t max_id, max_seed;
+};
+
+static uint64_t role_of(const struct colony_params *p, const struct held *h)
+{
+    uint64_t R = 2 * (uint64_t)p->sn + 1;
+    uint64_t k = h->phase == COLONY_EMPLOYED   ? (uint64_t)h->index
+                 : h->phase == COLONY_ONLOOKER ? (uint64_t)p->sn + h->index
+                                               : 2 * (uint64_t)p->sn;
+    return (uint64_t)h->cycle * R + k;
+}
+
+static struct colony *reload(struct colony *c, const char *path,
+                             struct async_log *lg)
+{
+    char err[ABC_ERRLEN];
+    struct colony *l;
+    if (colony_save(c, path, err) != 0) lg->io_errors++;
+    if (colony_load(path, &l, err) != 0) {
+        fprintf(stderr, "async load: %s\n", err);
+        exit(2);
+    }
+    if (!same_colony(c, l) || !l->async || l->ninflight != 0 ||
+        l->nredo != c->nredo + c->ninflight || l->role_next != c->role_next ||
+        l->walk != c->walk || l->best_seed != c->best_seed)
+        lg->bad++;
+    colony_destroy(c);
+    return l;
+}
+
+/* Runs a sync init, then the async schedule to the end on test_fitness,
+ * checking every candidate and every update. */
+static struct colony *run_async(const struct colony_params *p,
+                                const struct async_mode *m,
+                                struct async_log *lg)
+{
+    char err[ABC_ERRLEN];
+    const char *path = "colony_async.msgpack";
+    struct colony *c;
+    memset(lg, 0, sizeof *lg);
+    lg->hash = 0xcbf29ce484222325ULL;
+    if (colony_create(&c, p, err) != 0) {
+        fprintf(stderr, "create: %s\n", err);
+        exit(2);
+    }
+    const struct candidate *b;
+    int n;
+    double f0[64];
+    colony_next_batch(c, &b, &n, err);
+    for (int i = 0; i < n; i++)
+        f0[i] = test_fitness(p, b[i].code, b[i].seed);
+    colony_apply(c, f0, err);
+    lg->init_best = lg->max_fit = c->best_fitness;
+    lg->max_id = c->best_eval_id;
+    lg->max_seed = c->best_seed;
+    if (colony_async_begin(c, err) != 0) {
+        fprintf(stderr, "async begin: %s\n", err);
+        exit(2);
+    }
+    uint64_t R = 2 * (uint64_t)p->sn + 1;
+    uint64_t nroles = (uint64_t)p->max_cycles * R;
+    unsigned char *role_done = calloc(nroles + 1, 1);
+    size_t idcap = 1 << 16;
+    unsigned char *id_done = calloc(idcap, 1);
+    struct held *h = malloc(sizeof *h * (size_t)(m->workers + 1));
+    int nheld = 0, draining = 0;
+    struct rng order;
+    rng_seed(&order, m->order_seed);
+    uint64_t next_id = c->next_eval_id;
+    while (!colony_done(c)) {
+        while (!draining && nheld < m->workers) {
+            const struct candidate *cd;
+            int rc = colony_async_next(c, &cd, err);
+            if (rc < 0) {
+                fprintf(stderr, "async next: %s\n", err);
+                exit(2);
+            }
+            if (rc == 0) {
+                if (cd != NULL || (nheld == 0 && !colony_done(c))) lg->bad++;
+                break;
+            }
+            struct held *x = &h[nheld++];
+            x->eval_id = cd->eval_id;
+            x->seed = cd->seed;
+            x->cycle = cd->cycle;
+            x->phase = cd->phase;
+            x->index = cd->index;
+            x->source = cd->source;
+            memcpy(x->code, cd->code, sizeof(int) * (size_t)p->nlayers);
+            x->role = role_of(p, x);
+            lg->issued++;
+            /* a new id each time, the seed from the role, codes in range */
+            if (cd->eval_id != next_id++ || cd->eval_id >= idcap ||
+                cd->seed != rng_derive(p->seed, (uint64_t)cd->cycle,
+                                       (uint64_t)cd->phase,
+                                       (uint64_t)cd->index) ||
+                x->role >= nroles || cd->cycle < c->cycle || cd->source < 0 ||
+                cd->source >= p->sn)
+                lg->bad++;
+            for (int j = 0; j < p->nlayers; j++)
+                if (cd->code[j] < 1 || cd->code[j] > p->K) lg->bad++;
+            if (cd->phase == COLONY_SCOUT) {
+                if (cd->partner != -1 || c->foods[cd->source].trial < p->limit)
+                    lg->bad++;
+            } else {
+                int diff = 0;
+                for (int j = 0; j < p->nlayers; j++)
+                    diff += cd->code[j] != c->foods[cd->source].code[j];
+                if (diff > p->change_dims || cd->unchanged != (diff == 0) ||
+                    cd->partner == cd->source || cd->partner < 0 ||
+                    (cd->phase == COLONY_EMPLOYED && cd->source != cd->index) ||
+                    (cd->phase != COLONY_EMPLOYED &&
+                     cd->phase != COLONY_ONLOOKER))
+                    lg->bad++;
+            }
+            if (colony_async_inflight(c) != nheld) lg->bad++;
+        }
+        if (nheld == 0) {
+            if (draining) {
+                draining = 0;
+                if (m->save_at_drain) c = reload(c, path, lg);
+                continue;
+            }
+            if (!colony_done(c)) lg->bad++; /* stuck */
+            break;
+        }
+        /* a result comes back: any of those in flight */
+        int k = (int)rng_below(&order, (uint64_t)nheld);
+        struct held x = h[k];
+        h[k] = h[--nheld];
+        double f = test_fitness(p, x.code, x.seed);
+        struct colony_food old = c->foods[x.source];
+        int old_code[32];
+        memcpy(old_code, old.code, sizeof(int) * (size_t)p->nlayers);
+        double prev_best = c->best_fitness;
+        int prev_cycle = c->cycle;
+        if (colony_async_apply(c, x.eval_id, f, err) != 0) {
+            fprintf(stderr, "async apply: %s\n", err);
+            exit(2);
+        }
+        lg->applied++;
+        const struct colony_food *fd = &c->foods[x.source];
+        size_t csz = sizeof(int) * (size_t)p->nlayers;
+        if (x.phase == COLONY_SCOUT || f > old.fitness) {
+            if (memcmp(fd->code, x.code, csz) || fd->fitness != f ||
+                fd->trial != 0)
+                lg->bad++;
+        } else if (memcmp(fd->code, old_code, csz) ||
+                   fd->fitness != old.fitness || fd->trial != old.trial + 1) {
+            lg->bad++;
+        }
+        if (x.phase == COLONY_SCOUT) lg->scouts++;
+        if (c->best_fitness < prev_best) lg->nonmono++;
+        if (c->cycle < prev_cycle) lg->cycle_back++;
+        if (f > lg->max_fit) {
+            lg->max_fit = f;
+            lg->max_id = x.eval_id;
+            lg->max_seed = x.seed;
+        }
+        if (id_done[x.eval_id]++) lg->bad++;
+        role_done[x.role]++;
+        hash_u64(&lg->hash, x.eval_id);
+        hash_u64(&lg->hash, x.seed);
+        hash_u64(&lg->hash, (uint64_t)x.source);
+        for (int j = 0; j < p->nlayers; j++)
+            hash_u64(&lg->hash, (uint64_t)x.code[j]);
+        /* the same result again is refused and changes nothing */
+        if (lg->applied % 7 == 0) {
+            uint64_t ev = c->evaluations;
+            if (colony_async_apply(c, x.eval_id, f, err) == 0 ||
+                c->evaluations != ev)
+                lg->twice_ok++;
+        }
+        if (m->drain_every && lg->applied % (uint64_t)m->drain_every == 0)
+            draining = 1;
+        if (m->save_every && lg->applied % (uint64_t)m->save_every == 0 &&
+            !colony_done(c)) {
+            /* the candidates in flight are dropped: their roles come back */
+            lg->dropped += (uint64_t)nheld;
+            c = reload(c, path, lg);
+            for (int i = 0; i < nheld; i++) {
+                int found = 0;
+                for (int r = 0; r < c->nredo; r++)
+                    found |= c->redo[r] == h[i].role;
+                if (!found) lg->bad++;
+            }
+            nheld = 0;
+        }
+    }
+    for (uint64_t r = 0; r < nroles; r++) {
+        int scout_role = r % R == R - 1;
+        if (scout_role ? role_done[r] > 1 : role_done[r] != 1) lg->bad_roles++;
+    }
+    free(role_done);
+    free(id_done);
+    free(h);
+    remove(path);
+    return c;
+}
+
+static void check_async_run(const struct colony_params *p,
+                            const struct async_mode *m, struct colony *c,
+                            const struct async_log *lg, const char *what)
+{
+    char err[ABC_ERRLEN];
+    uint64_t lo, hi;
+    colony_cost(p, &lo, &hi);
+    CHECK(colony_done(c) && c->cycle == p->max_cycles && c->ninflight == 0,
+          "%s: not done (phase %s, cycle %d)", what,
+          colony_phase_name(c->phase), c->cycle);
+    CHECK(lg->bad == 0 && lg->io_errors == 0 && lg->twice_ok == 0,
+          "%s: %d bad candidates or updates, %d io errors, %d double "
+          "applications accepted",
+          what, lg->bad, lg->io_errors, lg->twice_ok);
+    CHECK(lg->bad_roles == 0, "%s: %d roles applied other than once", what,
+          lg->bad_roles);
+    /* the budget, exactly: sn + cycles*2sn + one per scout */
+    CHECK(c->evaluations == lo + lg->scouts &&
+              (uint64_t)p->sn + lg->applied == c->evaluations &&
+              c->evaluations <= hi,
+          "%s: %llu evaluations, want sn + cycles*2sn + scouts = %llu", what,
+          (unsigned long long)c->evaluations,
+          (unsigned long long)(lo + lg->scouts));
+    CHECK(lg->issued == lg->applied + lg->dropped &&
+              c->next_eval_id == (uint64_t)p->sn + lg->issued,
+          "%s: %llu issued, %llu applied, %llu dropped", what,
+          (unsigned long long)lg->issued, (unsigned long long)lg->applied,
+          (unsigned long long)lg->dropped);
+    CHECK(lg->nonmono == 0 && lg->cycle_back == 0,
+          "%s: best went down %d times, cycle %d times", what, lg->nonmono,
+          lg->cycle_back);
+    CHECK(c->best_fitness == lg->max_fit && c->best_eval_id == lg->max_id &&
+              c->best_seed == lg->max_seed,
+          "%s: best %g (eval %llu), max over all %g (eval %llu)", what,
+          c->best_fitness, (unsigned long long)c->best_eval_id, lg->max_fit,
+          (unsigned long long)lg->max_id);
+    const struct candidate *cd = (const struct candidate *)1;
+    CHECK(colony_async_next(c, &cd, err) == 0 && cd == NULL,
+          "%s: a candidate after the end", what);
+    (void)m;
+}
+
+static void test_async_search(void)
+{
+    int workers[] = {1, 3, 8, 25};
+    double sum_init = 0, sum_final = 0;
+    int runs = 0;
+    for (int w = 0; w < 4; w++) {
+        for (uint64_t seed = 1; seed <= 4; seed++) {
+            struct colony_params p = ref_params(seed);
+            p.limit = 2; /* scouts happen */
+            struct async_mode m = {.workers = workers[w],
+                                   .order_seed = 100 + seed};
+            struct async_log lg;
+            struct colony *c = run_async(&p, &m, &lg);
+            char what[64];
+            snprintf(what, sizeof what, "async %d workers seed %llu",
+                     workers[w], (unsigned long long)seed);
+            check_async_run(&p, &m, c, &lg, what);
+            CHECK(c->best_fitness > lg.init_best,
+                  "%s: no improvement over init", what);
+            if (w == 1) CHECK(lg.scouts > 0, "%s: no scout with limit 2", what);
+            sum_init += lg.init_best;
+            sum_final += c->best_fitness;
+            runs++;
+            colony_destroy(c);
+        }
+    }
+    printf("async search on the test fitness, 1-25 in flight, %d runs: mean "
+           "best of init %.4f -> %.4f\n",
+           runs, sum_init / runs, sum_final / runs);
+    /* what applying results at once, and making candidates from a colony
+     * that lags the results in flight, does to the search (measured, not
+     * asserted): the same 20 seeds, sync against async */
+    enum { SEEDS = 20 };
+    int inflight[] = {1, 5, 20};
+    double sync_best = 0, async_best[3] = {0, 0, 0};
+    for (uint64_t seed = 1; seed <= SEEDS; seed++) {
+        struct colony_params p = ref_params(700 + seed);
+        struct run_log rl;
+        struct colony *c = run_search(&p, 0, &rl);
+        sync_best += c->best_fitness / SEEDS;
+        colony_destroy(c);
+        for (int w = 0; w < 3; w++) {
+            struct async_mode m = {.workers = inflight[w], .order_seed = seed};
+            struct async_log lg;
+            c = run_async(&p, &m, &lg);
+            async_best[w] += c->best_fitness / SEEDS;
+            colony_destroy(c);
+        }
+    }
+    printf("mean final best over %d seeds (reference params): sync %.4f, "
+           "async with 1 / 5 / 20 in flight %.4f / %.4f / %.4f\n",
+           SEEDS, sync_best, async_best[0], async_best[1], async_best[2]);
+}
+
+static void test_async_determinism_and_resume(void)
+{
+    struct colony_params p = ref_params(42);
+    p.limit = 2;
+    struct async_log a, b, d, one, one2, s, r;
+    /* the same order of arrival gives the same search; another differs */
+    struct async_mode m = {.workers = 4, .order_seed = 7};
+    struct colony *ca = run_async(&p, &m, &a);
+    struct colony *cb = run_async(&p, &m, &b);
+    CHECK(a.hash == b.hash && same_colony(ca, cb),
+          "async: one order of arrival, two searches");
+    m.order_seed = 8;
+    struct colony *cd = run_async(&p, &m, &d);
+    CHECK(d.hash != a.hash, "async: another order of arrival, same search");
+    /* one in flight: the order cannot differ */
+    struct async_mode m1 = {.workers = 1, .order_seed = 1};
+    struct colony *c1 = run_async(&p, &m1, &one);
+    m1.order_seed = 2;
+    struct colony *c12 = run_async(&p, &m1, &one2);
+    CHECK(one.hash == one2.hash && same_colony(c1, c12),
+          "async, one in flight: differs");
+    /* saved and loaded whenever nothing is in flight: exactly the same
+     * search as without */
+    struct async_mode md = {.workers = 5, .order_seed = 9, .drain_every = 6};
+    struct colony *cs = run_async(&p, &md, &s);
+    md.save_at_drain = 1;
+    struct colony *cr = run_async(&p, &md, &r);
+    check_async_run(&p, &md, cr, &r, "async, saved when drained");
+    CHECK(s.hash == r.hash && same_colony(cs, cr) && s.issued == r.issued,
+          "async: saving and loading between results changed the search");
+    /* saved and loaded with candidates in flight (dropped, made again):
+     * still every role once, the budget exact */
+    for (int every = 3; every <= 11; every += 4) {
+        struct async_mode mf = {.workers = 6,
+                                .order_seed = 10 + (uint64_t)every,
+                                .save_every = every};
+        struct async_log f;
+        struct colony *cf = run_async(&p, &mf, &f);
+        char what[64];
+        snprintf(what, sizeof what, "async, saved every %d with 6 in flight",
+                 every);
+        check_async_run(&p, &mf, cf, &f, what);
+        CHECK(f.dropped > 0, "%s: nothing dropped", what);
+        printf("%s: %llu results, %llu dropped and made again, best %.6f\n",
+               what, (unsigned long long)f.applied,
+               (unsigned long long)f.dropped, cf->best_fitness);
+        colony_destroy(cf);
+    }
+    printf("async (4 in flight): %llu evaluations, %llu scouts, best %.6f; "
+           "other arrival order: best %.6f\n",
+           (unsigned long long)ca->evaluations, (unsigned long long)a.scouts,
+           ca->best_fitness, cd->best_fitness);
+    colony_destroy(ca);
+    colony_destroy(cb);
+    colony_destroy(cd);
+    colony_destroy(c1);
+    colony_destroy(c12);
+    colony_destroy(cs);
+    colony_destroy(cr);
+}
+
+/* Misuse of the two forms, and begin at a later phase boundary. */
+static void test_async_api(void)
+{
+    char err[ABC_ERRLEN];
+    struct colony_params p = ref_params(5);
+    struct colony *c;
+    const struct candidate *b, *cd;
+    int n;
+    double f[64];
+    colony_create(&c, &p, err);
+    CHECK(colony_async_next(c, &cd, err) == ABC_EVALUE && cd == NULL,
+          "async_next on a sync colony");
+    CHECK(colony_async_begin(c, err) == ABC_EVALUE && strstr(err, "init") &&
+              c->phase == COLONY_INIT,
+          "begin in init: %s", err);
+    colony_next_batch(c, &b, &n, err);
+    for (int i = 0; i < n; i++)
+        f[i] = test_fitness(&p, b[i].code, b[i].seed);
+    colony_apply(c, f, err);
+    colony_next_batch(c, &b, &n, err); /* the employed batch is made */
+    CHECK(colony_async_begin(c, err) == ABC_EVALUE && !c->async,
+          "begin with a batch made: %s", err);
+    for (int i = 0; i < n; i++)
+        f[i] = test_fitness(&p, b[i].code, b[i].seed);
+    colony_apply(c, f, err);
+    /* begin at the onlooker phase of cycle 0: role sn comes first */
+    CHECK(colony_async_begin(c, err) == 0 && c->phase == COLONY_ASYNC &&
+              c->role_next == (uint64_t)p.sn && c->cycle == 0,
+          "begin at onlooker: %s", err);
+    CHECK(colony_async_begin(c, err) == 0, "begin twice");
+    CHECK(colony_next_batch(c, &b, &n, err) == ABC_EVALUE &&
+              strstr(err, "async"),
+          "next_batch on async: %s", err);
+    CHECK(colony_apply(c, f, err) == ABC_EVALUE, "apply on async");
+    CHECK(colony_record(c, 0, 0.5, err) == ABC_EVALUE, "record on async");
+    CHECK(colony_async_next(c, &cd, err) == 1 && cd->phase == COLONY_ONLOOKER &&
+              cd->index == 0 && cd->cycle == 0 &&
+              cd->eval_id == 2 * (uint64_t)p.sn,
+          "first async candidate after begin at onlooker");
+    uint64_t id = cd->eval_id;
+    struct colony_food before = c->foods[cd->source];
+    uint64_t ev = c->evaluations;
+    CHECK(colony_async_apply(c, id + 1, 0.5, err) == ABC_EVALUE &&
+              strstr(err, "not in flight"),
+          "unknown eval id: %s", err);
+    CHECK(colony_async_apply(c, id, NAN, err) == ABC_EVALUE &&
+              strstr(err, "finite"),
+          "NaN fitness: %s", err);
+    CHECK(c->evaluations == ev && c->ninflight == 1 &&
+              c->foods[cd->source].trial == before.trial,
+          "a refused result changed the colony");
+    CHECK(colony_async_apply(c, id, -1.0, err) == 0 &&
+              c->evaluations == ev + 1 && c->ninflight == 0,
+          "apply: %s", err);
+    colony_destroy(c);
+
+    /* max_cycles 0: init ends the search, begin does nothing */
+    p.max_cycles = 0;
+    colony_create(&c, &p, err);
+    colony_next_batch(c, &b, &n, err);
+    for (int i = 0; i < n; i++)
+        f[i] = 0.5;
+    colony_apply(c, f, err);
+    CHECK(colony_done(c) && colony_async_begin(c, err) == 0 && colony_done(c),
+          "begin on a done colony");
+    colony_destroy(c);
+}
+
+/* An async colony with candidates in flight, saved to path. */
+static struct colony *saved_async(const struct colony_params *p,
+                                  const char *path, int inflight)
+{
+    char err[ABC_ERRLEN];
+    struct colony *c;
+    const struct candidate *b, *cd;
+    int n;
+    double f[64];
+    colony_create(&c, p, err);
+    colony_next_batch(c, &b, &n, err);
+    for (int i = 0; i < n; i++)
+        f[i] = test_fitness(p, b[i].code, b[i].seed);
+    colony_apply(c, f, err);
+    colony_async_begin(c, err);
+    /* a cycle and a half in order, then some out of order */
+    uint64_t R = 2 * (uint64_t)p->sn + 1;
+    for (uint64_t k = 0; k < R + (uint64_t)p->sn; k++) {
+        if (colony_async_next(c, &cd, err) != 1) break;
+        colony_async_apply(c, cd->eval_id, test_fitness(p, cd->code, cd->seed),
+                           err);
+    }
+    uint64_t ids[8];
+    for (int i = 0; i < inflight; i++) {
+        colony_async_next(c, &cd, err);
+        ids[i] = cd->eval_id;
+    }
+    if (inflight > 1) colony_async_apply(c, ids[1], 0.25, err);
+    CHECK(colony_save(c, path, err) == 0, "save async: %s", err);
+    return c;
+}
+
+static void test_async_checkpoint(void)
+{
+    char err[ABC_ERRLEN];
+    const char *good = "colony_async_good.msgpack", *bad = "colony_bad.msgpack";
+    struct colony_params p = ref_params(9);
+    struct colony *c = saved_async(&p, good, 4);
+    CHECK(c->phase == COLONY_ASYNC && c->cycle == 1 && c->ninflight == 3,
+          "async setup: phase %s cycle %d in flight %d",
+          colony_phase_name(c->phase), c->cycle, c->ninflight);
+    struct colony *l;
+    CHECK(colony_load(good, &l, err) == 0, "load async: %s", err);
+    if (l) {
+        CHECK(same_colony(c, l) && l->async && l->nredo == 3 &&
+                  l->role_next == c->role_next && l->walk == c->walk &&
+                  l->ninflight == 0,
+              "loaded async colony differs");
+        /* the roles in flight are made first, under new ids */
+        uint64_t want[3];
+        for (int i = 0; i < 3; i++)
+            want[i] = l->redo[i];
+        for (int i = 0; i < 3; i++) {
+            const struct candidate *cd;
+            CHECK(colony_async_next(l, &cd, err) == 1 &&
+                      cd->eval_id == c->next_eval_id + (uint64_t)i,
+                  "redo %d", i);
+            uint64_t R = 2 * (uint64_t)p.sn + 1;
+            uint64_t role = (uint64_t)cd->cycle * R +
+                            (cd->phase == COLONY_EMPLOYED ? (uint64_t)cd->index
+                             : cd->phase == COLONY_ONLOOKER
+                                 ? (uint64_t)p.sn + (uint64_t)cd->index
+                                 : 2 * (uint64_t)p.sn);
+            CHECK(role == want[i], "redo %d: role %llu, want %llu", i,
+                  (unsigned long long)role, (unsigned long long)want[i]);
+        }
+        colony_destroy(l);
+    }
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    read_all(good, &buf, &len);
+    printf("async colony checkpoint: %zu bytes (sn 10, 13 layers, 3 in "
+           "flight)\n",
+           len);
+    int trunc_ok = 0;
+    for (size_t k = 0; k < len; k++) {
+        write_all(bad, buf, k);
+        struct colony *t = (struct colony *)1;
+        if (colony_load(bad, &t, err) < 0 && t == NULL && strstr(err, bad))
+            trunc_ok++;
+        else if (t && t != (struct colony *)1)
+            colony_destroy(t);
+    }
+    CHECK(trunc_ok == (int)len, "async: %d of %zu truncations rejected",
+          trunc_ok, len);
+    /* single-byte corruptions: rejected, or a consistent colony */
+    {
+        unsigned char *x = malloc(len);
+        struct rng r;
+        rng_seed(&r, 77);
+        int loaded = 0;
+        for (int t = 0; t < 400; t++) {
+            memcpy(x, buf, len);
+            x[rng_below(&r, len)] ^= (unsigned char)(1 + rng_below(&r, 255));
+            write_all(bad, x, len);
+            struct colony *y = NULL;
+            if (colony_load(bad, &y, err) == 0) {
+                loaded++;
+                CHECK(colony_save(y, "colony_resaved.msgpack", err) == 0,
+                      "async resave: %s", err);
+                colony_destroy(y);
+            } else {
+                CHECK(y == NULL && strstr(err, bad), "async flip: %s", err);
+            }
+        }
+        printf("async: 400 single-byte corruptions, %d loaded (consistent: "
+               "a fitness, walk...), the rest rejected\n",
+               loaded);
+        free(x);
+        remove("colony_resaved.msgpack");
+    }
+
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    msgpack_object obj;
+    size_t off = 0;
+    CHECK(msgpack_unpack((const char *)buf, len, &off, &zone, &obj) ==
+              MSGPACK_UNPACK_SUCCESS,
+          "unpack the async file");
+    int64_t total = (int64_t)p.max_cycles * (2 * p.sn + 1);
+    int64_t nr = (int64_t)c->role_next;
+    struct mut muts[] = {
+        {"version", M_INT, 1, 0, NULL, "unknown key \"async\""},
+        {"version", M_INT, 3, 0, NULL, "version 3"},
+        {"async", M_DELETE, 0, 0, NULL, "version 2"},
+        {"async", M_NIL, 0, 0, NULL, "async"},
+        {"async", M_ADD, 0, 0, NULL, "async: unknown key \"extra\""},
+        {"async.walk", M_INT, 10, 0, NULL, "async.walk"},
+        {"async.walk", M_INT, -1, 0, NULL, "async.walk"},
+        {"async.next_role", M_INT, total + 1, 0, NULL, "async.next_role"},
+        {"async.next_role", M_INT, total, 0, NULL, "evaluations"},
+        {"async.next_role", M_INT, nr - 1, 0, NULL, "async.redo"},
+        {"async.next_role", M_DELETE, 0, 0, NULL, "missing \"next_role\""},
+        {"async.redo", M_INT, 1, 0, NULL, "async.redo"},
+        {"async.redo[0]", M_INT, nr, 0, NULL, "async.redo[0]"},
+        {"async.redo[1]", M_INT, 0, 0, NULL, "async.redo[1]"},
+        {"async.redo[0]", M_INT, -1, 0, NULL, "async.redo[0]"},
+        {"async.redo[0]", M_INT, 0, 0, NULL, "cycle"},
+        {"phase", M_STR, 0, 0, "employed", "expected async or done"},
+        {"phase", M_STR, 0, 0, "done", "in phase done"},
+        {"cycle", M_INT, 0, 0, NULL, "cycle"},
+        {"evaluations", M_INT, 10, 0, NULL, "evaluations"},
+        {"evaluations", M_INT, (int64_t)c->evaluations + 3, 0, NULL,
+         "evaluations"},
+        {"batch", M_INT, 3, 0, NULL, "batch"},
+    };
+    int nm = (int)(sizeof muts / sizeof muts[0]);
+    for (int i = 0; i < nm; i++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        repack(&pk, &obj, "", &muts[i]);
+        write_all(bad, sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+        char what[128];
+        snprintf(what, sizeof what, "async mutation %d (%s)", i, muts[i].path);
+        expect_load_fails(bad, muts[i].expect, what);
+    }
+    msgpack_zone_destroy(&zone);
+    free(buf);
+    colony_destroy(c);
+
+    /* a finished async search saves and loads as done */
+    struct async_mode m = {.workers = 3, .order_seed = 4};
+    struct async_log lg;
+    c = run_async(&p, &m, &lg);
+    CHECK(colony_save(c, good, err) == 0 && colony_load(good, &l, err) == 0 &&
+              colony_done(l) && l->async && same_colony(c, l),
+          "done async colony: %s", err);
+    colony_destroy(l);
+    colony_destroy(c);
+    remove(good);
+    remove(bad);
+}
+
 int main(void)
 {
     test_neighbour_value();
@@ -1243,5 +1885,9 @@ int main(void)
     test_redraw_measure();
     test_checkpoint_bytes();
     test_checkpoint_fields();
+    test_async_api();
+    test_async_search();
+    test_async_determinism_and_resume();
+    test_async_checkpoint();
     return check_finish("test_colony");
 }

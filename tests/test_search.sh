@@ -10,7 +10,12 @@
 #  4. evaluations that fail (a diverging loss) are logged as errors with
 #     fitness 0 and do not stop the search;
 #  5. `run` does train -> search -> finetune and writes a report whose pruned
-#     net has fewer MACs; a second `run` skips every finished step.
+#     net has fewer MACs; a second `run` skips every finished step;
+#  6. the async schedule on 3 ranks: exit 0, exactly the budget of
+#     evaluations (every role once, eval ids 0..n-1), best.yaml the max over
+#     all of them, the best never decreasing over cycle lines; stopped by
+#     SIGTERM and resumed: every role still evaluated exactly once (and
+#     not resumable as sync); on 1 rank as well.
 # usage: test_search.sh ABCPRUNE MPIEXEC "PREFLAGS" WORKDIR
 set -u
 exe="$1"
@@ -48,6 +53,7 @@ train:
   batch_size: 64
   lr: 0.1
 search:
+  schedule: ${SCHEDULE:-sync}
   sn: 4
   limit: 2
   change_dims: 2
@@ -158,6 +164,78 @@ mpirun_n 2 "$exe" run pipe.yaml >pipe2.out 2>pipe2.err
 check "second run exits 0" test $? -eq 0
 check "second run skips training" grep -q "already trained" pipe2.err
 check "second run reprints the same report" cmp -s <(grep -v img/s pipe.out) <(grep -v img/s pipe2.out)
+
+# 6. The async schedule on 3 ranks (2 workers).
+mkdir -p async && cp base/baseline.ckpt async/
+SCHEDULE=async config async.yaml async
+mpirun_n 3 "$exe" search async.yaml 2>async.err
+check "async search on 3 ranks exits 0" test $? -eq 0
+# Per phase: init sn = 4, employed and onlooker cycles*sn = 12 each (each
+# role once), scouts at most one per cycle; ids 0..n-1 each once.
+async_budget() { $py -c 'import json,sys,collections
+e=[json.loads(l) for l in open(sys.argv[1]) if "\"eval\"" in l]
+n=collections.Counter(r["phase"] for r in e)
+roles=collections.Counter((r["cycle"],r["phase"],r["candidate"]) for r in e if r["phase"] in ("employed","onlooker"))
+ids=sorted(r["eval_id"] for r in e)
+ok=(n["init"]==4 and n["employed"]==12 and n["onlooker"]==12 and n["scout"]<=3
+    and len(e)==28+n["scout"] and len(roles)==24 and max(roles.values())==1
+    and len(set(ids))==len(ids) and (sys.argv[2]=="resumed" or ids==list(range(len(e)))))
+if not ok: print(dict(n), len(e), sorted(roles.values())[-3:], ids[:5], file=sys.stderr)
+sys.exit(0 if ok else 1)' "$@"; }
+check "async: eval lines = the budget, every role once" async_budget async/search.jsonl fresh
+check "async: both workers evaluated" \
+  test "$($py -c 'import json,sys
+print(len({json.loads(l).get("worker") for l in open("async/search.jsonl") if "\"eval\"" in l}))')" -eq 2
+async_best() { $py -c 'import json,re,sys
+L=[json.loads(l) for l in open(sys.argv[1]+"/search.jsonl")]
+f=max(r["fitness"] for r in L if r["event"]=="eval")
+b=[r["best_fitness"] for r in L if r["event"]=="cycle"]
+y=open(sys.argv[1]+"/best.yaml").read()
+yb=float(re.search(r"^fitness: ([0-9.]+)",y,re.M).group(1))
+ok=(abs(yb-f)<1e-6 and "done: true" in y and len(b)==4 and abs(b[-1]-f)<1e-6
+    and all(x<=z for x,z in zip(b,b[1:])))
+sys.exit(0 if ok else 1)' "$1"; }
+check "async: best.yaml is the max over all evaluations, best non-decreasing over 4 cycle lines" \
+  async_best async
+check "async: colony checkpoint is the async form (done)" \
+  $py -c 'import sys; d=open("async/colony.ckpt","rb").read(); sys.exit(0 if b"async" in d and b"done" in d else 1)'
+echo "info sync  3 ranks: $(grep '^search done' np3.err)"
+echo "info async 3 ranks: $(grep '^search done' async.err)"
+
+# SIGTERM in the middle of an async search, then --resume.
+mkdir -p astop && cp base/baseline.ckpt astop/
+SCHEDULE=async config astop.yaml astop
+"$mpiexec" -n 3 "${preflags[@]}" "$exe" search astop.yaml 2>astop.err &
+pid=$!
+for _ in $(seq 600); do
+  grep -q '"event":"cycle","cycle":1' astop/search.jsonl 2>/dev/null && break
+  sleep 0.05
+done
+pkill -TERM -P $pid
+wait $pid
+code=$?
+check "async SIGTERM: exits 75 (got $code)" test "$code" -eq 75
+check "async SIGTERM: stopped before the end" grep -q 'done: false' astop/best.yaml
+SCHEDULE=sync config astop_sync.yaml astop
+mpirun_n 2 "$exe" search --resume astop_sync.yaml 2>aswitch.err
+check "a stopped async search does not resume as sync" test $? -eq 1
+check "the refusal names the schedule" grep -q 'with the async schedule' aswitch.err
+mpirun_n 3 "$exe" search --resume astop.yaml 2>aresume.err
+check "async resumed search exits 0" test $? -eq 0
+check "async resumed: every role evaluated exactly once over both runs" \
+  async_budget astop/search.jsonl resumed
+check "async resumed: best.yaml is the max, best non-decreasing" async_best astop
+mpirun_n 2 "$exe" search --resume astop_sync.yaml 2>aswitch.err
+check "a finished async search re-run with sync is accepted" test $? -eq 0
+
+# Async on one rank: evaluated in-process, one at a time.
+mkdir -p async1 && cp base/baseline.ckpt async1/
+SCHEDULE=async config async1.yaml async1
+mpirun_n 1 "$exe" search async1.yaml 2>async1.err
+check "async search on 1 rank exits 0" test $? -eq 0
+check "async on 1 rank: eval lines = the budget, every role once" \
+  async_budget async1/search.jsonl fresh
+check "async on 1 rank: best.yaml is the max, best non-decreasing" async_best async1
 
 echo "test_search: $checks checks, $fails failed"
 [ "$fails" -eq 0 ]
