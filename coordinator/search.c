@@ -731,14 +731,32 @@ int search_run(MPI_Comm comm, const struct config *c,
     }
     if (rc == 0 && resuming && colony_done(r.col))
         rc = write_best(&r, err); /* a finished search re-run: refresh */
-    if (rc == 0 && o->progress && r.evals_here > 0) {
+    if (rc == 0 && r.evals_here > 0) {
+        /* Utilisation, and rank 0's own CPU time: with workers, all of it
+         * is coordination (it must not spin while it waits). */
         double el = now_seconds() - r.t_start;
         int nw = r.nranks > 1 ? r.nranks - 1 : 1;
-        fprintf(o->progress,
-                "search done: %llu evaluations in %.1fs (%.2f/s), workers "
-                "busy %.0f%% of the time\n",
-                (unsigned long long)r.evals_here, el, r.evals_here / el,
-                100.0 * r.busy_s / (nw * el));
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+                     ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+        fprintf(r.log,
+                "{\"event\":\"done\",\"schedule\":\"%s\","
+                "\"evaluations\":%llu,\"evaluated_here\":%llu,"
+                "\"elapsed_s\":%.2f,\"ranks\":%d,\"worker_busy\":%.4f,"
+                "\"rank0_cpu_s\":%.3f,\"best_fitness\":%.6f}",
+                c->search.schedule, (unsigned long long)r.col->evaluations,
+                (unsigned long long)r.evals_here, el, r.nranks,
+                r.busy_s / (nw * el), cpu, r.col->best_fitness);
+        if (jsonl_end(r.log))
+            rc = abc_errf(err, ABC_EIO, "cannot write the search log");
+        if (o->progress)
+            fprintf(o->progress,
+                    "search done: %llu evaluations in %.1fs (%.2f/s), workers "
+                    "busy %.0f%% of the time, rank 0 CPU %.2fs (%.1f%% of a "
+                    "core)\n",
+                    (unsigned long long)r.evals_here, el, r.evals_here / el,
+                    100.0 * r.busy_s / (nw * el), cpu, 100.0 * cpu / el);
     }
 out:
     shutdown_workers(&r, rc == 0 ? "search done" : "search stopped");
