@@ -1,8 +1,9 @@
 /* search.h - rank 0's side of the ABC structure search: reads the baseline,
- * broadcasts it to the workers, runs the colony phase by phase with every
- * phase's evaluations handed to whichever worker is free (or evaluated
- * in-process when there is one rank), and writes the run log, the colony
- * checkpoint after every phase and best.yaml. */
+ * broadcasts it to the workers, and runs the colony with evaluations handed
+ * to whichever worker is free (or evaluated in-process when there is one
+ * rank): phase by phase (sync) or one candidate per free worker (async). It
+ * writes the run log, the colony checkpoint (after every phase; async:
+ * after every result) and best.yaml. */
 #ifndef ABC_SEARCH_H
 #define ABC_SEARCH_H
 
