@@ -172,3 +172,28 @@ fail:
     free(tmp);
     return rc;
 }
+
+int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int file_make_dirs(const char *path, char *err)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return abc_errf(err, ABC_EVALUE, "path too long: %s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0775) != 0 && errno != EEXIST)
+                return abc_errf(err, ABC_EIO, "cannot create directory %s: %s",
+                                buf, strerror(errno));
+            *p = c;
+            if (c == '\0') break;
+        }
+    }
+    return 0;
+}

@@ -29,4 +29,11 @@ int file_read_all(const char *path, const char *what, size_t max_bytes,
  * rename may not survive a crash. */
 int file_write_atomic(const char *path, const void *buf, size_t len, char *err);
 
+/* 1 when something exists at path (file or directory), else 0. */
+int file_exists(const char *path);
+
+/* Creates directory path and its missing parents (mkdir -p, mode 0775).
+ * Returns 0 or ABC_EIO / ABC_EVALUE naming the directory. */
+int file_make_dirs(const char *path, char *err);
+
 #endif

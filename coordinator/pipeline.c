@@ -2,10 +2,8 @@
  * pipeline.h). */
 #include "pipeline.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "checkpoint.h"
 #include "colony.h"
@@ -20,32 +18,6 @@
 
 /* Labels of rng_derive for the model's initial weights and fine-tuning. */
 enum { SEED_INIT = 3, SEED_FINETUNE = 5 };
-
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-/* mkdir -p. Returns 0 or an error naming the directory. */
-static int make_dirs(const char *path, char *err)
-{
-    char buf[CONFIG_PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return abc_errf(err, ABC_EVALUE, "path too long: %s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0775) != 0 && errno != EEXIST)
-                return abc_errf(err, ABC_EIO, "cannot create directory %s: %s",
-                                buf, strerror(errno));
-            *p = c;
-            if (c == '\0') break;
-        }
-    }
-    return 0;
-}
 
 void pipeline_input_shape(const struct config *c, int *ch, int *h, int *w)
 {
@@ -125,7 +97,7 @@ int pipeline_train(const struct config *c, int force,
     int rc;
     if ((rc = search_path(ckpt, sizeof ckpt, c, SEARCH_BASELINE, err)) ||
         (rc = search_path(logp, sizeof logp, c, "train.jsonl", err)) ||
-        (rc = make_dirs(c->out_dir, err)))
+        (rc = file_make_dirs(c->out_dir, err)))
         return rc;
     int ch, h, w;
     pipeline_input_shape(c, &ch, &h, &w);

@@ -27,12 +27,10 @@
  * then differs from sync only in applying each result at once). */
 #include "search.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 
 #include "checkpoint.h"
 #include "colony.h"
@@ -55,12 +53,6 @@ int search_path(char *buf, size_t n, const struct config *c, const char *file,
         return abc_errf(err, ABC_EVALUE, "%s: out_dir path too long",
                         c->path);
     return 0;
-}
-
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
 }
 
 /* Everything one search run holds. */

@@ -81,12 +81,6 @@ static char *find_bytes(char *hay, size_t n, const char *needle, size_t k)
     return NULL;
 }
 
-static int file_exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
 /* Number of files in the current directory whose name starts with stem and
  * contains ".tmp." (leftover temp files of a save). */
 static int count_temps(const char *stem)
