@@ -6,19 +6,13 @@
 # message naming the file, and never modify the file.
 # usage: test_cli.sh ABCPRUNE WORKDIR SOURCEDIR
 set -u
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 exe="$1"
 work="$2/cli"
 src="$3"
 rm -rf "$work"
 mkdir -p "$work"
 cd "$work" || exit 1
-fails=0
-checks=0
-check() { # check DESCRIPTION COMMAND...
-  checks=$((checks + 1))
-  local what="$1"; shift
-  if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi
-}
 
 cat >tiny.yaml <<'YAML'
 seed: 5
@@ -94,5 +88,4 @@ for f in "$src"/configs/*.yaml; do
   check "shipped config $(basename "$f") loads and builds" test $? -eq 0
 done
 
-echo "test_cli: $checks checks, $fails failed"
-[ "$fails" -eq 0 ]
+check_finish test_cli

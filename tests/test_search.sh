@@ -18,6 +18,7 @@
 #     not resumable as sync); on 1 rank as well.
 # usage: test_search.sh ABCPRUNE MPIEXEC "PREFLAGS" WORKDIR
 set -u
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 exe="$1"
 mpiexec="$2"
 read -r -a preflags <<<"${3//;/ }"
@@ -26,13 +27,6 @@ rm -rf "$work"
 mkdir -p "$work"
 cd "$work" || exit 1
 py=/usr/bin/python3
-fails=0
-checks=0
-check() { # check DESCRIPTION COMMAND...
-  checks=$((checks + 1))
-  local what="$1"; shift
-  if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi
-}
 mpirun_n() { local n="$1"; shift; "$mpiexec" -n "$n" "${preflags[@]}" "$@"; }
 
 config() { # config NAME OUT_DIR [extra yaml lines for search:]
@@ -237,5 +231,4 @@ check "async on 1 rank: eval lines = the budget, every role once" \
   async_budget async1/search.jsonl fresh
 check "async on 1 rank: best.yaml is the max, best non-decreasing" async_best async1
 
-echo "test_search: $checks checks, $fails failed"
-[ "$fails" -eq 0 ]
+check_finish test_search
