@@ -558,10 +558,12 @@ void conv2d_backward_ref(float *dinp, float *dweight, float *dbias,
  * float and across rows in double; mean and variance come from one pass of
  * sums shifted by an estimate of the mean, corrected by the shifted mean. */
 
-void batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
+/* relu != 0: out = max(bn(inp), 0) in the same pass. */
+static void bn_forward(float *out, float *mean, float *invstd, const float *inp,
                        const float *gamma, const float *beta,
                        float *running_mean, float *running_var, int B, int C,
-                       int HW, float momentum, float eps, int training)
+                       int HW, float momentum, float eps, int training,
+                       int relu)
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
@@ -613,15 +615,45 @@ void batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
         for (int b = 0; b < B; b++) {
             const float *r = x + b * cs;
             float *o = out + (size_t)c * HW + b * cs;
+            if (relu) {
 #pragma omp simd
-            for (int i = 0; i < HW; i++)
-                o[i] = (r[i] - m) * sc + sh;
+                for (int i = 0; i < HW; i++) {
+                    float v = (r[i] - m) * sc + sh;
+                    o[i] = v > 0.0f ? v : 0.0f;
+                }
+            } else {
+#pragma omp simd
+                for (int i = 0; i < HW; i++)
+                    o[i] = (r[i] - m) * sc + sh;
+            }
         }
     }
 }
 
-void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
-                        const float *dout, const float *inp, const float *mean,
+void batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
+                       const float *gamma, const float *beta,
+                       float *running_mean, float *running_var, int B, int C,
+                       int HW, float momentum, float eps, int training)
+{
+    bn_forward(out, mean, invstd, inp, gamma, beta, running_mean, running_var,
+               B, C, HW, momentum, eps, training, 0);
+}
+
+void batchnorm_relu_forward(float *out, float *mean, float *invstd,
+                            const float *inp, const float *gamma,
+                            const float *beta, float *running_mean,
+                            float *running_var, int B, int C, int HW,
+                            float momentum, float eps, int training)
+{
+    bn_forward(out, mean, invstd, inp, gamma, beta, running_mean, running_var,
+               B, C, HW, momentum, eps, training, 1);
+}
+
+/* relu_out != NULL: dout is first masked by (relu_out > 0), the backward of
+ * a ReLU applied in place to this batchnorm's output. */
+static void bn_backward(float *dinp, float *dgamma, float *dbeta,
+                        const float *dout, const float *relu_out,
+                        const float *inp, const float *mean,
                         const float *invstd, const float *gamma, int B, int C,
                         int HW, int accumulate)
 {
@@ -629,15 +661,26 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
     for (int c = 0; c < C; c++) {
         const float *x = inp + (size_t)c * HW, *dy = dout + (size_t)c * HW;
+        const float *y = relu_out ? relu_out + (size_t)c * HW : NULL;
         const float m = mean[c], is = invstd[c];
         double sdy = 0, sdyx = 0;
         for (int b = 0; b < B; b++) {
             const float *r = x + b * cs, *g = dy + b * cs;
             float a = 0, q = 0;
+            if (y) {
+                const float *o = y + b * cs;
 #pragma omp simd reduction(+ : a, q)
-            for (int i = 0; i < HW; i++) {
-                a += g[i];
-                q += g[i] * (r[i] - m);
+                for (int i = 0; i < HW; i++) {
+                    float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                    a += gi;
+                    q += gi * (r[i] - m);
+                }
+            } else {
+#pragma omp simd reduction(+ : a, q)
+                for (int i = 0; i < HW; i++) {
+                    a += g[i];
+                    q += g[i] * (r[i] - m);
+                }
             }
             sdy += a;
             sdyx += q;
@@ -652,14 +695,46 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
         for (int b = 0; b < B; b++) {
             const float *r = x + b * cs, *g = dy + b * cs;
             float *d = dinp + (size_t)c * HW + b * cs;
-            if (accumulate)
+            if (y) {
+                const float *o = y + b * cs;
+                if (accumulate)
+                    for (int i = 0; i < HW; i++) {
+                        float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                        d[i] += k * (gi - mdy - (r[i] - m) * mq);
+                    }
+                else
+                    for (int i = 0; i < HW; i++) {
+                        float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                        d[i] = k * (gi - mdy - (r[i] - m) * mq);
+                    }
+            } else if (accumulate) {
                 for (int i = 0; i < HW; i++)
                     d[i] += k * (g[i] - mdy - (r[i] - m) * mq);
-            else
+            } else {
                 for (int i = 0; i < HW; i++)
                     d[i] = k * (g[i] - mdy - (r[i] - m) * mq);
+            }
         }
     }
+}
+
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
+                        const float *dout, const float *inp, const float *mean,
+                        const float *invstd, const float *gamma, int B, int C,
+                        int HW, int accumulate)
+{
+    bn_backward(dinp, dgamma, dbeta, dout, NULL, inp, mean, invstd, gamma, B,
+                C, HW, accumulate);
+}
+
+void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta,
+                             const float *dout, const float *out,
+                             const float *inp, const float *mean,
+                             const float *invstd, const float *gamma, int B,
+                             int C, int HW, int accumulate)
+{
+    bn_backward(dinp, dgamma, dbeta, dout, out, inp, mean, invstd, gamma, B, C,
+                HW, accumulate);
 }
 
 /* ---------------------------------------------------------------------------

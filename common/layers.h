@@ -61,6 +61,22 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
                         const float *gamma, int B, int C, int HW,
                         int accumulate);
 
+/* Batchnorm followed by a ReLU, fused: out = max(batchnorm(inp), 0) in one
+ * pass (same arguments and statistics as batchnorm_forward). Backward takes
+ * the fused forward's `out` and masks dout by (out > 0) while computing the
+ * batchnorm backward: the same results as relu_backward then
+ * batchnorm_backward, without the separate pass. dout is not modified. */
+void batchnorm_relu_forward(float *out, float *mean, float *invstd,
+                            const float *inp, const float *gamma,
+                            const float *beta, float *running_mean,
+                            float *running_var, int B, int C, int HW,
+                            float momentum, float eps, int training);
+void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta,
+                             const float *dout, const float *out,
+                             const float *inp, const float *mean,
+                             const float *invstd, const float *gamma, int B,
+                             int C, int HW, int accumulate);
+
 /* out = max(inp, 0), n elements (out may alias inp). */
 void relu_forward(float *out, const float *inp, size_t n);
 /* dinp =/+= dout * (out > 0). Uses the forward OUTPUT, so in-place is ok. */

@@ -30,6 +30,7 @@ struct op {
     struct conv_geom g;   /* conv (B filled per call) */
     int k, stride;        /* maxpool window/stride; shortcut stride */
     size_t aux;           /* bn: offset into stats; maxpool: into argmax */
+    int relu;             /* bn: a ReLU fused in (out = max(bn(in), 0)) */
 };
 
 /* An activation: (c,h,w) per image, stored for max_batch images at
@@ -37,6 +38,10 @@ struct op {
 struct slot {
     int c, h, w;
     size_t size, off;
+    /* >= 0: this slot's only reader is the residual add writing slot
+     * grad_alias, so its gradient is that slot's gradient and shares its
+     * buffer (no copy in add_backward); -1: a buffer of its own. */
+    int grad_alias;
 };
 
 struct model_program {
@@ -136,6 +141,7 @@ static int add_slot(struct model *m, int c, int h, int w)
     n->c = c, n->h = h, n->w = w;
     n->size = (size_t)c * h * w;
     n->off = P->act_per_image;
+    n->grad_alias = -1;
     P->act_per_image += n->size;
     return P->nslots++;
 }
@@ -250,8 +256,17 @@ static int build_bn(struct model *m, const char *name, int in, int prune)
     return out;
 }
 
+/* A ReLU right after the batchnorm producing `in` is fused into it. */
 static int build_relu(struct model *m, int in)
 {
+    struct model_program *P = m->prog;
+    if (P->nops > 0) {
+        struct op *last = &P->ops[P->nops - 1];
+        if (last->kind == OP_BN && last->out == in && !last->relu) {
+            last->relu = 1;
+            return in;
+        }
+    }
     add_op(m, OP_RELU, in, in);
     return in;
 }
@@ -311,6 +326,26 @@ static int build_shortcut(struct model *m, int in, int cout, int stride)
     struct op *o = add_op(m, OP_SHORTCUT, in, out);
     if (o) o->stride = stride;
     return out;
+}
+
+/* Gives each residual-add input that no other op reads the add output's
+ * gradient buffer (see struct slot). Its gradient is then exactly the add
+ * output's, written once (by the add's consumers) before the add's backward,
+ * and read only by the input's producer, which runs after it. */
+static void plan_grad_aliases(struct model_program *P)
+{
+    for (int i = 0; i < P->nops; i++) {
+        const struct op *o = &P->ops[i];
+        if (o->kind != OP_ADD) continue;
+        int ins[2] = {o->in, o->in2};
+        for (int k = 0; k < 2; k++) {
+            int s = ins[k], readers = 0;
+            if (s <= 0 || s == P->logits) continue;
+            for (int j = 0; j < P->nops; j++)
+                readers += (P->ops[j].in == s) + (P->ops[j].in2 == s);
+            if (readers == 1) P->slots[s].grad_alias = o->out;
+        }
+    }
 }
 
 #define CHECK_SLOT(x)                                                         \
@@ -480,6 +515,7 @@ int model_create(struct model **out, enum arch arch, const int *channels,
                         in_h, in_w, arch_name(arch));
     }
     m->prog->logits = logits;
+    plan_grad_aliases(m->prog);
     /* The input slot is not stored in the arena: forward reads x itself. */
     m->params = calloc(m->nparams, sizeof(float));
     m->grads = calloc(m->nparams, sizeof(float));
@@ -582,6 +618,7 @@ static float *act(const struct model_program *P, int s)
 static float *dact(const struct model_program *P, int s)
 {
     if (s == 0) return NULL;   /* no gradient for the input */
+    while (P->slots[s].grad_alias >= 0) s = P->slots[s].grad_alias;
     return P->dacts + P->slots[s].off * (size_t)P->max_batch;
 }
 
@@ -623,10 +660,10 @@ float model_forward(struct model *m, const float *x, const int *labels, int B,
         }
         case OP_BN: {
             float *mean = P->stats + o->aux;
-            batchnorm_forward(out, mean, mean + si->c, in, param(m, o->w),
-                              param(m, o->b), param(m, o->rm), param(m, o->rv),
-                              B, si->c, si->h * si->w, m->bn_momentum,
-                              m->bn_eps, training);
+            (o->relu ? batchnorm_relu_forward : batchnorm_forward)(
+                out, mean, mean + si->c, in, param(m, o->w), param(m, o->b),
+                param(m, o->rm), param(m, o->rv), B, si->c, si->h * si->w,
+                m->bn_momentum, m->bn_eps, training);
             break;
         }
         case OP_RELU: relu_forward(out, in, si->size * B); break;
@@ -686,9 +723,16 @@ void model_backward(struct model *m)
         }
         case OP_BN: {
             float *mean = P->stats + o->aux;
-            batchnorm_backward(din, grad(m, o->w), grad(m, o->b), dout,
-                               act(P, o->in), mean, mean + si->c,
-                               param(m, o->w), B, si->c, si->h * si->w, acc);
+            if (o->relu)
+                batchnorm_relu_backward(din, grad(m, o->w), grad(m, o->b),
+                                        dout, act(P, o->out), act(P, o->in),
+                                        mean, mean + si->c, param(m, o->w), B,
+                                        si->c, si->h * si->w, acc);
+            else
+                batchnorm_backward(din, grad(m, o->w), grad(m, o->b), dout,
+                                   act(P, o->in), mean, mean + si->c,
+                                   param(m, o->w), B, si->c, si->h * si->w,
+                                   acc);
             break;
         }
         case OP_RELU:
@@ -708,9 +752,13 @@ void model_backward(struct model *m)
                             so->c, acc);
             break;
         case OP_ADD: {
+            /* an input aliased to the output already holds its gradient
+             * (and no other reader wrote it: acc is 0) */
+            float *db = dact(P, o->in2);
             int acc2 = P->ready[o->in2];
             P->ready[o->in2] = 1;
-            add_backward(din, dact(P, o->in2), dout, si->size * B, acc, acc2);
+            add_backward(din == dout ? NULL : din, db == dout ? NULL : db,
+                         dout, si->size * B, acc, acc2);
             break;
         }
         case OP_SHORTCUT:

@@ -581,6 +581,75 @@ static void test_batchnorm(int B, int C, int HW, size_t sample)
     free(dxs), free(xpres);
 }
 
+/* Fused batchnorm+ReLU against batchnorm then an in-place relu (forward)
+ * and relu_backward then batchnorm_backward (backward): bit-identical. */
+static void test_batchnorm_relu(int B, int C, int HW, int threads)
+{
+    char what[160];
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    size_t n = (size_t)B * C * HW;
+    const float eps = 1e-5f, mom = 0.1f;
+    float *x = frandn(n, 2), *gamma = frandn(C, 1), *beta = frandn(C, 1);
+    float *dy = frandn(n, 1);
+    for (int training = 0; training < 2; training++) {
+        float *rm1 = frandn(C, 1), *rv1 = falloc(C);
+        for (int i = 0; i < C; i++)
+            rv1[i] = 0.5f + (float)rng_uniform(&R);
+        float *rm2 = fcopy(rm1, C), *rv2 = fcopy(rv1, C);
+        float *y1 = falloc(n), *m1 = falloc(C), *is1 = falloc(C);
+        float *y2 = falloc(n), *m2 = falloc(C), *is2 = falloc(C);
+        batchnorm_forward(y1, m1, is1, x, gamma, beta, rm1, rv1, B, C, HW, mom,
+                          eps, training);
+        relu_forward(y1, y1, n);
+        batchnorm_relu_forward(y2, m2, is2, x, gamma, beta, rm2, rv2, B, C,
+                               HW, mom, eps, training);
+        snprintf(what, sizeof what,
+                 "batchnorm_relu B%d C%d HW%d thr%d train%d forward", B, C, HW,
+                 threads, training);
+        CHECK_CLOSE(what, y2, y1, n, 0, 0);
+        CHECK(!memcmp(m1, m2, C * sizeof *m1) &&
+                  !memcmp(is1, is2, C * sizeof *is1) &&
+                  !memcmp(rm1, rm2, C * sizeof *rm1) &&
+                  !memcmp(rv1, rv2, C * sizeof *rv1),
+              "%s: statistics differ", what);
+        for (int acc = 0; training && acc < 2; acc++) {
+            float *pre = frandn(n, 1), *gpre = frandn(C, 1);
+            float *bpre = frandn(C, 1);
+            float *dx1 = fcopy(pre, n), *dg1 = fcopy(gpre, C);
+            float *db1 = fcopy(bpre, C), *dx2 = fcopy(pre, n);
+            float *dg2 = fcopy(gpre, C), *db2 = fcopy(bpre, C);
+            float *dm = fcopy(dy, n), *dy2 = fcopy(dy, n);
+            relu_backward(dm, dm, y1, n, 0);
+            batchnorm_backward(dx1, dg1, db1, dm, x, m1, is1, gamma, B, C, HW,
+                               acc);
+            batchnorm_relu_backward(dx2, dg2, db2, dy2, y2, x, m2, is2, gamma,
+                                    B, C, HW, acc);
+            snprintf(what, sizeof what,
+                     "batchnorm_relu B%d C%d HW%d thr%d acc%d dinp", B, C, HW,
+                     threads, acc);
+            CHECK_CLOSE(what, dx2, dx1, n, 0, 0);
+            CHECK_CLOSE("batchnorm_relu dgamma", dg2, dg1, C, 0, 0);
+            CHECK_CLOSE("batchnorm_relu dbeta", db2, db1, C, 0, 0);
+            CHECK(!memcmp(dy2, dy, n * sizeof *dy),
+                  "batchnorm_relu_backward modified dout");
+            /* dinp may be NULL: parameter gradients only */
+            float *dg3 = fcopy(gpre, C), *db3 = fcopy(bpre, C);
+            batchnorm_relu_backward(NULL, dg3, db3, dy, y2, x, m2, is2, gamma,
+                                    B, C, HW, acc);
+            CHECK_CLOSE("batchnorm_relu dinp=NULL dgamma", dg3, dg1, C, 0, 0);
+            CHECK_CLOSE("batchnorm_relu dinp=NULL dbeta", db3, db1, C, 0, 0);
+            free(pre), free(gpre), free(bpre), free(dx1), free(dg1), free(db1);
+            free(dx2), free(dg2), free(db2), free(dm), free(dy2), free(dg3);
+            free(db3);
+        }
+        free(rm1), free(rv1), free(rm2), free(rv2), free(y1), free(m1);
+        free(is1), free(y2), free(m2), free(is2);
+    }
+    free(x), free(gamma), free(beta), free(dy);
+    omp_set_num_threads(saved);
+}
+
 /* ------------------------------------------------------------------------
  * relu, add, avgpool, maxpool, shortcut: elementwise-ish layers */
 
@@ -962,6 +1031,10 @@ int main(void)
     omp_set_num_threads(2);
     test_batchnorm(8, 4, 1024, 48); /* threaded path; FD at 48 points */
     omp_set_num_threads(saved);
+    test_batchnorm_relu(2, 3, 5, 1);
+    test_batchnorm_relu(3, 2, 1, 1);
+    for (int t = 1; t <= 3; t++)
+        test_batchnorm_relu(8, 32, 196, t); /* threaded path at t > 1 */
     test_unary(0, 2, 3, 5, 5, 0, 0, 0);
     test_unary(1, 2, 3, 5, 5, 0, 0, 0);
     test_unary(2, 2, 3, 5, 5, 2, 2, 0);
