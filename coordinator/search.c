@@ -46,6 +46,15 @@
 /* Label of rng_derive for the colony's seed. */
 enum { SEED_SEARCH = 4 };
 
+/* CPU seconds this process has used (all threads, user + system). */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
+
 int search_path(char *buf, size_t n, const struct config *c, const char *file,
                 char *err)
 {
@@ -75,6 +84,7 @@ struct run {
     uint64_t evals_here;           /* evaluations done by this process */
     double busy_s;                 /* their evaluation seconds, summed */
     double t_start;
+    double cpu_start;              /* this process's CPU seconds at start */
     int cycles_logged;             /* async: cycle lines written */
 };
 
@@ -628,6 +638,7 @@ int search_run(MPI_Comm comm, const struct config *c,
     r.c = c;
     r.o = o;
     r.t_start = now_seconds();
+    r.cpu_start = cpu_seconds(); /* `run` trained in this process before */
     MPI_Comm_size(comm, &r.nranks);
     int rc = share_baseline(&r, err);
     if (rc) return rc; /* the workers got length 0 and returned */
@@ -728,10 +739,7 @@ int search_run(MPI_Comm comm, const struct config *c,
          * is coordination (it must not spin while it waits). */
         double el = now_seconds() - r.t_start;
         int nw = r.nranks > 1 ? r.nranks - 1 : 1;
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
-                     ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+        double cpu = cpu_seconds() - r.cpu_start;
         fprintf(r.log,
                 "{\"event\":\"done\",\"schedule\":\"%s\","
                 "\"evaluations\":%llu,\"evaluated_here\":%llu,"
