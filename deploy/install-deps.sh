@@ -13,6 +13,7 @@ packages=(
   zlib1g-dev                            # gzip'd IDX files
   dataset-fashion-mnist                 # the data
   python3 python3-torch python3-numpy python3-msgpack  # reference tests
+  procps                                # pkill in the signal tests
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then
