@@ -225,6 +225,11 @@ static int evaluate_batch(struct run *r, const struct candidate *batch, int n,
         }
         struct proto_eval_result *res = &r->res[i];
         decode_result(buf, len, src, batch[i].eval_id, res);
+        if (proto_result_stopped(res)) { /* not scored: made again later */
+            rc = abc_errf(err, ABC_ESTOPPED, "rank %d was stopped by a signal",
+                          src);
+            break;
+        }
         r->fresh[i] = 1;
         r->evals_here++;
         r->busy_s += res->wall_s;
@@ -454,7 +459,7 @@ static int share_baseline(struct run *r, char *err)
 
 /* Writes the colony after a stop and says how to go on. Returns
  * ABC_ESTOPPED, or ABC_EIO when the checkpoint could not be written. */
-static int stop_save(struct run *r, char *err)
+static int stop_save(struct run *r, const char *why, char *err)
 {
     char e2[ABC_ERRLEN];
     if (colony_save(r->col, r->colony_path, e2))
@@ -463,8 +468,7 @@ static int stop_save(struct run *r, char *err)
                         "written: %s",
                         e2);
     return abc_errf(err, ABC_ESTOPPED,
-                    "stopped by a signal; %s holds the search (resume with "
-                    "--resume)",
+                    "%s; %s holds the search (resume with --resume)", why,
                     r->colony_path);
 }
 
@@ -482,8 +486,10 @@ static int sync_step(struct run *r, char *err)
     if (rc == ABC_ESTOPPED) {
         /* Keep what finished: its log lines now, its fitness in the
          * checkpoint (a resume does not evaluate it again). */
+        char why[ABC_ERRLEN];
+        snprintf(why, sizeof why, "%s", err);
         log_batch(r, batch, n);
-        return stop_save(r, err);
+        return stop_save(r, why, err);
     }
     if (rc) return rc;
     /* Log before applying: the batch is freed by colony_apply. */
@@ -581,7 +587,8 @@ static int async_run(struct run *r, char *err)
             make_request(r, cd, &rq);
             rc = proto_evaluate(&rq, r->pre, r->how, &r->data, 0, r->o->stop,
                                 &res);
-            if (rc == ABC_ESTOPPED) return stop_save(r, err);
+            if (rc == ABC_ESTOPPED)
+                return stop_save(r, "stopped by a signal", err);
             if (rc) return rc;
             if ((rc = async_take(r, cd, &res, err))) return rc;
         }
@@ -597,7 +604,8 @@ static int async_run(struct run *r, char *err)
             rc = proto_recv_or_stop(r->comm, MPI_ANY_SOURCE, TAG_RESULT,
                                     r->o->stop, &buf, &len, &src, NULL, err);
             if (rc == PROTO_ESTOPPED) {
-                rc = stop_save(r, err); /* the ones in flight: made again */
+                /* the ones in flight: made again after a resume */
+                rc = stop_save(r, "stopped by a signal", err);
                 break;
             }
             if (rc) break;
@@ -611,6 +619,13 @@ static int async_run(struct run *r, char *err)
                 break;
             }
             decode_result(buf, len, src, cd->eval_id, &res);
+            if (proto_result_stopped(&res)) { /* still in flight: redone */
+                char why[64];
+                snprintf(why, sizeof why, "rank %d was stopped by a signal",
+                         src);
+                rc = stop_save(r, why, err);
+                break;
+            }
             busy[src] = NULL;
             inflight--;
             if ((rc = async_take(r, cd, &res, err))) break;

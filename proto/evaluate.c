@@ -6,6 +6,11 @@
 
 #include "err.h"
 
+int proto_result_stopped(const struct proto_eval_result *res)
+{
+    return !res->ok && strcmp(res->error, PROTO_STOPPED_ERROR) == 0;
+}
+
 void proto_budget_from_config(struct proto_budget *b,
                               const struct fitness_config *f)
 {

@@ -136,6 +136,29 @@ check "resumed search ends with the uninterrupted best" cmp -s want.best got.bes
 check "resumed log has every evaluation exactly once" \
   cmp -s <(grep -v '^cycle' np2.seq | sort) <(evals stop/search.jsonl | grep -v '^cycle' | sort)
 
+# 3b. A signal that reaches only a worker (not rank 0) stops the search
+# too: the worker answers "stopped", rank 0 saves and exits 75.
+mkdir -p wstop && cp base/baseline.ckpt wstop/
+config wstop.yaml wstop
+"$mpiexec" -n 3 "${preflags[@]}" "$exe" search wstop.yaml 2>wstop.err &
+pid=$!
+for _ in $(seq 600); do
+  grep -q '"event":"cycle","cycle":1' wstop/search.jsonl 2>/dev/null && break
+  sleep 0.05
+done
+for p in $(pgrep -P $pid); do
+  tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' &&
+    kill -TERM "$p"
+done
+wait $pid
+code=$?
+check "worker-only SIGTERM: search exits 75 (got $code)" test "$code" -eq 75
+check "worker-only SIGTERM: rank 0 says which rank stopped" grep -q "rank 1 was stopped" wstop.err
+mpirun_n 3 "$exe" search --resume wstop.yaml 2>wresume.err
+check "after a worker's stop, --resume exits 0" test $? -eq 0
+grep -E '^(structure|code|fitness|flops|params): ' wstop/best.yaml >wgot.best
+check "after a worker's stop, --resume ends with the uninterrupted best" cmp -s want.best wgot.best
+
 # 4. Failing evaluations do not stop the search.
 mkdir -p bad && cp base/baseline.ckpt bad/
 # 32 training images cannot fill one batch of 64: every evaluation fails.

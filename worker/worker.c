@@ -83,7 +83,12 @@ int worker_serve(MPI_Comm comm, const struct config *c,
             rc = 0;
         } else if (proto_evaluate(&rq, pre, how, &d, rank, stop, &res) ==
                    ABC_ESTOPPED) {
-            continue; /* abandoned: rank 0 is shutting down */
+            /* Abandoned. Say so, so that rank 0 stops (and saves) even if
+             * the signal reached only this rank; then wait for shutdown. */
+            memset(&res, 0, sizeof res);
+            res.eval_id = rq.eval_id;
+            res.worker = rank;
+            snprintf(res.error, sizeof res.error, "%s", PROTO_STOPPED_ERROR);
         }
         if ((rc = send_result(comm, &res, err))) break;
     }
