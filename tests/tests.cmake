@@ -41,3 +41,10 @@ add_test(NAME test_search
                  "${MPIEXEC_PREFLAGS}" ${ABC_TEST_DATA_DIR})
 set_tests_properties(test_search PROPERTIES TIMEOUT 900
                      ENVIRONMENT "OMP_NUM_THREADS=1")
+
+# The mpirun launcher (deploy/mpirun-launch.sh) with a hostfile of localhost.
+add_test(NAME test_launch
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_launch.sh
+                 $<TARGET_FILE:abcprune> ${CMAKE_SOURCE_DIR} ${ABC_TEST_DATA_DIR})
+set_tests_properties(test_launch PROPERTIES TIMEOUT 300
+                     ENVIRONMENT "OMP_NUM_THREADS=1")
