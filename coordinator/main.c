@@ -23,6 +23,7 @@
 #define EXIT_STOPPED 75 /* stopped by a signal, state saved: run it again */
 
 static volatile sig_atomic_t g_stop;
+static const char *g_out_dir; /* --out DIR: overrides the config's out_dir */
 
 static void on_signal(int sig)
 {
@@ -60,6 +61,8 @@ static const char *usage_main =
     "\n"
     "Launch search and run with mpirun/srun for workers (mpirun -np 3\n"
     "abcprune run CONFIG); with one rank the search runs in-process.\n"
+    "--out DIR (any command) writes to DIR instead of the config's out_dir,\n"
+    "e.g. a directory per Slurm job.\n"
     "`abcprune COMMAND --help` describes a command. --version prints the\n"
     "version. Exit status: 0 done, 1 error, 2 usage, 75 stopped by a signal\n"
     "after saving its state (run the same command again to resume).\n";
@@ -169,8 +172,31 @@ static int load_config(struct config *c, const char *path, char *err)
 {
     config_defaults(c);
     int rc = config_load(c, path, err);
+    if (!rc && g_out_dir &&
+        snprintf(c->out_dir, sizeof c->out_dir, "%s", g_out_dir) >=
+            (int)sizeof c->out_dir)
+        rc = abc_errf(err, ABC_EVALUE, "--out: path too long: %s", g_out_dir);
     if (!rc) threads_setup(c->threads);
     return rc;
+}
+
+/* Takes the global option --out DIR out of argv (any position after the
+ * command). Returns 0, or EXIT_USAGE when DIR is missing. */
+static int take_out_dir(int *argc, char **argv)
+{
+    for (int i = 2; i < *argc; i++) {
+        if (strcmp(argv[i], "--out") != 0) continue;
+        if (i + 1 >= *argc || argv[i + 1][0] == '\0') {
+            fprintf(stderr, "abcprune: --out needs a directory\n\n%s",
+                    usage_main);
+            return EXIT_USAGE;
+        }
+        g_out_dir = argv[i + 1];
+        for (int j = i; j + 2 <= *argc; j++) argv[j] = argv[j + 2];
+        *argc -= 2;
+        i--;
+    }
+    return 0;
 }
 
 static int cmd_train(int argc, char **argv)
@@ -413,6 +439,8 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     install_signals();
+    int u = take_out_dir(&argc, argv);
+    if (u) return u;
     const char *cmd = argv[1];
     if (is_help(cmd) || strcmp(cmd, "help") == 0) {
         fputs(usage_main, stdout);

@@ -58,6 +58,11 @@ macs=$("$exe" info out/baseline.ckpt | sed -n 's/^total: .* \([0-9]*\) MACs.*/\1
 # smallnet at 28x28: 16*9*784 + 32*16*9*196 + 64*32*9*49 + 64*10
 check "info MACs of smallnet = 1919872 (got $macs)" test "$macs" = 1919872
 
+mkdir -p other && cp out/baseline.ckpt other/
+"$exe" train --out other tiny.yaml >/dev/null 2>out.err
+check "--out DIR replaces the config's out_dir" grep -q "already trained: other/baseline.ckpt" out.err
+"$exe" train tiny.yaml --out >/dev/null 2>&1; check "--out without DIR exits 2" test $? -eq 2
+
 "$exe" >/dev/null 2>&1; check "no command exits 2" test $? -eq 2
 "$exe" frobnicate >/dev/null 2>&1; check "unknown command exits 2" test $? -eq 2
 "$exe" train --nope tiny.yaml >/dev/null 2>&1; check "unknown option exits 2" test $? -eq 2
