@@ -14,6 +14,7 @@ packages=(
   dataset-fashion-mnist                 # the data
   python3 python3-torch python3-numpy python3-msgpack  # reference tests
   procps                                # pkill in the signal tests
+  slurm-wlm slurmctld slurmd slurm-client munge  # the Slurm batch-script test
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then

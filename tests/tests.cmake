@@ -48,3 +48,12 @@ add_test(NAME test_launch
                  $<TARGET_FILE:abcprune> ${CMAKE_SOURCE_DIR} ${ABC_TEST_DATA_DIR})
 set_tests_properties(test_launch PROPERTIES TIMEOUT 300
                      ENVIRONMENT "OMP_NUM_THREADS=1")
+
+# The Slurm batch script on a single-node Slurm cluster the test starts
+# (skipped, exit 77, where the daemons cannot start).
+add_test(NAME test_slurm
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_slurm.sh
+                 $<TARGET_FILE:abcprune> ${CMAKE_SOURCE_DIR} ${ABC_TEST_DATA_DIR}
+                 ${MPIEXEC_EXECUTABLE} "${MPIEXEC_PREFLAGS}")
+set_tests_properties(test_slurm PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
+                     ENVIRONMENT "OMP_NUM_THREADS=1")
