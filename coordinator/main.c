@@ -180,11 +180,11 @@ static int load_config(struct config *c, const char *path, char *err)
     return rc;
 }
 
-/* Takes the global option --out DIR out of argv (any position after the
+/* Takes the global option --out DIR out of argv (before or after the
  * command). Returns 0, or EXIT_USAGE when DIR is missing. */
 static int take_out_dir(int *argc, char **argv)
 {
-    for (int i = 2; i < *argc; i++) {
+    for (int i = 1; i < *argc; i++) {
         if (strcmp(argv[i], "--out") != 0) continue;
         if (i + 1 >= *argc || argv[i + 1][0] == '\0') {
             fprintf(stderr, "abcprune: --out needs a directory\n\n%s",
@@ -441,6 +441,10 @@ int main(int argc, char **argv)
     install_signals();
     int u = take_out_dir(&argc, argv);
     if (u) return u;
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
     const char *cmd = argv[1];
     if (is_help(cmd) || strcmp(cmd, "help") == 0) {
         fputs(usage_main, stdout);
