@@ -160,6 +160,24 @@ static void decode_result(char *buf, size_t len, int src, uint64_t expect,
     free(buf);
 }
 
+/* Waits (sleeping) for the next result from any worker. Returns 0 with
+ * the bytes (caller frees) and a worker rank in 1..nranks-1, ABC_ESTOPPED
+ * when the stop flag was raised, or an error. */
+static int await_result(struct run *r, char **buf, size_t *len, int *src,
+                        char *err)
+{
+    int rc = proto_recv_or_stop(r->comm, MPI_ANY_SOURCE, TAG_RESULT,
+                                r->o->stop, buf, len, src, NULL, err);
+    if (rc == PROTO_ESTOPPED)
+        return abc_errf(err, ABC_ESTOPPED, "stopped by a signal");
+    if (rc) return rc;
+    if (*src < 1 || *src >= r->nranks) {
+        free(*buf);
+        return abc_errf(err, ABC_EFORMAT, "result from rank %d", *src);
+    }
+    return 0;
+}
+
 /* Evaluates the batch's candidates that have no result yet. Returns 0,
  * ABC_ESTOPPED (results so far are recorded), or an error. */
 static int evaluate_batch(struct run *r, const struct candidate *batch, int n,
@@ -209,14 +227,8 @@ static int evaluate_batch(struct run *r, const struct candidate *batch, int n,
         char *buf = NULL;
         size_t len = 0;
         int src = -1;
-        rc = proto_recv_or_stop(r->comm, MPI_ANY_SOURCE, TAG_RESULT,
-                                r->o->stop, &buf, &len, &src, NULL, err);
-        if (rc == PROTO_ESTOPPED) {
-            rc = abc_errf(err, ABC_ESTOPPED, "stopped by a signal");
-            break;
-        }
-        if (rc) break;
-        int i = src > 0 && src < r->nranks ? busy[src] : -1;
+        if ((rc = await_result(r, &buf, &len, &src, err))) break;
+        int i = busy[src];
         if (i < 0) {
             free(buf);
             rc = abc_errf(err, ABC_EFORMAT,
@@ -601,16 +613,12 @@ static int async_run(struct run *r, char *err)
             char *buf = NULL;
             size_t len = 0;
             int src = -1;
-            rc = proto_recv_or_stop(r->comm, MPI_ANY_SOURCE, TAG_RESULT,
-                                    r->o->stop, &buf, &len, &src, NULL, err);
-            if (rc == PROTO_ESTOPPED) {
-                /* the ones in flight: made again after a resume */
-                rc = stop_save(r, "stopped by a signal", err);
+            if ((rc = await_result(r, &buf, &len, &src, err))) {
+                if (rc == ABC_ESTOPPED) /* in flight: made again on resume */
+                    rc = stop_save(r, "stopped by a signal", err);
                 break;
             }
-            if (rc) break;
-            const struct candidate *cd =
-                src > 0 && src < r->nranks ? busy[src] : NULL;
+            const struct candidate *cd = busy[src];
             if (!cd) {
                 free(buf);
                 rc = abc_errf(err, ABC_EFORMAT,
