@@ -223,21 +223,37 @@ static int slice_tensor(struct model *dm, const struct tensor_info *d,
     return 0;
 }
 
-int prune_slice(const struct model *src, const int *channels,
-                enum filter_init how, uint64_t seed, struct model **out,
-                char *err)
+/* Checks that keep (layout of prune_select) holds, for every layer j,
+ * channels[j] distinct ascending indices below src->channels[j]. */
+static int check_keep(const struct model *src, const int *channels,
+                      const int *keep, char *err)
+{
+    for (int j = 0, off = 0; j < src->nprunable; off += channels[j], j++)
+        for (int i = 0; i < channels[j]; i++) {
+            int v = keep[off + i];
+            if (v < 0 || v >= src->channels[j] ||
+                (i > 0 && v <= keep[off + i - 1]))
+                return abc_errf(err, ABC_EVALUE,
+                                "%s: prunable layer %d: kept channel %d of %d "
+                                "is %d; expected distinct ascending indices "
+                                "in 0..%d",
+                                arch_name(src->arch), j, i, channels[j], v,
+                                src->channels[j] - 1);
+        }
+    return 0;
+}
+
+int prune_slice_keep(const struct model *src, const int *channels,
+                     const int *keep, struct model **out, char *err)
 {
     *out = NULL;
-    int *keep;
-    int rc = prune_select(src, channels, how, seed, &keep, err);
+    int rc = prune_check(src, channels, src->nprunable, err);
+    if (!rc) rc = check_keep(src, channels, keep, err);
     if (rc) return rc;
     struct model *m;
     rc = model_create(&m, src->arch, channels, src->in_c, src->in_h, src->in_w,
                       src->num_classes, err);
-    if (rc) {
-        free(keep);
-        return rc;
-    }
+    if (rc) return rc;
     m->bn_momentum = src->bn_momentum;
     m->bn_eps = src->bn_eps;
     if (m->ntensors != src->ntensors)
@@ -247,11 +263,23 @@ int prune_slice(const struct model *src, const int *channels,
     for (int i = 0; i < m->ntensors && !rc; i++)
         rc = slice_tensor(m, &m->tensors[i], src, &src->tensors[i], keep,
                           channels, err);
-    free(keep);
     if (rc) {
         model_destroy(m);
         return rc;
     }
     *out = m;
     return 0;
+}
+
+int prune_slice(const struct model *src, const int *channels,
+                enum filter_init how, uint64_t seed, struct model **out,
+                char *err)
+{
+    *out = NULL;
+    int *keep;
+    int rc = prune_select(src, channels, how, seed, &keep, err);
+    if (rc) return rc;
+    rc = prune_slice_keep(src, channels, keep, out, err);
+    free(keep);
+    return rc;
 }

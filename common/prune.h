@@ -61,4 +61,12 @@ int prune_slice(const struct model *src, const int *channels,
                 enum filter_init how, uint64_t seed, struct model **out,
                 char *err);
 
+/* prune_slice with the kept channels given: keep holds sum(channels)
+ * indices in prune_select's layout (layer j's at prune_keep_offset, each
+ * layer's distinct and ascending, below src->channels[j]), e.g. chosen by
+ * BN gamma (slimming) or by LASSO. Returns 0 and *out, or ABC_EVALUE naming
+ * the layer and index that is wrong, or ABC_ENOMEM, with *out NULL. */
+int prune_slice_keep(const struct model *src, const int *channels,
+                     const int *keep, struct model **out, char *err);
+
 #endif
