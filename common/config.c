@@ -697,3 +697,82 @@ int config_load(struct config *c, const char *path, char *err)
     if (!rc) *c = tmp;
     return rc;
 }
+
+/* Drops the ":1:COL" position that follows label at the start of err: a
+ * --set assignment is one line the user typed, not a file. */
+static void drop_position(char *err, const char *label)
+{
+    size_t n = strlen(label);
+    if (strncmp(err, label, n) != 0 || strncmp(err + n, ":1:", 3) != 0)
+        return;
+    char *p = err + n + 3;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    memmove(err + n, p, strlen(p) + 1);
+}
+
+int config_set(struct config *c, const char *assignment, char *err)
+{
+    char label[CONFIG_PATH_MAX + 8];
+    snprintf(label, sizeof label, "--set %s", assignment);
+    const char *eq = strchr(assignment, '=');
+    size_t klen = eq ? (size_t)(eq - assignment) : 0;
+    if (!eq || klen == 0 || klen >= 200 || !eq[1])
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: expected KEY=VALUE with a dotted key, e.g. "
+                        "search.sn=8",
+                        label);
+    /* search.fitness.steps=5 -> "{search: {fitness: {steps: 5}}}" */
+    size_t vlen = strlen(eq + 1), cap = 2 * klen + vlen + 64;
+    char *text = malloc(cap);
+    if (!text) return abc_errf(err, ABC_ENOMEM, "%s: out of memory", label);
+    size_t used = 0;
+    int depth = 0;
+    for (const char *k = assignment; k < eq;) {
+        const char *dot = memchr(k, '.', (size_t)(eq - k));
+        const char *end = dot ? dot : eq;
+        if (end == k || strcspn(k, " {}[],:#&*!|>'\"%@`") < (size_t)(end - k)) {
+            free(text);
+            return abc_errf(err, ABC_EVALUE,
+                            "%s: bad key '%.*s': expected names joined by "
+                            "dots, e.g. search.fitness.steps",
+                            label, (int)klen, assignment);
+        }
+        used += (size_t)snprintf(text + used, cap - used, "{%.*s: ",
+                                 (int)(end - k), k);
+        depth++;
+        k = dot ? dot + 1 : eq;
+    }
+    used += (size_t)snprintf(text + used, cap - used, "%s", eq + 1);
+    while (depth--)
+        text[used++] = '}';
+    text[used] = '\0';
+
+    struct config tmp = *c;
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        free(text);
+        return abc_errf(err, ABC_ENOMEM, "%s: cannot initialise the YAML "
+                        "parser", label);
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, used);
+    yaml_document_t doc;
+    int rc = 0;
+    if (!yaml_parser_load(&parser, &doc)) {
+        rc = parser_error(&parser, label, err);
+    } else {
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        struct walk w = {.path = label, .doc = &doc, .err = err};
+        rc = root ? walk_mapping(&w, root, top_keys, &tmp, "")
+                  : abc_errf(err, ABC_EVALUE, "%s: nothing to set", label);
+        yaml_document_delete(&doc);
+    }
+    yaml_parser_delete(&parser);
+    free(text);
+    if (rc) {
+        drop_position(err, label);
+        return rc;
+    }
+    *c = tmp;
+    return 0;
+}

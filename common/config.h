@@ -84,4 +84,11 @@ void config_defaults(struct config *c);
 /* Loads path over the defaults. Errors name path:line:col and the key. */
 int config_load(struct config *c, const char *path, char *err);
 
+/* Applies one command-line override "KEY=VALUE" (--set): KEY is a dotted
+ * path (seed, search.sn, search.fitness.steps, model.channels), VALUE is
+ * YAML (8, 0.05, async, [4, 8, 16]), checked exactly as in a file. Errors
+ * name the assignment ("--set search.sn=x: key 'search.sn': ..."); c is
+ * untouched on error. */
+int config_set(struct config *c, const char *assignment, char *err);
+
 #endif

@@ -24,6 +24,9 @@
 
 static volatile sig_atomic_t g_stop;
 static const char *g_out_dir; /* --out DIR: overrides the config's out_dir */
+#define MAX_SETS 64
+static const char *g_sets[MAX_SETS]; /* --set KEY=VALUE, in order */
+static int g_nsets;
 
 static void on_signal(int sig)
 {
@@ -62,7 +65,9 @@ static const char *usage_main =
     "Launch search and run with mpirun/srun for workers (mpirun -np 3\n"
     "abcprune run CONFIG); with one rank the search runs in-process.\n"
     "--out DIR (any command) writes to DIR instead of the config's out_dir,\n"
-    "e.g. a directory per Slurm job.\n"
+    "e.g. a directory per Slurm job. --set KEY=VALUE (any command, may be\n"
+    "repeated) overrides one config key after the file is read, e.g.\n"
+    "--set search.sn=8 --set seed=2 --set model.channels=[8,16,32].\n"
     "`abcprune COMMAND --help` describes a command. --version prints the\n"
     "version. Exit status: 0 done, 1 error, 2 usage, 75 stopped by a signal\n"
     "after saving its state (run the same command again to resume).\n";
@@ -172,6 +177,8 @@ static int load_config(struct config *c, const char *path, char *err)
 {
     config_defaults(c);
     int rc = config_load(c, path, err);
+    for (int i = 0; i < g_nsets && !rc; i++)
+        rc = config_set(c, g_sets[i], err);
     if (!rc && g_out_dir &&
         snprintf(c->out_dir, sizeof c->out_dir, "%s", g_out_dir) >=
             (int)sizeof c->out_dir)
@@ -180,18 +187,29 @@ static int load_config(struct config *c, const char *path, char *err)
     return rc;
 }
 
-/* Takes the global option --out DIR out of argv (before or after the
- * command). Returns 0, or EXIT_USAGE when DIR is missing. */
+/* Takes the global options --out DIR and --set KEY=VALUE out of argv
+ * (before or after the command). Returns 0, or EXIT_USAGE when a value is
+ * missing. */
 static int take_out_dir(int *argc, char **argv)
 {
     for (int i = 1; i < *argc; i++) {
-        if (strcmp(argv[i], "--out") != 0) continue;
+        int set = strcmp(argv[i], "--set") == 0;
+        if (!set && strcmp(argv[i], "--out") != 0) continue;
         if (i + 1 >= *argc || argv[i + 1][0] == '\0') {
-            fprintf(stderr, "abcprune: --out needs a directory\n\n%s",
+            fprintf(stderr, "abcprune: %s\n\n%s",
+                    set ? "--set needs KEY=VALUE" : "--out needs a directory",
                     usage_main);
             return EXIT_USAGE;
         }
-        g_out_dir = argv[i + 1];
+        if (set && g_nsets == MAX_SETS) {
+            fprintf(stderr, "abcprune: more than %d --set options\n",
+                    MAX_SETS);
+            return EXIT_USAGE;
+        }
+        if (set)
+            g_sets[g_nsets++] = argv[i + 1];
+        else
+            g_out_dir = argv[i + 1];
         for (int j = i; j + 2 <= *argc; j++) argv[j] = argv[j + 2];
         *argc -= 2;
         i--;
@@ -414,7 +432,10 @@ static int cmd_info(int argc, char **argv)
     if (has_suffix(path, ".yaml") || has_suffix(path, ".yml")) {
         struct config c;
         config_defaults(&c);
-        if ((rc = config_load(&c, path, err))) return finish(rc, err);
+        rc = config_load(&c, path, err);
+        for (int i = 0; i < g_nsets && !rc; i++)
+            rc = config_set(&c, g_sets[i], err);
+        if (rc) return finish(rc, err);
         int ch, h, w;
         pipeline_input_shape(&c, &ch, &h, &w);
         if (ich) ch = ich, h = ih, w = iw;

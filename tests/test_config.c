@@ -291,10 +291,56 @@ static void test_errors(void)
     }
 }
 
+/* --set KEY=VALUE overrides: values land in the right fields, later ones
+ * win, errors name the assignment and leave the config untouched. */
+static void test_set(void)
+{
+    struct config c, before;
+    char err[ABC_ERRLEN] = "";
+    config_defaults(&c);
+    int rc = config_set(&c, "search.sn=8", err);
+    rc |= config_set(&c, "search.fitness.steps=5", err);
+    rc |= config_set(&c, "seed=42", err);
+    rc |= config_set(&c, "model.channels=[3, 5, 7]", err);
+    rc |= config_set(&c, "search.schedule=async", err);
+    rc |= config_set(&c, "train.lr=0.05", err);
+    rc |= config_set(&c, "search.sn=9", err);
+    CHECK(rc == 0, "config_set: %s", err);
+    CHECK(c.search.sn == 9 && c.search.fitness.steps == 5 && c.seed == 42 &&
+              c.model.nchannels == 3 && c.model.channels[2] == 7 &&
+              !strcmp(c.search.schedule, "async") &&
+              c.train.lr == 0.05f,
+          "config_set values: sn %d steps %d seed %llu", c.search.sn,
+          c.search.fitness.steps, (unsigned long long)c.seed);
+    static const char *const bad[][2] = {
+        {"search.sn=1", "--set search.sn=1: key 'search.sn': expected an "
+                        "integer in [2"},
+        {"search.snn=4", "unknown key 'search.snn'"},
+        {"nokey", "expected KEY=VALUE"},
+        {"=4", "expected KEY=VALUE"},
+        {"seed=", "expected KEY=VALUE"},
+        {"search..sn=4", "bad key"},
+        {"search.sn=[1", "YAML syntax error"},
+        {"search=3", "key 'search': expected a mapping"},
+        {"search.schedule=fast", "key 'search.schedule'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        before = c;
+        err[0] = '\0';
+        rc = config_set(&c, bad[i][0], err);
+        CHECK(rc < 0 && strstr(err, bad[i][1]) && !strstr(err, ":1:"),
+              "config_set(%s): rc %d, err '%s', want '%s'", bad[i][0], rc,
+              err, bad[i][1]);
+        CHECK(!memcmp(&c, &before, sizeof c), "config_set(%s) changed c",
+              bad[i][0]);
+    }
+}
+
 int main(void)
 {
     test_full();
     test_defaults();
     test_errors();
+    test_set();
     return check_finish("test_config");
 }
