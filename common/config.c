@@ -156,6 +156,26 @@ static const struct key_desc search_keys[] = {
     END_KEYS,
 };
 
+static const struct key_desc prune_keys[] = {
+    FLOAT_KEY(prune_config, flops_target, 0, 1, KEY_MAX_OPEN),
+    FLOAT_KEY(prune_config, keep_fraction, 0, 1, KEY_MIN_OPEN),
+    INT_KEY(prune_config, min_channels, 1, 65536),
+    END_KEYS,
+};
+
+static const struct key_desc slim_keys[] = {
+    TRAIN_KEY_ROWS,
+    FLOAT_KEY(train_config, sparsity, 0, 10, 0),
+    STRING_KEY(train_config, inherit, 1, "baseline|scratch"),
+    END_KEYS,
+};
+
+static const struct key_desc lasso_keys[] = {
+    INT_KEY(lasso_config, images, 1, 1000000),
+    INT_KEY(lasso_config, points_per_image, 1, 100000),
+    END_KEYS,
+};
+
 static const struct key_desc top_keys[] = {
     UINT64_KEY(config, seed),
     INT_KEY(config, threads, 0, 1024),
@@ -165,6 +185,9 @@ static const struct key_desc top_keys[] = {
     SECTION_KEY(config, train, train_keys),
     SECTION_KEY(config, search, search_keys),
     SECTION_KEY(config, finetune, finetune_keys),
+    SECTION_KEY(config, prune, prune_keys),
+    SECTION_KEY(config, slim, slim_keys),
+    SECTION_KEY(config, lasso, lasso_keys),
     END_KEYS,
 };
 
@@ -213,6 +236,23 @@ void config_defaults(struct config *c)
     c->finetune = *t;
     c->finetune.lr = 0.01f;
     snprintf(c->finetune.inherit, sizeof c->finetune.inherit, "best");
+
+    c->prune.flops_target = 0;
+    c->prune.keep_fraction = 0.5f;
+    c->prune.min_channels = 1;
+
+    /* Network Slimming's fine-tuning route: sparsity training from the
+     * baseline at a small learning rate. s is larger than the paper's 1e-4
+     * (160 epochs from scratch) because the run is short: it has to move
+     * the unimportant gammas towards 0 within a few epochs. */
+    c->slim = *t;
+    c->slim.epochs = 2;
+    c->slim.lr = 0.01f;
+    c->slim.sparsity = 5e-3f;
+    snprintf(c->slim.inherit, sizeof c->slim.inherit, "baseline");
+
+    c->lasso.images = 200;
+    c->lasso.points_per_image = 10;
 }
 
 /* ---- the tree walk ------------------------------------------------------ */

@@ -39,7 +39,9 @@ struct train_config {
     int nmilestones;
     float gamma;                 /* 0.1, for "step" */
     int warmup_epochs;           /* 0 */
-    char inherit[16];            /* finetune only: "best" | "baseline" */
+    char inherit[16];            /* finetune: "best" | "baseline";
+                                    slim: "baseline" | "scratch" */
+    float sparsity;              /* slim only: s of s*sum|gamma|: 0 */
 };
 
 /* The training one fitness evaluation gets (search.fitness). */
@@ -67,6 +69,24 @@ struct search_config {
     struct fitness_config fitness;
 };
 
+/* The pruning target every method prunes to (prune:). */
+struct prune_config {
+    float flops_target;          /* keep this fraction of the baseline's MACs
+                                    (0 = none: ABC uses alpha only; slim
+                                    slim_keep; lasso/uniform/random
+                                    keep_fraction) */
+    float keep_fraction;         /* without a FLOPs target: channels kept per
+                                    prunable layer (uniform, random, lasso)
+                                    or over all of them (slim): 0.5 */
+    int min_channels;            /* no layer keeps fewer: 1 */
+};
+
+/* He et al.'s LASSO channel selection (lasso:). */
+struct lasso_config {
+    int images;                  /* training images sampled: 200 */
+    int points_per_image;        /* positions per image: 10 */
+};
+
 struct config {
     char path[CONFIG_PATH_MAX];  /* the file it came from */
     uint64_t seed;               /* 1 */
@@ -77,6 +97,9 @@ struct config {
     struct train_config train;
     struct search_config search;
     struct train_config finetune; /* + inherit */
+    struct prune_config prune;
+    struct train_config slim;    /* sparsity training: + sparsity, inherit */
+    struct lasso_config lasso;
 };
 
 /* Fills c with every default. */

@@ -28,6 +28,8 @@ set_tests_properties(test_cli PROPERTIES TIMEOUT 300
 # Weight inheritance (common/prune.c).
 abc_add_test(test_prune)
 abc_add_test(test_fitness)
+# Structures at a FLOPs target (common/budget.c).
+abc_add_test(test_budget)
 abc_add_test(test_colony LIBS abc_coordinator)
 
 # Wire format (proto/): messages on one rank, transport on three.
