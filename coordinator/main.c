@@ -11,8 +11,10 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "err.h"
+#include "methods.h"
 #include "pipeline.h"
 #include "search.h"
+#include "simulate.h"
 #include "threads.h"
 #include "train.h"
 #include "transport.h"
@@ -59,8 +61,13 @@ static const char *usage_main =
     "  train CONFIG        train the full model (the pretrained baseline)\n"
     "  search CONFIG       ABC structure search (MPI: rank 0 + workers)\n"
     "  finetune CONFIG     fine-tune the best structure and write the report\n"
+    "  slim CONFIG         Network Slimming (L1 on BN gamma) at the target\n"
+    "  lasso CONFIG        He et al.'s LASSO channel selection at the target\n"
+    "  uniform CONFIG      the same keep ratio in every layer (baseline)\n"
+    "  random CONFIG       a random structure at the target (baseline)\n"
     "  eval CONFIG CKPT    test accuracy of a checkpoint on the config's data\n"
     "  info CONFIG|CKPT    per-layer channels, parameters and FLOPs\n"
+    "  simulate CONFIG     predict the search on many workers from a log\n"
     "\n"
     "Launch search and run with mpirun/srun for workers (mpirun -np 3\n"
     "abcprune run CONFIG); with one rank the search runs in-process.\n"
@@ -109,6 +116,24 @@ static const char *usage_run =
     "skipped and an unfinished one resumed, so after an interruption the\n"
     "same command continues where it stopped.\n";
 
+static const char *usage_method =
+    "usage: abcprune slim|lasso|uniform|random CONFIG\n"
+    "\n"
+    "Prunes OUT/baseline.ckpt (train it first) with one of the methods the\n"
+    "ABC search is compared with, to the target of the prune section\n"
+    "(flops_target: keep this fraction of the baseline's MACs; without it\n"
+    "keep_fraction of the channels), then fine-tunes with the finetune\n"
+    "section, exactly as the search's winner is fine-tuned:\n"
+    "  slim     sparsity training with s*sum|gamma| (slim section), then one\n"
+    "           global |gamma| threshold (Network Slimming)\n"
+    "  lasso    uniform widths; channels chosen by LASSO on sampled feature\n"
+    "           points, the next layer reconstructed by least squares\n"
+    "           (lasso section; He et al. 2017)\n"
+    "  uniform  the same keep ratio in every prunable layer, L1 filters\n"
+    "  random   random widths and filters (seeded by the config's seed)\n"
+    "Writes OUT/<method>/pruned.ckpt, finetune.jsonl, report.txt and\n"
+    "report.json; an interrupted run resumes.\n";
+
 static const char *usage_eval =
     "usage: abcprune eval CONFIG CKPT\n"
     "\n"
@@ -122,6 +147,20 @@ static const char *usage_info =
     "output size, parameters and multiply-accumulates (FLOPs) per image, and\n"
     "the totals. A CONFIG's input shape is its dataset's (1x28x28 for\n"
     "fashion-mnist, 3x32x32 for cifar10) unless --input overrides it.\n";
+
+static const char *usage_simulate =
+    "usage: abcprune simulate [--workers LIST] [--schedule sync|async|both]\n"
+    "                         [--log FILE] [--csv FILE] [--overhead S] CONFIG\n"
+    "\n"
+    "Runs CONFIG's colony (the real one, sync or async) against virtual\n"
+    "workers on a virtual clock and prints, per worker count and schedule,\n"
+    "one CSV row: predicted wall time, evaluations, evals/s, worker\n"
+    "utilisation, best fitness per cycle. Evaluation seconds = a + b*FLOPs\n"
+    "fitted on the log (default OUT/search.jsonl) times one of the fit's\n"
+    "residual ratios (seeded); fitness = that of the nearest logged\n"
+    "structure; each dispatch adds S seconds (default: fitted so that the\n"
+    "log's own run replays to its wall time). --workers 1,2,3,16,64,256,1024\n"
+    "(default), --schedule both (default), --csv FILE instead of stdout.\n";
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -229,6 +268,19 @@ static int cmd_train(int argc, char **argv)
     struct config c;
     int rc = load_config(&c, path, err);
     if (!rc) rc = pipeline_train(&c, force, &g_stop, stderr, err);
+    return finish(rc, err);
+}
+
+static int cmd_method(int argc, char **argv, enum method m)
+{
+    const char *path;
+    int u = parse_args(argc, argv, usage_method, NULL, NULL, 0, &path,
+                       method_name(m));
+    if (u) return u < 0 ? 0 : u;
+    char err[ABC_ERRLEN];
+    struct config c;
+    int rc = load_config(&c, path, err);
+    if (!rc) rc = method_run(&c, m, &g_stop, stderr, stdout, err);
     return finish(rc, err);
 }
 
@@ -453,6 +505,96 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
+/* Parses "1,2,16" into w[0..max). Returns the count, or -1. */
+static int parse_workers(const char *s, int *w, int max)
+{
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 1000000 || n == max ||
+            (*end && *end != ','))
+            return -1;
+        w[n++] = (int)v;
+        s = *end ? end + 1 : end;
+        if (*end && !*s) return -1;
+    }
+    return n;
+}
+
+static int cmd_simulate(int argc, char **argv)
+{
+    static int workers[64];
+    struct sim_opts o = {.workers = workers, .sync = 1, .async = 1,
+                         .overhead = -1};
+    const char *path = NULL, *csv_path = NULL;
+    o.nworkers = parse_workers("1,2,3,16,64,256,1024", workers, 64);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            fputs(usage_simulate, stdout);
+            return 0;
+        }
+        int opt = strcmp(a, "--workers") == 0 || strcmp(a, "--schedule") == 0 ||
+                  strcmp(a, "--log") == 0 || strcmp(a, "--csv") == 0 ||
+                  strcmp(a, "--overhead") == 0;
+        if (opt && (i + 1 >= argc || argv[i + 1][0] == '\0'))
+            return usage_error(usage_simulate, "simulate: %s needs a value", a);
+        const char *v = opt ? argv[++i] : NULL;
+        char *end;
+        if (strcmp(a, "--workers") == 0) {
+            if ((o.nworkers = parse_workers(v, workers, 64)) <= 0)
+                return usage_error(usage_simulate,
+                                   "simulate: --workers '%s': expected a "
+                                   "comma-separated list of 1..1000000 "
+                                   "(at most 64)",
+                                   v);
+        } else if (strcmp(a, "--schedule") == 0) {
+            o.sync = strcmp(v, "sync") == 0 || strcmp(v, "both") == 0;
+            o.async = strcmp(v, "async") == 0 || strcmp(v, "both") == 0;
+            if (!o.sync && !o.async)
+                return usage_error(usage_simulate,
+                                   "simulate: --schedule '%s': expected sync, "
+                                   "async or both",
+                                   v);
+        } else if (strcmp(a, "--log") == 0) {
+            o.log_path = v;
+        } else if (strcmp(a, "--csv") == 0) {
+            csv_path = v;
+        } else if (strcmp(a, "--overhead") == 0) {
+            o.overhead = strtod(v, &end);
+            if (*end || !(o.overhead >= 0 && o.overhead < 1e6))
+                return usage_error(usage_simulate,
+                                   "simulate: --overhead '%s': expected "
+                                   "seconds >= 0",
+                                   v);
+        } else if (a[0] == '-') {
+            return usage_error(usage_simulate, "simulate: %s is not an option",
+                               a);
+        } else if (path) {
+            return usage_error(usage_simulate,
+                               "simulate: %s is one argument too many", a);
+        } else {
+            path = a;
+        }
+    }
+    if (!path) return usage_error(usage_simulate, "simulate: %s",
+                                  "missing CONFIG");
+    char err[ABC_ERRLEN];
+    struct config c;
+    int rc = load_config(&c, path, err);
+    if (rc) return finish(rc, err);
+    FILE *csv = stdout;
+    if (csv_path && !(csv = fopen(csv_path, "w"))) {
+        rc = abc_errf(err, ABC_EIO, "%s: cannot write", csv_path);
+        return finish(rc, err);
+    }
+    rc = sim_sweep(&c, &o, csv, stderr, err);
+    if (csv != stdout && fclose(csv) && !rc)
+        rc = abc_errf(err, ABC_EIO, "%s: cannot write", csv_path);
+    return finish(rc, err);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -481,7 +623,11 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "finetune") == 0) return cmd_finetune(argc - 2, argv + 2);
     if (strcmp(cmd, "run") == 0)
         return mpi_main(argc - 2, argv + 2, usage_run, "run", 1);
+    for (int m = 0; m < METHOD_COUNT; m++)
+        if (strcmp(cmd, method_name((enum method)m)) == 0)
+            return cmd_method(argc - 2, argv + 2, (enum method)m);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 2, argv + 2);
+    if (strcmp(cmd, "simulate") == 0) return cmd_simulate(argc - 2, argv + 2);
     return usage_error(usage_main, "unknown command '%s'", cmd);
 }

@@ -420,9 +420,8 @@ static void print_progress(struct run *r, int cycle, int phase)
     fflush(r->o->progress);
 }
 
-static int colony_params_from_config(struct colony_params *p,
-                                     const struct config *c,
-                                     const struct model *pre, char *err)
+int search_colony_params(struct colony_params *p, const struct config *c,
+                         const struct model *pre, char *err)
 {
     memset(p, 0, sizeof *p);
     p->nlayers = pre->nprunable;
@@ -684,7 +683,7 @@ int search_run(MPI_Comm comm, const struct config *c,
         model_destroy(full);
     }
     struct colony_params p;
-    if ((rc = colony_params_from_config(&p, c, r.pre, err))) goto out;
+    if ((rc = search_colony_params(&p, c, r.pre, err))) goto out;
     if ((rc = search_path(r.colony_path, sizeof r.colony_path, c, SEARCH_COLONY,
                           err)) ||
         (rc = search_path(r.best_path, sizeof r.best_path, c, SEARCH_BEST,

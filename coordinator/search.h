@@ -11,7 +11,9 @@
 #include <signal.h>
 #include <stdio.h>
 
+#include "colony.h"
 #include "config.h"
+#include "model.h"
 
 /* Files of a run, all under the config's out_dir. */
 #define SEARCH_BASELINE "baseline.ckpt"
@@ -37,6 +39,13 @@ int search_run(MPI_Comm comm, const struct config *c,
  * long. */
 int search_path(char *buf, size_t n, const struct config *c, const char *file,
                 char *err);
+
+/* The colony parameters a search of c over the baseline pre runs with
+ * (search section; the colony's seed derives from c->seed; layers and
+ * widths from pre), checked. Returns 0 or ABC_EVALUE naming c's file. The
+ * simulator (simulate.h) uses it to run the same colony. */
+int search_colony_params(struct colony_params *p, const struct config *c,
+                         const struct model *pre, char *err);
 
 /* Collective with worker_serve: tells the workers there will be no search
  * (an empty baseline broadcast), e.g. when training the baseline failed. */
