@@ -31,6 +31,8 @@ abc_add_test(test_fitness)
 # Structures at a FLOPs target (common/budget.c).
 abc_add_test(test_budget)
 abc_add_test(test_colony LIBS abc_coordinator)
+# The search on a virtual clock (coordinator/simulate.c).
+abc_add_test(test_simulate LIBS abc_coordinator)
 
 # Wire format (proto/): messages on one rank, transport on three.
 abc_add_test(test_proto LIBS abc_proto)
