@@ -637,17 +637,14 @@ static float *grad(const struct model *m, int t)
     return m->grads + m->tensors[t].offset;
 }
 
-float model_forward(struct model *m, const float *x, const int *labels, int B,
-                    int training, int *correct)
+/* Runs ops [0, nops) of the program over x (the caller checked B). */
+static void run_ops(struct model *m, const float *x, int B, int training,
+                    int nops)
 {
     struct model_program *P = m->prog;
-    if (B < 1 || B > P->max_batch || omp_get_max_threads() > P->work_threads)
-        return NAN; /* model_reserve was not called for this batch/threads */
     P->x = x;
     P->B = B;
-    P->labels = labels;
-    P->trained = training && labels;
-    for (int i = 0; i < P->nops; i++) {
+    for (int i = 0; i < nops; i++) {
         struct op *o = &P->ops[i];
         const struct slot *si = &P->slots[o->in], *so = &P->slots[o->out];
         float *in = act(P, o->in), *out = act(P, o->out);
@@ -685,6 +682,17 @@ float model_forward(struct model *m, const float *x, const int *labels, int B,
             break;
         }
     }
+}
+
+float model_forward(struct model *m, const float *x, const int *labels, int B,
+                    int training, int *correct)
+{
+    struct model_program *P = m->prog;
+    if (B < 1 || B > P->max_batch || omp_get_max_threads() > P->work_threads)
+        return NAN; /* model_reserve was not called for this batch/threads */
+    P->labels = labels;
+    P->trained = training && labels;
+    run_ops(m, x, B, training, P->nops);
     if (!labels) return 0.0f;
     int corr = 0;
     float loss = softmax_xent_forward(P->probs, act(P, P->logits), labels, B,
@@ -791,4 +799,87 @@ struct tensor_info *model_find_tensor(const struct model *m, const char *name)
     for (int i = 0; i < m->ntensors; i++)
         if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
     return NULL;
+}
+
+/* ---- per-layer access (LASSO channel pruning) --------------------------- */
+
+/* The op of layer row `layer`: the layer table gets one row per conv and
+ * linear op, in program order, so row l is the l-th such op. */
+static int layer_op(const struct model *m, int layer)
+{
+    const struct model_program *P = m->prog;
+    for (int i = 0, l = 0; i < P->nops; i++) {
+        enum op_kind k = P->ops[i].kind;
+        if (k != OP_CONV && k != OP_LINEAR) continue;
+        if (l++ == layer) return i;
+    }
+    return -1;
+}
+
+int model_forward_to(struct model *m, const float *x, int B, int layer,
+                     int training, char *err)
+{
+    struct model_program *P = m->prog;
+    if (layer < 0 || layer >= m->nlayers)
+        return abc_errf(err, ABC_EVALUE, "%s: layer %d, expected 0..%d",
+                        arch_name(m->arch), layer, m->nlayers - 1);
+    if (B < 1 || B > P->max_batch || omp_get_max_threads() > P->work_threads)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: batch %d with %d threads, reserved %d with %d "
+                        "(call model_reserve)",
+                        arch_name(m->arch), B, omp_get_max_threads(),
+                        P->max_batch, P->work_threads);
+    P->labels = NULL;
+    P->trained = 0; /* backward needs a whole training forward */
+    run_ops(m, x, B, training, layer_op(m, layer) + 1);
+    return 0;
+}
+
+int model_layer_io(const struct model *m, int layer, struct model_layer_io *io,
+                   char *err)
+{
+    memset(io, 0, sizeof *io);
+    int i = layer >= 0 && layer < m->nlayers ? layer_op(m, layer) : -1;
+    if (i < 0)
+        return abc_errf(err, ABC_EVALUE, "%s: layer %d, expected 0..%d",
+                        arch_name(m->arch), layer, m->nlayers - 1);
+    const struct model_program *P = m->prog;
+    const struct op *o = &P->ops[i];
+    const struct slot *si = &P->slots[o->in], *so = &P->slots[o->out];
+    if (P->max_batch > 0 && P->B > 0) {
+        io->in = act(P, o->in);
+        io->out = act(P, o->out);
+        io->B = P->B;
+    }
+    io->in_c = si->c, io->in_h = si->h, io->in_w = si->w;
+    io->out_c = so->c, io->out_h = so->h, io->out_w = so->w;
+    if (o->kind == OP_CONV) {
+        io->k = o->g.K, io->stride = o->g.stride, io->pad = o->g.pad;
+    } else { /* linear over the flattened input, as a 1x1 "conv" */
+        io->in_c = (int)si->size, io->in_h = io->in_w = 1;
+        io->k = io->stride = 1, io->pad = 0;
+    }
+    io->weight = o->w;
+    io->bias = o->b;
+    return 0;
+}
+
+int model_layer_producing(const struct model *m, int j)
+{
+    for (int l = 0; l < m->nlayers; l++)
+        if (m->layers[l].prunable == j) return l;
+    return -1;
+}
+
+int model_layer_consuming(const struct model *m, int j)
+{
+    if (j < 0) return -1;
+    const struct model_program *P = m->prog;
+    for (int i = 0, l = 0; i < P->nops; i++) {
+        const struct op *o = &P->ops[i];
+        if (o->kind != OP_CONV && o->kind != OP_LINEAR) continue;
+        if (m->tensors[o->w].prune_in == j) return l;
+        l++;
+    }
+    return -1;
 }

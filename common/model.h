@@ -115,6 +115,40 @@ const float *model_logits(const struct model *m);
 void model_backward(struct model *m);
 void model_zero_grad(struct model *m);
 
+/* The forward pass of model_forward (no labels, no loss) stopped right after
+ * the conv or linear op of layer row `layer` (0..nlayers-1): that layer's
+ * input and output are then in the arena (model_layer_io), later ops have
+ * not run. Same numbers as the full forward's up to there. Leaves nothing
+ * for model_backward. Returns 0, or ABC_EVALUE for a bad layer or a batch
+ * (or thread count) model_reserve did not reserve. */
+int model_forward_to(struct model *m, const float *x, int B, int layer,
+                     int training, char *err);
+
+/* Where layer row `layer`'s input and output lie after the last forward
+ * (model_forward, or model_forward_to that reached the layer), and its
+ * geometry. in/out point into the model's activation arena (valid until the
+ * next forward or model_reserve; NULL before any forward): in is
+ * (B,in_c,in_h,in_w), out (B,out_c,out_h,out_w) is the conv output before
+ * its BN (convs have no bias), or the linear output with its bias added. A
+ * linear layer is described as a 1x1 conv over in_c = its input size
+ * (in_h = in_w = out_h = out_w = 1). weight, bias: tensor indices (bias -1
+ * for convs); the weight is (out_c, in_c, k, k) or (out_c, in_c). */
+struct model_layer_io {
+    const float *in, *out;
+    int B, in_c, in_h, in_w, out_c, out_h, out_w;
+    int k, stride, pad;
+    int weight, bias;
+};
+/* Fills io. Returns 0, or ABC_EVALUE for a bad layer. */
+int model_layer_io(const struct model *m, int layer, struct model_layer_io *io,
+                   char *err);
+
+/* Layer row of the conv whose output channels are prunable layer j, and of
+ * the layer reading them (the next conv in smallnet/vgg16, the classifier
+ * after the last one, the block's second conv in ResNets). -1 if none. */
+int model_layer_producing(const struct model *m, int j);
+int model_layer_consuming(const struct model *m, int j);
+
 /* Per-image multiply-accumulates of conv and linear layers, and trainable
  * parameter count (conv/linear weights and biases, BN gamma and beta). */
 int64_t model_macs(const struct model *m);

@@ -8,6 +8,7 @@ packages=(
   build-essential cmake pkg-config
   libopenmpi-dev openmpi-bin            # MPI
   libopenblas-openmp-dev                # BLAS, OpenMP build
+  liblapacke-dev                        # LAPACKE: least squares of LASSO pruning
   libmsgpack-dev                        # msgpack-c (messages, checkpoints)
   libyaml-dev                           # configs
   zlib1g-dev                            # gzip'd IDX files
