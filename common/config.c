@@ -247,8 +247,8 @@ void config_defaults(struct config *c)
      * the unimportant gammas towards 0 within a few epochs. */
     c->slim = *t;
     c->slim.epochs = 2;
-    c->slim.lr = 0.01f;
-    c->slim.sparsity = 5e-3f;
+    c->slim.lr = 0.02f;
+    c->slim.sparsity = 1e-2f;
     snprintf(c->slim.inherit, sizeof c->slim.inherit, "baseline");
 
     c->lasso.images = 200;

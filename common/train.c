@@ -140,6 +140,25 @@ static void format_duration(char *buf, size_t n, double s)
         snprintf(buf, n, "%lds", t);
 }
 
+void train_add_sparsity(struct model *m, float s)
+{
+    for (int t = 0; t < m->ntensors; t++) {
+        const struct tensor_info *ti = &m->tensors[t];
+        if (!train_is_prunable_gamma(ti)) continue;
+        const float *g = m->params + ti->offset;
+        float *d = m->grads + ti->offset;
+        for (size_t i = 0; i < ti->numel; i++)
+            d[i] += g[i] > 0 ? s : g[i] < 0 ? -s : 0.0f;
+    }
+}
+
+int train_is_prunable_gamma(const struct tensor_info *ti)
+{
+    size_t n = strlen(ti->name);
+    return ti->ndim == 1 && !ti->is_buffer && ti->prune_out >= 0 &&
+           n > 7 && strcmp(ti->name + n - 7, ".weight") == 0;
+}
+
 int train_model(struct model *m, const struct train_config *tc,
                 const struct data_splits *s, uint64_t seed,
                 struct train_state *st, const struct train_io *io, char *err)
@@ -202,6 +221,7 @@ int train_model(struct model *m, const struct train_config *tc,
                 goto out;
             }
             model_backward(m);
+            if (tc->sparsity > 0) train_add_sparsity(m, tc->sparsity);
             sgd_step(&opt, m->params, m->grads, lr);
             lsum += (double)loss * n;
             seen += n;

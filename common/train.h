@@ -52,6 +52,15 @@ int train_model(struct model *m, const struct train_config *tc,
                 struct train_state *st, const struct train_io *io,
                 char *err);
 
+/* Network Slimming's sparsity term s * sum |gamma| over the BN gammas of
+ * the prunable layers (the channels pruning can remove): adds its
+ * subgradient s * sign(gamma) to m->grads. train_model calls it every step
+ * when tc->sparsity > 0. */
+void train_add_sparsity(struct model *m, float s);
+/* 1 when ti is the BN gamma of a prunable layer (1-D trainable ".weight"
+ * whose dimension 0 is a prunable layer's channels). */
+int train_is_prunable_gamma(const struct tensor_info *ti);
+
 /* Accuracy (0..1) and mean loss of m on d in eval mode (BN running stats). */
 int evaluate(struct model *m, const struct dataset *d,
              const struct augment *aug, int batch, double *acc, double *loss,

@@ -48,7 +48,7 @@ int pipeline_model_from_config(struct model **m, const struct config *c,
 
 /* Loads path's checkpoint for resuming a training of `want`'s shape.
  * *done = 1 when it already ran `epochs` epochs. */
-static int load_for_resume(const char *path, const struct model *want,
+int pipeline_load_resume(const char *path, const struct model *want,
                            int epochs, struct model **m,
                            struct train_state *st, int *done, char *err)
 {
@@ -70,7 +70,7 @@ static int load_for_resume(const char *path, const struct model *want,
 
 /* Trains m with schedule tc, writing ckpt and log; shared by train and
  * finetune. */
-static int train_with_files(struct model *m, const struct config *c,
+int pipeline_train_files(struct model *m, const struct config *c,
                             const struct train_config *tc,
                             const struct data_splits *s, uint64_t seed,
                             struct train_state *st, const char *ckpt,
@@ -106,7 +106,7 @@ int pipeline_train(const struct config *c, int force,
     if ((rc = pipeline_model_from_config(&want, c, ch, h, w, err))) return rc;
     if (!force && file_exists(ckpt)) {
         int done = 0;
-        rc = load_for_resume(ckpt, want, c->train.epochs, &m, &st, &done, err);
+        rc = pipeline_load_resume(ckpt, want, c->train.epochs, &m, &st, &done, err);
         model_destroy(want);
         if (rc) return rc;
         if (done) {
@@ -138,7 +138,7 @@ int pipeline_train(const struct config *c, int force,
                 arch_name(m->arch), (long long)model_param_count(m),
                 model_macs(m) / 1e6, c->data.dataset, s.train.n, s.val.n,
                 s.test.n);
-    rc = train_with_files(m, c, &c->train, &s, c->seed, &st, ckpt, logp,
+    rc = pipeline_train_files(m, c, &c->train, &s, c->seed, &st, ckpt, logp,
                           "train", stop, progress, err);
     double acc = 0, loss = 0;
     if (!rc)
@@ -171,7 +171,7 @@ int pipeline_train(const struct config *c, int force,
 }
 
 /* Test accuracy and inference images/s of m (eval mode, whole test set). */
-static int measure(struct model *m, const struct data_splits *s, int batch,
+int pipeline_measure(struct model *m, const struct data_splits *s, int batch,
                    double *acc, double *ips, char *err)
 {
     double t0 = now_seconds(), loss;
@@ -187,32 +187,41 @@ static void reduction(char *buf, size_t n, double full, double pruned)
              full / pruned);
 }
 
-static int write_report(const struct config *c, const struct model *base,
-                        const struct model *pruned, double base_acc,
-                        double base_ips, double acc, double ips,
-                        double search_fitness, FILE *out, char *err)
+int pipeline_write_report(const struct config *c,
+                          const struct report_info *ri,
+                          const struct model *base, const struct model *pruned,
+                          double base_acc, double base_ips, double acc,
+                          double ips, FILE *out, char *err)
 {
     double bm = (double)model_macs(base), pm = (double)model_macs(pruned);
     double bp = (double)model_param_count(base),
            pp = (double)model_param_count(pruned);
-    char fr[64], pr[64];
+    char fr[64], pr[64], how[256] = "";
     reduction(fr, sizeof fr, bm, pm);
     reduction(pr, sizeof pr, bp, pp);
+    if (ri->search_fitness >= 0)
+        snprintf(how, sizeof how,
+                 "search fitness (val acc after the fitness budget): "
+                 "%.2f%%\n",
+                 100 * ri->search_fitness);
     char text[4096];
     int len = snprintf(
         text, sizeof text,
-        "abcprune report: %s on %s (%s)\n"
+        "abcprune report: %s on %s (%s), method %s, seed %llu\n"
         "                 baseline      pruned        change\n"
         "test accuracy    %7.2f%%      %7.2f%%      %+.2f points\n"
         "params           %9.0f     %9.0f     %s\n"
         "MACs/image       %8.2fM     %8.2fM     %s\n"
         "inference img/s  %9.0f     %9.0f     x%.2f\n"
-        "search fitness (val acc after the fitness budget): %.2f%%\n"
+        "cost: %.2f epochs to choose the structure, %d epochs of "
+        "fine-tuning\n"
+        "%s"
         "structure:",
-        arch_name(base->arch), c->data.dataset, c->path, 100 * base_acc,
-        100 * acc, 100 * (acc - base_acc), bp, pp, pr, bm / 1e6, pm / 1e6, fr,
-        base_ips, ips, base_ips > 0 ? ips / base_ips : 0,
-        100 * search_fitness);
+        arch_name(base->arch), c->data.dataset, c->path, ri->method,
+        (unsigned long long)c->seed, 100 * base_acc, 100 * acc,
+        100 * (acc - base_acc), bp, pp, pr, bm / 1e6, pm / 1e6, fr, base_ips,
+        ips, base_ips > 0 ? ips / base_ips : 0, ri->prune_epochs,
+        c->finetune.epochs, how);
     for (int j = 0; j < pruned->nprunable && len < (int)sizeof text; j++)
         len += snprintf(text + len, sizeof text - len, " %d/%d",
                         pruned->channels[j], base->channels[j]);
@@ -228,15 +237,19 @@ static int write_report(const struct config *c, const struct model *base,
     char json[4096];
     int jl = snprintf(
         json, sizeof json,
-        "{\"arch\":\"%s\",\"dataset\":\"%s\",\"baseline_test_acc\":%.6f,"
+        "{\"method\":\"%s\",\"seed\":%llu,\"flops_target\":%.4f,"
+        "\"prune_epochs\":%.4f,\"finetune_epochs\":%d,"
+        "\"arch\":\"%s\",\"dataset\":\"%s\",\"baseline_test_acc\":%.6f,"
         "\"pruned_test_acc\":%.6f,\"baseline_params\":%.0f,"
         "\"pruned_params\":%.0f,\"params_reduction\":%.6f,"
         "\"baseline_macs\":%.0f,\"pruned_macs\":%.0f,"
         "\"flops_reduction\":%.6f,\"baseline_infer_img_s\":%.1f,"
         "\"pruned_infer_img_s\":%.1f,\"search_fitness\":%.6f,"
         "\"structure\":[",
-        arch_name(base->arch), c->data.dataset, base_acc, acc, bp, pp,
-        1 - pp / bp, bm, pm, 1 - pm / bm, base_ips, ips, search_fitness);
+        ri->method, (unsigned long long)c->seed, c->prune.flops_target,
+        ri->prune_epochs, c->finetune.epochs, arch_name(base->arch),
+        c->data.dataset, base_acc, acc, bp, pp, 1 - pp / bp, bm, pm,
+        1 - pm / bm, base_ips, ips, ri->search_fitness);
     for (int j = 0; j < pruned->nprunable && jl < (int)sizeof json; j++)
         jl += snprintf(json + jl, sizeof json - jl, j ? ",%d" : "%d",
                        pruned->channels[j]);
@@ -300,7 +313,7 @@ int pipeline_finetune(const struct config *c,
     have_data = 1;
     int done = 0;
     if (file_exists(ckpt)) {
-        if ((rc = load_for_resume(ckpt, want, c->finetune.epochs, &m, &st,
+        if ((rc = pipeline_load_resume(ckpt, want, c->finetune.epochs, &m, &st,
                                   &done, err)))
             goto out;
         if (progress && !done)
@@ -329,18 +342,33 @@ int pipeline_finetune(const struct config *c,
                     filter_init_name(how));
     }
     if (!done) {
-        rc = train_with_files(m, c, &c->finetune, &s,
+        rc = pipeline_train_files(m, c, &c->finetune, &s,
                               rng_derive(c->seed, SEED_FINETUNE, 0, 0), &st,
                               ckpt, logp, "finetune", stop, progress, err);
         if (rc) goto out;
     }
     double base_acc, base_ips, acc, ips;
     int batch = c->finetune.batch_size;
-    if ((rc = measure(base, &s, batch, &base_acc, &base_ips, err)) ||
-        (rc = measure(m, &s, batch, &acc, &ips, err)))
+    if ((rc = pipeline_measure(base, &s, batch, &base_acc, &base_ips, err)) ||
+        (rc = pipeline_measure(m, &s, batch, &acc, &ips, err)))
         goto out;
-    rc = write_report(c, base, m, base_acc, base_ips, acc, ips,
-                      col->best_fitness, out, err);
+    /* Choosing the structure cost the search's evaluations, each a short
+     * training: counted in epochs of the training split. */
+    const struct fitness_config *fc = &c->search.fitness;
+    double per = fc->train_images > 0 && fc->train_images < s.train.n
+                     ? fc->train_images
+                     : s.train.n;
+    per *= fc->epochs;
+    if (fc->steps > 0 && (double)fc->steps * fc->batch_size < per)
+        per = (double)fc->steps * fc->batch_size;
+    struct report_info ri = {
+        .method = "abc",
+        .prune_epochs = s.train.n > 0 ? col->evaluations * per / s.train.n
+                                      : 0,
+        .search_fitness = col->best_fitness,
+    };
+    rc = pipeline_write_report(c, &ri, base, m, base_acc, base_ips, acc, ips,
+                               out, err);
 out:
     if (have_data) data_close(&s);
     colony_destroy(col);

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "model.h"
+#include "train.h"
 
 #define PIPELINE_PRUNED "pruned.ckpt"
 #define PIPELINE_REPORT "report.txt"
@@ -43,5 +44,43 @@ int pipeline_train(const struct config *c, int force,
 int pipeline_finetune(const struct config *c,
                       const volatile sig_atomic_t *stop, FILE *progress,
                       FILE *out, char *err);
+
+/* --- shared with the other pruning methods (methods.c) --- */
+
+/* What a report says about how the structure was found. */
+struct report_info {
+    const char *method;    /* "abc", "slim", "lasso", "uniform", "random" */
+    double prune_epochs;   /* training spent choosing the structure, in
+                              epochs of the training split */
+    double search_fitness; /* the ABC search's best fitness; < 0: none */
+};
+
+/* Loads checkpoint path to resume a training of want's structure;
+ * *done = 1 when it already ran `epochs` epochs. */
+int pipeline_load_resume(const char *path, const struct model *want,
+                         int epochs, struct model **m, struct train_state *st,
+                         int *done, char *err);
+
+/* Trains m with schedule tc from st (resumable), checkpointing to ckpt
+ * after every epoch and appending JSON lines to logp. */
+int pipeline_train_files(struct model *m, const struct config *c,
+                         const struct train_config *tc,
+                         const struct data_splits *s, uint64_t seed,
+                         struct train_state *st, const char *ckpt,
+                         const char *logp, const char *tag,
+                         const volatile sig_atomic_t *stop, FILE *progress,
+                         char *err);
+
+/* Test accuracy and inference images/s of m on the whole test split. */
+int pipeline_measure(struct model *m, const struct data_splits *s, int batch,
+                     double *acc, double *ips, char *err);
+
+/* Writes c->out_dir/report.txt and report.json (baseline vs pruned, the
+ * method and its cost) and prints the text on out (may be NULL). */
+int pipeline_write_report(const struct config *c,
+                          const struct report_info *ri,
+                          const struct model *base, const struct model *pruned,
+                          double base_acc, double base_ips, double acc,
+                          double ips, FILE *out, char *err);
 
 #endif

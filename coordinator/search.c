@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "budget.h"
 #include "checkpoint.h"
 #include "colony.h"
 #include "err.h"
@@ -81,6 +82,8 @@ struct run {
     struct proto_eval_result *res; /* per candidate of the current batch */
     unsigned char *fresh;          /* res[i] was evaluated in this process */
     int64_t full_macs, full_params;
+    int64_t budget_macs;           /* prune.flops_target * baseline MACs; 0:
+                                      no budget */
     uint64_t evals_here;           /* evaluations done by this process */
     double busy_s;                 /* their evaluation seconds, summed */
     double t_start;
@@ -117,6 +120,31 @@ static void make_request(const struct run *r, const struct candidate *cd,
     rq->cycle = cd->cycle;
     rq->phase = (enum proto_phase)cd->phase; /* same numbering 0..3 */
     rq->candidate = cd->index;
+}
+
+/* The FLOPs budget (prune.flops_target), as a penalty: a candidate whose
+ * MACs exceed it scores 0 without being trained, its result made here at
+ * once (logged with the reason). The colony then moves away from it like
+ * from any poor source; the best ever is always within the budget, and no
+ * worker time is spent on structures that could not be used. Returns 1
+ * and fills *res when cd is over the budget, else 0. */
+static int over_budget(const struct run *r, const struct candidate *cd,
+                       struct proto_eval_result *res)
+{
+    if (r->budget_macs <= 0) return 0;
+    int ch[PROTO_MAX_LAYERS];
+    colony_code_to_channels(cd->code, r->pre->channels, r->col->p.nlayers, ch);
+    int64_t macs;
+    char err[ABC_ERRLEN];
+    if (budget_macs(r->pre, ch, &macs, err) != 0 || macs <= r->budget_macs)
+        return 0; /* a bad structure fails in the evaluation, with its error */
+    memset(res, 0, sizeof *res);
+    res->eval_id = cd->eval_id;
+    res->flops = macs;
+    snprintf(res->error, sizeof res->error,
+             "over the FLOPs budget: %lld MACs > %lld (prune.flops_target)",
+             (long long)macs, (long long)r->budget_macs);
+    return 1;
 }
 
 static double fitness_of(const struct proto_eval_result *res)
@@ -192,12 +220,29 @@ static int evaluate_batch(struct run *r, const struct candidate *batch, int n,
         return abc_errf(err, ABC_ENOMEM, "out of memory");
     }
     int ntodo = 0, rc = 0;
-    for (int i = 0; i < n; i++)
-        if (!col->have[i]) todo[ntodo++] = i;
+    for (int i = 0; i < n && !rc; i++) {
+        if (col->have[i]) continue;
+        if (r->nranks > 1 && over_budget(r, &batch[i], &r->res[i])) {
+            r->fresh[i] = 1;
+            rc = colony_record(col, i, 0.0, err);
+        } else {
+            todo[ntodo++] = i;
+        }
+    }
+    if (rc) {
+        free(todo);
+        free(busy);
+        return rc;
+    }
 
     if (r->nranks == 1) {
         for (int k = 0; k < ntodo && !rc; k++) {
             int i = todo[k];
+            if (over_budget(r, &batch[i], &r->res[i])) {
+                r->fresh[i] = 1;
+                rc = colony_record(col, i, 0.0, err);
+                continue;
+            }
             struct proto_eval_request rq;
             make_request(r, &batch[i], &rq);
             rc = proto_evaluate(&rq, r->pre, r->how, &r->data, 0, r->o->stop,
@@ -573,6 +618,12 @@ static int async_fill(struct run *r, const struct candidate **busy,
         if (rc < 0) return rc;
         if ((rc = async_after(r, 0, 0, err))) return rc; /* skipped scouts */
         if (!cd) return 0;
+        struct proto_eval_result res;
+        if (over_budget(r, cd, &res)) { /* scored now: the worker stays free */
+            if ((rc = async_take(r, cd, &res, err))) return rc;
+            w--;
+            continue;
+        }
         if ((rc = send_request(r, w, cd, err))) return rc;
         busy[w] = cd;
         (*inflight)++;
@@ -594,6 +645,10 @@ static int async_run(struct run *r, char *err)
             if ((rc = colony_async_next(col, &cd, err)) < 0) return rc;
             if ((rc = async_after(r, 0, 0, err))) return rc;
             if (!cd) break; /* done (nothing is ever in flight here) */
+            if (over_budget(r, cd, &res)) {
+                if ((rc = async_take(r, cd, &res, err))) return rc;
+                continue;
+            }
             struct proto_eval_request rq;
             make_request(r, cd, &rq);
             rc = proto_evaluate(&rq, r->pre, r->how, &r->data, 0, r->o->stop,
@@ -681,6 +736,9 @@ int search_run(MPI_Comm comm, const struct config *c,
         r.full_macs = model_macs(full);
         r.full_params = model_param_count(full);
         model_destroy(full);
+        if (c->prune.flops_target > 0)
+            r.budget_macs = (int64_t)floor(c->prune.flops_target *
+                                           (double)model_macs(r.pre));
     }
     struct colony_params p;
     if ((rc = search_colony_params(&p, c, r.pre, err))) goto out;

@@ -27,9 +27,18 @@ set_tests_properties(test_cli PROPERTIES TIMEOUT 300
 
 # Weight inheritance (common/prune.c).
 abc_add_test(test_prune)
+# LASSO channel pruning (common/lasso.c) and per-layer forward access.
+abc_add_test(test_lasso)
 abc_add_test(test_fitness)
 # Structures at a FLOPs target (common/budget.c).
 abc_add_test(test_budget)
+# slim, lasso, uniform, random and the search's FLOPs budget end to end.
+add_test(NAME test_methods
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_methods.sh
+                 $<TARGET_FILE:abcprune> ${MPIEXEC_EXECUTABLE}
+                 "${MPIEXEC_PREFLAGS}" ${ABC_TEST_DATA_DIR})
+set_tests_properties(test_methods PROPERTIES TIMEOUT 300
+                     ENVIRONMENT "OMP_NUM_THREADS=1")
 abc_add_test(test_colony LIBS abc_coordinator)
 # The search on a virtual clock (coordinator/simulate.c).
 abc_add_test(test_simulate LIBS abc_coordinator)
