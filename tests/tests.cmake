@@ -32,6 +32,8 @@ abc_add_test(test_lasso)
 abc_add_test(test_fitness)
 # Structures at a FLOPs target (common/budget.c).
 abc_add_test(test_budget)
+# Network Slimming's sparsity term (common/train.c).
+abc_add_test(test_slim)
 # slim, lasso, uniform, random and the search's FLOPs budget end to end.
 add_test(NAME test_methods
          COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_methods.sh
