@@ -57,6 +57,15 @@ add_test(NAME test_search
 set_tests_properties(test_search PROPERTIES TIMEOUT 900
                      ENVIRONMENT "OMP_NUM_THREADS=1")
 
+# The scaling-study driver (deploy/scaling-study.sh) on a tiny sweep: its
+# CSVs, the simulated sweep, the validation and the plots (1-2 ranks).
+add_test(NAME test_scaling
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_scaling.sh
+                 $<TARGET_FILE:abcprune> ${MPIEXEC_EXECUTABLE}
+                 "${MPIEXEC_PREFLAGS}" ${ABC_TEST_DATA_DIR} ${CMAKE_SOURCE_DIR})
+set_tests_properties(test_scaling PROPERTIES TIMEOUT 300
+                     ENVIRONMENT "OMP_NUM_THREADS=1")
+
 # The mpirun launcher (deploy/mpirun-launch.sh) with a hostfile of localhost.
 add_test(NAME test_launch
          COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_launch.sh
