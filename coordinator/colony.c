@@ -333,6 +333,18 @@ static void random_code(const struct colony_params *p, struct rng *r, int *code)
         code[j] = 1 + (int)rng_below(r, (uint64_t)p->K);
 }
 
+/* Applies the colony's repair (the search's FLOPs budget) to a new code;
+ * a neighbour's `unchanged` is then about the repaired code. */
+static void repair_code(const struct colony *c, int *code, const int *source,
+                        int *unchanged)
+{
+    if (!c->repair.fn) return;
+    c->repair.fn(c->repair.ctx, code, c->p.nlayers);
+    if (source && unchanged)
+        *unchanged =
+            memcmp(code, source, (size_t)c->p.nlayers * sizeof *code) == 0;
+}
+
 /* A neighbour of source src as candidate index. */
 static void make_neighbour(struct colony *c, int index, int src)
 {
@@ -340,6 +352,8 @@ static void make_neighbour(struct colony *c, int index, int src)
     struct candidate *cd = cand_begin(c, index, src, &r);
     cd->partner = colony_neighbour(&c->p, c->food_codes, src, &r,
                                    cand_code(c, index), &cd->unchanged);
+    repair_code(c, cand_code(c, index), c->food_codes + (size_t)src * c->p.nlayers,
+                &cd->unchanged);
 }
 
 /* Fills the batch of the current phase from the state (phase != DONE). */
@@ -353,6 +367,7 @@ static void generate_batch(struct colony *c)
         for (n = 0; n < p->sn; n++) {
             cand_begin(c, n, n, &r);
             random_code(p, &r, cand_code(c, n));
+            repair_code(c, cand_code(c, n), NULL, NULL);
         }
         break;
     case COLONY_EMPLOYED:
@@ -379,6 +394,7 @@ static void generate_batch(struct colony *c)
         if (c->foods[s].trial >= p->limit) {
             cand_begin(c, 0, s, &r);
             random_code(p, &r, cand_code(c, 0));
+            repair_code(c, cand_code(c, 0), NULL, NULL);
             n = 1;
         }
         break;
@@ -656,11 +672,15 @@ static int role_make(struct colony *c, uint64_t role, struct colony_slot *sl)
     if (ph == COLONY_SCOUT && (src = scout_pick(c)) < 0) return 0;
     cand_start(p, cd, cycle, ph, index, src, &r);
     cd->code = sl->code;
-    if (ph == COLONY_SCOUT)
+    if (ph == COLONY_SCOUT) {
         random_code(p, &r, sl->code);
-    else
+        repair_code(c, sl->code, NULL, NULL);
+    } else {
         cd->partner = colony_neighbour(p, c->food_codes, src, &r, sl->code,
                                        &cd->unchanged);
+        repair_code(c, sl->code, c->food_codes + (size_t)src * p->nlayers,
+                    &cd->unchanged);
+    }
     sl->role = role;
     return 1;
 }
@@ -1322,6 +1342,7 @@ static int load_batch(const char *path, const msgpack_object *o,
 
 /* Validates the top-level object o and builds the colony. */
 static int load_object(const char *path, const msgpack_object *o,
+                       const struct colony_repair *repair,
                        struct colony **out, char *err)
 {
     enum {
@@ -1408,6 +1429,7 @@ static int load_object(const char *path, const msgpack_object *o,
     struct colony *c;
     if ((rc = colony_create(&c, &p, err)))
         return abc_errprefix(err, rc, "%s", path);
+    if (repair) c->repair = *repair; /* before the batch is made again */
 
     if ((rc = load_phase(path, v[K_PHASE], async, &c->phase, err)) ||
         (rc = get_i32(path, "cycle", v[K_CYCLE], 0, COLONY_MAX_CYCLES,
@@ -1427,7 +1449,21 @@ static int load_object(const char *path, const msgpack_object *o,
     return 0;
 }
 
+void colony_set_repair(struct colony *c, const struct colony_repair *repair)
+{
+    if (repair)
+        c->repair = *repair;
+    else
+        memset(&c->repair, 0, sizeof c->repair);
+}
+
 int colony_load(const char *path, struct colony **out, char *err)
+{
+    return colony_load_with(path, NULL, out, err);
+}
+
+int colony_load_with(const char *path, const struct colony_repair *repair,
+                     struct colony **out, char *err)
 {
     if (out) *out = NULL;
     if (!path || !out)
@@ -1446,7 +1482,7 @@ int colony_load(const char *path, struct colony **out, char *err)
     msgpack_object obj;
     rc = mpread_unpack(path, "colony checkpoint", buf, len, &zone, &obj, err);
     /* load_object copies all it keeps before zone and buf go */
-    if (!rc) rc = load_object(path, &obj, out, err);
+    if (!rc) rc = load_object(path, &obj, repair, out, err);
     msgpack_zone_destroy(&zone);
     free(buf);
     return rc;

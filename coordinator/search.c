@@ -122,12 +122,11 @@ static void make_request(const struct run *r, const struct candidate *cd,
     rq->candidate = cd->index;
 }
 
-/* The FLOPs budget (prune.flops_target), as a penalty: a candidate whose
- * MACs exceed it scores 0 without being trained, its result made here at
- * once (logged with the reason). The colony then moves away from it like
- * from any poor source; the best ever is always within the budget, and no
- * worker time is spent on structures that could not be used. Returns 1
- * and fills *res when cd is over the budget, else 0. */
+/* The FLOPs budget's last resort: budget_repair makes every code fit
+ * unless even all 1s is over; such a candidate scores 0 without being
+ * trained, its result made here at once (logged with the reason), so the
+ * best ever is always within the budget. Returns 1 and fills *res when cd
+ * is over the budget, else 0. */
 static int over_budget(const struct run *r, const struct candidate *cd,
                        struct proto_eval_result *res)
 {
@@ -145,6 +144,30 @@ static int over_budget(const struct run *r, const struct candidate *cd,
              "over the FLOPs budget: %lld MACs > %lld (prune.flops_target)",
              (long long)macs, (long long)r->budget_macs);
     return 1;
+}
+
+/* The colony's repair under a FLOPs budget: while the code's structure is
+ * over the budget, lower its largest entry by one (ties: the first layer),
+ * so every candidate the colony makes is usable and near the budget rather
+ * than wasted. Deterministic in the code. A code of all 1s still over the
+ * budget is left to over_budget's penalty. */
+static void budget_repair(void *ctx, int *code, int nlayers)
+{
+    const struct run *r = ctx;
+    int ch[PROTO_MAX_LAYERS];
+    char err[ABC_ERRLEN];
+    for (;;) {
+        int64_t macs;
+        colony_code_to_channels(code, r->pre->channels, nlayers, ch);
+        if (budget_macs(r->pre, ch, &macs, err) != 0 ||
+            macs <= r->budget_macs)
+            return;
+        int j = -1;
+        for (int i = 0; i < nlayers; i++)
+            if (code[i] > 1 && (j < 0 || code[i] > code[j])) j = i;
+        if (j < 0) return;
+        code[j]--;
+    }
 }
 
 static double fitness_of(const struct proto_eval_result *res)
@@ -741,6 +764,7 @@ int search_run(MPI_Comm comm, const struct config *c,
                                            (double)model_macs(r.pre));
     }
     struct colony_params p;
+    struct colony_repair repair = {.fn = budget_repair, .ctx = &r};
     if ((rc = search_colony_params(&p, c, r.pre, err))) goto out;
     if ((rc = search_path(r.colony_path, sizeof r.colony_path, c, SEARCH_COLONY,
                           err)) ||
@@ -757,7 +781,9 @@ int search_run(MPI_Comm comm, const struct config *c,
         goto out;
     }
     if (resuming) {
-        if ((rc = colony_load(r.colony_path, &r.col, err))) goto out;
+        if ((rc = colony_load_with(r.colony_path, r.budget_macs ? &repair : NULL,
+                                   &r.col, err)))
+            goto out;
         if ((rc = colony_params_match(&r.col->p, &p, err))) {
             abc_errprefix(err, rc,
                           "%s was made with other search settings than %s",
@@ -779,6 +805,7 @@ int search_run(MPI_Comm comm, const struct config *c,
     } else if ((rc = colony_create(&r.col, &p, err))) {
         goto out;
     }
+    if (r.budget_macs) colony_set_repair(r.col, &repair);
     if (!(r.log = jsonl_open(r.log_path, resuming, err))) {
         rc = ABC_EIO;
         goto out;

@@ -1871,6 +1871,127 @@ static void test_async_checkpoint(void)
     remove(bad);
 }
 
+/* The repair hook (the search's FLOPs budget): every code the colony makes,
+ * sync and async, init, neighbours and scouts, satisfies the constraint;
+ * a search whose fitness grows with the code sum ends at the cap; a colony
+ * saved mid-batch loads back with the same repaired batch, and refuses to
+ * load without the repair. The constraint: sum(code) <= 3 * nlayers. */
+static void cap_sum(void *ctx, int *code, int n)
+{
+    int *calls = ctx, sum = 0;
+    (*calls)++;
+    for (int j = 0; j < n; j++)
+        sum += code[j];
+    while (sum > 3 * n) {
+        int big = 0;
+        for (int j = 1; j < n; j++)
+            if (code[j] > code[big]) big = j;
+        code[big]--;
+        sum--;
+    }
+}
+
+static int code_sum(const int *code, int n)
+{
+    int s = 0;
+    for (int j = 0; j < n; j++)
+        s += code[j];
+    return s;
+}
+
+static void test_repair(void)
+{
+    char err[ABC_ERRLEN];
+    const char *path = "repair.colony";
+    struct colony_params p = ref_params(5);
+    p.limit = 2;
+    p.max_cycles = 6;
+    int calls = 0, over = 0, ncand = 0;
+    struct colony_repair rp = {.fn = cap_sum, .ctx = &calls};
+    struct colony *c;
+    CHECK(colony_create(&c, &p, err) == 0, "create: %s", err);
+    colony_set_repair(c, &rp);
+    int reloaded = 0, refused = 0;
+    while (!colony_done(c)) {
+        const struct candidate *b;
+        int n;
+        if (colony_next_batch(c, &b, &n, err)) break;
+        for (int i = 0; i < n; i++) {
+            over += code_sum(b[i].code, p.nlayers) > 3 * p.nlayers;
+            colony_record(c, i, code_sum(b[i].code, p.nlayers) / 100.0, err);
+            ncand++;
+        }
+        if (c->phase == COLONY_INIT && !reloaded) {
+            /* mid-batch (all recorded, not applied; random init codes are
+             * nearly all over the cap): save, load back */
+            int *codes = malloc(sizeof(int) * (size_t)(n * p.nlayers));
+            for (int i = 0; i < n; i++)
+                memcpy(codes + i * p.nlayers, b[i].code,
+                       sizeof(int) * (size_t)p.nlayers);
+            CHECK(colony_save(c, path, err) == 0, "save: %s", err);
+            struct colony *bare = NULL;
+            int rc = colony_load(path, &bare, err);
+            refused = rc != 0 && strstr(err, "code") != NULL;
+            colony_destroy(bare);
+            colony_destroy(c);
+            CHECK(colony_load_with(path, &rp, &c, err) == 0, "load_with: %s",
+                  err);
+            const struct candidate *b2;
+            int n2;
+            colony_next_batch(c, &b2, &n2, err);
+            int same = n2 == n;
+            for (int i = 0; i < n && same; i++)
+                same = !memcmp(codes + i * p.nlayers, b2[i].code,
+                               sizeof(int) * (size_t)p.nlayers);
+            CHECK(same, "reloaded batch differs from the saved one");
+            free(codes);
+            reloaded = 1;
+        }
+        if (colony_apply(c, NULL, err)) {
+            CHECK(0, "apply: %s", err);
+            break;
+        }
+    }
+    CHECK(over == 0 && calls >= ncand,
+          "sync: %d of %d codes over the cap (%d repair calls)", over, ncand,
+          calls);
+    CHECK(reloaded && refused,
+          "a repaired batch loads only with the repair (loaded %d, refused "
+          "without: %d)",
+          reloaded, refused);
+    CHECK(code_sum(c->best_code, p.nlayers) == 3 * p.nlayers,
+          "best code sum %d, the cap is %d", code_sum(c->best_code, p.nlayers),
+          3 * p.nlayers);
+    colony_destroy(c);
+
+    /* async: the same for every role */
+    CHECK(colony_create(&c, &p, err) == 0, "create: %s", err);
+    colony_set_repair(c, &rp);
+    const struct candidate *b;
+    int n;
+    colony_next_batch(c, &b, &n, err);
+    for (int i = 0; i < n; i++)
+        colony_record(c, i, code_sum(b[i].code, p.nlayers) / 100.0, err);
+    colony_apply(c, NULL, err);
+    CHECK(colony_async_begin(c, err) == 0, "async_begin: %s", err);
+    over = ncand = 0;
+    for (;;) {
+        const struct candidate *cd;
+        int rc = colony_async_next(c, &cd, err);
+        if (rc <= 0 || !cd) break;
+        over += code_sum(cd->code, p.nlayers) > 3 * p.nlayers;
+        ncand++;
+        if (colony_async_apply(c, cd->eval_id,
+                               code_sum(cd->code, p.nlayers) / 100.0, err))
+            break;
+    }
+    CHECK(colony_done(c) && ncand > 0 && over == 0,
+          "async: done %d, %d of %d codes over the cap", colony_done(c), over,
+          ncand);
+    colony_destroy(c);
+    remove(path);
+}
+
 int main(void)
 {
     test_neighbour_value();
@@ -1889,5 +2010,6 @@ int main(void)
     test_async_search();
     test_async_determinism_and_resume();
     test_async_checkpoint();
+    test_repair();
     return check_finish("test_colony");
 }

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# compare.sh - ABC against Network Slimming, LASSO, uniform and random
+# pruning: one baseline, the same FLOPs targets, the same fine-tuning, several
+# seeds; then one table (Markdown + CSV) and a plot of accuracy vs FLOPs.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: deploy/compare.sh [options] CONFIG
+
+Trains CONFIG's baseline once (OUT/baseline.ckpt, kept if finished), then for
+every FLOPs target and seed runs each method from it and fine-tunes the
+result with CONFIG's finetune section:
+  abc      mpirun -np RANKS abcprune search, then finetune
+  slim     abcprune slim      (Network Slimming)
+  lasso    abcprune lasso     (He et al. 2017)
+  uniform  abcprune uniform
+  random   abcprune random
+Point directories: OUT/t<target>/s<seed>/ (abc's report at its top, the
+others' in <method>/). Finished points are skipped, so the same command
+continues an interrupted comparison. Then it writes OUT/compare.csv (one row
+per run), OUT/compare.md (mean +- sample std over seeds per method and
+target) and OUT/accuracy_vs_flops.png (gnuplot).
+
+options:
+  -t LIST    FLOPs targets, fractions of the baseline's MACs (default 0.5)
+  -s LIST    seeds (default 1,2)
+  -m LIST    methods (default abc,slim,lasso,uniform,random)
+  -n RANKS   ranks of the ABC search, rank 0 + RANKS-1 workers (default 3)
+  -o DIR     output directory (default runs/compare-<config name>)
+  -b BINARY  abcprune binary (default build/abcprune)
+  -M CMD     MPI launcher (default "mpirun --oversubscribe --allow-run-as-root")
+  -h         this help
+Lists are comma-separated. Extra --set options for every run go after --:
+  deploy/compare.sh -t 0.3,0.5 configs/compare.yaml -- --set finetune.epochs=2
+EOF
+}
+
+die() { echo "compare.sh: $*" >&2; exit 2; }
+
+targets=0.5 seeds=1,2 methods=abc,slim,lasso,uniform,random ranks=3
+out="" bin=build/abcprune mpirun_cmd="mpirun --oversubscribe --allow-run-as-root"
+while getopts ":t:s:m:n:o:b:M:h" opt; do
+  case $opt in
+    t) targets=$OPTARG ;;
+    s) seeds=$OPTARG ;;
+    m) methods=$OPTARG ;;
+    n) ranks=$OPTARG ;;
+    o) out=$OPTARG ;;
+    b) bin=$OPTARG ;;
+    M) mpirun_cmd=$OPTARG ;;
+    h) usage; exit 0 ;;
+    :) die "-$OPTARG needs a value (see -h)" ;;
+    *) die "unknown option -$OPTARG (see -h)" ;;
+  esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 1 ] || { usage >&2; exit 2; }
+config=$1
+shift
+extra=()
+if [ $# -gt 0 ]; then
+  [ "$1" = "--" ] || die "unexpected argument '$1' (extra options go after --)"
+  shift
+  extra=("$@")
+fi
+[ -f "$config" ] || die "$config: no such config file"
+[ -x "$bin" ] || die "$bin: not an executable (build first, or give -b)"
+[[ $ranks =~ ^[1-9][0-9]*$ ]] || die "-n: expected a rank count >= 1, got '$ranks'"
+IFS=, read -r -a target_list <<<"$targets"
+IFS=, read -r -a seed_list <<<"$seeds"
+IFS=, read -r -a method_list <<<"$methods"
+for t in "${target_list[@]}"; do
+  [[ $t =~ ^0?\.[0-9]+$ ]] || die "-t: expected fractions in (0, 1) like 0.5, got '$t'"
+done
+for s in "${seed_list[@]}"; do
+  [[ $s =~ ^[0-9]+$ ]] || die "-s: expected non-negative integer seeds, got '$s'"
+done
+for m in "${method_list[@]}"; do
+  case $m in abc | slim | lasso | uniform | random) ;;
+    *) die "-m: unknown method '$m' (abc, slim, lasso, uniform, random)" ;;
+  esac
+done
+if [ -z "$out" ]; then
+  stem=$(basename "$config")
+  out="runs/compare-${stem%.*}"
+fi
+mkdir -p "$out"
+read -r -a mpirun_argv <<<"$mpirun_cmd"
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+now() { date +%s.%N; }
+# run_timed FILE CMD...: runs CMD, records its wall seconds in FILE.
+run_timed() {
+  local file=$1 t0 rc=0
+  shift
+  t0=$(now)
+  "$@" || rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "compare.sh: failed (exit $rc): $*" >&2
+    exit $rc
+  fi
+  awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }' >"$file"
+}
+
+echo "== baseline: $bin --out $out train $config"
+"$bin" --out "$out" "${extra[@]}" train "$config"
+
+for t in "${target_list[@]}"; do
+  for s in "${seed_list[@]}"; do
+    p="$out/t$t/s$s"
+    mkdir -p "$p"
+    ln -f "$out/baseline.ckpt" "$p/baseline.ckpt" 2>/dev/null ||
+      cp "$out/baseline.ckpt" "$p/baseline.ckpt"
+    sets=(--set "seed=$s" --set "prune.flops_target=$t" "${extra[@]}")
+    for m in "${method_list[@]}"; do
+      if [ "$m" = abc ]; then
+        [ -f "$p/report.json" ] && [ -f "$p/abc.search_s" ] && continue
+        echo "== target $t seed $s: abc search on $ranks ranks"
+        if [ "$ranks" -gt 1 ]; then
+          run_timed "$p/abc.search_s" "${mpirun_argv[@]}" -np "$ranks" \
+            "$bin" --out "$p" "${sets[@]}" search --resume "$config"
+        else
+          run_timed "$p/abc.search_s" "$bin" --out "$p" "${sets[@]}" \
+            search --resume "$config"
+        fi
+        run_timed "$p/abc.finetune_s" "$bin" --out "$p" "${sets[@]}" \
+          finetune "$config"
+      else
+        [ -f "$p/$m/report.json" ] && [ -f "$p/$m.wall_s" ] && continue
+        echo "== target $t seed $s: $m"
+        run_timed "$p/$m.wall_s" "$bin" --out "$p" "${sets[@]}" "$m" "$config"
+      fi
+    done
+  done
+done
+
+/usr/bin/python3 "$here/compare_report.py" "$out"
+if command -v gnuplot >/dev/null; then
+  gnuplot -e "datafile='$out/compare_means.dat'; methods='$(cat "$out/compare_methods.txt")'; outfile='$out/accuracy_vs_flops.png'" \
+    "$here/compare.gp"
+  echo "plot: $out/accuracy_vs_flops.png"
+else
+  echo "compare.sh: gnuplot not found: no plot (install gnuplot-nox)" >&2
+fi
