@@ -157,8 +157,10 @@ static const char *usage_simulate =
     "one CSV row: predicted wall time, evaluations, evals/s, worker\n"
     "utilisation, best fitness per cycle. Evaluation seconds = a + b*FLOPs\n"
     "fitted on the log (default OUT/search.jsonl) times one of the fit's\n"
-    "residual ratios (seeded); fitness = that of the nearest logged\n"
-    "structure; each dispatch adds S seconds (default: fitted so that the\n"
+    "residual ratios (seeded); fitness = the logged one of the same code\n"
+    "and seed, else the mean over the nearest logged codes (a sync run of\n"
+    "the log's own config replays its search); each dispatch adds S\n"
+    "seconds, the worker idle (default: fitted so that the\n"
     "log's own run replays to its wall time). --workers 1,2,3,16,64,256,1024\n"
     "(default), --schedule both (default), --csv FILE instead of stdout.\n";
 
