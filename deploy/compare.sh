@@ -27,7 +27,10 @@ options:
   -s LIST    seeds (default 1,2)
   -m LIST    methods (default abc,slim,lasso,uniform,random)
   -n RANKS   ranks of the ABC search, rank 0 + RANKS-1 workers (default 3)
-  -o DIR     output directory (default runs/compare-<config name>)
+  -w N       threads per rank of the ABC search (default 1: ranks share
+             the cores); the other steps use the config's threads
+  -o DIR     output directory (default runs/<config name>, the config's
+             default out_dir, so a baseline trained there is reused)
   -b BINARY  abcprune binary (default build/abcprune)
   -M CMD     MPI launcher (default "mpirun --oversubscribe --allow-run-as-root")
   -h         this help
@@ -38,14 +41,15 @@ EOF
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
 
-targets=0.5 seeds=1,2 methods=abc,slim,lasso,uniform,random ranks=3
+targets=0.5 seeds=1,2 methods=abc,slim,lasso,uniform,random ranks=3 wthreads=1
 out="" bin=build/abcprune mpirun_cmd="mpirun --oversubscribe --allow-run-as-root"
-while getopts ":t:s:m:n:o:b:M:h" opt; do
+while getopts ":t:s:m:n:w:o:b:M:h" opt; do
   case $opt in
     t) targets=$OPTARG ;;
     s) seeds=$OPTARG ;;
     m) methods=$OPTARG ;;
     n) ranks=$OPTARG ;;
+    w) wthreads=$OPTARG ;;
     o) out=$OPTARG ;;
     b) bin=$OPTARG ;;
     M) mpirun_cmd=$OPTARG ;;
@@ -67,6 +71,7 @@ fi
 [ -f "$config" ] || die "$config: no such config file"
 [ -x "$bin" ] || die "$bin: not an executable (build first, or give -b)"
 [[ $ranks =~ ^[1-9][0-9]*$ ]] || die "-n: expected a rank count >= 1, got '$ranks'"
+[[ $wthreads =~ ^[1-9][0-9]*$ ]] || die "-w: expected a thread count >= 1, got '$wthreads'"
 IFS=, read -r -a target_list <<<"$targets"
 IFS=, read -r -a seed_list <<<"$seeds"
 IFS=, read -r -a method_list <<<"$methods"
@@ -83,7 +88,7 @@ for m in "${method_list[@]}"; do
 done
 if [ -z "$out" ]; then
   stem=$(basename "$config")
-  out="runs/compare-${stem%.*}"
+  out="runs/${stem%.*}"
 fi
 mkdir -p "$out"
 read -r -a mpirun_argv <<<"$mpirun_cmd"
@@ -119,10 +124,11 @@ for t in "${target_list[@]}"; do
         echo "== target $t seed $s: abc search on $ranks ranks"
         if [ "$ranks" -gt 1 ]; then
           run_timed "$p/abc.search_s" "${mpirun_argv[@]}" -np "$ranks" \
-            "$bin" --out "$p" "${sets[@]}" search --resume "$config"
+            "$bin" --out "$p" "${sets[@]}" --set "threads=$wthreads" \
+            search --resume "$config"
         else
           run_timed "$p/abc.search_s" "$bin" --out "$p" "${sets[@]}" \
-            search --resume "$config"
+            --set "threads=$wthreads" search --resume "$config"
         fi
         run_timed "$p/abc.finetune_s" "$bin" --out "$p" "${sets[@]}" \
           finetune "$config"

@@ -32,6 +32,13 @@ abc_add_test(test_lasso)
 abc_add_test(test_fitness)
 # Structures at a FLOPs target (common/budget.c).
 abc_add_test(test_budget)
+# deploy/compare.sh: the comparison table, CSV and plot.
+add_test(NAME test_compare
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_compare.sh
+                 ${CMAKE_SOURCE_DIR} $<TARGET_FILE:abcprune>
+                 ${MPIEXEC_EXECUTABLE} ${ABC_TEST_DATA_DIR})
+set_tests_properties(test_compare PROPERTIES TIMEOUT 300
+                     ENVIRONMENT "OMP_NUM_THREADS=1")
 # Network Slimming's sparsity term (common/train.c).
 abc_add_test(test_slim)
 # slim, lasso, uniform, random and the search's FLOPs budget end to end.
