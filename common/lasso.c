@@ -576,7 +576,8 @@ static int gather_points(struct model *ref, struct model *cur, int cons,
                          const int *pos, int P, float *Y, float *X,
                          float *Yc, char *err)
 {
-    size_t isz = (size_t)ref->in_c * ref->in_h * ref->in_w;
+    const struct model *any = ref ? ref : cur;
+    size_t isz = (size_t)any->in_c * any->in_h * any->in_w;
     for (int b0 = 0; b0 < images; b0 += batch) {
         int B = images - b0 < batch ? images - b0 : batch;
         const float *xb = xall + isz * b0;
@@ -624,6 +625,81 @@ static int check_inputs(const struct model *src, const struct lasso_params *p,
     return 0;
 }
 
+/* Layer j's sampled points: P positions (pos, images x P) of the consumer's
+ * output per image, N = images * P points; Y (N, n): the original network's
+ * outputs there. */
+struct layer_points {
+    int prod, cons, c, kk, n, hw, P, N;
+    int *pos;
+    float *Y;
+    char name[MODEL_NAME_LEN], cname[MODEL_NAME_LEN];
+};
+
+static int plan_points(const struct model *m, const struct lasso_params *p,
+                       int j, int *scratch, struct layer_points *lp,
+                       char *err)
+{
+    memset(lp, 0, sizeof *lp);
+    struct model_layer_io io;
+    lp->prod = model_layer_producing(m, j);
+    lp->cons = model_layer_consuming(m, j);
+    if (lp->prod < 0 || lp->cons < 0)
+        return abc_errf(err, ABC_EVALUE,
+                        "lasso: prunable layer %d of %s has no producer or "
+                        "consumer",
+                        j, arch_name(m->arch));
+    int rc = model_layer_io(m, lp->cons, &io, err);
+    if (rc) return rc;
+    memcpy(lp->name, m->layers[lp->prod].name, MODEL_NAME_LEN);
+    memcpy(lp->cname, m->layers[lp->cons].name, MODEL_NAME_LEN);
+    lp->c = m->channels[j], lp->kk = io.k * io.k, lp->n = io.out_c;
+    if (io.in_c != lp->c)
+        return abc_errf(err, ABC_EVALUE,
+                        "lasso: %s: its reader %s takes %d channels, the "
+                        "layer has %d",
+                        lp->name, lp->cname, io.in_c, lp->c);
+    lp->hw = io.out_h * io.out_w;
+    lp->P = p->points_per_image < lp->hw ? p->points_per_image : lp->hw;
+    lp->N = p->images * lp->P;
+    if (lp->N < lp->c)
+        return abc_errf(err, ABC_EVALUE,
+                        "lasso: %s: %d sampled points (%d images x %d "
+                        "positions of %s) for %d channels; raise images or "
+                        "points_per_image",
+                        lp->name, lp->N, p->images, lp->P, lp->cname, lp->c);
+    lp->pos = malloc(sizeof(int) * lp->N);
+    lp->Y = malloc(sizeof(float) * lp->N * lp->n);
+    if (!lp->pos || !lp->Y)
+        return abc_errf(err, ABC_ENOMEM,
+                        "lasso: %s: out of memory for %d points", lp->name,
+                        lp->N);
+    sample_positions(p->seed, j, p->images, lp->P, lp->hw, scratch, lp->pos);
+    return 0;
+}
+
+/* Fills every layer's Y from one forward pass of the original network. */
+static int gather_targets(struct model *orig, struct layer_points *lps, int L,
+                          const float *xall, const struct lasso_params *p,
+                          char *err)
+{
+    size_t isz = (size_t)orig->in_c * orig->in_h * orig->in_w;
+    for (int b0 = 0; b0 < p->images; b0 += p->batch) {
+        int B = p->images - b0 < p->batch ? p->images - b0 : p->batch;
+        model_forward(orig, xall + isz * b0, NULL, B, 0, NULL);
+        for (int j = 0; j < L; j++) {
+            struct model_layer_io io;
+            int rc = model_layer_io(orig, lps[j].cons, &io, err);
+            if (rc) return rc;
+            gather_y(&io,
+                     io.bias >= 0
+                         ? model_tensor_data(orig, &orig->tensors[io.bias])
+                         : NULL,
+                     b0, B, lps[j].pos, lps[j].P, lps[j].Y);
+        }
+    }
+    return 0;
+}
+
 int lasso_prune(const struct model *src, const int *channels,
                 const struct lasso_params *p, const struct dataset *train,
                 const struct augment *aug, FILE *progress, struct model **out,
@@ -637,100 +713,77 @@ int lasso_prune(const struct model *src, const int *channels,
     double t_start = now_seconds();
     int L = src->nprunable;
     struct model *orig = NULL, *cur = NULL;
-    float *xall = NULL, *X = NULL, *Y = NULL, *wk = NULL, *wn = NULL;
-    int *pos = NULL, *scratch = NULL, *newch = NULL, *keepidx = NULL;
+    float *xall = NULL, *X = NULL, *wk = NULL, *wn = NULL;
+    int *scratch = NULL, *newch = NULL, *keepidx = NULL;
     unsigned char *keep = NULL;
     double *gram = NULL, *corr = NULL;
     struct lasso_stats st = {0};
     struct lasso_layer_report *lr = calloc((size_t)L, sizeof *lr);
-    int total = 0;
+    struct layer_points *lps = calloc((size_t)L, sizeof *lps);
+    int total = 0, maxhw = 1;
     for (int j = 0; j < L; j++) total += src->channels[j];
+    for (int l = 0; l < src->nlayers; l++)
+        if (src->layers[l].hout * src->layers[l].wout > maxhw)
+            maxhw = src->layers[l].hout * src->layers[l].wout;
     newch = malloc(sizeof(int) * L);
     keepidx = malloc(sizeof(int) * total);
-    if (!lr || !newch || !keepidx) {
+    scratch = malloc(sizeof(int) * maxhw);
+    if (!lr || !lps || !newch || !keepidx || !scratch) {
         rc = abc_errf(err, ABC_ENOMEM, "lasso: out of memory");
         goto done;
     }
-    if ((rc = sample_images(p, train, aug, &xall, err)) ||
-        (rc = model_copy(src, &orig, err)) || (rc = model_copy(src, &cur, err)) ||
+    for (int j = 0; j < L && !rc; j++)
+        rc = plan_points(src, p, j, scratch, &lps[j], err);
+    if (rc || (rc = sample_images(p, train, aug, &xall, err)) ||
+        (rc = model_copy(src, &orig, err)) ||
         (rc = model_reserve(orig, p->batch, err)) ||
+        (rc = gather_targets(orig, lps, L, xall, p, err)))
+        goto done;
+    model_destroy(orig);
+    orig = NULL;
+    if ((rc = model_copy(src, &cur, err)) ||
         (rc = model_reserve(cur, p->batch, err)))
         goto done;
 
     for (int j = 0; j < L; j++) {
         double t0 = now_seconds();
-        int prod = model_layer_producing(cur, j),
-            cons = model_layer_consuming(cur, j);
-        struct model_layer_io io;
-        if (prod < 0 || cons < 0 || (rc = model_layer_io(cur, cons, &io, err))) {
-            if (!rc)
-                rc = abc_errf(err, ABC_EVALUE,
-                              "lasso: prunable layer %d of %s has no producer "
-                              "or consumer",
-                              j, arch_name(src->arch));
-            goto done;
-        }
-        char lname[MODEL_NAME_LEN], cname[MODEL_NAME_LEN];
-        memcpy(lname, cur->layers[prod].name, MODEL_NAME_LEN); /* cur may be
-                                                                  replaced */
-        memcpy(cname, cur->layers[cons].name, MODEL_NAME_LEN);
-        int c = cur->channels[j], kk = io.k * io.k, n = io.out_c;
-        if (io.in_c != c) {
-            rc = abc_errf(err, ABC_EVALUE,
-                          "lasso: %s: its reader %s takes %d channels, the "
-                          "layer has %d",
-                          lname, cname, io.in_c, c);
-            goto done;
-        }
-        int hw = io.out_h * io.out_w;
-        int P = p->points_per_image < hw ? p->points_per_image : hw;
-        int N = p->images * P;
-        if (N < c) {
-            rc = abc_errf(err, ABC_EVALUE,
-                          "lasso: %s: %d sampled points (%d images x %d "
-                          "positions of %s) for %d channels; raise images or "
-                          "points_per_image",
-                          lname, N, p->images, P, cname, c);
-            goto done;
-        }
+        const struct layer_points *lp = &lps[j];
+        int c = lp->c, kk = lp->kk, n = lp->n, N = lp->N;
         size_t D = (size_t)c * kk;
-        free(pos), free(scratch), free(X), free(Y), free(wk), free(wn),
-            free(keep), free(gram), free(corr);
-        pos = malloc(sizeof(int) * N);
-        scratch = malloc(sizeof(int) * hw);
+        free(X), free(wk), free(wn), free(keep), free(gram), free(corr);
         X = malloc(sizeof(float) * N * D);
-        Y = malloc(sizeof(float) * N * n);
         wk = malloc(sizeof(float) * n * D);
         wn = malloc(sizeof(float) * n * D);
         keep = malloc((size_t)c);
         gram = malloc(sizeof(double) * c * c);
         corr = malloc(sizeof(double) * c);
-        if (!pos || !scratch || !X || !Y || !wk || !wn || !keep || !gram ||
-            !corr) {
+        if (!X || !wk || !wn || !keep || !gram || !corr) {
             rc = abc_errf(err, ABC_ENOMEM,
                           "lasso: %s: out of memory for %d points of %zu "
                           "inputs",
-                          lname, N, D);
+                          lp->name, N, D);
             goto done;
         }
-        sample_positions(p->seed, j, p->images, P, hw, scratch, pos);
-        if ((rc = gather_points(orig, cur, cons, xall, p->images, p->batch,
-                                pos, P, Y, X, NULL, err)))
+        if ((rc = gather_points(NULL, cur, lp->cons, xall, p->images,
+                                p->batch, lp->pos, lp->P, NULL, X, NULL,
+                                err)))
             goto done;
         lasso_stats_free(&st);
-        if ((rc = lasso_stats_compute(&st, X, Y, N, c, kk, n, err))) {
-            abc_errprefix(err, rc, "%s", lname);
+        if ((rc = lasso_stats_compute(&st, X, lp->Y, N, c, kk, n, err))) {
+            abc_errprefix(err, rc, "%s", lp->name);
             goto done;
         }
+        struct model_layer_io io;
+        if ((rc = model_layer_io(cur, lp->cons, &io, err))) goto done;
         const float *w = model_tensor_data(cur, &cur->tensors[io.weight]);
         struct lasso_layer_report *r = &lr[j];
-        r->layer = prod, r->consumer = cons;
+        r->layer = lp->prod, r->consumer = lp->cons;
         r->from = c, r->kept = channels[j], r->npoints = N;
         r->err_in = lasso_error(&st, NULL, w);
         lasso_gram(&st, w, gram, corr);
         if ((rc = lasso_select(gram, corr, c, channels[j], p->max_iter, p->tol,
                                keep, NULL, &r->lambda, &r->exact, err))) {
-            abc_errprefix(err, rc, "%s", lname);
+            abc_errprefix(err, rc, "%s", lp->name);
             goto done;
         }
         int Dk = 0;
@@ -742,7 +795,7 @@ int lasso_prune(const struct model *src, const int *channels,
         r->err_sliced = lasso_error(&st, keep, wk);
         if ((rc = lasso_reconstruct(&st, keep, p->ridge, wn, &r->err_recon,
                                     err))) {
-            abc_errprefix(err, rc, "%s", lname);
+            abc_errprefix(err, rc, "%s", lp->name);
             goto done;
         }
         if (channels[j] < c) { /* slice layer j (and its BN, its reader) */
@@ -761,7 +814,7 @@ int lasso_prune(const struct model *src, const int *channels,
             if ((rc = prune_slice_keep(cur, newch, keepidx, &next, err)) ||
                 (rc = model_reserve(next, p->batch, err))) {
                 if (!rc) model_destroy(next);
-                abc_errprefix(err, rc, "%s", lname);
+                abc_errprefix(err, rc, "%s", lp->name);
                 goto done;
             }
             model_destroy(cur);
@@ -772,7 +825,7 @@ int lasso_prune(const struct model *src, const int *channels,
             rc = abc_errf(err, ABC_EVALUE,
                           "lasso: %s: reader weight %s has %zu values, "
                           "expected %d x %d x %d",
-                          lname, wt->name, wt->numel, n, channels[j], kk);
+                          lp->name, wt->name, wt->numel, n, channels[j], kk);
             goto done;
         }
         memcpy(model_tensor_data(cur, wt), wn, sizeof(float) * wt->numel);
@@ -782,10 +835,9 @@ int lasso_prune(const struct model *src, const int *channels,
                     "lasso %d/%d %s: %d -> %d channels, lambda %.3g%s, N %d, "
                     "rel. error of %s: in %.4g, sliced %.4g, reconstructed "
                     "%.4g (%.2f s)\n",
-                    j + 1, L, lname, c, channels[j], r->lambda,
-                    r->exact ? "" : " (count filled/trimmed)", N,
-                    cname, r->err_in, r->err_sliced,
-                    r->err_recon, r->seconds);
+                    j + 1, L, lp->name, c, channels[j], r->lambda,
+                    r->exact ? "" : " (count filled/trimmed)", N, lp->cname,
+                    r->err_in, r->err_sliced, r->err_recon, r->seconds);
             fflush(progress);
         }
     }
@@ -801,7 +853,8 @@ done:
     lasso_stats_free(&st);
     model_destroy(orig);
     model_destroy(cur);
-    free(lr), free(xall), free(X), free(Y), free(wk), free(wn), free(pos),
+    for (int j = 0; lps && j < L; j++) free(lps[j].pos), free(lps[j].Y);
+    free(lps), free(lr), free(xall), free(X), free(wk), free(wn),
         free(scratch), free(newch), free(keepidx), free(keep), free(gram),
         free(corr);
     return rc;
