@@ -306,29 +306,33 @@ double lasso_error(const struct lasso_stats *s, const unsigned char *keep,
     int *idx = malloc(sizeof(int) * D);
     if (!idx) return NAN;
     int Dk = kept_inputs(s, keep, idx);
-    /* ||Y - X_K w^T||^2 = yy - 2 sum_o w_o . (X_K^T Y)_o + sum_o w_o^T
-     * (X_K^T X_K) w_o, with the quadratic form row by row. */
-    double lin = 0, quad = 0;
-    double *t = malloc(sizeof(double) * Dk);
-    if (!t) {
-        free(idx);
-        return NAN;
+    /* ||Y - X_K w^T||^2 = yy - 2 <w, (X_K^T Y)^T> + <w, w (X_K^T X_K)>,
+     * the last product by BLAS (A_KK is xtx itself when all are kept) */
+    double *A = (size_t)Dk == D ? s->xtx : malloc(sizeof(double) * Dk * Dk);
+    double *wd = malloc(sizeof(double) * n * Dk),
+           *t = malloc(sizeof(double) * n * Dk);
+    double e = NAN;
+    if (A && wd && t) {
+        if (A != s->xtx)
+            for (int p = 0; p < Dk; p++)
+                for (int q = 0; q < Dk; q++)
+                    A[(size_t)p * Dk + q] = s->xtx[(size_t)idx[p] * D + idx[q]];
+        for (size_t i = 0; i < (size_t)n * Dk; i++) wd[i] = w_kept[i];
+        cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, n, Dk, 1.0, A, Dk,
+                    wd, Dk, 0.0, t, Dk);
+        double lin = 0, quad = 0;
+        for (int o = 0; o < n; o++)
+            for (int p = 0; p < Dk; p++) {
+                size_t i = (size_t)o * Dk + p;
+                lin += wd[i] * s->xty[(size_t)idx[p] * n + o];
+                quad += wd[i] * t[i];
+            }
+        e = (s->yy - 2 * lin + quad) / s->yy;
+        if (e < 0) e = 0;
     }
-    for (int o = 0; o < n; o++) {
-        const float *wo = w_kept + (size_t)o * Dk;
-        for (int p = 0; p < Dk; p++) lin += (double)wo[p] * s->xty[(size_t)idx[p] * n + o];
-        for (int p = 0; p < Dk; p++) {
-            const double *ar = s->xtx + (size_t)idx[p] * D;
-            double v = 0;
-            for (int q = 0; q < Dk; q++) v += ar[idx[q]] * wo[q];
-            t[p] = v;
-        }
-        for (int p = 0; p < Dk; p++) quad += t[p] * wo[p];
-    }
-    free(t);
-    free(idx);
-    double e = (s->yy - 2 * lin + quad) / s->yy;
-    return e > 0 ? e : 0;
+    if (A != s->xtx) free(A);
+    free(wd), free(t), free(idx);
+    return e;
 }
 
 int lasso_reconstruct(const struct lasso_stats *s, const unsigned char *keep,

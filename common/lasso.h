@@ -68,7 +68,8 @@ void lasso_gram(const struct lasso_stats *s, const float *w, double *gram,
 
 /* Relative error ||Y - X_kept w_kept^T||^2 / ||Y||^2 on the sampled points
  * of weights w_kept (n, kept*kk) over the channels with keep[c] set (all
- * when keep is NULL), from the statistics (0 when ||Y|| is 0). */
+ * when keep is NULL), from the statistics (0 when ||Y|| is 0, NaN when
+ * out of memory). */
 double lasso_error(const struct lasso_stats *s, const unsigned char *keep,
                    const float *w_kept);
 
