@@ -251,7 +251,7 @@ void config_defaults(struct config *c)
     c->slim.sparsity = 1e-2f;
     snprintf(c->slim.inherit, sizeof c->slim.inherit, "baseline");
 
-    c->lasso.images = 200;
+    c->lasso.images = 512;
     c->lasso.points_per_image = 10;
 }
 
