@@ -30,6 +30,8 @@ usage: deploy/scaling-study.sh [options] CONFIG
   --baseline FILE     use this baseline.ckpt instead of training one
   --sim-workers LIST  simulated worker counts
                       (default 1,2,4,8,16,32,64,128,256,512,1024)
+  --sim-sn LIST       colony sizes to simulate (default: the --sn list);
+                      larger ones predict what more workers need
   --sim-log FILE      the log the simulated sweep fits on (default: the
                       point with the most ranks, largest SN, first seed,
                       sync if swept)
@@ -51,7 +53,7 @@ intlist() { [[ "$2" =~ ^[1-9][0-9]{0,6}(,[1-9][0-9]{0,6})*$ ]] ||
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 sns=4,8 ranks=1,2,3 seeds=1,2 schedules=sync,async threads=1
 out=runs/scaling baseline="" sim_workers=1,2,4,8,16,32,64,128,256,512,1024
-sim_log="" exe="$here/../build/abcprune" mpiexec=mpirun
+sim_sns="" sim_log="" exe="$here/../build/abcprune" mpiexec=mpirun
 mpi_flags="--oversubscribe --allow-run-as-root" plots=1 config=""
 sets=()
 while [ $# -gt 0 ]; do
@@ -71,6 +73,7 @@ while [ $# -gt 0 ]; do
     --out) need "$@"; out="$2"; shift 2 ;;
     --baseline) need "$@"; baseline="$2"; shift 2 ;;
     --sim-workers) need "$@"; intlist "$1" "$2"; sim_workers="$2"; shift 2 ;;
+    --sim-sn) need "$@"; intlist "$1" "$2"; sim_sns="$2"; shift 2 ;;
     --sim-log) need "$@"; sim_log="$2"; shift 2 ;;
     --abcprune) need "$@"; exe="$2"; shift 2 ;;
     --mpiexec) need "$@"; mpiexec="$2"; shift 2 ;;
@@ -99,6 +102,7 @@ IFS=, read -r -a SN <<<"$sns"
 IFS=, read -r -a RANKS <<<"$ranks"
 IFS=, read -r -a SEEDS <<<"$seeds"
 IFS=, read -r -a SCHED <<<"$schedules"
+IFS=, read -r -a SIMSN <<<"${sim_sns:-$sns}"
 collect="$here/scaling/collect.py"
 sets+=(--set "threads=$threads")
 export OMP_NUM_THREADS="$threads"
@@ -156,7 +160,7 @@ if [ -z "$sim_log" ]; then
 fi
 echo "scaling-study: simulating $sim_workers workers from $sim_log" >&2
 first=1
-for sn in "${SN[@]}"; do
+for sn in "${SIMSN[@]}"; do
   "$exe" "${sets[@]}" --set "search.sn=$sn" --set "seed=${SEEDS[0]}" simulate \
     --workers "$sim_workers" --schedule both --log "$sim_log" \
     --csv "$out/sim_sn$sn.csv" "$config" 2>"$out/sim_sn$sn.err" ||
@@ -194,7 +198,7 @@ done
 
 # 5. Plots.
 if [ "$plots" = 1 ]; then
-  gnuplot -e "dir='$out'; sns='${SN[*]}'" "$here/scaling/plots.gp"
+  gnuplot -e "dir='$out'; sns='${SN[*]}'; simsns='${SIMSN[*]}'" "$here/scaling/plots.gp"
   echo "scaling-study: plots $out/scaling_time.png $out/scaling_cycles.png $out/scaling_fitness.png" >&2
 fi
 echo "scaling-study: $out/real.csv, $out/sim.csv, $out/sim_validation.csv" >&2

@@ -1,6 +1,7 @@
 # plots.gp - the scaling study's three plots (headless, pngcairo), from the
 # CSVs deploy/scaling/collect.py writes into the run directory.
-#   gnuplot -e "dir='runs/scaling'; sns='4 8'" deploy/scaling/plots.gp
+#   gnuplot -e "dir='runs/scaling'; sns='4 8'; simsns='4 8 64'" deploy/scaling/plots.gp
+# (sns: the colony sizes of the real runs, simsns: the simulated ones)
 # writes dir/scaling_time.png     (a) search wall time and speedup vs ranks,
 #                                     sync vs async: real runs (points, mean
 #                                     over seeds) and the simulator (lines,
@@ -10,6 +11,7 @@
 #                                     over seeds as error bars
 if (!exists("dir")) dir = "runs/scaling"
 if (!exists("sns")) sns = "4 8"
+if (!exists("simsns")) simsns = sns
 set datafile separator ","
 set datafile columnheaders
 set terminal pngcairo size 1400,560 font ",10"
@@ -32,9 +34,9 @@ plot for [s in sns] real using (pick(s+0, "sync", column("ranks"))):"wall_mean" 
        with linespoints pt 7 lw 2 title sprintf("real sync SN %s", s), \
      for [s in sns] real using (pick(s+0, "async", column("ranks"))):"wall_mean" \
        with linespoints pt 5 lw 2 dt 2 title sprintf("real async SN %s", s), \
-     for [s in sns] sim using (pick(s+0, "sync", column("ranks"))):"wall_s" \
+     for [s in simsns] sim using (pick(s+0, "sync", column("ranks"))):"wall_s" \
        with lines lw 1 title sprintf("sim sync SN %s", s), \
-     for [s in sns] sim using (pick(s+0, "async", column("ranks"))):"wall_s" \
+     for [s in simsns] sim using (pick(s+0, "async", column("ranks"))):"wall_s" \
        with lines lw 1 dt 3 title sprintf("sim async SN %s", s)
 set ylabel "speedup over 1 rank (sim: over 1 worker)"
 unset logscale y
@@ -43,9 +45,9 @@ plot for [s in sns] real using (pick(s+0, "sync", column("ranks"))):"speedup" \
        with linespoints pt 7 lw 2 title sprintf("real sync SN %s", s), \
      for [s in sns] real using (pick(s+0, "async", column("ranks"))):"speedup" \
        with linespoints pt 5 lw 2 dt 2 title sprintf("real async SN %s", s), \
-     for [s in sns] sim using (pick(s+0, "sync", column("ranks"))):"speedup" \
+     for [s in simsns] sim using (pick(s+0, "sync", column("ranks"))):"speedup" \
        with lines lw 1 title sprintf("sim sync SN %s", s), \
-     for [s in sns] sim using (pick(s+0, "async", column("ranks"))):"speedup" \
+     for [s in simsns] sim using (pick(s+0, "async", column("ranks"))):"speedup" \
        with lines lw 1 dt 3 title sprintf("sim async SN %s", s)
 unset multiplot
 unset logscale
