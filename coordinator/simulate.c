@@ -33,7 +33,8 @@ struct jfield {
 
 static const char *skip_ws(const char *s)
 {
-    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') s++;
+    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+        s++;
     return s;
 }
 
@@ -262,8 +263,7 @@ static int get_str(const struct jfield *f, int nf, const char *key,
 
 /* An array of integers into out[0..max); *n entries. */
 static int get_ints(const struct jfield *f, int nf, const char *key,
-                    const struct where *w, int *out, int max, int *n,
-                    char *err)
+                    const struct where *w, int *out, int max, int *n, char *err)
 {
     const struct jfield *x = json_find(f, nf, key);
     if (!x) return field_err(w, key, "missing", err);
@@ -273,7 +273,8 @@ static int get_ints(const struct jfield *f, int nf, const char *key,
     if (s == end) return 0;
     for (;;) {
         const char *e = s;
-        while (e < end && *e != ',' && *e != ' ') e++;
+        while (e < end && *e != ',' && *e != ' ')
+            e++;
         double v;
         if (parse_number(s, (size_t)(e - s), &v) || v != floor(v) ||
             fabs(v) > 1e9)
@@ -430,19 +431,17 @@ int sim_log_read(const char *path, struct sim_log **out, char *err)
             break;
         }
         char event[16];
-        if ((rc = get_str(f, nf, "event", &w, event, sizeof event, err)))
-            break;
+        if ((rc = get_str(f, nf, "event", &w, event, sizeof event, err))) break;
         if (strcmp(event, "eval") == 0)
             rc = read_eval(g, f, nf, &w, err);
         else if (strcmp(event, "done") == 0)
             rc = read_done(g, f, nf, &w, err);
         if (rc) break;
     }
-    if (!rc && ferror(fp))
-        rc = abc_errf(err, ABC_EIO, "%s: read error", path);
+    if (!rc && ferror(fp)) rc = abc_errf(err, ABC_EIO, "%s: read error", path);
     if (!rc && g->n == 0)
-        rc = abc_errf(err, ABC_EFORMAT, "%s: no \"eval\" line: not a search log",
-                      path);
+        rc = abc_errf(err, ABC_EFORMAT,
+                      "%s: no \"eval\" line: not a search log", path);
     free(line);
     fclose(fp);
     if (rc) {
@@ -589,7 +588,8 @@ static double batch_wall(struct heap *h, double t0, const double *dur, int n,
     int k = n < W ? n : W;
     double end = t0;
     h->n = 0;
-    for (int w = 0; w < k; w++) heap_push(h, t0, w);
+    for (int w = 0; w < k; w++)
+        heap_push(h, t0, w);
     for (int i = 0; i < n; i++) {
         double t;
         int w;
@@ -647,7 +647,8 @@ int sim_overhead_fit(const struct sim_log *g, double *o, char *err)
     double want = g->elapsed_s;
     if (sim_replay_wall(g, 0) >= want) return 0;
     double lo = 0, hi = want;
-    while (sim_replay_wall(g, hi) < want) hi *= 2; /* monotone in o */
+    while (sim_replay_wall(g, hi) < want)
+        hi *= 2; /* monotone in o */
     for (int it = 0; it < 100 && hi - lo > 1e-9 * (1 + hi); it++) {
         double mid = 0.5 * (lo + hi);
         if (sim_replay_wall(g, mid) < want)
@@ -667,8 +668,7 @@ struct sim_eval {
     double fitness; /* the surrogate's */
 };
 
-static int64_t code_macs(const struct sim_setup *s, const int *code,
-                         char *err)
+static int64_t code_macs(const struct sim_setup *s, const int *code, char *err)
 {
     int ch[COLONY_MAX_LAYERS];
     colony_code_to_channels(code, s->pre->channels, s->p.nlayers, ch);
@@ -913,8 +913,7 @@ int sim_sweep(const struct config *c, const struct sim_opts *o, FILE *csv,
                 "%.4g * MFLOPs, residual ratio %.3f..%.3f; overhead %.4gs per "
                 "dispatch (%s)\n",
                 log_path, g->n, cost.a, cost.b * 1e6, lo, hi, cost.overhead,
-                o->overhead >= 0 ? "given"
-                                 : "replay of the log's own run");
+                o->overhead >= 0 ? "given" : "replay of the log's own run");
     }
     fprintf(csv, "%s\n", SIM_CSV_HEADER);
     for (int k = 0; k < o->nworkers && !rc; k++) {
@@ -940,8 +939,7 @@ int sim_sweep(const struct config *c, const struct sim_opts *o, FILE *csv,
             sim_result_free(&r);
         }
     }
-    if (!rc && fflush(csv))
-        rc = abc_errf(err, ABC_EIO, "cannot write the CSV");
+    if (!rc && fflush(csv)) rc = abc_errf(err, ABC_EIO, "cannot write the CSV");
 out:
     sim_cost_free(&cost);
     sim_log_destroy(g);

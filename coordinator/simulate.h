@@ -39,18 +39,18 @@
 /* The parts of a search.jsonl the simulator uses. */
 struct sim_log {
     char path[1024];
-    int nlayers;      /* entries of every code (0 while no eval line) */
-    int n, cap;       /* eval lines, in log order */
-    int *codes;       /* n*nlayers */
-    int64_t *flops;   /* per eval line */
-    double *seconds;  /* the worker's wall time of the evaluation */
+    int nlayers;     /* entries of every code (0 while no eval line) */
+    int n, cap;      /* eval lines, in log order */
+    int *codes;      /* n*nlayers */
+    int64_t *flops;  /* per eval line */
+    double *seconds; /* the worker's wall time of the evaluation */
     double *fitness;
-    uint64_t *seed;   /* the evaluation's seed */
-    int *phase;       /* enum colony_phase of the line (async lines: their
-                         role's phase) */
-    int *cycle;       /* the line's "cycle" (0 = init) */
-    int has_done;     /* a done line was read: the fields below are set */
-    int async;        /* its schedule */
+    uint64_t *seed; /* the evaluation's seed */
+    int *phase;     /* enum colony_phase of the line (async lines: their
+                       role's phase) */
+    int *cycle;     /* the line's "cycle" (0 = init) */
+    int has_done;   /* a done line was read: the fields below are set */
+    int async;      /* its schedule */
     int ranks;
     uint64_t evaluations;    /* the colony's, over all sessions */
     uint64_t evaluated_here; /* by the session that wrote the done line */
@@ -104,7 +104,7 @@ double sim_replay_wall(const struct sim_log *log, double o);
 
 /* What a simulated search runs on. */
 struct sim_setup {
-    struct colony_params p; /* as search_colony_params makes them */
+    struct colony_params p;  /* as search_colony_params makes them */
     const struct model *pre; /* the baseline: arch, widths, input shape */
     const struct sim_cost *cost;
     const struct sim_log *log; /* fitness surrogate: nearest logged code */
@@ -115,15 +115,15 @@ struct sim_setup {
 struct sim_result {
     int workers;
     int async;
-    double wall_s;       /* virtual seconds from start to the last result */
+    double wall_s; /* virtual seconds from start to the last result */
     uint64_t evaluations;
-    double busy_s;       /* evaluation seconds over all workers */
-    double util;         /* busy_s / (workers * wall_s) */
+    double busy_s; /* evaluation seconds over all workers */
+    double util;   /* busy_s / (workers * wall_s) */
     double evals_per_s;
-    int ncycles;         /* entries of best: init + max_cycles */
-    double *best;        /* best fitness after init (0) and each cycle */
+    int ncycles;  /* entries of best: init + max_cycles */
+    double *best; /* best fitness after init (0) and each cycle */
     double best_fitness;
-    int64_t best_flops;  /* MACs of the best structure */
+    int64_t best_flops; /* MACs of the best structure */
 };
 
 /* Runs the colony of s on `workers` virtual workers (>= 1) with the sync
@@ -143,14 +143,14 @@ struct sim_opts {
     const char *log_path; /* NULL: OUT/search.jsonl of the config */
     const int *workers;   /* worker counts to simulate */
     int nworkers;
-    int sync, async;      /* schedules to simulate (at least one) */
-    double overhead;      /* seconds per dispatch; < 0: sim_overhead_fit */
+    int sync, async; /* schedules to simulate (at least one) */
+    double overhead; /* seconds per dispatch; < 0: sim_overhead_fit */
 };
 
 /* The CSV header sim_sweep writes (no newline). */
-#define SIM_CSV_HEADER                                                       \
-    "schedule,workers,sn,wall_s,evaluations,evals_per_s,worker_util,"       \
-    "best_fitness_per_cycle,final_best_fitness,final_flops,cost_a_s,"       \
+#define SIM_CSV_HEADER                                                         \
+    "schedule,workers,sn,wall_s,evaluations,evals_per_s,worker_util,"          \
+    "best_fitness_per_cycle,final_best_fitness,final_flops,cost_a_s,"          \
     "cost_b_s_per_mflop,overhead_s"
 
 /* Simulates the search config c describes (its colony: search section,

@@ -94,23 +94,24 @@ static int batch_sizes(const struct colony_params *p, int *n, int max)
     return k;
 }
 
-static void test_constant_time(const struct model *pre,
-                               const struct sim_log *g)
+static void test_constant_time(const struct model *pre, const struct sim_log *g)
 {
     const double t = 2.5;
     struct colony_params p = params();
-    struct sim_cost cost = {.a = t, .b = 0, .nres = 0, .overhead = 0,
-                            .min_s = 0};
-    struct sim_setup s = {.p = p, .pre = pre, .cost = &cost, .log = g,
-                          .seed = 1};
+    struct sim_cost cost = {
+        .a = t, .b = 0, .nres = 0, .overhead = 0, .min_s = 0};
+    struct sim_setup s = {
+        .p = p, .pre = pre, .cost = &cost, .log = g, .seed = 1};
     int n[64];
     int nph = batch_sizes(&p, n, 64);
     int total = 0, scouts = 0;
-    for (int k = 0; k < nph; k++) total += n[k];
-    for (int k = 3; k < nph; k += 3) scouts += n[k];
+    for (int k = 0; k < nph; k++)
+        total += n[k];
+    for (int k = 3; k < nph; k += 3)
+        scouts += n[k];
     CHECK(nph == 1 + 3 * p.max_cycles, "%d phases", nph);
-    CHECK(total == p.sn + p.max_cycles * 2 * p.sn + scouts &&
-              scouts > 0 && scouts <= p.max_cycles,
+    CHECK(total == p.sn + p.max_cycles * 2 * p.sn + scouts && scouts > 0 &&
+              scouts <= p.max_cycles,
           "budget %d with %d scouts", total, scouts);
     printf("colony: %d phases, %d evaluations, %d scouts\n", nph, total,
            scouts);
@@ -120,7 +121,8 @@ static void test_constant_time(const struct model *pre,
     for (size_t i = 0; i < sizeof Ws / sizeof Ws[0]; i++) {
         int W = Ws[i];
         double want = 0;
-        for (int k = 0; k < nph; k++) want += ceil((double)n[k] / W) * t;
+        for (int k = 0; k < nph; k++)
+            want += ceil((double)n[k] / W) * t;
         struct sim_result r;
         int rc = sim_run(&s, W, 0, &r, err);
         CHECK(rc == 0, "sync W=%d: %s", W, err);
@@ -133,8 +135,8 @@ static void test_constant_time(const struct model *pre,
               "sync W=%d: util %.6f", W, r.util);
         CHECK(fabs(r.evals_per_s - total / want) < 1e-12,
               "sync W=%d: evals/s %.6f", W, r.evals_per_s);
-        CHECK(r.ncycles == p.max_cycles + 1 && r.best[r.ncycles - 1] ==
-                                                   r.best_fitness,
+        CHECK(r.ncycles == p.max_cycles + 1 &&
+                  r.best[r.ncycles - 1] == r.best_fitness,
               "sync W=%d: best per cycle", W);
         for (int c = 1; c < r.ncycles; c++)
             CHECK(r.best[c] >= r.best[c - 1], "best falls at cycle %d", c);
@@ -154,10 +156,10 @@ static void test_constant_time(const struct model *pre,
                   N <= (uint64_t)(p.sn + p.max_cycles * (2 * p.sn + 1)),
               "async W=%d: %llu evaluations", W, (unsigned long long)N);
         double aw = (ceil((double)p.sn / W) + ceil((double)(N - p.sn) / W)) * t;
-        CHECK(fabs(r.wall_s - aw) < 1e-9, "async W=%d: wall %.6f, want %.6f",
-              W, r.wall_s, aw);
-        CHECK(fabs(r.util - N * t / (W * aw)) < 1e-12,
-              "async W=%d: util %.6f", W, r.util);
+        CHECK(fabs(r.wall_s - aw) < 1e-9, "async W=%d: wall %.6f, want %.6f", W,
+              r.wall_s, aw);
+        CHECK(fabs(r.util - N * t / (W * aw)) < 1e-12, "async W=%d: util %.6f",
+              W, r.util);
         if (W == 1 || W == 2 || W == 3 || W == 6) /* W divides sn: only the
                                                      last wave can idle */
             CHECK(r.util >= (double)N / (N + W - 1) - 1e-12,
@@ -197,8 +199,8 @@ static void test_w_invariance(const struct model *pre, const struct sim_log *g)
     for (int i = 0; i < cost.nres; i++) /* a spread of residuals */
         cost.res[i] = 0.5 + (i % 10) * 0.1;
     cost.overhead = 0.01;
-    struct sim_setup s = {.p = params(), .pre = pre, .cost = &cost, .log = g,
-                          .seed = 7};
+    struct sim_setup s = {
+        .p = params(), .pre = pre, .cost = &cost, .log = g, .seed = 7};
     struct sim_result r1, r;
     if (sim_run(&s, 1, 0, &r1, err)) {
         CHECK(0, "%s", err);
@@ -242,8 +244,7 @@ static void test_cost_fit(void)
     int rc = sim_log_read(LOG_ALL, &g, err);
     CHECK(rc == 0, "%s", err);
     if (rc) return;
-    CHECK(g->n == K_MAX * K_MAX * K_MAX && g->nlayers == NL, "%d lines",
-          g->n);
+    CHECK(g->n == K_MAX * K_MAX * K_MAX && g->nlayers == NL, "%d lines", g->n);
     struct sim_cost c;
     rc = sim_cost_fit(g, &c, err);
     CHECK(rc == 0, "%s", err);
