@@ -13,7 +13,8 @@
 #     (same best fitness per cycle);
 #  4. the validation CSV has a row per point with finite relative errors;
 #  5. three PNGs (magic bytes);
-#  6. bad arguments exit 2 with a message.
+#  6. bad arguments exit 2 with a message (the driver's and simulate's);
+#     a bad log line exits 1 naming file:line and the field.
 # usage: test_scaling.sh ABCPRUNE MPIEXEC "PREFLAGS" WORKDIR SOURCE_DIR
 set -u
 source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
@@ -171,6 +172,16 @@ sys.exit(0 if len(s) == 1 and len(r) == 1 and
          s[0]["final_flops"] == r[0]["final_flops"] and
          s[0]["evaluations"] == r[0]["evaluations"] else 1)
 PY
+
+"$exe" simulate --workers 0,2 tiny.yaml >/dev/null 2>sim.err
+code=$?
+check "simulate --workers 0,2 exits 2 (got $code)" test "$code" -eq 2
+head -n 2 out/points/sn2_r1_sync_s5/search.jsonl >bad.jsonl
+echo '{"event":"eval","seconds":1}' >>bad.jsonl
+"$exe" simulate --log bad.jsonl tiny.yaml >/dev/null 2>sim.err
+code=$?
+check "simulate on a bad log exits 1 naming bad.jsonl:3 and the field" \
+  bash -c "[ $code -eq 1 ] && grep -q 'bad.jsonl:3: field \"code\": missing' sim.err"
 
 # 4. Validation.
 check "sim_validation.csv: a row per point, finite errors" $py - out/sim_validation.csv <<'PY'
