@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "err.h"
 #include "prune.h"
 #include "rng.h"
@@ -416,11 +417,8 @@ int lasso_uniform_structure(const struct model *m, double ratio,
     if (!(ratio > 0 && ratio <= 1))
         return abc_errf(err, ABC_EVALUE, "keep ratio %g, expected in (0,1]",
                         ratio);
-    for (int j = 0; j < m->nprunable; j++) {
-        int k = (int)lround(ratio * m->channels[j]);
-        channels[j] = k < 1 ? 1 : k > m->channels[j] ? m->channels[j] : k;
-    }
-    return 0;
+    /* the uniform structure of budget.c, without a FLOPs target */
+    return budget_uniform(m, 0, ratio, 1, channels, NULL, err);
 }
 
 static int check_params(const struct lasso_params *p, char *err)

@@ -122,6 +122,17 @@ static void make_request(const struct run *r, const struct candidate *cd,
     rq->candidate = cd->index;
 }
 
+/* MACs per image of the structure a code stands for (over the baseline's
+ * widths). Returns 0, or non-zero for a structure the model rejects. */
+static int code_macs(const struct run *r, const int *code, int nlayers,
+                     int64_t *macs)
+{
+    int ch[PROTO_MAX_LAYERS];
+    char err[ABC_ERRLEN];
+    colony_code_to_channels(code, r->pre->channels, nlayers, ch);
+    return budget_macs(r->pre, ch, macs, err);
+}
+
 /* The FLOPs budget's last resort: budget_repair makes every code fit
  * unless even all 1s is over; such a candidate scores 0 without being
  * trained, its result made here at once (logged with the reason), so the
@@ -131,11 +142,9 @@ static int over_budget(const struct run *r, const struct candidate *cd,
                        struct proto_eval_result *res)
 {
     if (r->budget_macs <= 0) return 0;
-    int ch[PROTO_MAX_LAYERS];
-    colony_code_to_channels(cd->code, r->pre->channels, r->col->p.nlayers, ch);
     int64_t macs;
-    char err[ABC_ERRLEN];
-    if (budget_macs(r->pre, ch, &macs, err) != 0 || macs <= r->budget_macs)
+    if (code_macs(r, cd->code, r->col->p.nlayers, &macs) != 0 ||
+        macs <= r->budget_macs)
         return 0; /* a bad structure fails in the evaluation, with its error */
     memset(res, 0, sizeof *res);
     res->eval_id = cd->eval_id;
@@ -154,13 +163,9 @@ static int over_budget(const struct run *r, const struct candidate *cd,
 static void budget_repair(void *ctx, int *code, int nlayers)
 {
     const struct run *r = ctx;
-    int ch[PROTO_MAX_LAYERS];
-    char err[ABC_ERRLEN];
     for (;;) {
         int64_t macs;
-        colony_code_to_channels(code, r->pre->channels, nlayers, ch);
-        if (budget_macs(r->pre, ch, &macs, err) != 0 ||
-            macs <= r->budget_macs)
+        if (code_macs(r, code, nlayers, &macs) != 0 || macs <= r->budget_macs)
             return;
         int j = -1;
         for (int i = 0; i < nlayers; i++)

@@ -92,6 +92,8 @@ if [ -z "$out" ]; then
 fi
 mkdir -p "$out"
 read -r -a mpirun_argv <<<"$mpirun_cmd"
+launch=() # the ABC search: under MPI with workers, else in-process
+[ "$ranks" -gt 1 ] && launch=("${mpirun_argv[@]}" -np "$ranks")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 now() { date +%s.%N; }
@@ -122,14 +124,8 @@ for t in "${target_list[@]}"; do
       if [ "$m" = abc ]; then
         [ -f "$p/report.json" ] && [ -f "$p/abc.search_s" ] && continue
         echo "== target $t seed $s: abc search on $ranks ranks"
-        if [ "$ranks" -gt 1 ]; then
-          run_timed "$p/abc.search_s" "${mpirun_argv[@]}" -np "$ranks" \
-            "$bin" --out "$p" "${sets[@]}" --set "threads=$wthreads" \
-            search --resume "$config"
-        else
-          run_timed "$p/abc.search_s" "$bin" --out "$p" "${sets[@]}" \
-            --set "threads=$wthreads" search --resume "$config"
-        fi
+        run_timed "$p/abc.search_s" "${launch[@]}" "$bin" --out "$p" \
+          "${sets[@]}" --set "threads=$wthreads" search --resume "$config"
         run_timed "$p/abc.finetune_s" "$bin" --out "$p" "${sets[@]}" \
           finetune "$config"
       else
