@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "model.h"
-#include "optim.h"
-#include "rng.h"
-#include "threads.h"
-#include "train.h"
+#include "core/err.h"
+#include "nn/model.h"
+#include "nn/optim.h"
+#include "core/rng.h"
+#include "core/threads.h"
+#include "train/train.h"
 
 static int cmp_double(const void *a, const void *b)
 {

@@ -4,11 +4,11 @@
  *
  * Randomness. Every draw of a phase comes from generators seeded by
  * rng_derive(seed, cycle, phase, label), so a batch is a pure function of
- * the colony state: candidate i's code from label TAG_MOVE then i (so one
+ * the colony state: candidate i's code from label SEED_COLONY_MOVE then i (so one
  * candidate's draws never shift another's), the onlooker placement walk
- * from TAG_PLACE, the evaluation seed of candidate i from label i itself.
+ * from SEED_COLONY_PLACE, the evaluation seed of candidate i from label i itself.
  * An async role draws the same way, i being its index in its phase; its
- * onlooker placement from TAG_PLACE then i. A role made again after a
+ * onlooker placement from SEED_COLONY_PLACE then i. A role made again after a
  * resume draws the same numbers (its state may differ).
  *
  * Checkpoint format, version 1 (sync; version 2, async, below): exactly
@@ -55,6 +55,7 @@
  * Writers emit keys in this order. Floats are float64, so a loaded colony
  * is bit-identical to the saved one. */
 #include "colony.h"
+#include "core/seeds.h"
 
 #include <limits.h>
 #include <math.h>
@@ -64,14 +65,12 @@
 
 #include <msgpack.h>
 
-#include "err.h"
-#include "fileio.h"
-#include "mpread.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "io/mpread.h"
 
 /* rng_derive labels for the draws of a phase; batch indices (the labels
  * of evaluation seeds) stay far below them. */
-#define TAG_MOVE 0xabc0c0de00000001ULL
-#define TAG_PLACE 0xabc0c0de00000002ULL
 
 /* Largest colony file colony_load reads (a 4096-layer, 65536-source colony
  * is about 0.6 GB; real ones are kilobytes). */
@@ -307,7 +306,7 @@ static void cand_start(const struct colony_params *p, struct candidate *cd,
     cd->seed =
         rng_derive(p->seed, (uint64_t)cycle, (uint64_t)ph, (uint64_t)index);
     uint64_t move =
-        rng_derive(p->seed, (uint64_t)cycle, (uint64_t)ph, TAG_MOVE);
+        rng_derive(p->seed, (uint64_t)cycle, (uint64_t)ph, SEED_COLONY_MOVE);
     rng_seed(r, rng_derive(move, (uint64_t)index, 0, 0));
 }
 
@@ -380,7 +379,7 @@ static void generate_batch(struct colony *c)
             if (c->foods[i].fitness > max_fit) max_fit = c->foods[i].fitness;
         /* The walk ends: the fittest source has p = 1 (or all have). */
         struct rng place;
-        rng_seed(&place, phase_seed(c, TAG_PLACE));
+        rng_seed(&place, phase_seed(c, SEED_COLONY_PLACE));
         for (int i = 0; n < p->sn; i = (i + 1) % p->sn) {
             double pi = colony_onlooker_prob(c->foods[i].fitness, max_fit);
             if (rng_uniform(&place) < pi) make_neighbour(c, n++, i);
@@ -631,7 +630,7 @@ static int onlooker_place(struct colony *c, int cycle, int index)
         if (c->foods[i].fitness > max_fit) max_fit = c->foods[i].fitness;
     struct rng place;
     rng_seed(&place, rng_derive(rng_derive(p->seed, (uint64_t)cycle,
-                                           COLONY_ONLOOKER, TAG_PLACE),
+                                           COLONY_ONLOOKER, SEED_COLONY_PLACE),
                                 (uint64_t)index, 0, 0));
     for (int i = c->walk;; i = (i + 1) % p->sn) {
         double pi = colony_onlooker_prob(c->foods[i].fitness, max_fit);

@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#include "rng.h"
+#include "core/rng.h"
 
 #define COLONY_FORMAT "abcprune-colony"
 #define COLONY_VERSION 1       /* checkpoints of the sync form */

@@ -7,20 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "budget.h"
-#include "checkpoint.h"
-#include "err.h"
-#include "fileio.h"
-#include "lasso.h"
+#include "prune/budget.h"
+#include "io/checkpoint.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "prune/lasso.h"
 #include "pipeline.h"
-#include "prune.h"
-#include "rng.h"
+#include "prune/prune.h"
+#include "core/rng.h"
+#include "core/seeds.h"
 #include "search.h"
-#include "train.h"
+#include "train/train.h"
 
 /* Labels of rng_derive (pipeline.c uses 3 and 5). */
-enum { SEED_METHOD_FINETUNE = 5, SEED_SLIM = 11, SEED_STRUCTURE = 13,
-       SEED_FILTERS = 17, SEED_LASSO = 19, SEED_SCRATCH = 23 };
 
 static const char *const names[METHOD_COUNT] = {"slim", "lasso", "uniform",
                                                 "random"};
@@ -273,7 +272,7 @@ static int run_method(struct mrun *r, FILE *out, char *err)
     }
     if (!done &&
         (rc = pipeline_train_files(m, c, &c->finetune, &r->s,
-                                   rng_derive(c->seed, SEED_METHOD_FINETUNE, 0,
+                                   rng_derive(c->seed, SEED_FINETUNE, 0,
                                               0),
                                    &st, ckpt, logp, "finetune", r->stop,
                                    r->progress, err)))

@@ -20,7 +20,7 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "config.h"
+#include "io/config.h"
 
 enum method {
     METHOD_SLIM,

@@ -5,19 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint.h"
+#include "io/checkpoint.h"
 #include "colony.h"
-#include "err.h"
-#include "fileio.h"
-#include "fitness.h"
-#include "jsonl.h"
-#include "prune.h"
-#include "rng.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "prune/fitness.h"
+#include "io/jsonl.h"
+#include "prune/prune.h"
+#include "core/rng.h"
+#include "core/seeds.h"
 #include "search.h"
-#include "train.h"
+#include "train/train.h"
 
 /* Labels of rng_derive for the model's initial weights and fine-tuning. */
-enum { SEED_INIT = 3, SEED_FINETUNE = 5 };
 
 void pipeline_input_shape(const struct config *c, int *ch, int *h, int *w)
 {

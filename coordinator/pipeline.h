@@ -10,9 +10,9 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "config.h"
-#include "model.h"
-#include "train.h"
+#include "io/config.h"
+#include "nn/model.h"
+#include "train/train.h"
 
 #define PIPELINE_PRUNED "pruned.ckpt"
 #define PIPELINE_REPORT "report.txt"

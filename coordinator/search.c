@@ -32,20 +32,20 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "budget.h"
-#include "checkpoint.h"
+#include "prune/budget.h"
+#include "io/checkpoint.h"
 #include "colony.h"
-#include "err.h"
+#include "core/err.h"
 #include "evaluate.h"
-#include "fileio.h"
-#include "jsonl.h"
+#include "core/fileio.h"
+#include "io/jsonl.h"
 #include "messages.h"
-#include "rng.h"
-#include "train.h"
+#include "core/rng.h"
+#include "core/seeds.h"
+#include "train/train.h"
 #include "transport.h"
 
 /* Label of rng_derive for the colony's seed. */
-enum { SEED_SEARCH = 4 };
 
 /* CPU seconds this process has used (all threads, user + system). */
 static double cpu_seconds(void)

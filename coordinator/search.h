@@ -12,8 +12,8 @@
 #include <stdio.h>
 
 #include "colony.h"
-#include "config.h"
-#include "model.h"
+#include "io/config.h"
+#include "nn/model.h"
 
 /* Files of a run, all under the config's out_dir. */
 #define SEARCH_BASELINE "baseline.ckpt"

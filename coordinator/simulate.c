@@ -9,13 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "core/err.h"
 #include "pipeline.h"
-#include "rng.h"
+#include "core/rng.h"
+#include "core/seeds.h"
 #include "search.h"
 
 /* Label of rng_derive for the residual draws. */
-enum { SEED_RESIDUAL = 0x5e51 };
 
 /* ---- a minimal reader for one flat JSON object per line ---- */
 

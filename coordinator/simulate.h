@@ -33,8 +33,8 @@
 #include <stdio.h>
 
 #include "colony.h"
-#include "config.h"
-#include "model.h"
+#include "io/config.h"
+#include "nn/model.h"
 
 /* The parts of a search.jsonl the simulator uses. */
 struct sim_log {

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "err.h"
+#include "core/err.h"
 
 int proto_result_stopped(const struct proto_eval_result *res)
 {

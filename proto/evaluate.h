@@ -7,8 +7,8 @@
 
 #include <signal.h>
 
-#include "config.h"
-#include "fitness.h"
+#include "io/config.h"
+#include "prune/fitness.h"
 #include "messages.h"
 
 /* The error text of a result whose worker was stopped by a signal before it

@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "err.h"
-#include "mpread.h"
+#include "core/err.h"
+#include "io/mpread.h"
 
 /* ---- names -------------------------------------------------------------- */
 

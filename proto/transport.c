@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "err.h"
+#include "core/err.h"
 
 #define SPIN_POLLS 50         /* polls before the first sleep */
 #define SLEEP_MIN_NS 20000L   /* first sleep: 20 us */

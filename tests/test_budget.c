@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "budget.h"
+#include "prune/budget.h"
 #include "check.h"
-#include "err.h"
-#include "prune.h"
+#include "core/err.h"
+#include "prune/prune.h"
 
 static struct model *make(enum arch a)
 {

@@ -18,11 +18,11 @@
 #include <msgpack.h>
 
 #include "check.h"
-#include "checkpoint.h"
-#include "err.h"
-#include "fileio.h"
-#include "model.h"
-#include "rng.h"
+#include "io/checkpoint.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "nn/model.h"
+#include "core/rng.h"
 
 #define PREFIX "ckpt_test_"
 

@@ -19,8 +19,8 @@
 
 #include "check.h"
 #include "colony.h"
-#include "err.h"
-#include "rng.h"
+#include "core/err.h"
+#include "core/rng.h"
 
 static struct colony_params ref_params(uint64_t seed)
 {

@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 
 #include "check.h"
-#include "config.h"
-#include "err.h"
+#include "io/config.h"
+#include "core/err.h"
 
 static void write_text(const char *path, const char *text)
 {

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "err.h"
-#include "fitness.h"
-#include "threads.h"
+#include "core/err.h"
+#include "prune/fitness.h"
+#include "core/threads.h"
 
 int main(void)
 {

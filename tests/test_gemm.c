@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "gemm.h"
-#include "rng.h"
+#include "nn/gemm.h"
+#include "core/rng.h"
 
 static struct rng R;
 

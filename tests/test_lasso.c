@@ -16,12 +16,12 @@
 #include <string.h>
 
 #include "check.h"
-#include "err.h"
-#include "lasso.h"
-#include "layers.h"
-#include "model.h"
-#include "prune.h"
-#include "rng.h"
+#include "core/err.h"
+#include "prune/lasso.h"
+#include "nn/layers.h"
+#include "nn/model.h"
+#include "prune/prune.h"
+#include "core/rng.h"
 
 /* ---- synthetic layers --------------------------------------------------- */
 

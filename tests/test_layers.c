@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "layers.h"
-#include "rng.h"
+#include "nn/layers.h"
+#include "core/rng.h"
 
 #define FD_EPS 1e-6
 /* float kernel vs double reference: forward values and FD gradients */

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "err.h"
-#include "model.h"
-#include "rng.h"
+#include "core/err.h"
+#include "nn/model.h"
+#include "core/rng.h"
 
 static void check_figure(const char *what, double got, double want, double rel)
 {

@@ -5,8 +5,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "config.h"
-#include "optim.h"
+#include "io/config.h"
+#include "nn/optim.h"
+#include "train/train.h"
 
 static void test_sgd(int nesterov)
 {

@@ -13,9 +13,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "err.h"
+#include "core/err.h"
 #include "messages.h"
-#include "rng.h"
+#include "core/rng.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 

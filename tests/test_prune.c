@@ -10,10 +10,10 @@
 #include <string.h>
 
 #include "check.h"
-#include "err.h"
-#include "model.h"
-#include "prune.h"
-#include "rng.h"
+#include "core/err.h"
+#include "nn/model.h"
+#include "prune/prune.h"
+#include "core/rng.h"
 
 #define IN_C 1
 #define IN_H 28

@@ -17,9 +17,9 @@
 
 #include "check.h"
 #include "colony.h"
-#include "err.h"
-#include "model.h"
-#include "rng.h"
+#include "core/err.h"
+#include "nn/model.h"
+#include "core/rng.h"
 #include "simulate.h"
 
 #define LOG_ALL "simulate_all.jsonl"

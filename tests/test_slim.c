@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "err.h"
-#include "model.h"
-#include "train.h"
+#include "core/err.h"
+#include "nn/model.h"
+#include "train/train.h"
 
 static void test_arch(enum arch a, int expect_gammas)
 {

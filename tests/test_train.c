@@ -6,11 +6,11 @@
 #include <string.h>
 
 #include "check.h"
-#include "checkpoint.h"
-#include "config.h"
-#include "err.h"
-#include "threads.h"
-#include "train.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "core/err.h"
+#include "core/threads.h"
+#include "train/train.h"
 
 /* Chance is 10 %; the small net reaches ~85 % here (see the log line). */
 #define MIN_VAL_ACC 0.78

@@ -20,9 +20,9 @@
 #include <mpi.h>
 
 #include "check.h"
-#include "err.h"
+#include "core/err.h"
 #include "messages.h"
-#include "rng.h"
+#include "core/rng.h"
 #include "transport.h"
 
 static int rank = -1, nranks = 0;

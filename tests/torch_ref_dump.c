@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint.h"
-#include "err.h"
-#include "model.h"
-#include "rng.h"
+#include "io/checkpoint.h"
+#include "core/err.h"
+#include "nn/model.h"
+#include "core/rng.h"
 
 static void pack_str(msgpack_packer *pk, const char *s)
 {

@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint.h"
-#include "err.h"
+#include "io/checkpoint.h"
+#include "core/err.h"
 #include "evaluate.h"
 #include "messages.h"
 #include "transport.h"
-#include "train.h"
+#include "train/train.h"
 
 /* Sends res to rank 0. */
 static int send_result(MPI_Comm comm, const struct proto_eval_result *res,

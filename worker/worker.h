@@ -7,7 +7,7 @@
 #include <mpi.h>
 #include <signal.h>
 
-#include "config.h"
+#include "io/config.h"
 
 /* Serves evaluations for rank 0 of comm. Collective with search_run on
  * rank 0: takes part in the model broadcast first. c is this rank's copy of

@@ -1,0 +1,509 @@
+/* gemm.c - packed SGEMM with an AVX-512 microkernel (see gemm.h).
+ * Loop nest (GotoBLAS/BLIS order, row-major C): columns of C in blocks of
+ * GEMM_NC, depth in blocks of GEMM_KC (op(B) block packed into 48-column
+ * micro-panels, kept in L2), rows in blocks of GEMM_MC (op(A) block packed
+ * into 8-row micro-panels); for each A micro-panel (in L1) the kernel walks
+ * every B micro-panel. The 8x48 register block holds C in 24 zmm
+ * accumulators: per k step 3 vector loads of B, 8 broadcasts of A, 24 FMAs.
+ * Edge tiles are zero-padded in the packed panels and stored with masks.
+ * When C has few rows (M <= GEMM_DIRECT_B_MAX_M) each B panel is used only
+ * a few times, so an untransposed op(B) is read in place instead of packed
+ * (the conv forward GEMMs with Cout <= 64 and K = Cin*9).
+ * Block sizes (Zen5: 48 KiB L1d, 1 MiB L2 per core): A micro-panel
+ * 288x8 floats = 9 KiB in L1, B block 288x384 = 432 KiB in L2. KC = 288 is
+ * a multiple of the 9 taps of a 3x3 conv.
+ * The AVX-512 code is compiled with function-level target attributes, so
+ * the rest of the project keeps its -march and the binary still runs on
+ * AVX2-only machines (the dispatcher then picks cblas_sgemm). */
+#include "nn/gemm.h"
+
+#include <cblas.h>
+#include <immintrin.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GEMM_MR 8
+#define GEMM_NR 48
+#ifndef GEMM_KC
+#define GEMM_KC 288
+#endif
+#ifndef GEMM_NC
+#define GEMM_NC 384
+#endif
+#ifndef GEMM_MC
+#define GEMM_MC 128
+#endif
+
+/* op(B) is read in place, unpacked, when not transposed and M <= this. */
+#ifndef GEMM_DIRECT_B_MAX_M
+#define GEMM_DIRECT_B_MAX_M 64
+#endif
+
+#define GEMM_TARGET                                                           \
+    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
+
+/* ---------------------------------------------------------------------------
+ * Backend selection. 0 = not decided yet. */
+
+static atomic_int gemm_mode; /* 0, GEMM_BACKEND_BLAS or GEMM_BACKEND_AVX512 */
+
+static int gemm_cpu_has_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+}
+
+static int gemm_auto_mode(void)
+{
+    const char *e = getenv("ABC_GEMM");
+    if (e && strcmp(e, "blas") == 0) return GEMM_BACKEND_BLAS;
+    return gemm_cpu_has_avx512() ? GEMM_BACKEND_AVX512 : GEMM_BACKEND_BLAS;
+}
+
+int gemm_set_backend(enum gemm_backend b)
+{
+    int m;
+    switch (b) {
+    case GEMM_BACKEND_BLAS: m = GEMM_BACKEND_BLAS; break;
+    case GEMM_BACKEND_AVX512:
+        if (!gemm_cpu_has_avx512()) return -1;
+        m = GEMM_BACKEND_AVX512;
+        break;
+    default: m = gemm_auto_mode(); break;
+    }
+    atomic_store_explicit(&gemm_mode, m, memory_order_relaxed);
+    return 0;
+}
+
+enum gemm_backend gemm_get_backend(void)
+{
+    int m = atomic_load_explicit(&gemm_mode, memory_order_relaxed);
+    if (!m) {
+        /* every thread computes the same value, so a race is harmless */
+        m = gemm_auto_mode();
+        atomic_store_explicit(&gemm_mode, m, memory_order_relaxed);
+    }
+    return (enum gemm_backend)m;
+}
+
+/* ---------------------------------------------------------------------------
+ * Per-thread packing buffer (64-byte aligned), grown on demand. */
+
+static _Thread_local float *gemm_buf;
+static _Thread_local size_t gemm_buf_cap; /* floats */
+
+static float *gemm_buffer(size_t nfloats)
+{
+    if (nfloats <= gemm_buf_cap) return gemm_buf;
+    size_t bytes = (nfloats * sizeof(float) + 63) & ~(size_t)63;
+    float *p = aligned_alloc(64, bytes);
+    if (!p) return NULL;
+    free(gemm_buf);
+    gemm_buf = p;
+    gemm_buf_cap = bytes / sizeof(float);
+    return p;
+}
+
+void gemm_release_thread_buffers(void)
+{
+    free(gemm_buf);
+    gemm_buf = NULL;
+    gemm_buf_cap = 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Shared helpers. */
+
+static void gemm_blas(int transa, int transb, int M, int N, int K,
+                      float alpha, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *C, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans,
+                transb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B,
+                ldb, beta, C, ldc);
+}
+
+/* C = beta * C (beta == 0 writes zeros without reading C). */
+static void gemm_scale(int M, int N, float beta, float *C, int ldc)
+{
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f)
+            memset(c, 0, (size_t)N * sizeof *c);
+        else if (beta != 1.0f)
+            for (int j = 0; j < N; j++)
+                c[j] *= beta;
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * AVX-512 path. */
+
+/* Lanes [0, n) of a 16-lane vector (n clipped to [0, 16]). */
+GEMM_TARGET static inline __mmask16 gemm_mask(int n)
+{
+    if (n >= 16) return (__mmask16)0xFFFF;
+    if (n <= 0) return 0;
+    return (__mmask16)((1u << n) - 1);
+}
+
+/* Packs rows [0, mc) x depth [0, kc) of op(A) (origin at a, already offset
+ * to the block) into 8-row micro-panels: ap[q][p][r] = op(A)[8q + r][p],
+ * rows past mc zero. */
+GEMM_TARGET static void gemm_pack_a(float *restrict ap, const float *a,
+                                    int lda, int transa, int mc, int kc)
+{
+    for (int i0 = 0; i0 < mc; i0 += GEMM_MR) {
+        int mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
+        if (transa) {
+            /* op(A)[i][p] = a[p*lda + i]: 8 contiguous floats per p */
+            const __mmask16 mk = gemm_mask(mr);
+            for (int p = 0; p < kc; p++) {
+                __m256 v = _mm256_maskz_loadu_ps(
+                    (__mmask8)mk, a + (size_t)p * lda + i0);
+                _mm256_store_ps(ap + (size_t)p * GEMM_MR, v);
+            }
+        } else if (mr == GEMM_MR) {
+            /* op(A)[i][p] = a[i*lda + p]: transpose 8 rows, 8 p at a time */
+            const float *r0 = a + (size_t)i0 * lda;
+            int p = 0;
+            for (; p + 8 <= kc; p += 8) {
+                __m256 t0 = _mm256_loadu_ps(r0 + p);
+                __m256 t1 = _mm256_loadu_ps(r0 + (size_t)lda + p);
+                __m256 t2 = _mm256_loadu_ps(r0 + 2 * (size_t)lda + p);
+                __m256 t3 = _mm256_loadu_ps(r0 + 3 * (size_t)lda + p);
+                __m256 t4 = _mm256_loadu_ps(r0 + 4 * (size_t)lda + p);
+                __m256 t5 = _mm256_loadu_ps(r0 + 5 * (size_t)lda + p);
+                __m256 t6 = _mm256_loadu_ps(r0 + 6 * (size_t)lda + p);
+                __m256 t7 = _mm256_loadu_ps(r0 + 7 * (size_t)lda + p);
+                __m256 u0 = _mm256_unpacklo_ps(t0, t1);
+                __m256 u1 = _mm256_unpackhi_ps(t0, t1);
+                __m256 u2 = _mm256_unpacklo_ps(t2, t3);
+                __m256 u3 = _mm256_unpackhi_ps(t2, t3);
+                __m256 u4 = _mm256_unpacklo_ps(t4, t5);
+                __m256 u5 = _mm256_unpackhi_ps(t4, t5);
+                __m256 u6 = _mm256_unpacklo_ps(t6, t7);
+                __m256 u7 = _mm256_unpackhi_ps(t6, t7);
+                __m256 s0 = _mm256_shuffle_ps(u0, u2, 0x44);
+                __m256 s1 = _mm256_shuffle_ps(u0, u2, 0xEE);
+                __m256 s2 = _mm256_shuffle_ps(u1, u3, 0x44);
+                __m256 s3 = _mm256_shuffle_ps(u1, u3, 0xEE);
+                __m256 s4 = _mm256_shuffle_ps(u4, u6, 0x44);
+                __m256 s5 = _mm256_shuffle_ps(u4, u6, 0xEE);
+                __m256 s6 = _mm256_shuffle_ps(u5, u7, 0x44);
+                __m256 s7 = _mm256_shuffle_ps(u5, u7, 0xEE);
+                float *d = ap + (size_t)p * GEMM_MR;
+                _mm256_store_ps(d + 0, _mm256_permute2f128_ps(s0, s4, 0x20));
+                _mm256_store_ps(d + 8, _mm256_permute2f128_ps(s1, s5, 0x20));
+                _mm256_store_ps(d + 16, _mm256_permute2f128_ps(s2, s6, 0x20));
+                _mm256_store_ps(d + 24, _mm256_permute2f128_ps(s3, s7, 0x20));
+                _mm256_store_ps(d + 32, _mm256_permute2f128_ps(s0, s4, 0x31));
+                _mm256_store_ps(d + 40, _mm256_permute2f128_ps(s1, s5, 0x31));
+                _mm256_store_ps(d + 48, _mm256_permute2f128_ps(s2, s6, 0x31));
+                _mm256_store_ps(d + 56, _mm256_permute2f128_ps(s3, s7, 0x31));
+            }
+            for (; p < kc; p++)
+                for (int r = 0; r < GEMM_MR; r++)
+                    ap[(size_t)p * GEMM_MR + r] = r0[(size_t)r * lda + p];
+        } else {
+            for (int p = 0; p < kc; p++)
+                for (int r = 0; r < GEMM_MR; r++)
+                    ap[(size_t)p * GEMM_MR + r] =
+                        r < mr ? a[(size_t)(i0 + r) * lda + p] : 0.0f;
+        }
+        ap += (size_t)kc * GEMM_MR;
+    }
+}
+
+/* 16x16 transpose of rows src[r*ld + 0..15] (r < 16) into dst[c*dld + r]. */
+GEMM_TARGET static inline void gemm_transpose16(float *dst, size_t dld,
+                                                const float *src, size_t ld)
+{
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(src + (size_t)i * ld);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    /* r[4g + k] holds, per 128-bit lane L, column 4L + k of rows 4g..4g+3 */
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+        t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xDD);
+        t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+        t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xDD);
+    }
+    for (int i = 0; i < 4; i++) {
+        /* columns i, 4+i, 8+i, 12+i */
+        __m512 c0 = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        __m512 c2 = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+        __m512 c1 = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+        __m512 c3 = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xDD);
+        _mm512_storeu_ps(dst + (size_t)i * dld, c0);
+        _mm512_storeu_ps(dst + (size_t)(4 + i) * dld, c1);
+        _mm512_storeu_ps(dst + (size_t)(8 + i) * dld, c2);
+        _mm512_storeu_ps(dst + (size_t)(12 + i) * dld, c3);
+    }
+}
+
+/* Packs depth [0, kc) x columns [0, nc) of op(B) (origin at b, offset to the
+ * block) into 48-column micro-panels: bp[q][p][c] = op(B)[p][48q + c],
+ * columns past nc zero. */
+GEMM_TARGET static void gemm_pack_b(float *restrict bp, const float *b,
+                                    int ldb, int transb, int kc, int nc)
+{
+    for (int j0 = 0; j0 < nc; j0 += GEMM_NR) {
+        int nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
+        if (!transb) {
+            /* op(B)[p][j] = b[p*ldb + j]: 48 contiguous floats per p */
+            const __mmask16 m0 = gemm_mask(nr), m1 = gemm_mask(nr - 16),
+                            m2 = gemm_mask(nr - 32);
+            for (int p = 0; p < kc; p++) {
+                const float *s = b + (size_t)p * ldb + j0;
+                float *d = bp + (size_t)p * GEMM_NR;
+                _mm512_store_ps(d, _mm512_maskz_loadu_ps(m0, s));
+                _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(m1, s + 16));
+                _mm512_store_ps(d + 32, _mm512_maskz_loadu_ps(m2, s + 32));
+            }
+        } else {
+            /* op(B)[p][j] = b[j*ldb + p]: 16x16 transposes */
+            int p = 0;
+            if (nr == GEMM_NR)
+                for (; p + 16 <= kc; p += 16)
+                    for (int c = 0; c < GEMM_NR; c += 16)
+                        gemm_transpose16(bp + (size_t)p * GEMM_NR + c,
+                                         GEMM_NR,
+                                         b + (size_t)(j0 + c) * ldb + p,
+                                         (size_t)ldb);
+            for (; p < kc; p++)
+                for (int c = 0; c < GEMM_NR; c++)
+                    bp[(size_t)p * GEMM_NR + c] =
+                        c < nr ? b[(size_t)(j0 + c) * ldb + p] : 0.0f;
+        }
+        bp += (size_t)kc * GEMM_NR;
+    }
+}
+
+/* Pieces of the 8x48 kernels: accumulators c<row><vector>, the rank-1
+ * update of row i with B vectors b0..b2, and the stores of row i to C (r)
+ * as alpha * acc + beta * C, full-width or under the masks k0..k2. */
+#define ROW_DECL(i)                                                           \
+    __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps(),     \
+           c##i##2 = _mm512_setzero_ps()
+#define ROW_FMA(i)                                                            \
+    do {                                                                      \
+        __m512 av = _mm512_set1_ps(ap[i]);                                    \
+        c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                           \
+        c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                           \
+        c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);                           \
+    } while (0)
+#define ROW_STORE(i)                                                          \
+    if (i < m) {                                                              \
+        float *r = c + (size_t)(i) * ldc;                                     \
+        if (beta == 0.0f) {                                                   \
+            _mm512_storeu_ps(r, _mm512_mul_ps(va, c##i##0));                  \
+            _mm512_storeu_ps(r + 16, _mm512_mul_ps(va, c##i##1));             \
+            _mm512_storeu_ps(r + 32, _mm512_mul_ps(va, c##i##2));             \
+        } else {                                                              \
+            _mm512_storeu_ps(r, _mm512_fmadd_ps(vb, _mm512_loadu_ps(r),       \
+                                                _mm512_mul_ps(va, c##i##0))); \
+            _mm512_storeu_ps(r + 16,                                          \
+                             _mm512_fmadd_ps(vb, _mm512_loadu_ps(r + 16),     \
+                                             _mm512_mul_ps(va, c##i##1)));    \
+            _mm512_storeu_ps(r + 32,                                          \
+                             _mm512_fmadd_ps(vb, _mm512_loadu_ps(r + 32),     \
+                                             _mm512_mul_ps(va, c##i##2)));    \
+        }                                                                     \
+    }
+#define ROW_MSTORE(i)                                                         \
+    if (i < m) {                                                              \
+        float *r = c + (size_t)(i) * ldc;                                     \
+        __m512 o0 = _mm512_mul_ps(va, c##i##0), o1 = _mm512_mul_ps(va, c##i##1), \
+               o2 = _mm512_mul_ps(va, c##i##2);                               \
+        if (beta != 0.0f) {                                                   \
+            o0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, r), o0);       \
+            o1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, r + 16), o1);  \
+            o2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k2, r + 32), o2);  \
+        }                                                                     \
+        _mm512_mask_storeu_ps(r, k0, o0);                                     \
+        _mm512_mask_storeu_ps(r + 16, k1, o1);                                \
+        _mm512_mask_storeu_ps(r + 32, k2, o2);                                \
+    }
+/* C tile (m <= 8 rows, n <= 48 columns) = alpha * ap . bp + beta * C over
+ * depth kc, ap (kc, 8) a packed micro-panel, bp (kc, 48) with row stride
+ * ldbk: a packed micro-panel (48) or op(B) itself (no transpose, 48 valid
+ * columns). */
+#define TILE_DECL()                                                           \
+    ROW_DECL(0);                                                              \
+    ROW_DECL(1);                                                              \
+    ROW_DECL(2);                                                              \
+    ROW_DECL(3);                                                              \
+    ROW_DECL(4);                                                              \
+    ROW_DECL(5);                                                              \
+    ROW_DECL(6);                                                              \
+    ROW_DECL(7)
+#define TILE_FMA()                                                            \
+    ROW_FMA(0);                                                               \
+    ROW_FMA(1);                                                               \
+    ROW_FMA(2);                                                               \
+    ROW_FMA(3);                                                               \
+    ROW_FMA(4);                                                               \
+    ROW_FMA(5);                                                               \
+    ROW_FMA(6);                                                               \
+    ROW_FMA(7)
+/* Stores the tile (m rows, n columns) at c; ends the function. */
+#define TILE_STORE()                                                          \
+    do {                                                                      \
+        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);   \
+        if (n == GEMM_NR) {                                                   \
+            ROW_STORE(0)                                                      \
+            ROW_STORE(1)                                                      \
+            ROW_STORE(2)                                                      \
+            ROW_STORE(3)                                                      \
+            ROW_STORE(4)                                                      \
+            ROW_STORE(5)                                                      \
+            ROW_STORE(6)                                                      \
+            ROW_STORE(7)                                                      \
+            return;                                                           \
+        }                                                                     \
+        const __mmask16 k0 = gemm_mask(n), k1 = gemm_mask(n - 16),            \
+                        k2 = gemm_mask(n - 32);                               \
+        ROW_MSTORE(0)                                                         \
+        ROW_MSTORE(1)                                                         \
+        ROW_MSTORE(2)                                                         \
+        ROW_MSTORE(3)                                                         \
+        ROW_MSTORE(4)                                                         \
+        ROW_MSTORE(5)                                                         \
+        ROW_MSTORE(6)                                                         \
+        ROW_MSTORE(7)                                                         \
+    } while (0)
+
+GEMM_TARGET static void gemm_kernel_8x48(int kc, const float *restrict ap,
+                                         const float *restrict bp, size_t ldbk,
+                                         float *c, size_t ldc, float alpha,
+                                         float beta, int m, int n)
+{
+    TILE_DECL();
+#pragma GCC unroll 4
+    for (int p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16),
+               b2 = _mm512_loadu_ps(bp + 32);
+        TILE_FMA();
+        ap += GEMM_MR;
+        bp += ldbk;
+    }
+    TILE_STORE();
+}
+
+static size_t gemm_round_up(size_t n, size_t m)
+{
+    return (n + m - 1) / m * m;
+}
+
+/* The packed loop nest; returns -1 (nothing written) if the packing buffer
+ * cannot be allocated. Requires M, N, K > 0. */
+GEMM_TARGET static int gemm_avx512(int transa, int transb, int M, int N,
+                                   int K, float alpha, const float *A,
+                                   int lda, const float *B, int ldb,
+                                   float beta, float *C, int ldc)
+{
+    const int nc_max = N < GEMM_NC ? N : GEMM_NC;
+    const int kc_max = K < GEMM_KC ? K : GEMM_KC;
+    const int mc_max = M < GEMM_MC ? M : GEMM_MC;
+    const size_t bsz = (size_t)kc_max * gemm_round_up((size_t)nc_max, GEMM_NR);
+    const size_t asz = (size_t)kc_max * gemm_round_up((size_t)mc_max, GEMM_MR);
+    float *buf = gemm_buffer(bsz + asz);
+    if (!buf) return -1;
+    float *bp = buf, *ap = buf + bsz;
+    for (int jc = 0; jc < N; jc += GEMM_NC) {
+        const int nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
+        for (int pc = 0; pc < K; pc += GEMM_KC) {
+            const int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+            const float be = pc == 0 ? beta : 1.0f;
+            const float *bsrc = transb ? B + (size_t)jc * ldb + pc
+                                       : B + (size_t)pc * ldb + jc;
+            /* few rows of C reuse each B panel only a few times: then the
+             * kernel reads untransposed B in place (all but a ragged last
+             * panel, which is packed) */
+            const int direct = !transb && M <= GEMM_DIRECT_B_MAX_M;
+            const int nfull = direct ? nc / GEMM_NR * GEMM_NR : 0;
+            if (nfull < nc)
+                gemm_pack_b(bp + (size_t)nfull * kc, bsrc + nfull, ldb, transb,
+                            kc, nc - nfull);
+            for (int ic = 0; ic < M; ic += GEMM_MC) {
+                const int mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
+                const float *asrc = transa ? A + (size_t)pc * lda + ic
+                                           : A + (size_t)ic * lda + pc;
+                gemm_pack_a(ap, asrc, lda, transa, mc, kc);
+                for (int ir = 0; ir < mc; ir += GEMM_MR) {
+                    const float *a = ap + (size_t)ir * kc;
+                    const int m = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
+                    float *crow = C + (size_t)(ic + ir) * ldc + jc;
+                    for (int jr = 0; jr < nfull; jr += GEMM_NR)
+                        gemm_kernel_8x48(kc, a, bsrc + jr, (size_t)ldb,
+                                         crow + jr, (size_t)ldc, alpha, be, m,
+                                         GEMM_NR);
+                    for (int jr = nfull; jr < nc; jr += GEMM_NR) {
+                        const int n = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
+                        gemm_kernel_8x48(kc, a, bp + (size_t)jr * kc, GEMM_NR,
+                                         crow + jr, (size_t)ldc, alpha, be, m,
+                                         n);
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Public entry points. */
+
+void gemm_f32(int transa, int transb, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta,
+              float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (gemm_get_backend() == GEMM_BACKEND_AVX512) {
+        if (K <= 0 || alpha == 0.0f) {
+            gemm_scale(M, N, beta, C, ldc);
+            return;
+        }
+        if (gemm_avx512(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta,
+                        C, ldc) == 0)
+            return;
+    }
+    gemm_blas(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_f32_ref(int transa, int transb, int M, int N, int K, float alpha,
+                  const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int p = 0; p < K; p++) {
+                float a = transa ? A[(size_t)p * lda + i]
+                                 : A[(size_t)i * lda + p];
+                float b = transb ? B[(size_t)j * ldb + p]
+                                 : B[(size_t)p * ldb + j];
+                s += (double)a * b;
+            }
+            float *c = C + (size_t)i * ldc + j;
+            double v = (double)alpha * s;
+            if (beta != 0.0f) v += (double)beta * *c;
+            *c = (float)v;
+        }
+}

@@ -1,0 +1,1049 @@
+/* layers.c - CPU kernels of every layer (see layers.h).
+ * Convolution is im2col + one gemm_f32 per chunk of images (a chunk is
+ * enough images for a GEMM of >= CONV_MIN_COLS columns), the chunks spread
+ * over OpenMP threads that each run the single-threaded gemm_f32. Weight
+ * gradients are summed per thread and reduced in thread order, so results
+ * are deterministic for a fixed thread count. Each fast kernel has a naive
+ * single-threaded `_ref` twin. */
+#include "nn/layers.h"
+
+#include "nn/gemm.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stddef.h>
+#include <string.h>
+
+/* Elementwise loops below this many elements run on one thread. */
+#define PAR_MIN_ELEMS 32768
+
+int conv_geom_init(struct conv_geom *g)
+{
+    if (g->B <= 0 || g->Cin <= 0 || g->H <= 0 || g->W <= 0 || g->Cout <= 0 ||
+        g->K <= 0 || g->stride <= 0 || g->pad < 0)
+        return -1;
+    int hn = g->H + 2 * g->pad - g->K, wn = g->W + 2 * g->pad - g->K;
+    if (hn < 0 || wn < 0) return -1;
+    g->Ho = hn / g->stride + 1;
+    g->Wo = wn / g->stride + 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Convolution: chunking plan, im2col/col2im, kernels.
+ * A chunk of n images is im2col'ed into col (CinKK, n*P) with P = Ho*Wo,
+ * column j*P + p for image j, pixel p; one sgemm then produces the chunk's
+ * (Cout, n*P) output. */
+
+/* Aim for GEMMs at least this wide (columns = images in chunk * Ho*Wo). */
+#ifndef CONV_MIN_COLS
+#define CONV_MIN_COLS 1024
+#endif
+/* ...but keep a thread's im2col buffer at most this many floats (8 MiB). */
+#define CONV_MAX_COL_FLOATS (2u << 20)
+
+struct conv_plan {
+    int nchunks;  /* chunk c covers images [c*B/nchunks, (c+1)*B/nchunks) */
+    int nb;       /* most images in one chunk */
+    int parallel; /* 1: chunks over threads; 0: in order on this thread */
+    size_t col, tmp, dw; /* per-thread buffer sizes in floats (64 B aligned) */
+};
+
+static size_t round16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
+
+static int conv_is_1x1(const struct conv_geom *g)
+{
+    return g->K == 1 && g->stride == 1 && g->pad == 0;
+}
+
+/* The plan is a pure function of the geometry and the thread count. The
+ * per-thread buffer sizes depend on the geometry only (balancing chunks over
+ * threads only shrinks them), so a workspace sized for nthreads also serves
+ * any smaller team. */
+static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
+                           int nthreads)
+{
+    size_t P = (size_t)g->Ho * g->Wo;
+    size_t ckk = (size_t)g->Cin * g->K * g->K;
+    if (nthreads < 1) nthreads = 1;
+    /* one image per chunk when its plane alone is half the target width:
+     * the GEMM then writes the output in place (no reshuffle) */
+    size_t nb = 2 * P >= CONV_MIN_COLS ? 1 : (CONV_MIN_COLS + P - 1) / P;
+    size_t nb_cap = CONV_MAX_COL_FLOATS / (ckk * P);
+    if (nb > nb_cap) nb = nb_cap;
+    if (nb < 1) nb = 1;
+    if (nb > (size_t)g->B) nb = (size_t)g->B;
+    p->col = round16(ckk * nb * P);
+    p->tmp = round16((size_t)g->Cout * nb * P);
+    p->dw = round16((size_t)g->Cout * ckk);
+    int nchunks = (int)(((size_t)g->B + nb - 1) / nb);
+    p->parallel = nthreads > 1 && g->B >= nthreads;
+    if (p->parallel) {
+        /* Equal work per thread: a multiple of nthreads chunks. */
+        nchunks = (nchunks + nthreads - 1) / nthreads * nthreads;
+        if (nchunks > g->B) nchunks = g->B;
+    }
+    p->nchunks = nchunks;
+    p->nb = (g->B + nchunks - 1) / nchunks;
+}
+
+/* A 1x1 input map giving a 1x1 output: only the centre tap (pad, pad)
+ * touches the input, so the convolution is a linear layer over channels
+ * with that tap's weights (VGG's last block at 28x28 input). Skips 8/9 of
+ * the work for K = 3. */
+static int conv_is_pointwise(const struct conv_geom *g)
+{
+    return g->H == 1 && g->W == 1 && g->Ho == 1 && g->Wo == 1 && g->pad < g->K;
+}
+
+size_t conv2d_workspace_floats(const struct conv_geom *g, int nthreads)
+{
+    if (conv_is_pointwise(g)) return 2 * round16((size_t)g->Cout * g->Cin);
+    struct conv_plan p;
+    conv_plan_make(&p, g, nthreads);
+    int nbuf = p.parallel ? nthreads : 1;
+    return (size_t)nbuf * (p.col + p.tmp + p.dw);
+}
+
+/* wc (Cout, Cin) <- the centre tap of weight (Cout, Cin, K, K). */
+static void conv_pointwise_weight(float *wc, const float *weight,
+                                  const struct conv_geom *g)
+{
+    const size_t kk = (size_t)g->K * g->K, tap = (size_t)g->pad * g->K + g->pad;
+    const size_t n = (size_t)g->Cout * g->Cin;
+    for (size_t i = 0; i < n; i++)
+        wc[i] = weight[i * kk + tap];
+}
+
+/* Valid output range [lo, hi) of positions o with 0 <= o*s - pad + k < n. */
+static void conv_valid_range(int *lo, int *hi, int n, int no, int k, int s,
+                             int pad)
+{
+    int a = pad - k; /* need o*s >= a */
+    int l = a <= 0 ? 0 : (a + s - 1) / s;
+    int b = n + pad - k; /* need o*s < b */
+    int h = b <= 0 ? 0 : (b - 1) / s + 1;
+    if (h > no) h = no;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* Stride 1 with "same" padding (Ho = H, Wo = W): a row of col for tap
+ * (kh, kw) is the input plane shifted by dh*W + dw in flat index, apart from
+ * the positions that fall into the padding. */
+static int conv_is_same(const struct conv_geom *g)
+{
+    return g->stride == 1 && g->Ho == g->H && g->Wo == g->W;
+}
+
+/* Zeroes columns [0,owlo) and [owhi,W) of rows [ohlo,ohhi) of a (.,W) row
+ * block: the positions a flat shift wrapped around from the neighbouring
+ * row. Column-outer so the compiler does not make a memset call per row. */
+static void conv_zero_wrapped(float *row, int W, int ohlo, int ohhi, int owlo,
+                              int owhi)
+{
+    for (int ow = 0; ow < owlo; ow++)
+        for (int oh = ohlo; oh < ohhi; oh++)
+            row[(size_t)oh * W + ow] = 0;
+    for (int ow = owhi; ow < W; ow++)
+        for (int oh = ohlo; oh < ohhi; oh++)
+            row[(size_t)oh * W + ow] = 0;
+}
+
+/* One im2col row (P) of one image for tap offset (dh, dw), "same" case.
+ * [ohlo,ohhi) x [owlo,owhi) is where the tap lands inside the plane. */
+static void im2col_row_same(float *row, const float *plane,
+                            const struct conv_geom *g, int dh, int dw, int ohlo,
+                            int ohhi, int owlo, int owhi)
+{
+    const int W = g->W, H = g->H;
+    if (ohlo >= ohhi || owlo >= owhi) {
+        memset(row, 0, (size_t)H * W * sizeof *row);
+        return;
+    }
+    /* first and last positions of the block are inside the plane */
+    size_t a = (size_t)ohlo * W + owlo, e = (size_t)(ohhi - 1) * W + owhi;
+    if (ohlo > 0) memset(row, 0, (size_t)ohlo * W * sizeof *row);
+    memcpy(row + a, plane + (ptrdiff_t)a + (ptrdiff_t)dh * W + dw,
+           (e - a) * sizeof *row);
+    if (ohhi < H)
+        memset(row + (size_t)ohhi * W, 0, (size_t)(H - ohhi) * W * sizeof *row);
+    conv_zero_wrapped(row, W, ohlo, ohhi, owlo, owhi);
+}
+
+/* plane += the im2col row `row` of tap offset (dh, dw), "same" case. Zeroes
+ * the row's wrapped-around columns first so one flat loop adds the rest. */
+static void col2im_row_same(float *plane, float *row, const struct conv_geom *g,
+                            int dh, int dw, int ohlo, int ohhi, int owlo,
+                            int owhi)
+{
+    const int W = g->W;
+    if (ohlo >= ohhi || owlo >= owhi) return;
+    conv_zero_wrapped(row, W, ohlo, ohhi, owlo, owhi);
+    size_t a = (size_t)ohlo * W + owlo, e = (size_t)(ohhi - 1) * W + owhi;
+    float *d = plane + ((ptrdiff_t)a + (ptrdiff_t)dh * W + dw);
+    const float *src = row + a;
+    for (size_t i = 0; i < e - a; i++)
+        d[i] += src[i];
+}
+
+/* col (CinKK, n*P) <- patches of images inp[0..n) (each Cin,H,W). */
+static void im2col_chunk(float *col, const float *inp, int n,
+                         const struct conv_geom *g)
+{
+    const int K = g->K, s = g->stride, pad = g->pad, H = g->H, W = g->W;
+    const int Ho = g->Ho, Wo = g->Wo;
+    const size_t P = (size_t)Ho * Wo, ld = (size_t)n * P, HW = (size_t)H * W;
+    const size_t ckk = (size_t)g->Cin * K * K;
+    if (conv_is_1x1(g)) {
+        for (size_t ci = 0; ci < ckk; ci++)
+            for (int j = 0; j < n; j++)
+                memcpy(col + ci * ld + j * P,
+                       inp + ((size_t)j * g->Cin + ci) * HW, P * sizeof *col);
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        for (int ci = 0; ci < g->Cin; ci++) {
+            const float *plane = inp + ((size_t)j * g->Cin + ci) * HW;
+            for (int kh = 0; kh < K; kh++) {
+                int ohlo, ohhi;
+                conv_valid_range(&ohlo, &ohhi, H, Ho, kh, s, pad);
+                for (int kw = 0; kw < K; kw++) {
+                    int owlo, owhi;
+                    conv_valid_range(&owlo, &owhi, W, Wo, kw, s, pad);
+                    float *row = col + (((size_t)ci * K + kh) * K + kw) * ld +
+                                 (size_t)j * P;
+                    if (conv_is_same(g)) {
+                        im2col_row_same(row, plane, g, kh - pad, kw - pad, ohlo,
+                                        ohhi, owlo, owhi);
+                        continue;
+                    }
+                    if (ohlo > 0)
+                        memset(row, 0, (size_t)ohlo * Wo * sizeof *row);
+                    for (int oh = ohlo; oh < ohhi; oh++) {
+                        float *d = row + (size_t)oh * Wo;
+                        const float *src =
+                            plane + (size_t)(oh * s - pad + kh) * W - pad + kw;
+                        for (int ow = 0; ow < owlo; ow++)
+                            d[ow] = 0;
+                        if (s == 1)
+                            memcpy(d + owlo, src + owlo,
+                                   (size_t)(owhi - owlo) * sizeof *d);
+                        else
+                            for (int ow = owlo; ow < owhi; ow++)
+                                d[ow] = src[ow * s];
+                        for (int ow = owhi; ow < Wo; ow++)
+                            d[ow] = 0;
+                    }
+                    if (ohhi < Ho)
+                        memset(row + (size_t)ohhi * Wo, 0,
+                               (size_t)(Ho - ohhi) * Wo * sizeof *row);
+                }
+            }
+        }
+    }
+}
+
+/* dinp[0..n) (each Cin,H,W) += col2im(dcol (CinKK, n*P)), or = when
+ * overwrite (which the callers only ask for in the 1x1 case, where every
+ * input element receives exactly one value). dcol is scratch: entries that
+ * fall into the padding are zeroed on the way. */
+static void col2im_chunk(float *dinp, float *dcol, int n,
+                         const struct conv_geom *g, int overwrite)
+{
+    const int K = g->K, s = g->stride, pad = g->pad, H = g->H, W = g->W;
+    const int Ho = g->Ho, Wo = g->Wo;
+    const size_t P = (size_t)Ho * Wo, ld = (size_t)n * P, HW = (size_t)H * W;
+    if (conv_is_1x1(g)) {
+        for (int j = 0; j < n; j++)
+            for (int ci = 0; ci < g->Cin; ci++) {
+                float *d = dinp + ((size_t)j * g->Cin + ci) * HW;
+                const float *src = dcol + (size_t)ci * ld + (size_t)j * P;
+                if (overwrite)
+                    memcpy(d, src, P * sizeof *d);
+                else
+                    for (size_t i = 0; i < P; i++)
+                        d[i] += src[i];
+            }
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        for (int ci = 0; ci < g->Cin; ci++) {
+            float *plane = dinp + ((size_t)j * g->Cin + ci) * HW;
+            for (int kh = 0; kh < K; kh++) {
+                int ohlo, ohhi;
+                conv_valid_range(&ohlo, &ohhi, H, Ho, kh, s, pad);
+                for (int kw = 0; kw < K; kw++) {
+                    int owlo, owhi;
+                    conv_valid_range(&owlo, &owhi, W, Wo, kw, s, pad);
+                    float *row = dcol + (((size_t)ci * K + kh) * K + kw) * ld +
+                                 (size_t)j * P;
+                    if (conv_is_same(g)) {
+                        col2im_row_same(plane, row, g, kh - pad, kw - pad, ohlo,
+                                        ohhi, owlo, owhi);
+                        continue;
+                    }
+                    for (int oh = ohlo; oh < ohhi; oh++) {
+                        const float *src = row + (size_t)oh * Wo;
+                        float *d =
+                            plane + (size_t)(oh * s - pad + kh) * W - pad + kw;
+                        if (s == 1)
+                            for (int ow = owlo; ow < owhi; ow++)
+                                d[ow] += src[ow];
+                        else
+                            for (int ow = owlo; ow < owhi; ow++)
+                                d[ow * s] += src[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Forward of images [b0, b1) with the buffers of one thread. */
+static void conv_forward_chunk(float *out, const float *inp,
+                               const float *weight, const float *bias,
+                               const struct conv_geom *g, int b0, int b1,
+                               float *col, float *tmp)
+{
+    const int n = b1 - b0, Cout = g->Cout;
+    const size_t P = (size_t)g->Ho * g->Wo, N = (size_t)n * P;
+    const int ckk = g->Cin * g->K * g->K;
+    const float *x = inp + (size_t)b0 * g->Cin * g->H * g->W;
+    float *y = out + (size_t)b0 * Cout * P;
+    const float *cp = x; /* 1x1, one image: the input is its own col */
+    if (!(conv_is_1x1(g) && n == 1)) {
+        im2col_chunk(col, x, n, g);
+        cp = col;
+    }
+    float *c = n == 1 ? y : tmp;
+    gemm_f32(0, 0, Cout, (int)N, ckk, 1.0f, weight, ckk, cp, (int)N, 0.0f, c,
+             (int)N);
+    if (n == 1 && !bias) return;
+    for (int j = 0; j < n; j++)
+        for (int co = 0; co < Cout; co++) {
+            float *d = y + ((size_t)j * Cout + co) * P;
+            const float *src = c + (size_t)co * N + (size_t)j * P;
+            float bv = bias ? bias[co] : 0.0f;
+            for (size_t i = 0; i < P; i++)
+                d[i] = src[i] + bv;
+        }
+}
+
+void conv2d_forward(float *out, const float *inp, const float *weight,
+                    const float *bias, const struct conv_geom *g, float *work)
+{
+    if (conv_is_pointwise(g)) {
+        conv_pointwise_weight(work, weight, g);
+        linear_forward(out, inp, work, bias, g->B, g->Cin, g->Cout);
+        return;
+    }
+    int nt = omp_get_max_threads();
+    struct conv_plan p;
+    conv_plan_make(&p, g, nt);
+    const size_t per = p.col + p.tmp + p.dw;
+    if (!p.parallel) {
+        for (int c = 0; c < p.nchunks; c++)
+            conv_forward_chunk(
+                out, inp, weight, bias, g, (int)((long)c * g->B / p.nchunks),
+                (int)((long)(c + 1) * g->B / p.nchunks), work, work + p.col);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        float *col = work + per * (size_t)omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int c = 0; c < p.nchunks; c++)
+            conv_forward_chunk(
+                out, inp, weight, bias, g, (int)((long)c * g->B / p.nchunks),
+                (int)((long)(c + 1) * g->B / p.nchunks), col, col + p.col);
+    }
+}
+
+/* Backward of images [b0, b1): dw (Cout, CinKK) += dout . col^T, dinp from
+ * W^T . dout. */
+static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
+                                const float *inp, const float *weight,
+                                const struct conv_geom *g, int b0, int b1,
+                                float *col, float *tmp, int accumulate)
+{
+    const int n = b1 - b0, Cout = g->Cout, Cin = g->Cin;
+    const size_t P = (size_t)g->Ho * g->Wo, N = (size_t)n * P;
+    const size_t HW = (size_t)g->H * g->W;
+    const int ckk = Cin * g->K * g->K;
+    const int one_1x1 = conv_is_1x1(g) && n == 1;
+    const float *x = inp + (size_t)b0 * Cin * HW;
+    const float *dy = dout + (size_t)b0 * Cout * P;
+    float *dx = dinp ? dinp + (size_t)b0 * Cin * HW : NULL;
+
+    const float *cp = x;
+    if (!one_1x1) {
+        im2col_chunk(col, x, n, g);
+        cp = col;
+    }
+    const float *dc = dy; /* one image: dout is already (Cout, P) */
+    if (n > 1) {
+        for (int co = 0; co < Cout; co++)
+            for (int j = 0; j < n; j++)
+                memcpy(tmp + (size_t)co * N + (size_t)j * P,
+                       dy + ((size_t)j * Cout + co) * P, P * sizeof *tmp);
+        dc = tmp;
+    }
+    gemm_f32(0, 1, Cout, ckk, (int)N, 1.0f, dc, (int)N, cp, (int)N, 1.0f, dw,
+             ckk);
+    if (!dx) return;
+    if (one_1x1) {
+        gemm_f32(1, 0, Cin, (int)P, Cout, 1.0f, weight, ckk, dc, (int)P,
+                 accumulate ? 1.0f : 0.0f, dx, (int)P);
+        return;
+    }
+    gemm_f32(1, 0, ckk, (int)N, Cout, 1.0f, weight, ckk, dc, (int)N, 0.0f, col,
+             (int)N);
+    int overwrite = !accumulate && conv_is_1x1(g);
+    if (!accumulate && !overwrite)
+        memset(dx, 0, (size_t)n * Cin * HW * sizeof *dx);
+    col2im_chunk(dx, col, n, g, overwrite);
+}
+
+/* dbias (Cout) += sum over (B, Ho*Wo) of dout, channels over threads. */
+static void conv_bias_backward(float *dbias, const float *dout, int B, int Cout,
+                               size_t P)
+{
+#pragma omp parallel for schedule(static) if ((size_t)B * Cout * P >=          \
+                                              PAR_MIN_ELEMS)
+    for (int co = 0; co < Cout; co++) {
+        double s = 0;
+        for (int b = 0; b < B; b++) {
+            const float *d = dout + ((size_t)b * Cout + co) * P;
+            float rs = 0;
+#pragma omp simd reduction(+ : rs)
+            for (size_t i = 0; i < P; i++)
+                rs += d[i];
+            s += rs;
+        }
+        dbias[co] += (float)s;
+    }
+}
+
+void conv2d_backward(float *dinp, float *dweight, float *dbias,
+                     const float *dout, const float *inp, const float *weight,
+                     const struct conv_geom *g, float *work, int accumulate)
+{
+    const int ckk = g->Cin * g->K * g->K, Cout = g->Cout;
+    const size_t nw = (size_t)Cout * ckk;
+    if (conv_is_pointwise(g)) {
+        const size_t nc = (size_t)Cout * g->Cin, kk = (size_t)g->K * g->K;
+        const size_t tap = (size_t)g->pad * g->K + g->pad;
+        float *wc = work, *dwc = work + round16(nc);
+        conv_pointwise_weight(wc, weight, g);
+        memset(dwc, 0, nc * sizeof *dwc);
+        linear_backward(dinp, dwc, dbias, dout, inp, wc, g->B, g->Cin, Cout,
+                        accumulate);
+        for (size_t i = 0; i < nc; i++)
+            dweight[i * kk + tap] += dwc[i];
+        return;
+    }
+    int nt = omp_get_max_threads();
+    struct conv_plan p;
+    conv_plan_make(&p, g, nt);
+    const size_t per = p.col + p.tmp + p.dw;
+    if (dbias)
+        conv_bias_backward(dbias, dout, g->B, Cout, (size_t)g->Ho * g->Wo);
+    if (!p.parallel) {
+        /* one thread: chunks add straight into dweight, in chunk order */
+        for (int c = 0; c < p.nchunks; c++)
+            conv_backward_chunk(dinp, dweight, dout, inp, weight, g,
+                                (int)((long)c * g->B / p.nchunks),
+                                (int)((long)(c + 1) * g->B / p.nchunks), work,
+                                work + p.col, accumulate);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        float *col = work + per * (size_t)t;
+        float *dw = col + p.col + p.tmp;
+        memset(dw, 0, nw * sizeof *dw);
+#pragma omp for schedule(static)
+        for (int c = 0; c < p.nchunks; c++)
+            conv_backward_chunk(dinp, dw, dout, inp, weight, g,
+                                (int)((long)c * g->B / p.nchunks),
+                                (int)((long)(c + 1) * g->B / p.nchunks), col,
+                                col + p.col, accumulate);
+        /* implicit barrier: every partial is complete. Reduce in thread
+         * order, weights over threads. */
+        const float *part0 = work + p.col + p.tmp;
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < nw; i++) {
+            float s = dweight[i];
+            for (int u = 0; u < T; u++)
+                s += part0[per * (size_t)u + i];
+            dweight[i] = s;
+        }
+    }
+}
+
+void conv2d_forward_ref(float *out, const float *inp, const float *weight,
+                        const float *bias, const struct conv_geom *g)
+{
+    const int K = g->K;
+    for (int b = 0; b < g->B; b++)
+        for (int co = 0; co < g->Cout; co++)
+            for (int oh = 0; oh < g->Ho; oh++)
+                for (int ow = 0; ow < g->Wo; ow++) {
+                    float s = bias ? bias[co] : 0.0f;
+                    for (int ci = 0; ci < g->Cin; ci++)
+                        for (int kh = 0; kh < K; kh++)
+                            for (int kw = 0; kw < K; kw++) {
+                                int ih = oh * g->stride - g->pad + kh;
+                                int iw = ow * g->stride - g->pad + kw;
+                                if (ih < 0 || ih >= g->H || iw < 0 ||
+                                    iw >= g->W)
+                                    continue;
+                                s += weight[((co * g->Cin + ci) * K + kh) * K +
+                                            kw] *
+                                     inp[(((size_t)b * g->Cin + ci) * g->H +
+                                          ih) *
+                                             g->W +
+                                         iw];
+                            }
+                    out[(((size_t)b * g->Cout + co) * g->Ho + oh) * g->Wo +
+                        ow] = s;
+                }
+}
+
+void conv2d_backward_ref(float *dinp, float *dweight, float *dbias,
+                         const float *dout, const float *inp,
+                         const float *weight, const struct conv_geom *g,
+                         int accumulate)
+{
+    const int K = g->K;
+    if (dinp && !accumulate)
+        memset(dinp, 0, (size_t)g->B * g->Cin * g->H * g->W * sizeof *dinp);
+    for (int b = 0; b < g->B; b++)
+        for (int co = 0; co < g->Cout; co++)
+            for (int oh = 0; oh < g->Ho; oh++)
+                for (int ow = 0; ow < g->Wo; ow++) {
+                    float d =
+                        dout[(((size_t)b * g->Cout + co) * g->Ho + oh) * g->Wo +
+                             ow];
+                    if (dbias) dbias[co] += d;
+                    for (int ci = 0; ci < g->Cin; ci++)
+                        for (int kh = 0; kh < K; kh++)
+                            for (int kw = 0; kw < K; kw++) {
+                                int ih = oh * g->stride - g->pad + kh;
+                                int iw = ow * g->stride - g->pad + kw;
+                                if (ih < 0 || ih >= g->H || iw < 0 ||
+                                    iw >= g->W)
+                                    continue;
+                                size_t wi =
+                                    ((size_t)(co * g->Cin + ci) * K + kh) * K +
+                                    kw;
+                                size_t xi =
+                                    (((size_t)b * g->Cin + ci) * g->H + ih) *
+                                        g->W +
+                                    iw;
+                                dweight[wi] += d * inp[xi];
+                                if (dinp) dinp[xi] += d * weight[wi];
+                            }
+                }
+}
+
+/* ---------------------------------------------------------------------------
+ * Batch normalisation, channels over threads. Sums run per (b, c) row in
+ * float and across rows in double; mean and variance come from one pass of
+ * sums shifted by an estimate of the mean, corrected by the shifted mean. */
+
+/* relu != 0: out = max(bn(inp), 0) in the same pass. */
+static void bn_forward(float *out, float *mean, float *invstd, const float *inp,
+                       const float *gamma, const float *beta,
+                       float *running_mean, float *running_var, int B, int C,
+                       int HW, float momentum, float eps, int training,
+                       int relu)
+{
+    const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
+#pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
+    for (int c = 0; c < C; c++) {
+        const float *x = inp + (size_t)c * HW;
+        float m, is;
+        if (training) {
+            /* one pass of shifted sums; the shift m is the mean of the
+             * first image's plane, close to the batch mean, so the
+             * corrected formula below loses no precision */
+            float rs = 0;
+#pragma omp simd reduction(+ : rs)
+            for (int i = 0; i < HW; i++)
+                rs += x[i];
+            m = rs / (float)HW;
+            double sd = 0, sq = 0;
+            for (int b = 0; b < B; b++) {
+                const float *r = x + b * cs;
+                float rd = 0, rq = 0;
+#pragma omp simd reduction(+ : rd, rq)
+                for (int i = 0; i < HW; i++) {
+                    float d = r[i] - m;
+                    rd += d;
+                    rq += d * d;
+                }
+                sd += rd;
+                sq += rq;
+            }
+            double var = (sq - sd * sd / (double)N) / (double)N;
+            if (var < 0) var = 0;
+            double mean_d = (double)m + sd / (double)N;
+            m = (float)mean_d;
+            is = (float)(1.0 / sqrt(var + (double)eps));
+            if (running_mean && running_var) {
+                /* unbiased variance; a single value has none, keep biased */
+                double unb = N > 1 ? var * (double)N / (double)(N - 1) : var;
+                running_mean[c] = (float)((1.0 - momentum) * running_mean[c] +
+                                          momentum * mean_d);
+                running_var[c] =
+                    (float)((1.0 - momentum) * running_var[c] + momentum * unb);
+            }
+        } else {
+            m = running_mean[c];
+            is = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
+        }
+        mean[c] = m;
+        invstd[c] = is;
+        const float sc = gamma[c] * is, sh = beta[c];
+        for (int b = 0; b < B; b++) {
+            const float *r = x + b * cs;
+            float *o = out + (size_t)c * HW + b * cs;
+            if (relu) {
+#pragma omp simd
+                for (int i = 0; i < HW; i++) {
+                    float v = (r[i] - m) * sc + sh;
+                    o[i] = v > 0.0f ? v : 0.0f;
+                }
+            } else {
+#pragma omp simd
+                for (int i = 0; i < HW; i++)
+                    o[i] = (r[i] - m) * sc + sh;
+            }
+        }
+    }
+}
+
+void batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
+                       const float *gamma, const float *beta,
+                       float *running_mean, float *running_var, int B, int C,
+                       int HW, float momentum, float eps, int training)
+{
+    bn_forward(out, mean, invstd, inp, gamma, beta, running_mean, running_var,
+               B, C, HW, momentum, eps, training, 0);
+}
+
+void batchnorm_relu_forward(float *out, float *mean, float *invstd,
+                            const float *inp, const float *gamma,
+                            const float *beta, float *running_mean,
+                            float *running_var, int B, int C, int HW,
+                            float momentum, float eps, int training)
+{
+    bn_forward(out, mean, invstd, inp, gamma, beta, running_mean, running_var,
+               B, C, HW, momentum, eps, training, 1);
+}
+
+/* relu_out != NULL: dout is first masked by (relu_out > 0), the backward of
+ * a ReLU applied in place to this batchnorm's output. */
+static void bn_backward(float *dinp, float *dgamma, float *dbeta,
+                        const float *dout, const float *relu_out,
+                        const float *inp, const float *mean,
+                        const float *invstd, const float *gamma, int B, int C,
+                        int HW, int accumulate)
+{
+    const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
+#pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
+    for (int c = 0; c < C; c++) {
+        const float *x = inp + (size_t)c * HW, *dy = dout + (size_t)c * HW;
+        const float *y = relu_out ? relu_out + (size_t)c * HW : NULL;
+        const float m = mean[c], is = invstd[c];
+        double sdy = 0, sdyx = 0;
+        for (int b = 0; b < B; b++) {
+            const float *r = x + b * cs, *g = dy + b * cs;
+            float a = 0, q = 0;
+            if (y) {
+                const float *o = y + b * cs;
+#pragma omp simd reduction(+ : a, q)
+                for (int i = 0; i < HW; i++) {
+                    float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                    a += gi;
+                    q += gi * (r[i] - m);
+                }
+            } else {
+#pragma omp simd reduction(+ : a, q)
+                for (int i = 0; i < HW; i++) {
+                    a += g[i];
+                    q += g[i] * (r[i] - m);
+                }
+            }
+            sdy += a;
+            sdyx += q;
+        }
+        sdyx *= is; /* sum dout * xhat */
+        dbeta[c] += (float)sdy;
+        dgamma[c] += (float)sdyx;
+        if (!dinp) continue;
+        const float k = gamma[c] * is;
+        const float mdy = (float)(sdy / (double)N);
+        const float mq = (float)(sdyx / (double)N) * is; /* per (x - m) */
+        for (int b = 0; b < B; b++) {
+            const float *r = x + b * cs, *g = dy + b * cs;
+            float *d = dinp + (size_t)c * HW + b * cs;
+            if (y) {
+                const float *o = y + b * cs;
+                if (accumulate)
+                    for (int i = 0; i < HW; i++) {
+                        float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                        d[i] += k * (gi - mdy - (r[i] - m) * mq);
+                    }
+                else
+                    for (int i = 0; i < HW; i++) {
+                        float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                        d[i] = k * (gi - mdy - (r[i] - m) * mq);
+                    }
+            } else if (accumulate) {
+                for (int i = 0; i < HW; i++)
+                    d[i] += k * (g[i] - mdy - (r[i] - m) * mq);
+            } else {
+                for (int i = 0; i < HW; i++)
+                    d[i] = k * (g[i] - mdy - (r[i] - m) * mq);
+            }
+        }
+    }
+}
+
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
+                        const float *dout, const float *inp, const float *mean,
+                        const float *invstd, const float *gamma, int B, int C,
+                        int HW, int accumulate)
+{
+    bn_backward(dinp, dgamma, dbeta, dout, NULL, inp, mean, invstd, gamma, B,
+                C, HW, accumulate);
+}
+
+void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta,
+                             const float *dout, const float *out,
+                             const float *inp, const float *mean,
+                             const float *invstd, const float *gamma, int B,
+                             int C, int HW, int accumulate)
+{
+    bn_backward(dinp, dgamma, dbeta, dout, out, inp, mean, invstd, gamma, B, C,
+                HW, accumulate);
+}
+
+/* ---------------------------------------------------------------------------
+ * Elementwise layers. */
+
+void relu_forward(float *out, const float *inp, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
+    for (size_t i = 0; i < n; i++)
+        out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+void relu_backward(float *dinp, const float *dout, const float *out, size_t n,
+                   int accumulate)
+{
+    if (accumulate) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
+        for (size_t i = 0; i < n; i++)
+            dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+    } else {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
+        for (size_t i = 0; i < n; i++)
+            dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    }
+}
+
+void add_forward(float *out, const float *a, const float *b, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
+/* d =/+= dout over n elements. */
+static void grad_pass(float *d, const float *dout, size_t n, int accumulate)
+{
+    if (!d) return;
+    if (accumulate) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
+        for (size_t i = 0; i < n; i++)
+            d[i] += dout[i];
+    } else if (d != dout) {
+        memcpy(d, dout, n * sizeof *d);
+    }
+}
+
+void add_backward(float *da, float *db, const float *dout, size_t n,
+                  int accumulate_a, int accumulate_b)
+{
+    grad_pass(da, dout, n, accumulate_a);
+    grad_pass(db, dout, n, accumulate_b);
+}
+
+/* ---------------------------------------------------------------------------
+ * Pooling. */
+
+void maxpool_forward(float *out, int32_t *argmax, const float *inp, int B,
+                     int C, int H, int W, int k, int s)
+{
+    if (H < k || W < k) return; /* empty output (C division truncates) */
+    const int Ho = (H - k) / s + 1, Wo = (W - k) / s + 1;
+    const long planes = (long)B * C;
+#pragma omp parallel for schedule(static) if (planes * H * W >= PAR_MIN_ELEMS)
+    for (long pl = 0; pl < planes; pl++) {
+        const float *x = inp + (size_t)pl * H * W;
+        float *o = out + (size_t)pl * Ho * Wo;
+        int32_t *am = argmax + (size_t)pl * Ho * Wo;
+        for (int oh = 0; oh < Ho; oh++)
+            for (int ow = 0; ow < Wo; ow++) {
+                int best = oh * s * W + ow * s;
+                float bv = x[best];
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++) {
+                        int idx = (oh * s + i) * W + ow * s + j;
+                        /* first maximum wins; NaN propagates */
+                        if (x[idx] > bv || isnan(x[idx])) {
+                            if (isnan(bv)) continue;
+                            bv = x[idx];
+                            best = idx;
+                        }
+                    }
+                o[oh * Wo + ow] = bv;
+                am[oh * Wo + ow] = best;
+            }
+    }
+}
+
+void maxpool_backward(float *dinp, const float *dout, const int32_t *argmax,
+                      int B, int C, int H, int W, int k, int s, int accumulate)
+{
+    /* empty output when H < k: the input gets no gradient */
+    const int Ho = H < k ? 0 : (H - k) / s + 1,
+              Wo = W < k ? 0 : (W - k) / s + 1;
+    const long planes = (long)B * C;
+#pragma omp parallel for schedule(static) if (planes * H * W >= PAR_MIN_ELEMS)
+    for (long pl = 0; pl < planes; pl++) {
+        float *d = dinp + (size_t)pl * H * W;
+        const float *g = dout + (size_t)pl * Ho * Wo;
+        const int32_t *am = argmax + (size_t)pl * Ho * Wo;
+        if (!accumulate) memset(d, 0, (size_t)H * W * sizeof *d);
+        for (int i = 0; i < Ho * Wo; i++)
+            d[am[i]] += g[i];
+    }
+}
+
+void avgpool_forward(float *out, const float *inp, int B, int C, int HW)
+{
+    const long planes = (long)B * C;
+#pragma omp parallel for schedule(static) if (planes * HW >= PAR_MIN_ELEMS)
+    for (long pl = 0; pl < planes; pl++) {
+        const float *x = inp + (size_t)pl * HW;
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int i = 0; i < HW; i++)
+            s += x[i];
+        out[pl] = s / (float)HW;
+    }
+}
+
+void avgpool_backward(float *dinp, const float *dout, int B, int C, int HW,
+                      int accumulate)
+{
+    const long planes = (long)B * C;
+#pragma omp parallel for schedule(static) if (planes * HW >= PAR_MIN_ELEMS)
+    for (long pl = 0; pl < planes; pl++) {
+        float *d = dinp + (size_t)pl * HW;
+        const float g = dout[pl] / (float)HW;
+        if (accumulate)
+            for (int i = 0; i < HW; i++)
+                d[i] += g;
+        else
+            for (int i = 0; i < HW; i++)
+                d[i] = g;
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Fully connected. */
+
+/* Rows [r0, r1) of the t-th of T equal parts of n rows. */
+static void split_rows(int *r0, int *r1, int n, int t, int T)
+{
+    *r0 = (int)((long)n * t / T);
+    *r1 = (int)((long)n * (t + 1) / T);
+}
+
+/* The linear GEMMs split their output rows over threads (each row is
+ * computed by one thread, so the result does not depend on the split)
+ * when there are this many multiply-adds. */
+#define LINEAR_PAR_MIN_MACS 262144
+
+void linear_forward(float *out, const float *inp, const float *weight,
+                    const float *bias, int B, int In, int O)
+{
+    float beta = 0.0f;
+    if (bias) {
+        for (int b = 0; b < B; b++)
+            memcpy(out + (size_t)b * O, bias, (size_t)O * sizeof *out);
+        beta = 1.0f;
+    }
+#pragma omp parallel if ((long)B * In * O >= LINEAR_PAR_MIN_MACS)
+    {
+        int r0, r1;
+        split_rows(&r0, &r1, B, omp_get_thread_num(), omp_get_num_threads());
+        gemm_f32(0, 1, r1 - r0, O, In, 1.0f, inp + (size_t)r0 * In, In,
+                 weight, In, beta, out + (size_t)r0 * O, O);
+    }
+}
+
+void linear_backward(float *dinp, float *dweight, float *dbias,
+                     const float *dout, const float *inp, const float *weight,
+                     int B, int In, int O, int accumulate)
+{
+#pragma omp parallel if ((long)B * In * O >= LINEAR_PAR_MIN_MACS)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads(), r0, r1;
+        split_rows(&r0, &r1, O, t, T);
+        gemm_f32(1, 0, r1 - r0, In, B, 1.0f, dout + r0, O, inp, In, 1.0f,
+                 dweight + (size_t)r0 * In, In);
+        if (dinp) {
+            split_rows(&r0, &r1, B, t, T);
+            gemm_f32(0, 0, r1 - r0, In, O, 1.0f, dout + (size_t)r0 * O, O,
+                     weight, In, accumulate ? 1.0f : 0.0f,
+                     dinp + (size_t)r0 * In, In);
+        }
+    }
+    if (dbias)
+        for (int o = 0; o < O; o++) {
+            float s = 0;
+            for (int b = 0; b < B; b++)
+                s += dout[(size_t)b * O + o];
+            dbias[o] += s;
+        }
+}
+
+void linear_forward_ref(float *out, const float *inp, const float *weight,
+                        const float *bias, int B, int In, int O)
+{
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < O; o++) {
+            float s = bias ? bias[o] : 0.0f;
+            for (int i = 0; i < In; i++)
+                s += inp[(size_t)b * In + i] * weight[(size_t)o * In + i];
+            out[(size_t)b * O + o] = s;
+        }
+}
+
+void linear_backward_ref(float *dinp, float *dweight, float *dbias,
+                         const float *dout, const float *inp,
+                         const float *weight, int B, int In, int O,
+                         int accumulate)
+{
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < O; o++) {
+            float d = dout[(size_t)b * O + o];
+            if (dbias) dbias[o] += d;
+            for (int i = 0; i < In; i++)
+                dweight[(size_t)o * In + i] += d * inp[(size_t)b * In + i];
+        }
+    if (!dinp) return;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < In; i++) {
+            float s = 0;
+            for (int o = 0; o < O; o++)
+                s += dout[(size_t)b * O + o] * weight[(size_t)o * In + i];
+            if (accumulate)
+                dinp[(size_t)b * In + i] += s;
+            else
+                dinp[(size_t)b * In + i] = s;
+        }
+}
+
+/* ---------------------------------------------------------------------------
+ * Softmax cross-entropy (rows are short: one thread). */
+
+float softmax_xent_forward(float *probs, const float *logits, const int *labels,
+                           int B, int C, int *correct)
+{
+    double loss = 0;
+    int ncorrect = 0;
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (size_t)b * C;
+        float *p = probs + (size_t)b * C;
+        int arg = 0;
+        for (int c = 1; c < C; c++)
+            if (z[c] > z[arg]) arg = c;
+        double mx = z[arg], s = 0;
+        for (int c = 0; c < C; c++)
+            s += exp((double)z[c] - mx);
+        double lse = mx + log(s);
+        for (int c = 0; c < C; c++)
+            p[c] = (float)exp((double)z[c] - lse);
+        loss += lse - (double)z[labels[b]];
+        ncorrect += arg == labels[b];
+    }
+    if (correct) *correct = ncorrect;
+    return (float)(loss / B);
+}
+
+void softmax_xent_backward(float *dlogits, const float *probs,
+                           const int *labels, int B, int C)
+{
+    const float inv = 1.0f / (float)B;
+    for (int b = 0; b < B; b++) {
+        for (int c = 0; c < C; c++)
+            dlogits[(size_t)b * C + c] = probs[(size_t)b * C + c] * inv;
+        dlogits[(size_t)b * C + labels[b]] -= inv;
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * ResNet option-A shortcut. */
+
+void shortcut_forward(float *out, const float *inp, int B, int Cin, int H,
+                      int W, int Cout, int stride)
+{
+    const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    const int off = (Cout - Cin) / 2;
+    const long planes = (long)B * Cout;
+#pragma omp parallel for schedule(static) if (planes * Ho * Wo >= PAR_MIN_ELEMS)
+    for (long pl = 0; pl < planes; pl++) {
+        int b = (int)(pl / Cout), ci = (int)(pl % Cout) - off;
+        float *o = out + (size_t)pl * Ho * Wo;
+        if (ci < 0 || ci >= Cin) {
+            memset(o, 0, (size_t)Ho * Wo * sizeof *o);
+            continue;
+        }
+        const float *x = inp + ((size_t)b * Cin + ci) * H * W;
+        for (int oh = 0; oh < Ho; oh++)
+            for (int ow = 0; ow < Wo; ow++)
+                o[oh * Wo + ow] = x[(size_t)oh * stride * W + ow * stride];
+    }
+}
+
+void shortcut_backward(float *dinp, const float *dout, int B, int Cin, int H,
+                       int W, int Cout, int stride, int accumulate)
+{
+    const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    const int off = (Cout - Cin) / 2;
+    const long planes = (long)B * Cin;
+#pragma omp parallel for schedule(static) if (planes * H * W >= PAR_MIN_ELEMS)
+    for (long pl = 0; pl < planes; pl++) {
+        int b = (int)(pl / Cin), co = (int)(pl % Cin) + off;
+        float *d = dinp + (size_t)pl * H * W;
+        if (!accumulate) memset(d, 0, (size_t)H * W * sizeof *d);
+        if (co < 0 || co >= Cout) continue;
+        const float *g = dout + ((size_t)b * Cout + co) * Ho * Wo;
+        for (int oh = 0; oh < Ho; oh++)
+            for (int ow = 0; ow < Wo; ow++)
+                d[(size_t)oh * stride * W + ow * stride] += g[oh * Wo + ow];
+    }
+}

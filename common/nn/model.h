@@ -1,0 +1,162 @@
+/* model.h - CNNs built from an architecture and a structure vector (the
+ * channels kept in each prunable layer), run as a flat program of layer ops
+ * over one activation arena. Parameters, gradients and BN buffers are each
+ * ONE allocation with named tensors at offsets (llm.c style), so the
+ * optimizer is one flat loop and checkpoints walk one table.
+ * Architectures (CIFAR style, input shape from the dataset):
+ *   smallnet  conv(16)-bn-relu-pool, conv(32)-bn-relu-pool, conv(64)-bn-relu,
+ *             gap, fc
+ *   vgg16     13 conv-bn-relu (4 max-pools), global avg pool, fc 512->classes
+ *   resnet20/56/110  basic blocks 16/32/64, option-A shortcuts, gap, fc
+ * Prunable layers: every conv of smallnet/vgg16; in ResNets the first conv of
+ * every block (its inner width), so residual sums keep their shapes. */
+#ifndef ABC_MODEL_H
+#define ABC_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn/layers.h"
+
+enum arch {
+    ARCH_SMALLNET,
+    ARCH_VGG16,
+    ARCH_RESNET20,
+    ARCH_RESNET56,
+    ARCH_RESNET110,
+    ARCH_COUNT
+};
+
+/* "smallnet", "vgg16", ... */
+const char *arch_name(enum arch a);
+/* Parses an architecture name. Returns 0, or -1 if unknown. */
+int arch_parse(const char *name, enum arch *out);
+/* Number of prunable layers of a; fills full[] (may be NULL) with their
+ * unpruned widths. */
+int arch_prunable(enum arch a, int *full);
+
+#define MODEL_NAME_LEN 48
+#define MODEL_MAX_DIMS 4
+
+/* One named tensor of the model: a trainable parameter (in params/grads) or
+ * a buffer (BN running statistics, in buffers). prune_out / prune_in name
+ * the prunable layer whose kept channels index dimension 0 / 1 (-1: none),
+ * which is what slicing a pretrained model into a pruned one needs. */
+struct tensor_info {
+    char name[MODEL_NAME_LEN];
+    int ndim;
+    int shape[MODEL_MAX_DIMS];
+    size_t numel;
+    size_t offset;       /* into params (and grads) or into buffers */
+    int is_buffer;
+    int prune_out, prune_in;
+};
+
+/* One row of the per-layer table (conv and linear layers). */
+struct layer_info {
+    char name[MODEL_NAME_LEN];
+    int cin, cout, k, stride, hout, wout;
+    int64_t macs;        /* multiply-accumulates per image */
+    int64_t params;      /* weights + bias + the following BN's gamma/beta */
+    int prunable;        /* index of the prunable layer, or -1 */
+};
+
+struct model_program;    /* the ops and activation slots (model.c) */
+
+struct model {
+    enum arch arch;
+    int in_c, in_h, in_w, num_classes;
+    int nprunable;
+    int *channels;       /* kept channels per prunable layer */
+    int *full;           /* unpruned width per prunable layer */
+
+    int ntensors;
+    struct tensor_info *tensors;
+    size_t nparams, nbuffers;
+    float *params, *grads, *buffers;
+
+    float bn_momentum, bn_eps;
+
+    int nlayers;
+    struct layer_info *layers;
+
+    struct model_program *prog;
+};
+
+/* Builds a model. channels: kept channels per prunable layer (each in
+ * 1..full width), or NULL for the full model. Weights are zero until
+ * model_init_weights or a checkpoint fills them. Returns 0 or an error
+ * (bad structure, bad input shape, no memory) with a message in err. */
+int model_create(struct model **out, enum arch arch, const int *channels,
+                 int in_c, int in_h, int in_w, int num_classes, char *err);
+void model_destroy(struct model *m);
+
+/* Kaiming-normal (fan_in, ReLU gain) conv weights, PyTorch's default
+ * uniform init for the classifier, BN gamma 1, beta 0, running mean 0,
+ * running var 1. Deterministic in seed. */
+void model_init_weights(struct model *m, uint64_t seed);
+
+/* Allocates activations for batches of up to max_batch images (idempotent
+ * for a smaller or equal size). Returns 0 or ABC_ENOMEM. */
+int model_reserve(struct model *m, int max_batch, char *err);
+/* Bytes the activation arena takes for max_batch images. */
+size_t model_activation_bytes(const struct model *m, int max_batch);
+
+/* Forward pass over x (B,in_c,in_h,in_w), B <= reserved batch. training
+ * selects batch-statistics BN (and keeps what backward needs). If labels is
+ * not NULL, returns the mean cross-entropy loss and adds the number of
+ * correct predictions to *correct (may be NULL); else returns 0. */
+float model_forward(struct model *m, const float *x, const int *labels, int B,
+                    int training, int *correct);
+/* Logits (B,num_classes) of the last forward. */
+const float *model_logits(const struct model *m);
+/* Backward of the last training forward (which must have had labels):
+ * ADDS parameter gradients into m->grads. */
+void model_backward(struct model *m);
+void model_zero_grad(struct model *m);
+
+/* The forward pass of model_forward (no labels, no loss) stopped right after
+ * the conv or linear op of layer row `layer` (0..nlayers-1): that layer's
+ * input and output are then in the arena (model_layer_io), later ops have
+ * not run. Same numbers as the full forward's up to there. Leaves nothing
+ * for model_backward. Returns 0, or ABC_EVALUE for a bad layer or a batch
+ * (or thread count) model_reserve did not reserve. */
+int model_forward_to(struct model *m, const float *x, int B, int layer,
+                     int training, char *err);
+
+/* Where layer row `layer`'s input and output lie after the last forward
+ * (model_forward, or model_forward_to that reached the layer), and its
+ * geometry. in/out point into the model's activation arena (valid until the
+ * next forward or model_reserve; NULL before any forward): in is
+ * (B,in_c,in_h,in_w), out (B,out_c,out_h,out_w) is the conv output before
+ * its BN (convs have no bias), or the linear output with its bias added. A
+ * linear layer is described as a 1x1 conv over in_c = its input size
+ * (in_h = in_w = out_h = out_w = 1). weight, bias: tensor indices (bias -1
+ * for convs); the weight is (out_c, in_c, k, k) or (out_c, in_c). */
+struct model_layer_io {
+    const float *in, *out;
+    int B, in_c, in_h, in_w, out_c, out_h, out_w;
+    int k, stride, pad;
+    int weight, bias;
+};
+/* Fills io. Returns 0, or ABC_EVALUE for a bad layer. */
+int model_layer_io(const struct model *m, int layer, struct model_layer_io *io,
+                   char *err);
+
+/* Layer row of the conv whose output channels are prunable layer j, and of
+ * the layer reading them (the next conv in smallnet/vgg16, the classifier
+ * after the last one, the block's second conv in ResNets). -1 if none. */
+int model_layer_producing(const struct model *m, int j);
+int model_layer_consuming(const struct model *m, int j);
+
+/* Per-image multiply-accumulates of conv and linear layers, and trainable
+ * parameter count (conv/linear weights and biases, BN gamma and beta). */
+int64_t model_macs(const struct model *m);
+int64_t model_param_count(const struct model *m);
+
+/* The tensor named name, or NULL. */
+struct tensor_info *model_find_tensor(const struct model *m, const char *name);
+/* Pointer to a tensor's data (in params or buffers). */
+float *model_tensor_data(const struct model *m, const struct tensor_info *t);
+
+#endif

@@ -1,0 +1,232 @@
+/* train.c - data setup, the SGD training loop and evaluation (see train.h). */
+#include "train/train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/err.h"
+#include "io/jsonl.h"
+#include "nn/optim.h"
+#include "core/rng.h"
+#include "core/seeds.h"
+
+double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+float lr_at(const struct train_config *tc, double t)
+{
+    double lr = tc->lr;
+    if (tc->warmup_epochs > 0 && t < tc->warmup_epochs)
+        return (float)(lr * (t + 1e-3) / (tc->warmup_epochs + 1e-3));
+    if (strcmp(tc->schedule, "step") == 0) {
+        for (int i = 0; i < tc->nmilestones; i++)
+            if (t >= tc->milestones[i]) lr *= tc->gamma;
+    } else if (strcmp(tc->schedule, "cosine") == 0) {
+        double T = tc->epochs > tc->warmup_epochs
+                       ? tc->epochs - tc->warmup_epochs
+                       : 1;
+        double u = (t - tc->warmup_epochs) / T;
+        if (u > 1) u = 1;
+        lr = 0.5 * lr * (1.0 + cos(3.14159265358979323846 * u));
+    }
+    return (float)lr;
+}
+
+int evaluate(struct model *m, const struct dataset *d,
+             const struct augment *aug, int batch, double *acc, double *loss,
+             char *err)
+{
+    struct loader l;
+    int rc = loader_init(&l, d, batch, 0, 0, aug, 0, err);
+    if (rc) return rc;
+    if ((rc = model_reserve(m, batch, err))) {
+        loader_free(&l);
+        return rc;
+    }
+    size_t xn = (size_t)batch * d->c * d->h * d->w;
+    float *x = malloc(xn * sizeof(float));
+    int *y = malloc((size_t)batch * sizeof(int));
+    if (!x || !y) {
+        free(x);
+        free(y);
+        loader_free(&l);
+        return abc_errf(err, ABC_ENOMEM, "out of memory for a batch");
+    }
+    loader_start(&l, 0);
+    int n, correct = 0, seen = 0;
+    double lsum = 0;
+    while ((n = loader_next(&l, x, y)) > 0) {
+        lsum += (double)model_forward(m, x, y, n, 0, &correct) * n;
+        seen += n;
+    }
+    free(x);
+    free(y);
+    loader_free(&l);
+    *acc = seen ? (double)correct / seen : 0;
+    if (loss) *loss = seen ? lsum / seen : 0;
+    if (!isfinite(lsum))
+        return abc_errf(err, ABC_ENUMERIC, "evaluation loss is not finite");
+    return 0;
+}
+
+static void format_duration(char *buf, size_t n, double s)
+{
+    if (s < 0 || !isfinite(s)) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60)
+        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else
+        snprintf(buf, n, "%lds", t);
+}
+
+void train_add_sparsity(struct model *m, float s)
+{
+    for (int t = 0; t < m->ntensors; t++) {
+        const struct tensor_info *ti = &m->tensors[t];
+        if (!train_is_prunable_gamma(ti)) continue;
+        const float *g = m->params + ti->offset;
+        float *d = m->grads + ti->offset;
+        for (size_t i = 0; i < ti->numel; i++)
+            d[i] += g[i] > 0 ? s : g[i] < 0 ? -s : 0.0f;
+    }
+}
+
+int train_is_prunable_gamma(const struct tensor_info *ti)
+{
+    size_t n = strlen(ti->name);
+    return ti->ndim == 1 && !ti->is_buffer && ti->prune_out >= 0 &&
+           n > 7 && strcmp(ti->name + n - 7, ".weight") == 0;
+}
+
+int train_model(struct model *m, const struct train_config *tc,
+                const struct data_splits *s, uint64_t seed,
+                struct train_state *st, const struct train_io *io, char *err)
+{
+    const struct dataset *d = &s->train;
+    const int batch = tc->batch_size;
+    if (d->n < batch)
+        return abc_errf(err, ABC_EVALUE,
+                        "training set has %d images, fewer than one batch "
+                        "of %d",
+                        d->n, batch);
+    struct loader l;
+    struct sgd opt;
+    int rc = loader_init(&l, d, batch, 1, 1, &s->aug,
+                         rng_derive(seed, SEED_LOADER, 0, 0), err);
+    if (rc) return rc;
+    if ((rc = sgd_init(&opt, m->nparams, tc->momentum, tc->weight_decay,
+                       tc->nesterov, err))) {
+        loader_free(&l);
+        return rc;
+    }
+    float *const resumed_velocity = st->velocity;
+    if (st->epoch > 0 && resumed_velocity)
+        memcpy(opt.velocity, resumed_velocity, m->nparams * sizeof(float));
+    float *x = malloc((size_t)batch * d->c * d->h * d->w * sizeof(float));
+    int *y = malloc((size_t)batch * sizeof(int));
+    if (!x || !y) {
+        rc = abc_errf(err, ABC_ENOMEM, "out of memory for a batch");
+        goto out;
+    }
+    if ((rc = model_reserve(m, batch, err))) goto out;
+
+    /* Full batches only (drop_last): batch statistics of a tiny last batch
+     * would be noise, and every image is still seen across epochs. */
+    const int steps = d->n / batch;
+    const double t_start = now_seconds();
+    const int first_epoch = st->epoch;
+    for (int epoch = st->epoch; epoch < tc->epochs; epoch++) {
+        double t0 = now_seconds(), lsum = 0;
+        int correct = 0, seen = 0;
+        float lr = 0;
+        loader_start(&l, epoch);
+        for (int i = 0; i < steps; i++) {
+            if (io && io->stop && *io->stop) {
+                rc = abc_errf(err, ABC_ESTOPPED,
+                              "training stopped by a signal at epoch %d "
+                              "step %d",
+                              epoch + 1, i);
+                goto out;
+            }
+            int n = loader_next(&l, x, y);
+            lr = lr_at(tc, epoch + (double)i / steps);
+            model_zero_grad(m);
+            float loss = model_forward(m, x, y, n, 1, &correct);
+            if (!isfinite(loss)) {
+                rc = abc_errf(err, ABC_ENUMERIC,
+                              "training loss became %f at epoch %d step %d "
+                              "(learning rate %g too high?)",
+                              loss, epoch + 1, i, lr);
+                goto out;
+            }
+            model_backward(m);
+            if (tc->sparsity > 0) train_add_sparsity(m, tc->sparsity);
+            sgd_step(&opt, m->params, m->grads, lr);
+            lsum += (double)loss * n;
+            seen += n;
+            st->step++;
+            if (io && io->stop_at_step > 0 && st->step >= io->stop_at_step)
+                break;
+        }
+        double train_s = now_seconds() - t0;
+        double val_acc = 0, val_loss = 0;
+        if (s->val.n > 0 && !(io && io->skip_val) &&
+            (rc = evaluate(m, &s->val, &s->aug, batch, &val_acc, &val_loss,
+                           err)))
+            goto out;
+        st->epoch = epoch + 1;
+        if (val_acc > st->best_val_acc) st->best_val_acc = val_acc;
+        double elapsed = now_seconds() - t_start;
+        double eta = elapsed / (st->epoch - first_epoch) *
+                     (tc->epochs - st->epoch);
+        double ips = seen / train_s;
+        if (io && io->progress) {
+            char etas[32];
+            format_duration(etas, sizeof etas, eta);
+            fprintf(io->progress,
+                    "%s epoch %d/%d  loss %.4f  train %.2f%%  val %.2f%%  "
+                    "lr %.4g  %.0f img/s  ETA %s\n",
+                    io->tag ? io->tag : "train", st->epoch, tc->epochs,
+                    lsum / seen, 100.0 * correct / seen, 100.0 * val_acc, lr,
+                    ips, etas);
+            fflush(io->progress);
+        }
+        if (io && io->log) {
+            fprintf(io->log,
+                    "{\"event\":\"epoch\",\"epoch\":%d,\"epochs\":%d,"
+                    "\"step\":%lld,\"loss\":%.6f,\"train_acc\":%.6f,"
+                    "\"val_acc\":%.6f,\"val_loss\":%.6f,\"lr\":%.6g,"
+                    "\"images_per_s\":%.1f,\"epoch_s\":%.3f}",
+                    st->epoch, tc->epochs, (long long)st->step, lsum / seen,
+                    (double)correct / seen, val_acc, val_loss, lr, ips,
+                    now_seconds() - t0);
+            if (jsonl_end(io->log)) {
+                rc = abc_errf(err, ABC_EIO, "cannot write the training log");
+                goto out;
+            }
+        }
+        if (io && io->ckpt_path) {
+            st->velocity = opt.velocity;
+            rc = checkpoint_save(io->ckpt_path, m, st, err);
+            st->velocity = resumed_velocity;
+            if (rc) goto out;
+        }
+        if (io && io->stop_at_epoch > 0 && st->epoch >= io->stop_at_epoch)
+            break;
+        if (io && io->stop_at_step > 0 && st->step >= io->stop_at_step) break;
+    }
+out:
+    free(x);
+    free(y);
+    sgd_free(&opt);
+    loader_free(&l);
+    return rc;
+}

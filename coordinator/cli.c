@@ -1,0 +1,638 @@
+/* cli.c - the abcprune command line: parses it, sets up MPI and signals,
+ * and runs one subcommand. With proto/main.c, the only code that exits or
+ * calls MPI_Abort; everything it calls returns errors. Rank 0 runs the
+ * command; for `search` and `run`, ranks 1..N-1 serve evaluations through
+ * the worker role that main() hands in (coordinator/ never includes
+ * worker/). */
+#include <mpi.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "core/err.h"
+#include "methods.h"
+#include "pipeline.h"
+#include "search.h"
+#include "simulate.h"
+#include "core/threads.h"
+#include "train/train.h"
+#include "roles.h"
+#include "transport.h"
+
+#define ABCPRUNE_VERSION "0.2.0"
+#define EXIT_USAGE 2
+#define EXIT_STOPPED 75 /* stopped by a signal, state saved: run it again */
+
+static volatile sig_atomic_t g_stop;
+static const char *g_out_dir; /* --out DIR: overrides the config's out_dir */
+#define MAX_SETS 64
+static const char *g_sets[MAX_SETS]; /* --set KEY=VALUE, in order */
+static int g_nsets;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+/* SIGTERM (Slurm at the time limit, kill), SIGUSR1 (Slurm's warning
+ * before it) and SIGINT set the stop flag: the running step writes its
+ * checkpoint and returns. */
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+static const char *usage_main =
+    "usage: abcprune COMMAND [OPTIONS] ARGS\n"
+    "\n"
+    "Finds a pruned CNN structure with an artificial bee colony search.\n"
+    "\n"
+    "commands:\n"
+    "  run CONFIG          train -> search -> finetune, skipping finished "
+    "steps\n"
+    "  train CONFIG        train the full model (the pretrained baseline)\n"
+    "  search CONFIG       ABC structure search (MPI: rank 0 + workers)\n"
+    "  finetune CONFIG     fine-tune the best structure and write the report\n"
+    "  slim CONFIG         Network Slimming (L1 on BN gamma) at the target\n"
+    "  lasso CONFIG        He et al.'s LASSO channel selection at the target\n"
+    "  uniform CONFIG      the same keep ratio in every layer (baseline)\n"
+    "  random CONFIG       a random structure at the target (baseline)\n"
+    "  eval CONFIG CKPT    test accuracy of a checkpoint on the config's data\n"
+    "  info CONFIG|CKPT    per-layer channels, parameters and FLOPs\n"
+    "  simulate CONFIG     predict the search on many workers from a log\n"
+    "\n"
+    "Launch search and run with mpirun/srun for workers (mpirun -np 3\n"
+    "abcprune run CONFIG); with one rank the search runs in-process.\n"
+    "--out DIR (any command) writes to DIR instead of the config's out_dir,\n"
+    "e.g. a directory per Slurm job. --set KEY=VALUE (any command, may be\n"
+    "repeated) overrides one config key after the file is read, e.g.\n"
+    "--set search.sn=8 --set seed=2 --set model.channels=[8,16,32].\n"
+    "`abcprune COMMAND --help` describes a command. --version prints the\n"
+    "version. Exit status: 0 done, 1 error, 2 usage, 75 stopped by a signal\n"
+    "after saving its state (run the same command again to resume).\n";
+
+static const char *usage_train =
+    "usage: abcprune train [--force] CONFIG\n"
+    "\n"
+    "Trains the full model of CONFIG (model, data and train sections) and\n"
+    "writes OUT/baseline.ckpt and OUT/train.jsonl, OUT being the config's\n"
+    "out_dir (default runs/<config name>). One progress line per epoch.\n"
+    "An unfinished baseline.ckpt (from an interrupted run) is resumed; a\n"
+    "finished one is left alone unless --force retrains from scratch.\n";
+
+static const char *usage_search =
+    "usage: [mpirun -np N] abcprune search [--resume] CONFIG\n"
+    "\n"
+    "Searches for the best pruned structure of OUT/baseline.ckpt with the\n"
+    "ABC algorithm (search section of CONFIG). Rank 0 runs the colony, ranks\n"
+    "1..N-1 evaluate structures; with one rank it evaluates in-process.\n"
+    "Writes OUT/search.jsonl (one line per evaluation and per cycle),\n"
+    "OUT/colony.ckpt (after every phase) and OUT/best.yaml. SIGTERM/SIGUSR1\n"
+    "save the colony and exit 75; --resume continues from OUT/colony.ckpt\n"
+    "to the same result an uninterrupted search reaches.\n";
+
+static const char *usage_finetune =
+    "usage: abcprune finetune CONFIG\n"
+    "\n"
+    "Builds the best structure of the finished search, inherits weights\n"
+    "(finetune.inherit: best = the best candidate's trained weights,\n"
+    "baseline = sliced from the baseline), fine-tunes it (finetune section)\n"
+    "and writes OUT/pruned.ckpt, OUT/finetune.jsonl and the report\n"
+    "OUT/report.txt / report.json (test accuracy, params, FLOPs, inference\n"
+    "speed: baseline vs pruned).\n";
+
+static const char *usage_run =
+    "usage: [mpirun -np N] abcprune run CONFIG\n"
+    "\n"
+    "train, search and finetune in order; a step whose output exists is\n"
+    "skipped and an unfinished one resumed, so after an interruption the\n"
+    "same command continues where it stopped.\n";
+
+static const char *usage_method =
+    "usage: abcprune slim|lasso|uniform|random CONFIG\n"
+    "\n"
+    "Prunes OUT/baseline.ckpt (train it first) with one of the methods the\n"
+    "ABC search is compared with, to the target of the prune section\n"
+    "(flops_target: keep this fraction of the baseline's MACs; without it\n"
+    "keep_fraction of the channels), then fine-tunes with the finetune\n"
+    "section, exactly as the search's winner is fine-tuned:\n"
+    "  slim     sparsity training with s*sum|gamma| (slim section), then one\n"
+    "           global |gamma| threshold (Network Slimming)\n"
+    "  lasso    uniform widths; channels chosen by LASSO on sampled feature\n"
+    "           points, the next layer reconstructed by least squares\n"
+    "           (lasso section; He et al. 2017)\n"
+    "  uniform  the same keep ratio in every prunable layer, L1 filters\n"
+    "  random   random widths and filters (seeded by the config's seed)\n"
+    "Writes OUT/<method>/pruned.ckpt, finetune.jsonl, report.txt and\n"
+    "report.json; an interrupted run resumes.\n";
+
+static const char *usage_eval =
+    "usage: abcprune eval CONFIG CKPT\n"
+    "\n"
+    "Prints the test accuracy and loss of checkpoint CKPT on the test set\n"
+    "of CONFIG's dataset.\n";
+
+static const char *usage_info =
+    "usage: abcprune info [--input CxHxW] CONFIG|CKPT\n"
+    "\n"
+    "Prints a table of the model's conv and linear layers: channels, kernel,\n"
+    "output size, parameters and multiply-accumulates (FLOPs) per image, and\n"
+    "the totals. A CONFIG's input shape is its dataset's (1x28x28 for\n"
+    "fashion-mnist, 3x32x32 for cifar10) unless --input overrides it.\n";
+
+static const char *usage_simulate =
+    "usage: abcprune simulate [--workers LIST] [--schedule sync|async|both]\n"
+    "                         [--log FILE] [--csv FILE] [--overhead S] CONFIG\n"
+    "\n"
+    "Runs CONFIG's colony (the real one, sync or async) against virtual\n"
+    "workers on a virtual clock and prints, per worker count and schedule,\n"
+    "one CSV row: predicted wall time, evaluations, evals/s, worker\n"
+    "utilisation, best fitness per cycle. Evaluation seconds = a + b*FLOPs\n"
+    "fitted on the log (default OUT/search.jsonl) times one of the fit's\n"
+    "residual ratios (seeded); fitness = the logged one of the same code\n"
+    "and seed, else the mean over the nearest logged codes (a sync run of\n"
+    "the log's own config replays its search); each dispatch adds S\n"
+    "seconds, the worker idle (default: fitted so that the\n"
+    "log's own run replays to its wall time). --workers 1,2,3,16,64,256,1024\n"
+    "(default), --schedule both (default), --csv FILE instead of stdout.\n";
+
+static int usage_error(const char *usage, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "abcprune: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n\n%s", usage);
+    return EXIT_USAGE;
+}
+
+static int is_help(const char *a)
+{
+    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
+}
+
+/* Exit status for rc, printing err. */
+static int finish(int rc, const char *err)
+{
+    if (rc == 0) return 0;
+    fprintf(stderr, "abcprune: %s: %s\n",
+            rc == ABC_ESTOPPED ? "stopped" : "error", err);
+    return rc == ABC_ESTOPPED ? EXIT_STOPPED : 1;
+}
+
+/* Parses "[flags] CONFIG": flags[i] is set when its name is given.
+ * Returns 0, EXIT_USAGE after printing usage, or -1 after printing help. */
+static int parse_args(int argc, char **argv, const char *usage,
+                      const char *const *names, int *flags, int nflags,
+                      const char **path, const char *cmd)
+{
+    *path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage, stdout);
+            return -1;
+        }
+        int known = 0;
+        for (int f = 0; f < nflags; f++)
+            if (strcmp(argv[i], names[f]) == 0) flags[f] = 1, known = 1;
+        if (known) continue;
+        char msg[64];
+        snprintf(msg, sizeof msg, "%s: %%s %s", cmd,
+                 argv[i][0] == '-' ? "is not an option" : "is one argument "
+                                                          "too many");
+        if (argv[i][0] == '-' || *path)
+            return usage_error(usage, msg, argv[i]);
+        *path = argv[i];
+    }
+    if (!*path) return usage_error(usage, "%s: missing CONFIG", cmd);
+    return 0;
+}
+
+static int load_config(struct config *c, const char *path, char *err)
+{
+    config_defaults(c);
+    int rc = config_load(c, path, err);
+    for (int i = 0; i < g_nsets && !rc; i++)
+        rc = config_set(c, g_sets[i], err);
+    if (!rc && g_out_dir &&
+        snprintf(c->out_dir, sizeof c->out_dir, "%s", g_out_dir) >=
+            (int)sizeof c->out_dir)
+        rc = abc_errf(err, ABC_EVALUE, "--out: path too long: %s", g_out_dir);
+    if (!rc) threads_setup(c->threads);
+    return rc;
+}
+
+/* Takes the global options --out DIR and --set KEY=VALUE out of argv
+ * (before or after the command). Returns 0, or EXIT_USAGE when a value is
+ * missing. */
+static int take_out_dir(int *argc, char **argv)
+{
+    for (int i = 1; i < *argc; i++) {
+        int set = strcmp(argv[i], "--set") == 0;
+        if (!set && strcmp(argv[i], "--out") != 0) continue;
+        if (i + 1 >= *argc || argv[i + 1][0] == '\0') {
+            fprintf(stderr, "abcprune: %s\n\n%s",
+                    set ? "--set needs KEY=VALUE" : "--out needs a directory",
+                    usage_main);
+            return EXIT_USAGE;
+        }
+        if (set && g_nsets == MAX_SETS) {
+            fprintf(stderr, "abcprune: more than %d --set options\n",
+                    MAX_SETS);
+            return EXIT_USAGE;
+        }
+        if (set)
+            g_sets[g_nsets++] = argv[i + 1];
+        else
+            g_out_dir = argv[i + 1];
+        for (int j = i; j + 2 <= *argc; j++) argv[j] = argv[j + 2];
+        *argc -= 2;
+        i--;
+    }
+    return 0;
+}
+
+static int cmd_train(int argc, char **argv)
+{
+    static const char *const names[] = {"--force"};
+    int force = 0;
+    const char *path;
+    int u = parse_args(argc, argv, usage_train, names, &force, 1, &path,
+                       "train");
+    if (u) return u < 0 ? 0 : u;
+    char err[ABC_ERRLEN];
+    struct config c;
+    int rc = load_config(&c, path, err);
+    if (!rc) rc = pipeline_train(&c, force, &g_stop, stderr, err);
+    return finish(rc, err);
+}
+
+static int cmd_method(int argc, char **argv, enum method m)
+{
+    const char *path;
+    int u = parse_args(argc, argv, usage_method, NULL, NULL, 0, &path,
+                       method_name(m));
+    if (u) return u < 0 ? 0 : u;
+    char err[ABC_ERRLEN];
+    struct config c;
+    int rc = load_config(&c, path, err);
+    if (!rc) rc = method_run(&c, m, &g_stop, stderr, stdout, err);
+    return finish(rc, err);
+}
+
+static int cmd_finetune(int argc, char **argv)
+{
+    const char *path;
+    int u = parse_args(argc, argv, usage_finetune, NULL, NULL, 0, &path,
+                       "finetune");
+    if (u) return u < 0 ? 0 : u;
+    char err[ABC_ERRLEN];
+    struct config c;
+    int rc = load_config(&c, path, err);
+    if (!rc) rc = pipeline_finetune(&c, &g_stop, stderr, stdout, err);
+    return finish(rc, err);
+}
+
+/* search and run under MPI: rank 0 runs `steps`, the others serve. */
+static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
+                    int is_run, role_serve_fn serve)
+{
+    static const char *const names[] = {"--resume"};
+    int resume = 0;
+    const char *path;
+    int u = parse_args(argc, argv, usage, names, &resume, is_run ? 0 : 1,
+                       &path, cmd);
+    if (u) return u < 0 ? 0 : u;
+    if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
+        fprintf(stderr, "abcprune: error: MPI_Init failed\n");
+        return 1;
+    }
+    MPI_Comm comm = MPI_COMM_WORLD;
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    char err[ABC_ERRLEN] = "";
+    struct config c;
+    int rc = load_config(&c, path, err);
+    if (rc) { /* every rank read the same file and failed alike */
+        if (rank == 0) finish(rc, err);
+        MPI_Finalize();
+        return 1;
+    }
+    if (rank != 0) {
+        rc = serve(comm, &c, &g_stop, err);
+        if (rc) {
+            fprintf(stderr, "abcprune: worker error: %s\n", err);
+            MPI_Abort(comm, 1);
+        }
+    } else {
+        struct search_opts o = {.resume = resume || is_run, .stop = &g_stop,
+                                .progress = stderr};
+        if (is_run) {
+            rc = pipeline_train(&c, 0, &g_stop, stderr, err);
+            if (rc) search_release_workers(comm);
+        }
+        if (!rc) rc = search_run(comm, &c, &o, err);
+        if (!rc && is_run)
+            rc = pipeline_finetune(&c, &g_stop, stderr, stdout, err);
+        if (!rc && !is_run && o.progress) {
+            char best[CONFIG_PATH_MAX + 32];
+            if (search_path(best, sizeof best, &c, SEARCH_BEST, err) == 0)
+                fprintf(stderr, "search done: %s\n", best);
+        }
+    }
+    /* Done ranks wait here sleeping, not spinning in MPI_Finalize. */
+    char berr[ABC_ERRLEN];
+    if (proto_barrier(comm, berr) != 0) {
+        fprintf(stderr, "abcprune: %s\n", berr);
+        MPI_Abort(comm, 1);
+    }
+    MPI_Finalize();
+    return rank == 0 ? finish(rc, err) : 0;
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+    const char *args[2];
+    int nargs = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage_eval, stdout);
+            return 0;
+        }
+        if (argv[i][0] == '-')
+            return usage_error(usage_eval, "eval: %s is not an option",
+                               argv[i]);
+        if (nargs == 2)
+            return usage_error(usage_eval,
+                               "eval: %s is one argument too many", argv[i]);
+        args[nargs++] = argv[i];
+    }
+    if (nargs != 2)
+        return usage_error(usage_eval, "eval: %s", "expected CONFIG and CKPT");
+    char err[ABC_ERRLEN];
+    struct config c;
+    int rc = load_config(&c, args[0], err);
+    if (rc) return finish(rc, err);
+    struct model *m;
+    if ((rc = checkpoint_load(args[1], &m, NULL, err))) return finish(rc, err);
+    struct data_splits s;
+    if ((rc = data_open(&s, &c, 1, err))) {
+        model_destroy(m);
+        return finish(rc, err);
+    }
+    if (s.test.c != m->in_c || s.test.h != m->in_h || s.test.w != m->in_w)
+        rc = abc_errf(err, ABC_EVALUE,
+                      "%s expects %dx%dx%d input, the dataset of %s has "
+                      "%dx%dx%d",
+                      args[1], m->in_c, m->in_h, m->in_w, args[0], s.test.c,
+                      s.test.h, s.test.w);
+    double acc = 0, loss = 0;
+    if (!rc)
+        rc = evaluate(m, &s.test, &s.aug, c.train.batch_size, &acc, &loss,
+                      err);
+    if (!rc)
+        printf("%s: test accuracy %.2f%% (loss %.4f) on %d images; %lld "
+               "params, %.2fM MACs/image\n",
+               args[1], 100 * acc, loss, s.test.n,
+               (long long)model_param_count(m), model_macs(m) / 1e6);
+    data_close(&s);
+    model_destroy(m);
+    return finish(rc, err);
+}
+
+static int has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+static void print_table(const struct model *m)
+{
+    int64_t full_macs = 0, full_params = 0;
+    struct model *full;
+    char err[ABC_ERRLEN];
+    if (model_create(&full, m->arch, NULL, m->in_c, m->in_h, m->in_w,
+                     m->num_classes, err) == 0) {
+        full_macs = model_macs(full);
+        full_params = model_param_count(full);
+        model_destroy(full);
+    }
+    printf("%s, input %dx%dx%d, %d classes\n", arch_name(m->arch), m->in_c,
+           m->in_h, m->in_w, m->num_classes);
+    printf("%-18s %6s %6s %3s %3s %9s %10s %12s %5s\n", "layer", "in", "out",
+           "k", "s", "output", "params", "MACs", "prune");
+    for (int i = 0; i < m->nlayers; i++) {
+        const struct layer_info *l = &m->layers[i];
+        char outs[32], pr[16] = "";
+        snprintf(outs, sizeof outs, "%dx%d", l->hout, l->wout);
+        if (l->prunable >= 0) snprintf(pr, sizeof pr, "#%d", l->prunable);
+        printf("%-18s %6d %6d %3d %3d %9s %10lld %12lld %5s\n", l->name,
+               l->cin, l->cout, l->k, l->stride, outs, (long long)l->params,
+               (long long)l->macs, pr);
+    }
+    int64_t macs = model_macs(m), params = model_param_count(m);
+    printf("total: %lld params (%.3fM), %lld MACs (%.2fM) per image\n",
+           (long long)params, params / 1e6, (long long)macs, macs / 1e6);
+    if (full_macs && (full_macs != macs || full_params != params))
+        printf("vs full model: params -%.1f%%, MACs -%.1f%%\n",
+               100.0 * (1 - (double)params / full_params),
+               100.0 * (1 - (double)macs / full_macs));
+    printf("structure:");
+    for (int i = 0; i < m->nprunable; i++)
+        printf(" %d/%d", m->channels[i], m->full[i]);
+    printf("\n");
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    const char *path = NULL;
+    int ich = 0, ih = 0, iw = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage_info, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--input") == 0) {
+            char tail;
+            if (i + 1 >= argc ||
+                sscanf(argv[i + 1], "%dx%dx%d%c", &ich, &ih, &iw, &tail) != 3)
+                return usage_error(usage_info,
+                                   "info: --input expects CxHxW, e.g. "
+                                   "3x32x32%s",
+                                   "");
+            i++;
+        } else if (argv[i][0] == '-') {
+            return usage_error(usage_info, "info: %s is not an option",
+                               argv[i]);
+        } else if (path) {
+            return usage_error(usage_info,
+                               "info: %s is one argument too many", argv[i]);
+        } else {
+            path = argv[i];
+        }
+    }
+    if (!path)
+        return usage_error(usage_info, "info: %s", "missing CONFIG or CKPT");
+    char err[ABC_ERRLEN];
+    struct model *m;
+    int rc;
+    if (has_suffix(path, ".yaml") || has_suffix(path, ".yml")) {
+        struct config c;
+        config_defaults(&c);
+        rc = config_load(&c, path, err);
+        for (int i = 0; i < g_nsets && !rc; i++)
+            rc = config_set(&c, g_sets[i], err);
+        if (rc) return finish(rc, err);
+        int ch, h, w;
+        pipeline_input_shape(&c, &ch, &h, &w);
+        if (ich) ch = ich, h = ih, w = iw;
+        if ((rc = pipeline_model_from_config(&m, &c, ch, h, w, err)))
+            return finish(rc, err);
+    } else {
+        if (ich)
+            return usage_error(usage_info,
+                               "info: --input applies to a CONFIG, not %s",
+                               path);
+        if ((rc = checkpoint_load(path, &m, NULL, err))) return finish(rc, err);
+    }
+    print_table(m);
+    model_destroy(m);
+    return 0;
+}
+
+/* Parses "1,2,16" into w[0..max). Returns the count, or -1. */
+static int parse_workers(const char *s, int *w, int max)
+{
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 1000000 || n == max ||
+            (*end && *end != ','))
+            return -1;
+        w[n++] = (int)v;
+        s = *end ? end + 1 : end;
+        if (*end && !*s) return -1;
+    }
+    return n;
+}
+
+static int cmd_simulate(int argc, char **argv)
+{
+    static int workers[64];
+    struct sim_opts o = {.workers = workers, .sync = 1, .async = 1,
+                         .overhead = -1};
+    const char *path = NULL, *csv_path = NULL;
+    o.nworkers = parse_workers("1,2,3,16,64,256,1024", workers, 64);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            fputs(usage_simulate, stdout);
+            return 0;
+        }
+        int opt = strcmp(a, "--workers") == 0 || strcmp(a, "--schedule") == 0 ||
+                  strcmp(a, "--log") == 0 || strcmp(a, "--csv") == 0 ||
+                  strcmp(a, "--overhead") == 0;
+        if (opt && (i + 1 >= argc || argv[i + 1][0] == '\0'))
+            return usage_error(usage_simulate, "simulate: %s needs a value", a);
+        const char *v = opt ? argv[++i] : NULL;
+        char *end;
+        if (strcmp(a, "--workers") == 0) {
+            if ((o.nworkers = parse_workers(v, workers, 64)) <= 0)
+                return usage_error(usage_simulate,
+                                   "simulate: --workers '%s': expected a "
+                                   "comma-separated list of 1..1000000 "
+                                   "(at most 64)",
+                                   v);
+        } else if (strcmp(a, "--schedule") == 0) {
+            o.sync = strcmp(v, "sync") == 0 || strcmp(v, "both") == 0;
+            o.async = strcmp(v, "async") == 0 || strcmp(v, "both") == 0;
+            if (!o.sync && !o.async)
+                return usage_error(usage_simulate,
+                                   "simulate: --schedule '%s': expected sync, "
+                                   "async or both",
+                                   v);
+        } else if (strcmp(a, "--log") == 0) {
+            o.log_path = v;
+        } else if (strcmp(a, "--csv") == 0) {
+            csv_path = v;
+        } else if (strcmp(a, "--overhead") == 0) {
+            o.overhead = strtod(v, &end);
+            if (*end || !(o.overhead >= 0 && o.overhead < 1e6))
+                return usage_error(usage_simulate,
+                                   "simulate: --overhead '%s': expected "
+                                   "seconds >= 0",
+                                   v);
+        } else if (a[0] == '-') {
+            return usage_error(usage_simulate, "simulate: %s is not an option",
+                               a);
+        } else if (path) {
+            return usage_error(usage_simulate,
+                               "simulate: %s is one argument too many", a);
+        } else {
+            path = a;
+        }
+    }
+    if (!path) return usage_error(usage_simulate, "simulate: %s",
+                                  "missing CONFIG");
+    char err[ABC_ERRLEN];
+    struct config c;
+    int rc = load_config(&c, path, err);
+    if (rc) return finish(rc, err);
+    FILE *csv = stdout;
+    if (csv_path && !(csv = fopen(csv_path, "w"))) {
+        rc = abc_errf(err, ABC_EIO, "%s: cannot write", csv_path);
+        return finish(rc, err);
+    }
+    rc = sim_sweep(&c, &o, csv, stderr, err);
+    if (csv != stdout && fclose(csv) && !rc)
+        rc = abc_errf(err, ABC_EIO, "%s: cannot write", csv_path);
+    return finish(rc, err);
+}
+
+int cli_main(int argc, char **argv, role_serve_fn serve)
+{
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
+    install_signals();
+    int u = take_out_dir(&argc, argv);
+    if (u) return u;
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (is_help(cmd) || strcmp(cmd, "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("abcprune %s\n", ABCPRUNE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
+    if (strcmp(cmd, "search") == 0)
+        return mpi_main(argc - 2, argv + 2, usage_search, "search", 0,
+                        serve);
+    if (strcmp(cmd, "finetune") == 0) return cmd_finetune(argc - 2, argv + 2);
+    if (strcmp(cmd, "run") == 0)
+        return mpi_main(argc - 2, argv + 2, usage_run, "run", 1, serve);
+    for (int m = 0; m < METHOD_COUNT; m++)
+        if (strcmp(cmd, method_name((enum method)m)) == 0)
+            return cmd_method(argc - 2, argv + 2, (enum method)m);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 2, argv + 2);
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 2, argv + 2);
+    if (strcmp(cmd, "simulate") == 0) return cmd_simulate(argc - 2, argv + 2);
+    return usage_error(usage_main, "unknown command '%s'", cmd);
+}
