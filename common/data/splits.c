@@ -32,7 +32,7 @@ int data_open(struct data_splits *s, const struct config *c, int need_test,
                         c->path, dc->val_size, full.n);
     }
     struct dataset train = {0};
-    rc = dataset_split(&full, dc->val_size, rng_derive(c->seed, SEED_SPLIT, 0, 0),
+    rc = dataset_split(&full, dc->val_size, rng_derive(dc->split_seed, SEED_SPLIT, 0, 0),
                        &train, &s->val, err);
     dataset_free(&full);
     if (rc) {

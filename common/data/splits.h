@@ -15,8 +15,9 @@ struct data_splits {
 };
 
 /* Loads the configured dataset, carves the validation split with a seed
- * derived from c->seed, applies the subset options and fills the
- * augmentation settings (dataset defaults where the config leaves 0).
+ * derived from data.split_seed (never the run seed), applies the subset
+ * options and fills the augmentation settings (dataset defaults where the
+ * config leaves 0).
  * need_test = 0 skips reading the test set. */
 int data_open(struct data_splits *s, const struct config *c, int need_test,
               char *err);

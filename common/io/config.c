@@ -90,6 +90,7 @@ static const struct key_desc data_keys[] = {
     STRING_KEY(data_config, dataset, 1, "fashion-mnist|cifar10"),
     STRING_KEY(data_config, dir, 0, NULL),
     INT_KEY(data_config, val_size, 0, 10000000),
+    UINT64_KEY(data_config, split_seed),
     INT_KEY(data_config, train_subset, 0, 10000000),
     INT_KEY(data_config, test_subset, 0, 10000000),
     INT_KEY(data_config, crop_pad, 0, 64),
@@ -201,6 +202,7 @@ void config_defaults(struct config *c)
     struct data_config *d = &c->data;
     snprintf(d->dataset, sizeof d->dataset, "fashion-mnist");
     d->val_size = 5000;
+    d->split_seed = 1;
     d->crop_pad = 2;
     d->flip = 1;
 

@@ -14,6 +14,10 @@ struct data_config {
     char dataset[32];            /* "fashion-mnist" (default) | "cifar10" */
     char dir[CONFIG_PATH_MAX];   /* "" = Debian's path for fashion-mnist */
     int val_size;                /* validation images carved from train: 5000 */
+    uint64_t split_seed;         /* which images are validation: 1. Fixed by
+                                    default and independent of the run seed,
+                                    so every run of a comparison sees the
+                                    baseline's split */
     int train_subset;            /* 0 = whole train split; else first N */
     int test_subset;             /* 0 = whole test set */
     int crop_pad;                /* random-crop padding: 2 (0 = off) */

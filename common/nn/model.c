@@ -455,8 +455,11 @@ void model_destroy(struct model *m)
     free(m);
 }
 
-int model_create(struct model **out, enum arch arch, const int *channels,
-                 int in_c, int in_h, int in_w, int num_classes, char *err)
+/* model_create without the parameter, gradient and buffer memory when
+ * alloc is 0 (a shape: layers, tensors' shapes, MACs, parameter count). */
+static int model_build(struct model **out, enum arch arch, const int *channels,
+                       int in_c, int in_h, int in_w, int num_classes,
+                       int alloc, char *err)
 {
     *out = NULL;
     if (arch < 0 || arch >= ARCH_COUNT)
@@ -517,6 +520,10 @@ int model_create(struct model **out, enum arch arch, const int *channels,
     }
     m->prog->logits = logits;
     plan_grad_aliases(m->prog);
+    if (!alloc) {
+        *out = m;
+        return 0;
+    }
     /* The input slot is not stored in the arena: forward reads x itself. */
     m->params = calloc(m->nparams, sizeof(float));
     m->grads = calloc(m->nparams, sizeof(float));
@@ -527,6 +534,27 @@ int model_create(struct model **out, enum arch arch, const int *channels,
                         m->nparams);
     }
     *out = m;
+    return 0;
+}
+
+int model_create(struct model **out, enum arch arch, const int *channels,
+                 int in_c, int in_h, int in_w, int num_classes, char *err)
+{
+    return model_build(out, arch, channels, in_c, in_h, in_w, num_classes, 1,
+                       err);
+}
+
+int model_shape_count(enum arch arch, const int *channels, int in_c, int in_h,
+                      int in_w, int num_classes, int64_t *macs,
+                      int64_t *params, char *err)
+{
+    struct model *m;
+    int rc = model_build(&m, arch, channels, in_c, in_h, in_w, num_classes, 0,
+                         err);
+    if (rc) return rc;
+    if (macs) *macs = model_macs(m);
+    if (params) *params = model_param_count(m);
+    model_destroy(m);
     return 0;
 }
 

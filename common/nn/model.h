@@ -91,6 +91,14 @@ int model_create(struct model **out, enum arch arch, const int *channels,
                  int in_c, int in_h, int in_w, int num_classes, char *err);
 void model_destroy(struct model *m);
 
+/* MACs per image and parameter count of the model model_create would build,
+ * from its shape alone (no weight memory: cheap enough for the bisections
+ * of FLOPs targeting). Either output may be NULL. Returns 0 or
+ * model_create's error. */
+int model_shape_count(enum arch arch, const int *channels, int in_c, int in_h,
+                      int in_w, int num_classes, int64_t *macs,
+                      int64_t *params, char *err);
+
 /* Kaiming-normal (fan_in, ReLU gain) conv weights, PyTorch's default
  * uniform init for the classifier, BN gamma 1, beta 0, running mean 0,
  * running var 1. Deterministic in seed. */

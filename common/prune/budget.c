@@ -17,13 +17,8 @@
 int budget_macs(const struct model *ref, const int *channels, int64_t *macs,
                 char *err)
 {
-    struct model *m;
-    int rc = model_create(&m, ref->arch, channels, ref->in_c, ref->in_h,
-                          ref->in_w, ref->num_classes, err);
-    if (rc) return rc;
-    *macs = model_macs(m);
-    model_destroy(m);
-    return 0;
+    return model_shape_count(ref->arch, channels, ref->in_c, ref->in_h,
+                             ref->in_w, ref->num_classes, macs, NULL, err);
 }
 
 static int clamp_width(double want, int min_channels, int width)
@@ -49,11 +44,13 @@ static int full_macs(const struct model *ref, int64_t *macs, char *err)
     return budget_macs(ref, ref->channels, macs, err);
 }
 
-/* Largest s in [0, hi] with macs(scaled(s)) <= target, into channels.
- * Returns ABC_EVALUE when s = 0 (every layer at its minimum) is over. */
+/* Largest s in [0, hi] with macs(scaled(s)) <= target, into channels;
+ * *s_over (may be NULL) receives the smallest s found over the target (hi
+ * when hi itself fits). Returns ABC_EVALUE when s = 0 (every layer at its
+ * minimum) is over. */
 static int bisect_scale(const struct model *ref, const double *u, double hi,
                         int min_channels, int64_t target, int *channels,
-                        double *s_out, char *err)
+                        double *s_out, double *s_over, char *err)
 {
     int64_t macs;
     int rc;
@@ -68,6 +65,7 @@ static int bisect_scale(const struct model *ref, const double *u, double hi,
     double lo = 0;
     scaled(ref, u, hi, min_channels, channels);
     if ((rc = budget_macs(ref, channels, &macs, err))) return rc;
+    if (s_over) *s_over = hi;
     if (macs <= target) {
         *s_out = hi;
         return 0;
@@ -83,7 +81,80 @@ static int bisect_scale(const struct model *ref, const double *u, double hi,
     }
     scaled(ref, u, lo, min_channels, channels);
     *s_out = lo;
+    if (s_over) *s_over = hi;
     return 0;
+}
+
+/* Rounding leaves a scaled structure up to one channel per layer short of
+ * the target. Adds single channels while the MACs stay <= target, each to
+ * the layer furthest below its share want[j] = s_over * u[j] * width_j
+ * (ties: the lower layer), so the structure ends within one channel of the
+ * target without moving its shape. */
+static int fill_to_target(const struct model *ref, const double *u,
+                          double s_over, int64_t target, int *channels,
+                          char *err)
+{
+    int L = ref->nprunable;
+    for (;;) {
+        int added = 0;
+        unsigned char *tried = calloc((size_t)(L ? L : 1), 1);
+        if (!tried) return abc_errf(err, ABC_ENOMEM, "out of memory");
+        for (int round = 0; round < L && !added; round++) {
+            int best = -1;
+            double best_gap = 0;
+            for (int j = 0; j < L; j++) {
+                if (tried[j] || channels[j] >= ref->channels[j]) continue;
+                double gap = s_over * (u ? u[j] : 1.0) * ref->channels[j] -
+                             channels[j];
+                if (best < 0 || gap > best_gap) best = j, best_gap = gap;
+            }
+            if (best < 0) break;
+            tried[best] = 1;
+            channels[best]++;
+            int64_t macs;
+            int rc = budget_macs(ref, channels, &macs, err);
+            if (rc) {
+                free(tried);
+                return rc;
+            }
+            if (macs <= target)
+                added = 1;
+            else
+                channels[best]--;
+        }
+        free(tried);
+        if (!added) return 0;
+    }
+}
+
+int budget_target_macs(const struct model *ref, double flops_target,
+                       int64_t *target, char *err)
+{
+    int64_t full;
+    int rc = full_macs(ref, &full, err);
+    if (rc) return rc;
+    *target = (int64_t)floor(flops_target * (double)full);
+    return 0;
+}
+
+int budget_shape(const struct model *ref, const double *u, int64_t target,
+                 int min_channels, int *channels, char *err)
+{
+    int L = ref->nprunable;
+    double umin = 1;
+    for (int j = 0; j < L; j++) {
+        if (!(u[j] > 0) || !isfinite(u[j]))
+            return abc_errf(err, ABC_EVALUE,
+                            "shape entry %d is %g, expected a positive "
+                            "ratio",
+                            j, u[j]);
+        if (u[j] < umin) umin = u[j];
+    }
+    double s, s_over;
+    int rc = bisect_scale(ref, u, 1.0 / umin, min_channels, target, channels,
+                          &s, &s_over, err);
+    if (rc) return rc;
+    return fill_to_target(ref, u, s_over, target, channels, err);
 }
 
 int budget_uniform(const struct model *ref, double flops_target,
@@ -92,12 +163,14 @@ int budget_uniform(const struct model *ref, double flops_target,
 {
     double r = keep_fraction;
     if (flops_target > 0) {
-        int64_t full;
-        int rc = full_macs(ref, &full, err);
-        if (rc) return rc;
-        rc = bisect_scale(ref, NULL, 1.0, min_channels,
-                          (int64_t)floor(flops_target * (double)full),
-                          channels, &r, err);
+        int64_t target;
+        double r_over;
+        int rc = budget_target_macs(ref, flops_target, &target, err);
+        if (!rc)
+            rc = bisect_scale(ref, NULL, 1.0, min_channels, target, channels,
+                              &r, &r_over, err);
+        if (!rc)
+            rc = fill_to_target(ref, NULL, r_over, target, channels, err);
         if (rc) return rc;
     } else {
         scaled(ref, NULL, r, min_channels, channels);
@@ -111,29 +184,24 @@ int budget_random(const struct model *ref, double flops_target,
                   int *channels, char *err)
 {
     int L = ref->nprunable;
-    int64_t full, target;
-    int rc = full_macs(ref, &full, err);
-    if (rc) return rc;
+    int64_t target;
+    int rc;
     if (flops_target > 0) {
-        target = (int64_t)floor(flops_target * (double)full);
+        rc = budget_target_macs(ref, flops_target, &target, err);
     } else {
-        if ((rc = budget_uniform(ref, 0, keep_fraction, min_channels,
-                                 channels, NULL, err)) ||
-            (rc = budget_macs(ref, channels, &target, err)))
-            return rc;
+        rc = budget_uniform(ref, 0, keep_fraction, min_channels, channels,
+                            NULL, err);
+        if (!rc) rc = budget_macs(ref, channels, &target, err);
     }
+    if (rc) return rc;
     double *u = malloc(sizeof(double) * (size_t)(L ? L : 1));
     if (!u) return abc_errf(err, ABC_ENOMEM, "out of memory");
-    double umin = 1;
     for (int j = 0; j < L; j++) {
         struct rng r;
         rng_seed(&r, rng_derive(seed, j, 0, 0));
         u[j] = 0.1 + 0.9 * rng_uniform(&r);
-        if (u[j] < umin) umin = u[j];
     }
-    double s;
-    rc = bisect_scale(ref, u, 1.0 / umin, min_channels, target, channels, &s,
-                      err);
+    rc = budget_shape(ref, u, target, min_channels, channels, err);
     free(u);
     return rc;
 }
@@ -204,9 +272,9 @@ int budget_threshold(const struct model *ref, const float *score,
 
     int k;
     if (flops_target > 0) {
-        int64_t full, macs;
-        if ((rc = full_macs(ref, &full, err))) goto out;
-        int64_t target = (int64_t)floor(flops_target * (double)full);
+        int64_t target, macs;
+        if ((rc = budget_target_macs(ref, flops_target, &target, err)))
+            goto out;
         mark_top(ref, order, rank_in_layer, layer_of, total, 0, min_channels,
                  kept, channels);
         if ((rc = budget_macs(ref, channels, &macs, err))) goto out;

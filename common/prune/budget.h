@@ -18,9 +18,31 @@
 int budget_macs(const struct model *ref, const int *channels, int64_t *macs,
                 char *err);
 
+/* The window every method's structure lands in: MACs <= target and >=
+ * (1 - BUDGET_TOLERANCE) * target, target = floor(flops_target * full).
+ * The families below reach it by bisection on their size parameter, then
+ * single channels added where the structure is furthest below its shape. */
+#define BUDGET_TOLERANCE 0.01
+
+/* *target = floor(flops_target * MACs of ref's full structure). */
+int budget_target_macs(const struct model *ref, double flops_target,
+                       int64_t *target, char *err);
+
+/* A shape scaled to a target: u[j] > 0 are relative keep ratios (only their
+ * proportions matter); channels[j] = clamp(round(s * u[j] * width_j)) for
+ * the largest s that meets `target` MACs, then single channels added, each
+ * to the layer furthest below s' * u[j] * width_j (s' the smallest scale
+ * over the target), while the MACs stay <= target. The keep ratios keep the
+ * shape's proportions up to rounding and the clamps (min_channels, full
+ * width): targeting never flattens a shape. Returns 0 or ABC_EVALUE (a
+ * non-positive ratio; target below min_channels everywhere). */
+int budget_shape(const struct model *ref, const double *u, int64_t target,
+                 int min_channels, int *channels, char *err);
+
 /* The uniform structure: channels[j] = clamp(round(r * ref->channels[j])),
  * r the largest keep ratio whose MACs meet flops_target (or r =
- * keep_fraction when flops_target is 0). Returns 0, or ABC_EVALUE when even
+ * keep_fraction when flops_target is 0), then filled to the target as
+ * budget_shape does. Returns 0, or ABC_EVALUE when even
  * min_channels everywhere exceeds the target (the message gives both MACs).
  * *ratio (may be NULL) receives r. */
 int budget_uniform(const struct model *ref, double flops_target,
@@ -28,8 +50,7 @@ int budget_uniform(const struct model *ref, double flops_target,
                    double *ratio, char *err);
 
 /* A random structure: per-layer ratios u_j ~ U(0.1, 1) from rng_derive(seed,
- * j), scaled by the largest s whose structure clamp(round(s * u_j * width))
- * meets flops_target; with flops_target 0 the target is the MACs of the
+ * j), scaled to flops_target by budget_shape; with flops_target 0 the target is the MACs of the
  * uniform structure at keep_fraction (random at uniform's cost). Returns 0
  * or ABC_EVALUE as budget_uniform. */
 int budget_random(const struct model *ref, double flops_target,
