@@ -62,6 +62,7 @@ static const char *usage_main =
     "steps\n"
     "  train CONFIG        train the full model (the pretrained baseline)\n"
     "  search CONFIG       ABC structure search (MPI: rank 0 + workers)\n"
+    "  randsearch CONFIG   random search at ABC's cost, then its finetune\n"
     "  finetune CONFIG     fine-tune the best structure and write the report\n"
     "  slim CONFIG         Network Slimming (L1 on BN gamma) at the target\n"
     "  lasso CONFIG        He et al.'s LASSO channel selection at the target\n"
@@ -100,6 +101,19 @@ static const char *usage_search =
     "OUT/colony.ckpt (after every phase) and OUT/best.yaml. SIGTERM/SIGUSR1\n"
     "save the colony and exit 75; --resume continues from OUT/colony.ckpt\n"
     "to the same result an uninterrupted search reaches.\n";
+
+static const char *usage_randsearch =
+    "usage: [mpirun -np N] abcprune randsearch CONFIG\n"
+    "\n"
+    "The fair null of the ABC search: random search with the same number of\n"
+    "evaluations (the colony's phases, with every employed and onlooker\n"
+    "candidate a fresh random shape instead of a neighbour), the same\n"
+    "fitness, FLOPs target, seeds and schedule, then the best structure\n"
+    "fine-tuned exactly as `finetune` does for ABC (L1 filters or the\n"
+    "best candidate's weights, finetune.inherit). Everything goes to\n"
+    "OUT/randsearch/: search.jsonl, colony.ckpt, best.yaml, pruned.ckpt,\n"
+    "report.txt and report.json. Finished steps are skipped and unfinished\n"
+    "ones resumed, so the same command continues after an interruption.\n";
 
 static const char *usage_finetune =
     "usage: abcprune finetune CONFIG\n"
@@ -297,19 +311,29 @@ static int cmd_finetune(int argc, char **argv)
     char err[ABC_ERRLEN];
     struct config c;
     int rc = load_config(&c, path, err);
-    if (!rc) rc = pipeline_finetune(&c, &g_stop, stderr, stdout, err);
+    if (!rc) rc = pipeline_finetune(&c, 0, &g_stop, stderr, stdout, err);
     return finish(rc, err);
 }
 
-/* search and run under MPI: rank 0 runs `steps`, the others serve. */
+/* The commands that run a search under MPI. */
+enum mpi_cmd {
+    MPI_SEARCH,     /* search */
+    MPI_RUN,        /* train, search, finetune */
+    MPI_RANDSEARCH, /* random search, its finetune */
+};
+
+/* search, run and randsearch under MPI: rank 0 runs the steps, the others
+ * serve. */
 static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
-                    int is_run, role_serve_fn serve)
+                    enum mpi_cmd what, role_serve_fn serve)
 {
     static const char *const names[] = {"--resume"};
     int resume = 0;
     const char *path;
-    int u = parse_args(argc, argv, usage, names, &resume, is_run ? 0 : 1,
-                       &path, cmd);
+    int is_run = what == MPI_RUN;
+    int random = what == MPI_RANDSEARCH;
+    int u = parse_args(argc, argv, usage, names, &resume,
+                       what == MPI_SEARCH ? 1 : 0, &path, cmd);
     if (u) return u < 0 ? 0 : u;
     if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
         fprintf(stderr, "abcprune: error: MPI_Init failed\n");
@@ -335,16 +359,18 @@ static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
             MPI_Abort(comm, 1);
         }
     } else {
-        struct search_opts o = {.resume = resume || is_run, .stop = &g_stop,
-                                .progress = stderr};
+        struct search_opts o = {.resume = resume || !(what == MPI_SEARCH),
+                                .stop = &g_stop,
+                                .progress = stderr,
+                                .random = random};
         if (is_run) {
             rc = pipeline_train(&c, 0, &g_stop, stderr, err);
             if (rc) search_release_workers(comm);
         }
         if (!rc) rc = search_run(comm, &c, &o, err);
-        if (!rc && is_run)
-            rc = pipeline_finetune(&c, &g_stop, stderr, stdout, err);
-        if (!rc && !is_run && o.progress) {
+        if (!rc && (is_run || random))
+            rc = pipeline_finetune(&c, random, &g_stop, stderr, stdout, err);
+        if (!rc && what == MPI_SEARCH && o.progress) {
             char best[CONFIG_PATH_MAX + 32];
             if (search_path(best, sizeof best, &c, SEARCH_BEST, err) == 0)
                 fprintf(stderr, "search done: %s\n", best);
@@ -623,11 +649,14 @@ int cli_main(int argc, char **argv, role_serve_fn serve)
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
     if (strcmp(cmd, "search") == 0)
-        return mpi_main(argc - 2, argv + 2, usage_search, "search", 0,
+        return mpi_main(argc - 2, argv + 2, usage_search, "search", MPI_SEARCH,
                         serve);
+    if (strcmp(cmd, "randsearch") == 0)
+        return mpi_main(argc - 2, argv + 2, usage_randsearch, "randsearch",
+                        MPI_RANDSEARCH, serve);
     if (strcmp(cmd, "finetune") == 0) return cmd_finetune(argc - 2, argv + 2);
     if (strcmp(cmd, "run") == 0)
-        return mpi_main(argc - 2, argv + 2, usage_run, "run", 1, serve);
+        return mpi_main(argc - 2, argv + 2, usage_run, "run", MPI_RUN, serve);
     for (int m = 0; m < METHOD_COUNT; m++)
         if (strcmp(cmd, method_name((enum method)m)) == 0)
             return cmd_method(argc - 2, argv + 2, (enum method)m);

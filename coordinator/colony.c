@@ -19,7 +19,8 @@
  *   "version"      uint   1
  *   "params"       map    "nlayers", "k", "sn", "limit", "change_dims",
  *                         "max_cycles": uint; "seed": uint64;
- *                         "redraw_same": bool
+ *                         "redraw_same": bool; optional "random": bool
+ *                         (written, true, only for a random search)
  *   "phase"        str    "init", "employed", "onlooker", "scout", "done"
  *   "cycle"        uint   0 in init, max_cycles when done, else below it
  *   "evaluations"  uint   fitnesses applied so far
@@ -115,6 +116,9 @@ int colony_params_check(const struct colony_params *p, char *err)
         return abc_errf(err, ABC_EVALUE,
                         "params.redraw_same: %d, expected 0 or 1",
                         p->redraw_same);
+    if (p->random != 0 && p->random != 1)
+        return abc_errf(err, ABC_EVALUE, "params.random: %d, expected 0 or 1",
+                        p->random);
     return 0;
 }
 
@@ -132,6 +136,7 @@ int colony_params_match(const struct colony_params *a,
     MATCH_INT(change_dims, "change_dims")
     MATCH_INT(max_cycles, "max_cycles")
     MATCH_INT(redraw_same, "redraw_same")
+    MATCH_INT(random, "random")
 #undef MATCH_INT
     if (a->seed != b->seed)
         return abc_errf(err, ABC_EVALUE, "params.seed differs: %llu vs %llu",
@@ -332,27 +337,17 @@ static void random_code(const struct colony_params *p, struct rng *r, int *code)
         code[j] = 1 + (int)rng_below(r, (uint64_t)p->K);
 }
 
-/* Applies the colony's repair (the search's FLOPs budget) to a new code;
- * a neighbour's `unchanged` is then about the repaired code. */
-static void repair_code(const struct colony *c, int *code, const int *source,
-                        int *unchanged)
-{
-    if (!c->repair.fn) return;
-    c->repair.fn(c->repair.ctx, code, c->p.nlayers);
-    if (source && unchanged)
-        *unchanged =
-            memcmp(code, source, (size_t)c->p.nlayers * sizeof *code) == 0;
-}
-
 /* A neighbour of source src as candidate index. */
 static void make_neighbour(struct colony *c, int index, int src)
 {
     struct rng r;
     struct candidate *cd = cand_begin(c, index, src, &r);
+    if (c->p.random) {
+        random_code(&c->p, &r, cand_code(c, index));
+        return;
+    }
     cd->partner = colony_neighbour(&c->p, c->food_codes, src, &r,
                                    cand_code(c, index), &cd->unchanged);
-    repair_code(c, cand_code(c, index), c->food_codes + (size_t)src * c->p.nlayers,
-                &cd->unchanged);
 }
 
 /* Fills the batch of the current phase from the state (phase != DONE). */
@@ -366,7 +361,6 @@ static void generate_batch(struct colony *c)
         for (n = 0; n < p->sn; n++) {
             cand_begin(c, n, n, &r);
             random_code(p, &r, cand_code(c, n));
-            repair_code(c, cand_code(c, n), NULL, NULL);
         }
         break;
     case COLONY_EMPLOYED:
@@ -393,7 +387,6 @@ static void generate_batch(struct colony *c)
         if (c->foods[s].trial >= p->limit) {
             cand_begin(c, 0, s, &r);
             random_code(p, &r, cand_code(c, 0));
-            repair_code(c, cand_code(c, 0), NULL, NULL);
             n = 1;
         }
         break;
@@ -671,15 +664,11 @@ static int role_make(struct colony *c, uint64_t role, struct colony_slot *sl)
     if (ph == COLONY_SCOUT && (src = scout_pick(c)) < 0) return 0;
     cand_start(p, cd, cycle, ph, index, src, &r);
     cd->code = sl->code;
-    if (ph == COLONY_SCOUT) {
+    if (ph == COLONY_SCOUT || p->random)
         random_code(p, &r, sl->code);
-        repair_code(c, sl->code, NULL, NULL);
-    } else {
+    else
         cd->partner = colony_neighbour(p, c->food_codes, src, &r, sl->code,
                                        &cd->unchanged);
-        repair_code(c, sl->code, c->food_codes + (size_t)src * p->nlayers,
-                    &cd->unchanged);
-    }
     sl->role = role;
     return 1;
 }
@@ -834,7 +823,8 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
                     c->async ? COLONY_VERSION_ASYNC : COLONY_VERSION) != 0)
         return -1;
 
-    if (pack_cstr(&pk, "params") != 0 || msgpack_pack_map(&pk, 8) != 0 ||
+    if (pack_cstr(&pk, "params") != 0 ||
+        msgpack_pack_map(&pk, p->random ? 9 : 8) != 0 ||
         pack_kv_int(&pk, "nlayers", p->nlayers) != 0 ||
         pack_kv_int(&pk, "k", p->K) != 0 ||
         pack_kv_int(&pk, "sn", p->sn) != 0 ||
@@ -844,6 +834,8 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
         pack_kv_u64(&pk, "seed", p->seed) != 0 ||
         pack_cstr(&pk, "redraw_same") != 0 ||
         (p->redraw_same ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)))
+        return -1;
+    if (p->random && (pack_cstr(&pk, "random") != 0 || msgpack_pack_true(&pk)))
         return -1;
 
     if (pack_cstr(&pk, "phase") != 0 ||
@@ -1006,11 +998,16 @@ static int get_code(const char *path, const char *field,
 static int load_params(const char *path, const msgpack_object *o,
                        struct colony_params *p, char *err)
 {
-    static const char *const keys[] = {"nlayers", "k",           "sn",
-                                       "limit",   "change_dims", "max_cycles",
-                                       "seed",    "redraw_same"};
-    const msgpack_object *v[8];
-    int rc = get_map(path, "params", o, keys, 8, v, err);
+    static const char *const keys[] = {
+        "nlayers",    "k",    "sn",          "limit", "change_dims",
+        "max_cycles", "seed", "redraw_same", "random"};
+    const msgpack_object *v[9] = {0};
+    /* "random" (bool) is written only for a random search: without it, 0 */
+    int nkeys = 8;
+    if (o->type == MSGPACK_OBJECT_MAP)
+        for (uint32_t j = 0; j < o->via.map.size; j++)
+            if (mpread_str_eq(&o->via.map.ptr[j].key, "random")) nkeys = 9;
+    int rc = get_map(path, "params", o, keys, nkeys, v, err);
     if (rc) return rc;
     memset(p, 0, sizeof *p);
     if ((rc = get_i32(path, "params.nlayers", v[0], 1, COLONY_MAX_LAYERS,
@@ -1031,6 +1028,13 @@ static int load_params(const char *path, const msgpack_object *o,
                         "%s: params.redraw_same: expected bool, got %s", path,
                         mpread_type_name(v[7]->type));
     p->redraw_same = v[7]->via.boolean ? 1 : 0;
+    if (v[8]) {
+        if (v[8]->type != MSGPACK_OBJECT_BOOLEAN)
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: params.random: expected bool, got %s", path,
+                            mpread_type_name(v[8]->type));
+        p->random = v[8]->via.boolean ? 1 : 0;
+    }
     rc = colony_params_check(p, err);
     if (rc) return abc_errprefix(err, rc, "%s", path);
     return 0;
@@ -1341,7 +1345,6 @@ static int load_batch(const char *path, const msgpack_object *o,
 
 /* Validates the top-level object o and builds the colony. */
 static int load_object(const char *path, const msgpack_object *o,
-                       const struct colony_repair *repair,
                        struct colony **out, char *err)
 {
     enum {
@@ -1428,7 +1431,6 @@ static int load_object(const char *path, const msgpack_object *o,
     struct colony *c;
     if ((rc = colony_create(&c, &p, err)))
         return abc_errprefix(err, rc, "%s", path);
-    if (repair) c->repair = *repair; /* before the batch is made again */
 
     if ((rc = load_phase(path, v[K_PHASE], async, &c->phase, err)) ||
         (rc = get_i32(path, "cycle", v[K_CYCLE], 0, COLONY_MAX_CYCLES,
@@ -1448,21 +1450,7 @@ static int load_object(const char *path, const msgpack_object *o,
     return 0;
 }
 
-void colony_set_repair(struct colony *c, const struct colony_repair *repair)
-{
-    if (repair)
-        c->repair = *repair;
-    else
-        memset(&c->repair, 0, sizeof c->repair);
-}
-
 int colony_load(const char *path, struct colony **out, char *err)
-{
-    return colony_load_with(path, NULL, out, err);
-}
-
-int colony_load_with(const char *path, const struct colony_repair *repair,
-                     struct colony **out, char *err)
 {
     if (out) *out = NULL;
     if (!path || !out)
@@ -1481,7 +1469,7 @@ int colony_load_with(const char *path, const struct colony_repair *repair,
     msgpack_object obj;
     rc = mpread_unpack(path, "colony checkpoint", buf, len, &zone, &obj, err);
     /* load_object copies all it keeps before zone and buf go */
-    if (!rc) rc = load_object(path, &obj, repair, out, err);
+    if (!rc) rc = load_object(path, &obj, out, err);
     msgpack_zone_destroy(&zone);
     free(buf);
     return rc;

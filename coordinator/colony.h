@@ -48,6 +48,13 @@ struct colony_params {
     uint64_t seed;   /* the search seed: every draw derives from it */
     int redraw_same; /* 1: re-draw a neighbour move that leaves the code
                         unchanged (0 = the reference behaviour) */
+    int random;      /* 1: random search, the fair null of the colony at
+                        the same cost: every employed and onlooker
+                        candidate is a fresh random code (drawn from its own
+                        move stream) instead of a neighbour; the phases,
+                        greedy updates and scouts run as in ABC, so the
+                        evaluation count and the best-ever bookkeeping are
+                        the colony's */
 };
 
 /* One food source: a structure and what it scored. */
@@ -78,16 +85,6 @@ struct candidate {
 };
 
 struct colony_slot; /* an async candidate in flight (colony.c) */
-
-/* A constraint on structures (the search's FLOPs budget): fn lowers
- * entries of a freshly made code (nlayers entries in 1..K) in place until
- * the structure is acceptable. It must be a pure function of the code, so
- * that the sync form stays deterministic and a saved batch is made again
- * identically (colony_load_with). */
-struct colony_repair {
-    void (*fn)(void *ctx, int *code, int nlayers);
-    void *ctx;
-};
 
 /* The colony. Every field is read-only outside colony.c. */
 struct colony {
@@ -123,7 +120,6 @@ struct colony {
     int nredo, cap_redo;
     struct colony_slot **slots; /* [0, ninflight) in flight, then free */
     int ninflight, nslots;
-    struct colony_repair repair; /* fn NULL: none */
 };
 
 /* Returns 0 when p is usable, else ABC_EVALUE naming the first bad field
@@ -195,18 +191,6 @@ int colony_apply(struct colony *c, const double *fitness, char *err);
  * state then, under new eval ids; a late result is an error). Returns 0
  * or a negative ABC_E* code with a message naming path. */
 int colony_save(const struct colony *c, const char *path, char *err);
-
-/* Sets (or, with NULL, clears) the repair applied to every code the colony
- * makes from now on: init, neighbour and scout codes of both forms. Set it
- * before the first batch; a loaded colony gets it through
- * colony_load_with. The repair is not saved: a search resumed under another
- * budget is refused when its saved batch no longer matches. */
-void colony_set_repair(struct colony *c, const struct colony_repair *repair);
-
-/* colony_load with the repair the saved colony was made with (NULL: none),
- * needed to make its pending batch again. */
-int colony_load_with(const char *path, const struct colony_repair *repair,
-                     struct colony **out, char *err);
 
 /* Reads a colony written by colony_save. Every field is validated (type,
  * range, codes in 1..K, lengths against nlayers and sn, counters against

@@ -15,6 +15,7 @@
 #include "core/rng.h"
 #include "core/seeds.h"
 #include "search.h"
+#include "structure.h"
 #include "train/train.h"
 
 /* Labels of rng_derive for the model's initial weights and fine-tuning. */
@@ -262,17 +263,19 @@ int pipeline_write_report(const struct config *c,
     return file_write_atomic(path, json, (size_t)jl, err);
 }
 
-int pipeline_finetune(const struct config *c,
+int pipeline_finetune(const struct config *c, int random,
                       const volatile sig_atomic_t *stop, FILE *progress,
                       FILE *out, char *err)
 {
     char base_p[CONFIG_PATH_MAX + 32], col_p[CONFIG_PATH_MAX + 32];
     char ckpt[CONFIG_PATH_MAX + 32], logp[CONFIG_PATH_MAX + 32];
+    struct config oc; /* the search's directory: its files and the report */
     int rc;
-    if ((rc = search_path(base_p, sizeof base_p, c, SEARCH_BASELINE, err)) ||
-        (rc = search_path(col_p, sizeof col_p, c, SEARCH_COLONY, err)) ||
-        (rc = search_path(ckpt, sizeof ckpt, c, PIPELINE_PRUNED, err)) ||
-        (rc = search_path(logp, sizeof logp, c, "finetune.jsonl", err)))
+    if ((rc = search_out_config(&oc, c, random, err)) ||
+        (rc = search_path(base_p, sizeof base_p, c, SEARCH_BASELINE, err)) ||
+        (rc = search_path(col_p, sizeof col_p, &oc, SEARCH_COLONY, err)) ||
+        (rc = search_path(ckpt, sizeof ckpt, &oc, PIPELINE_PRUNED, err)) ||
+        (rc = search_path(logp, sizeof logp, &oc, "finetune.jsonl", err)))
         return rc;
     struct model *base = NULL, *m = NULL, *want = NULL;
     struct colony *col = NULL;
@@ -285,8 +288,8 @@ int pipeline_finetune(const struct config *c,
     if (!file_exists(col_p)) {
         rc = abc_errf(err, ABC_EIO,
                       "%s: no search result: run the search first "
-                      "(abcprune search %s)",
-                      col_p, c->path);
+                      "(abcprune %s %s)",
+                      col_p, random ? "randsearch" : "search", c->path);
         goto out;
     }
     if ((rc = colony_load(col_p, &col, err))) goto out;
@@ -304,8 +307,12 @@ int pipeline_finetune(const struct config *c,
         goto out;
     }
     int ch[PIPELINE_MAX_LAYERS];
-    colony_code_to_channels(col->best_code, base->channels, col->p.nlayers,
-                            ch);
+    struct structure_map map;
+    if ((rc = structure_map_init(&map, base, col->p.nlayers,
+                                 c->prune.flops_target, c->prune.min_channels,
+                                 err)) ||
+        (rc = structure_from_code(&map, col->best_code, ch, NULL, NULL, err)))
+        goto out;
     if ((rc = model_create(&want, base->arch, ch, base->in_c, base->in_h,
                            base->in_w, base->num_classes, err)))
         goto out;
@@ -362,12 +369,12 @@ int pipeline_finetune(const struct config *c,
     if (fc->steps > 0 && (double)fc->steps * fc->batch_size < per)
         per = (double)fc->steps * fc->batch_size;
     struct report_info ri = {
-        .method = "abc",
+        .method = random ? "randsearch" : "abc",
         .prune_epochs = s.train.n > 0 ? col->evaluations * per / s.train.n
                                       : 0,
         .search_fitness = col->best_fitness,
     };
-    rc = pipeline_write_report(c, &ri, base, m, base_acc, base_ips, acc, ips,
+    rc = pipeline_write_report(&oc, &ri, base, m, base_acc, base_ips, acc, ips,
                                out, err);
 out:
     if (have_data) data_close(&s);

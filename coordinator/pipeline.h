@@ -34,14 +34,15 @@ int pipeline_train(const struct config *c, int force,
                    const volatile sig_atomic_t *stop, FILE *progress,
                    char *err);
 
-/* Fine-tunes the best structure of the finished search: inherits weights
+/* Fine-tunes the best structure of the finished search (random: of the
+ * random search, in out_dir/randsearch/): inherits weights
  * from the best candidate (its evaluation re-run with its seed) or from the
  * baseline (finetune.inherit), trains with the finetune schedule, and
  * writes the pruned checkpoint and the report (baseline vs pruned: test
  * accuracy, params, FLOPs and their reductions, inference images/s), which
  * it also prints on `out`. A finished pruned.ckpt is kept and only the
  * report is made again. Returns 0, ABC_ESTOPPED or an error. */
-int pipeline_finetune(const struct config *c,
+int pipeline_finetune(const struct config *c, int random,
                       const volatile sig_atomic_t *stop, FILE *progress,
                       FILE *out, char *err);
 
@@ -49,7 +50,8 @@ int pipeline_finetune(const struct config *c,
 
 /* What a report says about how the structure was found. */
 struct report_info {
-    const char *method;    /* "abc", "slim", "lasso", "uniform", "random" */
+    const char *method;    /* "abc", "randsearch", "slim", "lasso",
+                              "uniform", "random" */
     double prune_epochs;   /* training spent choosing the structure, in
                               epochs of the training split */
     double search_fitness; /* the ABC search's best fitness; < 0: none */

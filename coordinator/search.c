@@ -40,6 +40,7 @@
 #include "core/fileio.h"
 #include "io/jsonl.h"
 #include "messages.h"
+#include "structure.h"
 #include "core/rng.h"
 #include "core/seeds.h"
 #include "train/train.h"
@@ -65,6 +66,18 @@ int search_path(char *buf, size_t n, const struct config *c, const char *file,
     return 0;
 }
 
+int search_out_config(struct config *oc, const struct config *c, int random,
+                      char *err)
+{
+    *oc = *c;
+    if (!random) return 0;
+    if (snprintf(oc->out_dir, sizeof oc->out_dir, "%s/%s", c->out_dir,
+                 SEARCH_RANDOM_DIR) >= (int)sizeof oc->out_dir)
+        return abc_errf(err, ABC_EVALUE, "%s: out_dir path too long",
+                        c->path);
+    return 0;
+}
+
 /* Everything one search run holds. */
 struct run {
     MPI_Comm comm;
@@ -82,8 +95,7 @@ struct run {
     struct proto_eval_result *res; /* per candidate of the current batch */
     unsigned char *fresh;          /* res[i] was evaluated in this process */
     int64_t full_macs, full_params;
-    int64_t budget_macs;           /* prune.flops_target * baseline MACs; 0:
-                                      no budget */
+    struct structure_map map;      /* codes to structures at the target */
     uint64_t evals_here;           /* evaluations done by this process */
     double busy_s;                 /* their evaluation seconds, summed */
     double t_start;
@@ -106,73 +118,28 @@ static void shutdown_workers(struct run *r, const char *reason)
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void make_request(const struct run *r, const struct candidate *cd,
-                         struct proto_eval_request *rq)
+/* The structure of a code (see structure.h); MACs/params may be NULL. */
+static int code_channels(const struct run *r, const int *code, int *ch,
+                         int64_t *macs, int64_t *params, char *err)
+{
+    return structure_from_code(&r->map, code, ch, macs, params, err);
+}
+
+static int make_request(const struct run *r, const struct candidate *cd,
+                        struct proto_eval_request *rq, char *err)
 {
     const struct colony *col = r->col;
     memset(rq, 0, sizeof *rq);
     rq->eval_id = cd->eval_id;
     rq->nlayers = col->p.nlayers;
-    colony_code_to_channels(cd->code, r->pre->channels, col->p.nlayers,
-                            rq->structure);
+    int rc = code_channels(r, cd->code, rq->structure, NULL, NULL, err);
+    if (rc) return rc;
     rq->seed = cd->seed;
     proto_budget_from_config(&rq->budget, &r->c->search.fitness);
     rq->cycle = cd->cycle;
     rq->phase = (enum proto_phase)cd->phase; /* same numbering 0..3 */
     rq->candidate = cd->index;
-}
-
-/* MACs per image of the structure a code stands for (over the baseline's
- * widths). Returns 0, or non-zero for a structure the model rejects. */
-static int code_macs(const struct run *r, const int *code, int nlayers,
-                     int64_t *macs)
-{
-    int ch[PROTO_MAX_LAYERS];
-    char err[ABC_ERRLEN];
-    colony_code_to_channels(code, r->pre->channels, nlayers, ch);
-    return budget_macs(r->pre, ch, macs, err);
-}
-
-/* The FLOPs budget's last resort: budget_repair makes every code fit
- * unless even all 1s is over; such a candidate scores 0 without being
- * trained, its result made here at once (logged with the reason), so the
- * best ever is always within the budget. Returns 1 and fills *res when cd
- * is over the budget, else 0. */
-static int over_budget(const struct run *r, const struct candidate *cd,
-                       struct proto_eval_result *res)
-{
-    if (r->budget_macs <= 0) return 0;
-    int64_t macs;
-    if (code_macs(r, cd->code, r->col->p.nlayers, &macs) != 0 ||
-        macs <= r->budget_macs)
-        return 0; /* a bad structure fails in the evaluation, with its error */
-    memset(res, 0, sizeof *res);
-    res->eval_id = cd->eval_id;
-    res->flops = macs;
-    snprintf(res->error, sizeof res->error,
-             "over the FLOPs budget: %lld MACs > %lld (prune.flops_target)",
-             (long long)macs, (long long)r->budget_macs);
-    return 1;
-}
-
-/* The colony's repair under a FLOPs budget: while the code's structure is
- * over the budget, lower its largest entry by one (ties: the first layer),
- * so every candidate the colony makes is usable and near the budget rather
- * than wasted. Deterministic in the code. A code of all 1s still over the
- * budget is left to over_budget's penalty. */
-static void budget_repair(void *ctx, int *code, int nlayers)
-{
-    const struct run *r = ctx;
-    for (;;) {
-        int64_t macs;
-        if (code_macs(r, code, nlayers, &macs) != 0 || macs <= r->budget_macs)
-            return;
-        int j = -1;
-        for (int i = 0; i < nlayers; i++)
-            if (code[i] > 1 && (j < 0 || code[i] > code[j])) j = i;
-        if (j < 0) return;
-        code[j]--;
-    }
+    return 0;
 }
 
 static double fitness_of(const struct proto_eval_result *res)
@@ -184,10 +151,11 @@ static int send_request(struct run *r, int worker, const struct candidate *cd,
                         char *err)
 {
     struct proto_eval_request rq;
-    make_request(r, cd, &rq);
+    int rc = make_request(r, cd, &rq, err);
+    if (rc) return rc;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    int rc = proto_pack_eval_request(&rq, &sb, err);
+    rc = proto_pack_eval_request(&rq, &sb, err);
     if (!rc) rc = proto_send(r->comm, worker, TAG_REQUEST, sb.data, sb.size, err);
     msgpack_sbuffer_destroy(&sb);
     return rc;
@@ -248,31 +216,14 @@ static int evaluate_batch(struct run *r, const struct candidate *batch, int n,
         return abc_errf(err, ABC_ENOMEM, "out of memory");
     }
     int ntodo = 0, rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
-        if (col->have[i]) continue;
-        if (r->nranks > 1 && over_budget(r, &batch[i], &r->res[i])) {
-            r->fresh[i] = 1;
-            rc = colony_record(col, i, 0.0, err);
-        } else {
-            todo[ntodo++] = i;
-        }
-    }
-    if (rc) {
-        free(todo);
-        free(busy);
-        return rc;
-    }
+    for (int i = 0; i < n; i++)
+        if (!col->have[i]) todo[ntodo++] = i;
 
     if (r->nranks == 1) {
         for (int k = 0; k < ntodo && !rc; k++) {
             int i = todo[k];
-            if (over_budget(r, &batch[i], &r->res[i])) {
-                r->fresh[i] = 1;
-                rc = colony_record(col, i, 0.0, err);
-                continue;
-            }
             struct proto_eval_request rq;
-            make_request(r, &batch[i], &rq);
+            if ((rc = make_request(r, &batch[i], &rq, err))) break;
             rc = proto_evaluate(&rq, r->pre, r->how, &r->data, 0, r->o->stop,
                                 &r->res[i]);
             if (rc) break;
@@ -337,13 +288,9 @@ static int write_best(struct run *r, char *err)
     const struct colony *col = r->col;
     int n = col->p.nlayers;
     int ch[PROTO_MAX_LAYERS];
-    colony_code_to_channels(col->best_code, r->pre->channels, n, ch);
-    struct model *m;
-    int rc = model_create(&m, r->pre->arch, ch, r->pre->in_c, r->pre->in_h,
-                          r->pre->in_w, r->pre->num_classes, err);
+    int64_t macs, params;
+    int rc = code_channels(r, col->best_code, ch, &macs, &params, err);
     if (rc) return rc;
-    int64_t macs = model_macs(m), params = model_param_count(m);
-    model_destroy(m);
     char text[8192];
     int len = snprintf(
         text, sizeof text,
@@ -403,11 +350,12 @@ static int log_cycle_of(const struct candidate *cd)
 
 /* One JSON line for the evaluation of cd. */
 static int log_eval(struct run *r, const struct candidate *cd,
-                    const struct proto_eval_result *res)
+                    const struct proto_eval_result *res, char *err)
 {
     FILE *f = r->log;
     int ch[PROTO_MAX_LAYERS];
-    colony_code_to_channels(cd->code, r->pre->channels, r->col->p.nlayers, ch);
+    int rc = code_channels(r, cd->code, ch, NULL, NULL, err);
+    if (rc) return rc;
     fprintf(f,
             "{\"event\":\"eval\",\"cycle\":%d,\"phase\":\"%s\","
             "\"candidate\":%d,\"eval_id\":%llu,\"source\":%d,"
@@ -430,27 +378,31 @@ static int log_eval(struct run *r, const struct candidate *cd,
         jsonl_string(f, res->error);
     }
     fputc('}', f);
-    return jsonl_end(f) ? ABC_EIO : 0;
+    if (jsonl_end(f))
+        return abc_errf(err, ABC_EIO, "%s: cannot write the search log",
+                        r->log_path);
+    return 0;
 }
 
 /* One JSON line per evaluation of the applied batch, in candidate order
  * (so the log is the same whatever the number of workers). */
-static int log_batch(struct run *r, const struct candidate *batch, int n)
+static int log_batch(struct run *r, const struct candidate *batch, int n,
+                     char *err)
 {
     for (int i = 0; i < n; i++) {
         if (!r->fresh[i]) continue; /* evaluated before a resume */
-        int rc = log_eval(r, &batch[i], &r->res[i]);
+        int rc = log_eval(r, &batch[i], &r->res[i], err);
         if (rc) return rc;
     }
     return 0;
 }
 
-static int log_cycle(struct run *r, int cycle)
+static int log_cycle(struct run *r, int cycle, char *err)
 {
     const struct colony *col = r->col;
     int ch[PROTO_MAX_LAYERS];
-    colony_code_to_channels(col->best_code, r->pre->channels, col->p.nlayers,
-                            ch);
+    int rc = code_channels(r, col->best_code, ch, NULL, NULL, err);
+    if (rc) return rc;
     fprintf(r->log,
             "{\"event\":\"cycle\",\"cycle\":%d,\"best_fitness\":%.6f,"
             "\"best_structure\":",
@@ -459,7 +411,10 @@ static int log_cycle(struct run *r, int cycle)
     fprintf(r->log, ",\"evaluations\":%llu,\"elapsed_s\":%.1f}",
             (unsigned long long)col->evaluations,
             now_seconds() - r->t_start);
-    return jsonl_end(r->log);
+    if (jsonl_end(r->log))
+        return abc_errf(err, ABC_EIO, "%s: cannot write the search log",
+                        r->log_path);
+    return 0;
 }
 
 static void print_progress(struct run *r, int cycle, int phase)
@@ -473,16 +428,10 @@ static void print_progress(struct run *r, int cycle, int phase)
     double left = hi > col->evaluations ? (double)(hi - col->evaluations) : 0;
     double eta = r->evals_here ? el / r->evals_here * left : 0;
     int ch[PROTO_MAX_LAYERS];
-    colony_code_to_channels(col->best_code, r->pre->channels, col->p.nlayers,
-                            ch);
     char e[ABC_ERRLEN];
-    struct model *m;
-    double macs = 0;
-    if (model_create(&m, r->pre->arch, ch, r->pre->in_c, r->pre->in_h,
-                     r->pre->in_w, r->pre->num_classes, e) == 0) {
-        macs = (double)model_macs(m);
-        model_destroy(m);
-    }
+    int64_t m = 0;
+    code_channels(r, col->best_code, ch, &m, NULL, e); /* 0 MACs if not */
+    double macs = (double)m;
     fprintf(r->o->progress,
             "search cycle %d/%d %-8s evals %llu/%llu  best %.4f  "
             "(%.2fM MACs, %.1f%% of full)  %.0fs elapsed  ETA %.0fs\n",
@@ -570,22 +519,19 @@ static int sync_step(struct run *r, char *err)
     if (rc == ABC_ESTOPPED) {
         /* Keep what finished: its log lines now, its fitness in the
          * checkpoint (a resume does not evaluate it again). */
-        char why[ABC_ERRLEN];
+        char why[ABC_ERRLEN], e2[ABC_ERRLEN];
         snprintf(why, sizeof why, "%s", err);
-        log_batch(r, batch, n);
+        log_batch(r, batch, n, e2);
         return stop_save(r, why, err);
     }
     if (rc) return rc;
     /* Log before applying: the batch is freed by colony_apply. */
-    if ((rc = log_batch(r, batch, n)))
-        return abc_errf(err, rc, "%s: cannot write the search log",
-                        r->log_path);
+    if ((rc = log_batch(r, batch, n, err))) return rc;
     if ((rc = colony_apply(r->col, NULL, err))) return rc;
     if ((rc = colony_save(r->col, r->colony_path, err))) return rc;
     if ((phase == COLONY_SCOUT || phase == COLONY_INIT) &&
-        (rc = log_cycle(r, cycle)))
-        return abc_errf(err, rc, "%s: cannot write the search log",
-                        r->log_path);
+        (rc = log_cycle(r, cycle, err)))
+        return rc;
     if ((rc = write_best(r, err))) return rc;
     print_progress(r, cycle, phase);
     return 0;
@@ -599,9 +545,7 @@ static int async_after(struct run *r, int best_moved, int result, char *err)
     const struct colony *col = r->col;
     int ended = 0, rc;
     while (r->cycles_logged < col->cycle) {
-        if ((rc = log_cycle(r, ++r->cycles_logged)))
-            return abc_errf(err, rc, "%s: cannot write the search log",
-                            r->log_path);
+        if ((rc = log_cycle(r, ++r->cycles_logged, err))) return rc;
         ended = 1;
     }
     if ((best_moved || ended || colony_done(col)) && (rc = write_best(r, err)))
@@ -622,10 +566,8 @@ static int async_take(struct run *r, const struct candidate *cd,
 {
     struct colony *col = r->col;
     uint64_t best_id = col->best_eval_id;
-    int rc = log_eval(r, cd, res);
-    if (rc)
-        return abc_errf(err, rc, "%s: cannot write the search log",
-                        r->log_path);
+    int rc = log_eval(r, cd, res, err);
+    if (rc) return rc;
     if ((rc = colony_async_apply(col, cd->eval_id, fitness_of(res), err)))
         return rc;
     r->evals_here++;
@@ -646,12 +588,6 @@ static int async_fill(struct run *r, const struct candidate **busy,
         if (rc < 0) return rc;
         if ((rc = async_after(r, 0, 0, err))) return rc; /* skipped scouts */
         if (!cd) return 0;
-        struct proto_eval_result res;
-        if (over_budget(r, cd, &res)) { /* scored now: the worker stays free */
-            if ((rc = async_take(r, cd, &res, err))) return rc;
-            w--;
-            continue;
-        }
         if ((rc = send_request(r, w, cd, err))) return rc;
         busy[w] = cd;
         (*inflight)++;
@@ -673,12 +609,8 @@ static int async_run(struct run *r, char *err)
             if ((rc = colony_async_next(col, &cd, err)) < 0) return rc;
             if ((rc = async_after(r, 0, 0, err))) return rc;
             if (!cd) break; /* done (nothing is ever in flight here) */
-            if (over_budget(r, cd, &res)) {
-                if ((rc = async_take(r, cd, &res, err))) return rc;
-                continue;
-            }
             struct proto_eval_request rq;
-            make_request(r, cd, &rq);
+            if ((rc = make_request(r, cd, &rq, err))) return rc;
             rc = proto_evaluate(&rq, r->pre, r->how, &r->data, 0, r->o->stop,
                                 &res);
             if (rc == ABC_ESTOPPED)
@@ -764,18 +696,27 @@ int search_run(MPI_Comm comm, const struct config *c,
         r.full_macs = model_macs(full);
         r.full_params = model_param_count(full);
         model_destroy(full);
-        if (c->prune.flops_target > 0)
-            r.budget_macs = (int64_t)floor(c->prune.flops_target *
-                                           (double)model_macs(r.pre));
+    }
+    if ((rc = structure_map_init(&r.map, r.pre, r.pre->nprunable,
+                                 c->prune.flops_target, c->prune.min_channels,
+                                 err))) {
+        abc_errprefix(err, rc, "%s: prune.flops_target %g", c->path,
+                      c->prune.flops_target);
+        goto out;
     }
     struct colony_params p;
-    struct colony_repair repair = {.fn = budget_repair, .ctx = &r};
     if ((rc = search_colony_params(&p, c, r.pre, err))) goto out;
-    if ((rc = search_path(r.colony_path, sizeof r.colony_path, c, SEARCH_COLONY,
+    p.random = o->random;
+    struct config oc; /* where this search's files go */
+    if ((rc = search_out_config(&oc, c, o->random, err)) ||
+        (rc = file_make_dirs(oc.out_dir, err)))
+        goto out;
+    if ((rc = search_path(r.colony_path, sizeof r.colony_path, &oc,
+                          SEARCH_COLONY, err)) ||
+        (rc = search_path(r.best_path, sizeof r.best_path, &oc, SEARCH_BEST,
                           err)) ||
-        (rc = search_path(r.best_path, sizeof r.best_path, c, SEARCH_BEST,
-                          err)) ||
-        (rc = search_path(r.log_path, sizeof r.log_path, c, SEARCH_LOG, err)))
+        (rc = search_path(r.log_path, sizeof r.log_path, &oc, SEARCH_LOG,
+                          err)))
         goto out;
     int resuming = file_exists(r.colony_path);
     if (resuming && !o->resume) {
@@ -786,8 +727,7 @@ int search_run(MPI_Comm comm, const struct config *c,
         goto out;
     }
     if (resuming) {
-        if ((rc = colony_load_with(r.colony_path, r.budget_macs ? &repair : NULL,
-                                   &r.col, err)))
+        if ((rc = colony_load(r.colony_path, &r.col, err)))
             goto out;
         if ((rc = colony_params_match(&r.col->p, &p, err))) {
             abc_errprefix(err, rc,
@@ -810,7 +750,6 @@ int search_run(MPI_Comm comm, const struct config *c,
     } else if ((rc = colony_create(&r.col, &p, err))) {
         goto out;
     }
-    if (r.budget_macs) colony_set_repair(r.col, &repair);
     if (!(r.log = jsonl_open(r.log_path, resuming, err))) {
         rc = ABC_EIO;
         goto out;

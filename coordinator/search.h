@@ -20,11 +20,17 @@
 #define SEARCH_COLONY "colony.ckpt"
 #define SEARCH_LOG "search.jsonl"
 #define SEARCH_BEST "best.yaml"
+/* The random search's files (the same names) go into this subdirectory. */
+#define SEARCH_RANDOM_DIR "randsearch"
 
 struct search_opts {
     int resume;        /* continue from colony.ckpt if it exists */
     const volatile sig_atomic_t *stop; /* raised by SIGTERM/SIGUSR1 */
     FILE *progress;    /* one line per phase (NULL: quiet) */
+    int random;        /* 1: random search (colony_params.random), the
+                          colony's fair null at the same evaluation count,
+                          same fitness and same schedule; its files go to
+                          out_dir/randsearch/ */
 };
 
 /* Runs the search on rank 0 of comm; collective with worker_serve on every
@@ -39,6 +45,11 @@ int search_run(MPI_Comm comm, const struct config *c,
  * long. */
 int search_path(char *buf, size_t n, const struct config *c, const char *file,
                 char *err);
+
+/* *oc = *c with out_dir where a search's files go: c's own, or
+ * out_dir/randsearch for a random search. Returns 0 or ABC_EVALUE. */
+int search_out_config(struct config *oc, const struct config *c, int random,
+                      char *err);
 
 /* The colony parameters a search of c over the baseline pre runs with
  * (search section; the colony's seed derives from c->seed; layers and

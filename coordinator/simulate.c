@@ -668,17 +668,20 @@ struct sim_eval {
     double fitness; /* the surrogate's */
 };
 
+/* MACs of code's structure (as the search maps it), or a negative error. */
 static int64_t code_macs(const struct sim_setup *s, const int *code, char *err)
 {
+    struct structure_map plain;
+    const struct structure_map *map = s->map;
     int ch[COLONY_MAX_LAYERS];
-    colony_code_to_channels(code, s->pre->channels, s->p.nlayers, ch);
-    struct model *m;
-    int rc = model_create(&m, s->pre->arch, ch, s->pre->in_c, s->pre->in_h,
-                          s->pre->in_w, s->pre->num_classes, err);
-    if (rc) return rc;
-    int64_t macs = model_macs(m);
-    model_destroy(m);
-    return macs;
+    int64_t macs;
+    if (!map) {
+        int rc = structure_map_init(&plain, s->pre, s->p.nlayers, 0, 1, err);
+        if (rc) return rc;
+        map = &plain;
+    }
+    int rc = structure_from_code(map, code, ch, &macs, NULL, err);
+    return rc ? rc : macs;
 }
 
 /* The surrogate fitness of code evaluated with seed (see simulate.h). */
@@ -888,8 +891,12 @@ int sim_sweep(const struct config *c, const struct sim_opts *o, FILE *csv,
     int ch, h, w;
     pipeline_input_shape(c, &ch, &h, &w);
     struct sim_setup s;
+    struct structure_map map;
     memset(&s, 0, sizeof s);
     if ((rc = pipeline_model_from_config(&pre, c, ch, h, w, err)) ||
+        (rc = structure_map_init(&map, pre, pre->nprunable,
+                                 c->prune.flops_target, c->prune.min_channels,
+                                 err)) ||
         (rc = search_colony_params(&s.p, c, pre, err)) ||
         (rc = sim_log_read(log_path, &g, err)) ||
         (rc = sim_cost_fit(g, &cost, err)))
@@ -899,6 +906,7 @@ int sim_sweep(const struct config *c, const struct sim_opts *o, FILE *csv,
     else if ((rc = sim_overhead_fit(g, &cost.overhead, err)))
         goto out;
     s.pre = pre;
+    s.map = &map;
     s.cost = &cost;
     s.log = g;
     s.seed = c->seed;

@@ -23,7 +23,7 @@
  *    structures the real run saw (a surrogate for the search's progress,
  *    not a prediction of it);
  *  - flops(x) are the MACs per image of the model x describes
- *    (colony_code_to_channels + model_create + model_macs, as the workers
+ *    (structure_from_code, as the search maps codes: the workers
  *    report them).
  * Pure computation: no MPI, no training, no files but the log. */
 #ifndef ABC_SIMULATE_H
@@ -33,6 +33,7 @@
 #include <stdio.h>
 
 #include "colony.h"
+#include "structure.h"
 #include "io/config.h"
 #include "nn/model.h"
 
@@ -106,6 +107,9 @@ double sim_replay_wall(const struct sim_log *log, double o);
 struct sim_setup {
     struct colony_params p;  /* as search_colony_params makes them */
     const struct model *pre; /* the baseline: arch, widths, input shape */
+    const struct structure_map *map; /* codes to structures as the search
+                                        maps them; NULL: code/10 of pre's
+                                        widths, no target */
     const struct sim_cost *cost;
     const struct sim_log *log; /* fitness surrogate: nearest logged code */
     uint64_t seed;             /* residual draws */

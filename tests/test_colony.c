@@ -1871,124 +1871,76 @@ static void test_async_checkpoint(void)
     remove(bad);
 }
 
-/* The repair hook (the search's FLOPs budget): every code the colony makes,
- * sync and async, init, neighbours and scouts, satisfies the constraint;
- * a search whose fitness grows with the code sum ends at the cap; a colony
- * saved mid-batch loads back with the same repaired batch, and refuses to
- * load without the repair. The constraint: sum(code) <= 3 * nlayers. */
-static void cap_sum(void *ctx, int *code, int n)
+/* Positions where a and b differ. */
+static int code_dist(const int *a, const int *b, int n)
 {
-    int *calls = ctx, sum = 0;
-    (*calls)++;
+    int d = 0;
     for (int j = 0; j < n; j++)
-        sum += code[j];
-    while (sum > 3 * n) {
-        int big = 0;
-        for (int j = 1; j < n; j++)
-            if (code[j] > code[big]) big = j;
-        code[big]--;
-        sum--;
-    }
+        d += a[j] != b[j];
+    return d;
 }
 
-static int code_sum(const int *code, int n)
-{
-    int s = 0;
-    for (int j = 0; j < n; j++)
-        s += code[j];
-    return s;
-}
-
-static void test_repair(void)
+/* Random search (params.random): the same phases and evaluation count as
+ * the colony with the same seed, but employed and onlooker candidates are
+ * fresh random codes rather than neighbours (ABC's change at most
+ * change_dims = 2 positions of their source; random ones about
+ * (1 - 1/K) of all 13); init codes are the colony's own; "random" survives a
+ * save and load, and a colony of the other kind is refused on resume. */
+static void test_random_search(void)
 {
     char err[ABC_ERRLEN];
-    const char *path = "repair.colony";
-    struct colony_params p = ref_params(5);
-    p.limit = 2;
-    p.max_cycles = 6;
-    int calls = 0, over = 0, ncand = 0;
-    struct colony_repair rp = {.fn = cap_sum, .ctx = &calls};
-    struct colony *c;
-    CHECK(colony_create(&c, &p, err) == 0, "create: %s", err);
-    colony_set_repair(c, &rp);
-    int reloaded = 0, refused = 0;
-    while (!colony_done(c)) {
-        const struct candidate *b;
-        int n;
-        if (colony_next_batch(c, &b, &n, err)) break;
-        for (int i = 0; i < n; i++) {
-            over += code_sum(b[i].code, p.nlayers) > 3 * p.nlayers;
-            colony_record(c, i, code_sum(b[i].code, p.nlayers) / 100.0, err);
-            ncand++;
+    const char *path = "random.colony";
+    struct colony_params pa = ref_params(4), pr = pa;
+    pr.random = 1;
+    struct colony *ca, *cr;
+    CHECK(colony_create(&ca, &pa, err) == 0, "create abc: %s", err);
+    CHECK(colony_create(&cr, &pr, err) == 0, "create random: %s", err);
+    int init_same = 1, far = 0, moves = 0, saved = 0;
+    while (!colony_done(ca) && !colony_done(cr)) {
+        const struct candidate *ba, *br;
+        int na, nr;
+        if (colony_next_batch(ca, &ba, &na, err) ||
+            colony_next_batch(cr, &br, &nr, err))
+            break;
+        for (int i = 0; i < nr; i++) {
+            if (cr->phase == COLONY_INIT)
+                init_same &= i < na && !code_dist(ba[i].code, br[i].code,
+                                                   pr.nlayers);
+            if (cr->phase == COLONY_EMPLOYED || cr->phase == COLONY_ONLOOKER) {
+                const int *src = cr->food_codes + (size_t)br[i].source * pr.nlayers;
+                far += code_dist(br[i].code, src, pr.nlayers) > pr.change_dims;
+                moves++;
+            }
+            colony_record(cr, i, test_fitness(&pr, br[i].code, br[i].seed), err);
         }
-        if (c->phase == COLONY_INIT && !reloaded) {
-            /* mid-batch (all recorded, not applied; random init codes are
-             * nearly all over the cap): save, load back */
-            int *codes = malloc(sizeof(int) * (size_t)(n * p.nlayers));
-            for (int i = 0; i < n; i++)
-                memcpy(codes + i * p.nlayers, b[i].code,
-                       sizeof(int) * (size_t)p.nlayers);
-            CHECK(colony_save(c, path, err) == 0, "save: %s", err);
-            struct colony *bare = NULL;
-            int rc = colony_load(path, &bare, err);
-            refused = rc != 0 && strstr(err, "code") != NULL;
-            colony_destroy(bare);
-            colony_destroy(c);
-            CHECK(colony_load_with(path, &rp, &c, err) == 0, "load_with: %s",
-                  err);
-            const struct candidate *b2;
-            int n2;
-            colony_next_batch(c, &b2, &n2, err);
-            int same = n2 == n;
-            for (int i = 0; i < n && same; i++)
-                same = !memcmp(codes + i * p.nlayers, b2[i].code,
-                               sizeof(int) * (size_t)p.nlayers);
-            CHECK(same, "reloaded batch differs from the saved one");
-            free(codes);
-            reloaded = 1;
+        for (int i = 0; i < na; i++)
+            colony_record(ca, i, test_fitness(&pa, ba[i].code, ba[i].seed), err);
+        if (cr->phase == COLONY_ONLOOKER && !saved) {
+            CHECK(colony_save(cr, path, err) == 0, "save: %s", err);
+            colony_destroy(cr);
+            CHECK(colony_load(path, &cr, err) == 0, "load: %s", err);
+            CHECK(cr->p.random == 1, "params.random lost in save/load");
+            CHECK(colony_params_match(&cr->p, &pa, err) != 0 &&
+                      strstr(err, "random") != NULL,
+                  "random vs abc params not refused (%s)", err);
+            saved = 1;
         }
-        if (colony_apply(c, NULL, err)) {
+        if (colony_apply(ca, NULL, err) || colony_apply(cr, NULL, err)) {
             CHECK(0, "apply: %s", err);
             break;
         }
     }
-    CHECK(over == 0 && calls >= ncand,
-          "sync: %d of %d codes over the cap (%d repair calls)", over, ncand,
-          calls);
-    CHECK(reloaded && refused,
-          "a repaired batch loads only with the repair (loaded %d, refused "
-          "without: %d)",
-          reloaded, refused);
-    CHECK(code_sum(c->best_code, p.nlayers) == 3 * p.nlayers,
-          "best code sum %d, the cap is %d", code_sum(c->best_code, p.nlayers),
-          3 * p.nlayers);
-    colony_destroy(c);
-
-    /* async: the same for every role */
-    CHECK(colony_create(&c, &p, err) == 0, "create: %s", err);
-    colony_set_repair(c, &rp);
-    const struct candidate *b;
-    int n;
-    colony_next_batch(c, &b, &n, err);
-    for (int i = 0; i < n; i++)
-        colony_record(c, i, code_sum(b[i].code, p.nlayers) / 100.0, err);
-    colony_apply(c, NULL, err);
-    CHECK(colony_async_begin(c, err) == 0, "async_begin: %s", err);
-    over = ncand = 0;
-    for (;;) {
-        const struct candidate *cd;
-        int rc = colony_async_next(c, &cd, err);
-        if (rc <= 0 || !cd) break;
-        over += code_sum(cd->code, p.nlayers) > 3 * p.nlayers;
-        ncand++;
-        if (colony_async_apply(c, cd->eval_id,
-                               code_sum(cd->code, p.nlayers) / 100.0, err))
-            break;
-    }
-    CHECK(colony_done(c) && ncand > 0 && over == 0,
-          "async: done %d, %d of %d codes over the cap", colony_done(c), over,
-          ncand);
-    colony_destroy(c);
+    CHECK(init_same, "random search's init differs from the colony's");
+    CHECK(moves > 0 && far > moves * 8 / 10,
+          "random candidates: %d of %d far from their source", far, moves);
+    uint64_t lo, hi;
+    colony_cost(&pr, &lo, &hi);
+    CHECK(colony_done(cr) && cr->evaluations >= lo && cr->evaluations <= hi,
+          "random search: %llu evaluations, expected %llu..%llu",
+          (unsigned long long)cr->evaluations, (unsigned long long)lo,
+          (unsigned long long)hi);
+    colony_destroy(ca);
+    colony_destroy(cr);
     remove(path);
 }
 
@@ -2010,6 +1962,6 @@ int main(void)
     test_async_search();
     test_async_determinism_and_resume();
     test_async_checkpoint();
-    test_repair();
+    test_random_search();
     return check_finish("test_colony");
 }

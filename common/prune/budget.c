@@ -299,11 +299,27 @@ int budget_threshold(const struct model *ref, const float *score,
                 hi = mid - 1;
         }
         k = lo;
+        mark_top(ref, order, rank_in_layer, layer_of, total, k, min_channels,
+                 kept, channels);
+        /* The next channel in the ranking may not fit where a later one
+         * (of a cheaper layer) does: go on down the ranking, keeping every
+         * channel that still fits, so the structure ends within one
+         * channel of the target (the ranking's order is kept). */
+        for (int f = k; f < total; f++) {
+            int flat = order[f].flat, j = layer_of[flat];
+            if (kept[flat]) continue;
+            channels[j]++;
+            if ((rc = budget_macs(ref, channels, &macs, err))) goto out;
+            if (macs <= target)
+                kept[flat] = 1;
+            else
+                channels[j]--;
+        }
     } else {
         k = (int)lround(keep_fraction * total);
+        mark_top(ref, order, rank_in_layer, layer_of, total, k, min_channels,
+                 kept, channels);
     }
-    mark_top(ref, order, rank_in_layer, layer_of, total, k, min_channels, kept,
-             channels);
     for (int j = 0, f = 0, n = 0; j < L; j++)
         for (int i = 0; i < ref->channels[j]; i++, f++)
             if (kept[f]) keep[n++] = i;

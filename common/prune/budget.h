@@ -62,8 +62,10 @@ int budget_random(const struct model *ref, double flops_target,
  * at prune_keep_offset(ref->channels, j)). Channels are ranked by score
  * (descending; ties: lower layer, then lower index; NaN last) and the top k
  * kept, every layer keeping at least its min_channels best; k is the
- * largest that meets flops_target (or round(keep_fraction * total) when
- * flops_target is 0). Writes channels[nprunable] and keep (sum(ref->
+ * largest that meets flops_target, and then every further channel in the
+ * ranking that still fits is kept too, so the structure ends within one
+ * channel of the target (with flops_target 0: k = round(keep_fraction *
+ * total)). Writes channels[nprunable] and keep (sum(ref->
  * channels) capacity, prune_slice_keep's layout for `channels`); *threshold
  * (may be NULL) receives the smallest kept score outside the per-layer
  * minimum. Returns 0, ABC_EVALUE (target unreachable) or ABC_ENOMEM. */
