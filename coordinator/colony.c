@@ -941,21 +941,6 @@ static int get_i32(const char *path, const char *field, const msgpack_object *o,
     return rc;
 }
 
-/* Reads any unsigned 64-bit integer. */
-static int get_u64(const char *path, const char *field, const msgpack_object *o,
-                   uint64_t *out, char *err)
-{
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        *out = o->via.u64;
-        return 0;
-    }
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        return abc_errf(err, ABC_EVALUE, "%s: %s: %lld, expected >= 0", path,
-                        field, (long long)o->via.i64);
-    return abc_errf(err, ABC_EFORMAT, "%s: %s: expected an integer, got %s",
-                    path, field, mpread_type_name(o->type));
-}
-
 /* Reads a finite float (float64, or float32). */
 static int get_double(const char *path, const char *field,
                       const msgpack_object *o, double *out, char *err)
@@ -1021,7 +1006,7 @@ static int load_params(const char *path, const msgpack_object *o,
                       &p->change_dims, err)) ||
         (rc = get_i32(path, "params.max_cycles", v[5], 0, COLONY_MAX_CYCLES,
                       &p->max_cycles, err)) ||
-        (rc = get_u64(path, "params.seed", v[6], &p->seed, err)))
+        (rc = mpread_get_u64(path, "params.seed", v[6], &p->seed, err)))
         return rc;
     if (v[7]->type != MSGPACK_OBJECT_BOOLEAN)
         return abc_errf(err, ABC_EFORMAT,
@@ -1159,8 +1144,8 @@ static int load_best(const char *path, const msgpack_object *o,
     if (rc) return rc;
     if ((rc = get_code(path, "best.code", v[0], &c->p, c->best_code, err)) ||
         (rc = get_double(path, "best.fitness", v[1], &c->best_fitness, err)) ||
-        (rc = get_u64(path, "best.eval_id", v[2], &c->best_eval_id, err)) ||
-        (rc = get_u64(path, "best.seed", v[3], &c->best_seed, err)))
+        (rc = mpread_get_u64(path, "best.eval_id", v[2], &c->best_eval_id, err)) ||
+        (rc = mpread_get_u64(path, "best.seed", v[3], &c->best_seed, err)))
         return rc;
     if (c->best_eval_id >= c->next_eval_id)
         return abc_errf(err, ABC_EVALUE,
@@ -1190,7 +1175,7 @@ static int load_async(const char *path, const msgpack_object *o,
     uint64_t total = roles_total(p), R = roles_per_cycle(p);
     int rc = get_map(path, "async", o, keys, 3, v, err);
     if (rc) return rc;
-    if ((rc = get_u64(path, "async.next_role", v[0], &c->role_next, err)) ||
+    if ((rc = mpread_get_u64(path, "async.next_role", v[0], &c->role_next, err)) ||
         (rc = get_i32(path, "async.walk", v[1], 0, p->sn - 1, &c->walk, err)))
         return rc;
     if (c->role_next > total)
@@ -1220,7 +1205,7 @@ static int load_async(const char *path, const msgpack_object *o,
         char f[64];
         snprintf(f, sizeof f, "async.redo[%u]", i);
         uint64_t role = 0;
-        if ((rc = get_u64(path, f, &rd->via.array.ptr[i], &role, err)))
+        if ((rc = mpread_get_u64(path, f, &rd->via.array.ptr[i], &role, err)))
             return rc;
         if (role >= c->role_next || (i > 0 && role <= c->redo[i - 1]))
             return abc_errf(err, ABC_EVALUE,
@@ -1312,8 +1297,8 @@ static int load_batch(const char *path, const msgpack_object *o,
             (rc = get_i32(path, fs, v[1], 0, c->p.sn - 1, &source, err)) ||
             (rc = get_i32(path, fp, v[2], -1, c->p.sn - 1, &partner, err)) ||
             (rc = get_code(path, fc, v[3], &c->p, code, err)) ||
-            (rc = get_u64(path, fe, v[4], &seed, err)) ||
-            (rc = get_u64(path, fd, v[5], &eval_id, err)))
+            (rc = mpread_get_u64(path, fe, v[4], &seed, err)) ||
+            (rc = mpread_get_u64(path, fd, v[5], &eval_id, err)))
             break;
         const char *differs =
             index != cd->index       ? "index"
@@ -1435,9 +1420,9 @@ static int load_object(const char *path, const msgpack_object *o,
     if ((rc = load_phase(path, v[K_PHASE], async, &c->phase, err)) ||
         (rc = get_i32(path, "cycle", v[K_CYCLE], 0, COLONY_MAX_CYCLES,
                       &c->cycle, err)) ||
-        (rc = get_u64(path, "evaluations", v[K_EVALS], &c->evaluations, err)) ||
+        (rc = mpread_get_u64(path, "evaluations", v[K_EVALS], &c->evaluations, err)) ||
         (rc =
-             get_u64(path, "next_eval_id", v[K_NEXT], &c->next_eval_id, err)) ||
+             mpread_get_u64(path, "next_eval_id", v[K_NEXT], &c->next_eval_id, err)) ||
         (rc = check_progress(path, c, err)) ||
         (async && (rc = load_async(path, v[K_ASYNC], c, err))) ||
         (rc = load_foods(path, v[K_FOODS], c, err)) ||

@@ -240,7 +240,7 @@ static int run_method(struct mrun *r, FILE *out, char *err)
         return abc_errf(err, ABC_EIO,
                         "%s: no baseline: train it first (abcprune train %s)",
                         base_p, c->path);
-    if ((rc = checkpoint_load(base_p, &r->base, NULL, err))) return rc;
+    if ((rc = pipeline_load_baseline(c, base_p, &r->base, err))) return rc;
     if ((rc = file_make_dirs(r->mc.out_dir, err))) return rc;
     if ((rc = data_open(&r->s, c, 1, err))) return rc;
     r->have_data = 1;

@@ -47,6 +47,20 @@ int pipeline_model_from_config(struct model **m, const struct config *c,
     return 0;
 }
 
+int pipeline_load_baseline(const struct config *c, const char *path,
+                           struct model **m, char *err)
+{
+    struct train_state st = {0};
+    int rc = checkpoint_load(path, m, &st, err);
+    if (rc) return rc;
+    free(st.velocity);
+    if ((rc = checkpoint_check_split(path, &st, c, err))) {
+        model_destroy(*m);
+        *m = NULL;
+    }
+    return rc;
+}
+
 /* Loads path's checkpoint for resuming a training of `want`'s shape.
  * *done = 1 when it already ran `epochs` epochs. */
 int pipeline_load_resume(const char *path, const struct model *want,
@@ -79,7 +93,11 @@ int pipeline_train_files(struct model *m, const struct config *c,
                             const volatile sig_atomic_t *stop, FILE *progress,
                             char *err)
 {
-    (void)c;
+    if (st->epoch > 0) { /* resumed: it must go on with its own split */
+        int rc = checkpoint_check_split(ckpt, st, c, err);
+        if (rc) return rc;
+    }
+    checkpoint_set_split(st, c);
     FILE *log = jsonl_open(logp, st->epoch > 0, err);
     if (!log) return ABC_EIO;
     struct train_io io = {.ckpt_path = ckpt, .log = log,
@@ -284,7 +302,7 @@ int pipeline_finetune(const struct config *c, int random,
     struct train_state st = {0};
     enum filter_init how = FILTER_RANDOM;
     filter_init_parse(c->search.filter_init, &how);
-    if ((rc = checkpoint_load(base_p, &base, NULL, err))) goto out;
+    if ((rc = pipeline_load_baseline(c, base_p, &base, err))) goto out;
     if (!file_exists(col_p)) {
         rc = abc_errf(err, ABC_EIO,
                       "%s: no search result: run the search first "

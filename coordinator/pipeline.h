@@ -57,6 +57,11 @@ struct report_info {
     double search_fitness; /* the ABC search's best fitness; < 0: none */
 };
 
+/* Loads the baseline checkpoint path and checks that it was trained on
+ * c's split (checkpoint_check_split). Returns 0 and *m, or an error. */
+int pipeline_load_baseline(const struct config *c, const char *path,
+                           struct model **m, char *err);
+
 /* Loads checkpoint path to resume a training of want's structure;
  * *done = 1 when it already ran `epochs` epochs. */
 int pipeline_load_resume(const char *path, const struct model *want,

@@ -482,7 +482,13 @@ static int share_baseline(struct run *r, char *err)
                       path, r->c->path);
     if (!rc) rc = file_read_all(path, "checkpoint", CHECKPOINT_MAX_BYTES, &bytes,
                                 &len, err);
-    if (!rc) rc = checkpoint_load_mem(path, bytes, len, &r->pre, NULL, err);
+    struct train_state st = {0};
+    if (!rc) rc = checkpoint_load_mem(path, bytes, len, &r->pre, &st, err);
+    free(st.velocity);
+    if (!rc && (rc = checkpoint_check_split(path, &st, r->c, err))) {
+        model_destroy(r->pre);
+        r->pre = NULL;
+    }
     size_t send_len = rc ? 0 : len;
     char e2[ABC_ERRLEN];
     int brc = proto_bcast_bytes(r->comm, 0, &bytes, &send_len, rc ? e2 : err);

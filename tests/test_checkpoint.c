@@ -148,7 +148,7 @@ static void expect_reject(const char *what, const char *path, const char *want)
     size_t n0 = 0, n1 = 0;
     char *before = read_bytes(path, &n0);
     struct model *m = (struct model *)&n0; /* must be reset to NULL */
-    struct train_state st = {-7, -7, -7.0, (float *)&n1};
+    struct train_state st = {.epoch = -7, .step = -7, .best_val_acc = -7.0, .velocity = (float *)&n1};
     int rc = checkpoint_load(path, &m, &st, err);
     CHECK(rc < 0, "%s: loaded, expected an error containing \"%s\"", what,
           want);
@@ -342,7 +342,7 @@ static void test_round_trip(enum arch a, const int *channels, uint64_t seed,
     int rc = checkpoint_save(path, m, NULL, err);
     CHECK(rc == 0, "%s: save: %s", what, err);
     struct model *l = NULL;
-    struct train_state st = {5, 5, 5.0, (float *)&rc};
+    struct train_state st = {.epoch = 5, .step = 5, .best_val_acc = 5.0, .velocity = (float *)&rc};
     rc = checkpoint_load(path, &l, &st, err);
     CHECK(rc == 0 && l, "%s: load: %s", what, err);
     CHECK(st.epoch == 0 && st.step == 0 && st.best_val_acc == 0 &&
@@ -367,12 +367,18 @@ static void test_train_state(void)
         vel[i] = (float)rng_normal(&r) * 1e-3f;
     vel[0] = -0.0f;  /* sign of zero must survive */
     vel[1] = 1e-42f; /* and denormals */
-    struct train_state st = {17, 12345678901LL, 0.9137, vel};
+    struct train_state st = {.epoch = 17,
+                             .step = 12345678901LL,
+                             .best_val_acc = 0.9137,
+                             .velocity = vel,
+                             .has_split = 1,
+                             .split_seed = 0xfedcba9876543210ULL,
+                             .val_size = 5000};
     int rc = checkpoint_save(path, m, &st, err);
     CHECK(rc == 0, "train save: %s", err);
 
     struct model *l = NULL;
-    struct train_state got = {0, 0, 0, NULL};
+    struct train_state got = {.epoch = 0, .step = 0, .best_val_acc = 0, .velocity = NULL};
     rc = checkpoint_load(path, &l, &got, err);
     CHECK(rc == 0, "train load: %s", err);
     if (l) check_same_model("resnet20+train", m, l);
@@ -380,6 +386,10 @@ static void test_train_state(void)
               got.best_val_acc == 0.9137,
           "train fields: %d %lld %.17g", got.epoch, (long long)got.step,
           got.best_val_acc);
+    CHECK(got.has_split == 1 && got.split_seed == 0xfedcba9876543210ULL &&
+              got.val_size == 5000,
+          "split fields: %d %llx %d", got.has_split,
+          (unsigned long long)got.split_seed, got.val_size);
     CHECK(got.velocity &&
               memcmp(got.velocity, vel, m->nparams * sizeof(float)) == 0,
           "velocity not bit-identical");
@@ -392,11 +402,13 @@ static void test_train_state(void)
     model_destroy(l);
 
     /* train state without velocity */
-    struct train_state st2 = {2, 300, 0.25, NULL};
+    struct train_state st2 = {.epoch = 2, .step = 300, .best_val_acc = 0.25, .velocity = NULL};
     rc = checkpoint_save(path, m, &st2, err);
     CHECK(rc == 0, "save without velocity: %s", err);
     got.velocity = vel; /* must be replaced by NULL */
     rc = checkpoint_load(path, &l, &got, err);
+    CHECK(rc == 0 && !got.has_split, "a file without a split has none (%d)",
+          got.has_split);
     CHECK(rc == 0 && got.epoch == 2 && got.step == 300 &&
               got.best_val_acc == 0.25 && got.velocity == NULL,
           "train without velocity: rc %d %s", rc, err);
@@ -440,7 +452,7 @@ static void test_load_mem(void)
         return;
     }
     vel[2] = 0.125f;
-    struct train_state st = {4, 77, 0.5, vel};
+    struct train_state st = {.epoch = 4, .step = 77, .best_val_acc = 0.5, .velocity = vel};
     char *buf = NULL;
     size_t len = 0;
     int rc = checkpoint_pack(m, &st, &buf, &len, err);
@@ -457,7 +469,7 @@ static void test_load_mem(void)
     CHECK(remove(path) == 0, "remove %s", path);
 
     struct model *l = NULL;
-    struct train_state got = {0, 0, 0, NULL};
+    struct train_state got = {.epoch = 0, .step = 0, .best_val_acc = 0, .velocity = NULL};
     rc = checkpoint_load_mem("packed model", buf, len, &l, &got, err);
     CHECK(rc == 0 && l, "load_mem: %s", err);
     if (l) check_same_model("load_mem", m, l);
@@ -472,7 +484,7 @@ static void test_load_mem(void)
     size_t cuts[] = {1, 7, len / 2, len - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         l = (struct model *)&n; /* must be reset to NULL */
-        struct train_state keep = {-1, -1, -1.0, NULL};
+        struct train_state keep = {.epoch = -1, .step = -1, .best_val_acc = -1.0, .velocity = NULL};
         rc = checkpoint_load_mem("packed model", buf, cuts[i], &l, &keep, err);
         CHECK(rc == ABC_EFORMAT && l == NULL && keep.epoch == -1 &&
                   strstr(err, "truncated") && strstr(err, "packed model"),
@@ -692,7 +704,7 @@ static void test_bad_files(void)
     struct model *m = make_model(ARCH_SMALLNET, NULL, 7);
     if (!m) return;
     float *vel = calloc(m->nparams, sizeof(float));
-    struct train_state st = {1, 2, 0.5, vel};
+    struct train_state st = {.epoch = 1, .step = 2, .best_val_acc = 0.5, .velocity = vel};
     CHECK(checkpoint_save(good, m, &st, err) == 0, "save good: %s", err);
     size_t n = 0;
     char *bytes = read_bytes(good, &n);
@@ -777,7 +789,7 @@ static void test_bad_files(void)
         ed[at] = (char)(ed[at] ^ (char)(1u << rng_below(&r, 8)));
         CHECK(write_bytes(bad, ed, n) == 0, "write");
         struct model *l = NULL;
-        struct train_state s2 = {0, 0, 0, NULL};
+        struct train_state s2 = {.epoch = 0, .step = 0, .best_val_acc = 0, .velocity = NULL};
         int rc = checkpoint_load(bad, &l, &s2, err);
         if (rc == 0) {
             loaded++;
@@ -870,7 +882,7 @@ static void test_bad_files(void)
         struct craft c_ = craft_default(m);
         c_.train = 1;
         craft_write(bad, m, &c_);
-        struct train_state s3 = {0, 0, 0, NULL};
+        struct train_state s3 = {.epoch = 0, .step = 0, .best_val_acc = 0, .velocity = NULL};
         CHECK(checkpoint_load(bad, &l, &s3, err) == 0 && s3.velocity &&
                   s3.epoch == 3 && s3.step == 1000,
               "crafted train: %s", err);

@@ -20,7 +20,8 @@
 #     method randsearch, the same init candidates as ABC (paired), its
 #     employed/onlooker candidates other than ABC's, the same evaluation
 #     count (up to scouts);
-#  8. errors: no baseline, an unreachable target (methods and the search).
+#  8. errors: no baseline, an unreachable target (methods and the search),
+#     a baseline trained on another split (data.split_seed / val_size).
 # usage: test_methods.sh ABCPRUNE MPIEXEC "PREFLAGS" WORKDIR
 set -u
 source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
@@ -57,6 +58,16 @@ check "slim without a baseline fails (exit 1)" test $? -eq 1
 check "and says to train first" grep -q "no baseline: train it first" err.txt
 "$exe" train m.yaml >/dev/null 2>&1
 check "baseline trained" test -f out/baseline.ckpt
+# The split is the baseline's: a step on another split refuses it, naming
+# both, and leaves nothing behind.
+for step in uniform search; do
+  "$exe" --set data.split_seed=7 "$step" m.yaml >/dev/null 2>err.txt
+  check "$step on another split than the baseline's fails (exit 1)" test $? -eq 1
+  check "and names both splits" grep -q "trained on another split (data.split_seed 1, data.val_size 400) than .* asks for (data.split_seed 7, data.val_size 400)" err.txt
+done
+check "and wrote nothing" test ! -e out/uniform -a ! -e out/colony.ckpt
+"$exe" --set data.val_size=300 --set train.epochs=3 train m.yaml >/dev/null 2>err.txt
+check "resuming a training on another split fails" grep -q "trained on another split" err.txt
 
 # report.json field
 field() { $py -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }

@@ -31,6 +31,12 @@
  *                                       nparams*4 bytes of little-endian
  *                                       float32 in the order of the model's
  *                                       params array; finite
+ *                        "split_seed"   uint64   optional, with "val_size":
+ *                        "val_size"     uint     the data split the model
+ *                                       was trained on (data.split_seed,
+ *                                       data.val_size), so a step can
+ *                                       refuse a baseline whose training
+ *                                       images are its validation images
  *
  * Writers emit the keys in the order above. Files are limited to
  * CHECKPOINT_MAX_BYTES. Floats are converted byte by byte, so files are the
@@ -168,7 +174,8 @@ static int pack_checkpoint(msgpack_sbuffer *sb, const struct model *m,
 
     if (st) {
         if (pack_cstr(&pk, "train") != 0 ||
-            msgpack_pack_map(&pk, st->velocity ? 4 : 3) != 0)
+            msgpack_pack_map(&pk, 3 + (st->velocity ? 1 : 0) +
+                                      (st->has_split ? 2 : 0)) != 0)
             return -1;
         if (pack_cstr(&pk, "epoch") != 0 ||
             msgpack_pack_int(&pk, st->epoch) != 0)
@@ -181,6 +188,12 @@ static int pack_checkpoint(msgpack_sbuffer *sb, const struct model *m,
             return -1;
         if (st->velocity && (pack_cstr(&pk, "velocity") != 0 ||
                              pack_f32_bin(&pk, st->velocity, m->nparams) != 0))
+            return -1;
+        if (st->has_split &&
+            (pack_cstr(&pk, "split_seed") != 0 ||
+             msgpack_pack_uint64(&pk, st->split_seed) != 0 ||
+             pack_cstr(&pk, "val_size") != 0 ||
+             msgpack_pack_int(&pk, st->val_size) != 0))
             return -1;
     }
     return 0;
@@ -420,10 +433,10 @@ static int load_tensor(const char *path, int idx, const msgpack_object *o,
 static int load_train(const char *path, const msgpack_object *o,
                       const struct model *m, struct train_state *st, char *err)
 {
-    static const char *const keys[] = {"epoch", "step", "best_val_acc",
-                                       "velocity"};
-    const msgpack_object *v[4], *unk;
-    int rc = mpread_map_fields(path, "train", o, keys, 4, v, &unk, err);
+    static const char *const keys[] = {"epoch",    "step",       "best_val_acc",
+                                       "velocity", "split_seed", "val_size"};
+    const msgpack_object *v[6], *unk;
+    int rc = mpread_map_fields(path, "train", o, keys, 6, v, &unk, err);
     if (rc) return rc;
     if (unk) return mpread_err_unknown_key(path, "train", unk, err);
     for (int i = 0; i < 3; i++)
@@ -446,6 +459,20 @@ static int load_train(const char *path, const msgpack_object *o,
         return abc_errf(err, ABC_EVALUE,
                         "%s: train.best_val_acc: not finite (%g)", path,
                         st->best_val_acc);
+    st->has_split = 0;
+    if (!v[4] != !v[5])
+        return mpread_err_missing_key(path, "train", v[4] ? "val_size"
+                                                           : "split_seed",
+                                      err);
+    if (v[4]) {
+        if ((rc = mpread_get_u64(path, "train.split_seed", v[4],
+                                 &st->split_seed, err)) ||
+            (rc = mpread_get_int(path, "train.val_size", v[5], 0, INT_MAX, &x,
+                                 err)))
+            return rc;
+        st->val_size = (int)x;
+        st->has_split = 1;
+    }
     st->velocity = NULL;
     if (v[3]) {
         st->velocity = malloc((m->nparams ? m->nparams : 1) * sizeof(float));
@@ -486,7 +513,7 @@ static int load_object(const char *path, const msgpack_object *o,
     struct model *m = NULL;
     int *full = NULL, *channels = NULL;
     char *seen = NULL;
-    struct train_state ts = {0, 0, 0.0, NULL};
+    struct train_state ts = {0};
     int rc;
 
     if (o->type != MSGPACK_OBJECT_MAP)
@@ -734,5 +761,37 @@ int checkpoint_check_compatible(const struct model *a, const struct model *b,
                             "structure differs at prunable layer %d: %d vs %d "
                             "channels",
                             i, a->channels[i], b->channels[i]);
+    return 0;
+}
+
+void checkpoint_set_split(struct train_state *st, const struct config *c)
+{
+    st->has_split = 1;
+    st->split_seed = c->data.split_seed;
+    st->val_size = c->data.val_size;
+}
+
+int checkpoint_check_split(const char *name, const struct train_state *st,
+                           const struct config *c, char *err)
+{
+    if (!st->has_split)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s records no training/validation split (written "
+                        "before abcprune 0.3): its validation images are "
+                        "unknown; retrain it with `abcprune train --force "
+                        "%s`",
+                        name, c->path);
+    if (st->split_seed != c->data.split_seed ||
+        st->val_size != c->data.val_size)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s was trained on another split (data.split_seed "
+                        "%llu, data.val_size %d) than %s asks for "
+                        "(data.split_seed %llu, data.val_size %d): its "
+                        "training images would be scored as validation "
+                        "images; use the baseline's split or retrain it",
+                        name, (unsigned long long)st->split_seed,
+                        st->val_size, c->path,
+                        (unsigned long long)c->data.split_seed,
+                        c->data.val_size);
     return 0;
 }

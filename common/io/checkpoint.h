@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/config.h"
 #include "nn/model.h"
 
 #define CHECKPOINT_FORMAT "abcprune-checkpoint"
@@ -25,6 +26,10 @@ struct train_state {
     int64_t step;           /* optimizer steps taken */
     double best_val_acc;    /* best validation accuracy so far (0..1) */
     float *velocity;        /* SGD momentum, m->nparams floats, or NULL */
+    int has_split;          /* 1: the next two say which training/
+                               validation split the model was trained on */
+    uint64_t split_seed;    /* data.split_seed */
+    int val_size;           /* data.val_size */
 };
 
 /* Writes m (and st, if not NULL) to path atomically. */
@@ -51,6 +56,17 @@ int checkpoint_load(const char *path, struct model **out,
  * messages. buf is only read and may be freed as soon as this returns. */
 int checkpoint_load_mem(const char *name, const char *buf, size_t len,
                         struct model **out, struct train_state *st, char *err);
+
+/* Sets st's split to c's (data.split_seed, data.val_size): what a
+ * training under c records in its checkpoints. */
+void checkpoint_set_split(struct train_state *st, const struct config *c);
+
+/* Returns 0 when the model st was loaded with (from name) was trained on
+ * c's training/validation split, else ABC_EVALUE naming both splits (a
+ * step that scores on c's validation images must not use a model that
+ * trained on them), or naming a file that records no split. */
+int checkpoint_check_split(const char *name, const struct train_state *st,
+                           const struct config *c, char *err);
 
 /* Returns 0 when a and b have the same architecture, input shape, classes
  * and structure (so tensors can be copied between them), else an error

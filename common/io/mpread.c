@@ -334,3 +334,17 @@ int mpread_get_int(const char *name, const char *field, const msgpack_object *o,
     return abc_errf(err, ABC_EFORMAT, "%s: %s: expected an integer, got %s",
                     name, field, mpread_type_name(o->type));
 }
+
+int mpread_get_u64(const char *name, const char *field,
+                   const msgpack_object *o, uint64_t *out, char *err)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        *out = o->via.u64;
+        return 0;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return abc_errf(err, ABC_EVALUE, "%s: %s: %lld, expected >= 0", name,
+                        field, (long long)o->via.i64);
+    return abc_errf(err, ABC_EFORMAT, "%s: %s: expected an integer, got %s",
+                    name, field, mpread_type_name(o->type));
+}

@@ -115,4 +115,9 @@ int mpread_err_missing_key(const char *name, const char *where, const char *key,
 int mpread_get_int(const char *name, const char *field, const msgpack_object *o,
                    int64_t lo, int64_t hi, int64_t *out, char *err);
 
+/* Reads any unsigned 64-bit integer into *out: ABC_EFORMAT for another
+ * type, ABC_EVALUE for a negative one. */
+int mpread_get_u64(const char *name, const char *field,
+                   const msgpack_object *o, uint64_t *out, char *err);
+
 #endif
