@@ -92,7 +92,7 @@ static const char *usage_train =
     "finished one is left alone unless --force retrains from scratch.\n";
 
 static const char *usage_search =
-    "usage: [mpirun -np N] abcprune search [--resume] CONFIG\n"
+    "usage: [mpirun -np N] abcprune search [--resume] [--random] CONFIG\n"
     "\n"
     "Searches for the best pruned structure of OUT/baseline.ckpt with the\n"
     "ABC algorithm (search section of CONFIG). Rank 0 runs the colony, ranks\n"
@@ -100,7 +100,8 @@ static const char *usage_search =
     "Writes OUT/search.jsonl (one line per evaluation and per cycle),\n"
     "OUT/colony.ckpt (after every phase) and OUT/best.yaml. SIGTERM/SIGUSR1\n"
     "save the colony and exit 75; --resume continues from OUT/colony.ckpt\n"
-    "to the same result an uninterrupted search reaches.\n";
+    "to the same result an uninterrupted search reaches. --random runs\n"
+    "the random search of `randsearch` instead (files in OUT/randsearch/).\n";
 
 static const char *usage_randsearch =
     "usage: [mpirun -np N] abcprune randsearch CONFIG\n"
@@ -113,17 +114,19 @@ static const char *usage_randsearch =
     "best candidate's weights, finetune.inherit). Everything goes to\n"
     "OUT/randsearch/: search.jsonl, colony.ckpt, best.yaml, pruned.ckpt,\n"
     "report.txt and report.json. Finished steps are skipped and unfinished\n"
-    "ones resumed, so the same command continues after an interruption.\n";
+    "ones resumed, so the same command continues after an interruption.\n"
+    "The same in two steps: search --random, then finetune --random.\n";
 
 static const char *usage_finetune =
-    "usage: abcprune finetune CONFIG\n"
+    "usage: abcprune finetune [--random] CONFIG\n"
     "\n"
     "Builds the best structure of the finished search, inherits weights\n"
     "(finetune.inherit: best = the best candidate's trained weights,\n"
     "baseline = sliced from the baseline), fine-tunes it (finetune section)\n"
     "and writes OUT/pruned.ckpt, OUT/finetune.jsonl and the report\n"
     "OUT/report.txt / report.json (test accuracy, params, FLOPs, inference\n"
-    "speed: baseline vs pruned).\n";
+    "speed: baseline vs pruned). --random: of the random search\n"
+    "(OUT/randsearch/, see randsearch).\n";
 
 static const char *usage_run =
     "usage: [mpirun -np N] abcprune run CONFIG\n"
@@ -305,13 +308,15 @@ static int cmd_method(int argc, char **argv, enum method m)
 static int cmd_finetune(int argc, char **argv)
 {
     const char *path;
-    int u = parse_args(argc, argv, usage_finetune, NULL, NULL, 0, &path,
+    static const char *const names[] = {"--random"};
+    int random = 0;
+    int u = parse_args(argc, argv, usage_finetune, names, &random, 1, &path,
                        "finetune");
     if (u) return u < 0 ? 0 : u;
     char err[ABC_ERRLEN];
     struct config c;
     int rc = load_config(&c, path, err);
-    if (!rc) rc = pipeline_finetune(&c, 0, &g_stop, stderr, stdout, err);
+    if (!rc) rc = pipeline_finetune(&c, random, &g_stop, stderr, stdout, err);
     return finish(rc, err);
 }
 
@@ -327,13 +332,13 @@ enum mpi_cmd {
 static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
                     enum mpi_cmd what, role_serve_fn serve)
 {
-    static const char *const names[] = {"--resume"};
-    int resume = 0;
+    static const char *const names[] = {"--resume", "--random"};
+    int flags[2] = {0, 0};
     const char *path;
     int is_run = what == MPI_RUN;
-    int random = what == MPI_RANDSEARCH;
-    int u = parse_args(argc, argv, usage, names, &resume,
-                       what == MPI_SEARCH ? 1 : 0, &path, cmd);
+    int u = parse_args(argc, argv, usage, names, flags,
+                       what == MPI_SEARCH ? 2 : 0, &path, cmd);
+    int resume = flags[0], random = flags[1] || what == MPI_RANDSEARCH;
     if (u) return u < 0 ? 0 : u;
     if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
         fprintf(stderr, "abcprune: error: MPI_Init failed\n");

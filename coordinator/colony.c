@@ -19,8 +19,8 @@
  *   "version"      uint   1
  *   "params"       map    "nlayers", "k", "sn", "limit", "change_dims",
  *                         "max_cycles": uint; "seed": uint64;
- *                         "redraw_same": bool; optional "random": bool
- *                         (written, true, only for a random search)
+ *                         "redraw_same": bool; optional "random", "crn":
+ *                         bool (written, true, only when set)
  *   "phase"        str    "init", "employed", "onlooker", "scout", "done"
  *   "cycle"        uint   0 in init, max_cycles when done, else below it
  *   "evaluations"  uint   fitnesses applied so far
@@ -119,6 +119,9 @@ int colony_params_check(const struct colony_params *p, char *err)
     if (p->random != 0 && p->random != 1)
         return abc_errf(err, ABC_EVALUE, "params.random: %d, expected 0 or 1",
                         p->random);
+    if (p->crn != 0 && p->crn != 1)
+        return abc_errf(err, ABC_EVALUE, "params.crn: %d, expected 0 or 1",
+                        p->crn);
     return 0;
 }
 
@@ -137,6 +140,7 @@ int colony_params_match(const struct colony_params *a,
     MATCH_INT(max_cycles, "max_cycles")
     MATCH_INT(redraw_same, "redraw_same")
     MATCH_INT(random, "random")
+    MATCH_INT(crn, "crn")
 #undef MATCH_INT
     if (a->seed != b->seed)
         return abc_errf(err, ABC_EVALUE, "params.seed differs: %llu vs %llu",
@@ -308,8 +312,8 @@ static void cand_start(const struct colony_params *p, struct candidate *cd,
     cd->source = source;
     cd->partner = -1;
     cd->unchanged = 0;
-    cd->seed =
-        rng_derive(p->seed, (uint64_t)cycle, (uint64_t)ph, (uint64_t)index);
+    cd->seed = rng_derive(p->seed, (uint64_t)cycle, (uint64_t)ph,
+                          p->crn ? SEED_COLONY_CRN : (uint64_t)index);
     uint64_t move =
         rng_derive(p->seed, (uint64_t)cycle, (uint64_t)ph, SEED_COLONY_MOVE);
     rng_seed(r, rng_derive(move, (uint64_t)index, 0, 0));
@@ -824,7 +828,8 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
         return -1;
 
     if (pack_cstr(&pk, "params") != 0 ||
-        msgpack_pack_map(&pk, p->random ? 9 : 8) != 0 ||
+        msgpack_pack_map(&pk, 8 + (p->random ? 1 : 0) + (p->crn ? 1 : 0)) !=
+            0 ||
         pack_kv_int(&pk, "nlayers", p->nlayers) != 0 ||
         pack_kv_int(&pk, "k", p->K) != 0 ||
         pack_kv_int(&pk, "sn", p->sn) != 0 ||
@@ -836,6 +841,8 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
         (p->redraw_same ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)))
         return -1;
     if (p->random && (pack_cstr(&pk, "random") != 0 || msgpack_pack_true(&pk)))
+        return -1;
+    if (p->crn && (pack_cstr(&pk, "crn") != 0 || msgpack_pack_true(&pk)))
         return -1;
 
     if (pack_cstr(&pk, "phase") != 0 ||
@@ -985,14 +992,15 @@ static int load_params(const char *path, const msgpack_object *o,
 {
     static const char *const keys[] = {
         "nlayers",    "k",    "sn",          "limit", "change_dims",
-        "max_cycles", "seed", "redraw_same", "random"};
-    const msgpack_object *v[9] = {0};
-    /* "random" (bool) is written only for a random search: without it, 0 */
-    int nkeys = 8;
-    if (o->type == MSGPACK_OBJECT_MAP)
-        for (uint32_t j = 0; j < o->via.map.size; j++)
-            if (mpread_str_eq(&o->via.map.ptr[j].key, "random")) nkeys = 9;
-    int rc = get_map(path, "params", o, keys, nkeys, v, err);
+        "max_cycles", "seed", "redraw_same", "random", "crn"};
+    const msgpack_object *v[10] = {0};
+    /* "random" and "crn" (bools) are written only when true: without, 0 */
+    const msgpack_object *unk;
+    int rc = mpread_map_fields(path, "params", o, keys, 10, v, &unk, err);
+    if (rc) return rc;
+    if (unk) return mpread_err_unknown_key(path, "params", unk, err);
+    for (int i = 0; i < 8; i++)
+        if (!v[i]) return mpread_err_missing_key(path, "params", keys[i], err);
     if (rc) return rc;
     memset(p, 0, sizeof *p);
     if ((rc = get_i32(path, "params.nlayers", v[0], 1, COLONY_MAX_LAYERS,
@@ -1013,12 +1021,13 @@ static int load_params(const char *path, const msgpack_object *o,
                         "%s: params.redraw_same: expected bool, got %s", path,
                         mpread_type_name(v[7]->type));
     p->redraw_same = v[7]->via.boolean ? 1 : 0;
-    if (v[8]) {
-        if (v[8]->type != MSGPACK_OBJECT_BOOLEAN)
+    for (int i = 8; i < 10; i++) {
+        if (!v[i]) continue;
+        if (v[i]->type != MSGPACK_OBJECT_BOOLEAN)
             return abc_errf(err, ABC_EFORMAT,
-                            "%s: params.random: expected bool, got %s", path,
-                            mpread_type_name(v[8]->type));
-        p->random = v[8]->via.boolean ? 1 : 0;
+                            "%s: params.%s: expected bool, got %s", path,
+                            keys[i], mpread_type_name(v[i]->type));
+        *(i == 8 ? &p->random : &p->crn) = v[i]->via.boolean ? 1 : 0;
     }
     rc = colony_params_check(p, err);
     if (rc) return abc_errprefix(err, rc, "%s", path);

@@ -55,6 +55,11 @@ struct colony_params {
                         greedy updates and scouts run as in ABC, so the
                         evaluation count and the best-ever bookkeeping are
                         the colony's */
+    int crn;         /* 1: common random numbers: every candidate of a
+                        (cycle, phase) gets the same evaluation seed,
+                        rng_derive(seed, cycle, phase, SEED_COLONY_CRN), so
+                        candidates are compared on the same batches and
+                        draws; 0: rng_derive(seed, cycle, phase, index) */
 };
 
 /* One food source: a structure and what it scored. */
@@ -79,8 +84,9 @@ struct candidate {
                                 whose truncation changed nothing) */
     const int *code;         /* nlayers entries in 1..K */
     uint64_t seed;           /* evaluation seed: rng_derive(params.seed,
-                                cycle, phase, index), in both forms; never
-                                depends on a rank */
+                                cycle, phase, index or SEED_COLONY_CRN
+                                (params.crn)), in both forms; never depends
+                                on a rank */
     uint64_t eval_id;        /* unique over the run: 0, 1, 2, ... in order */
 };
 

@@ -142,9 +142,14 @@ static int make_request(const struct run *r, const struct candidate *cd,
     return 0;
 }
 
+/* A candidate's fitness: validation accuracy, the validation loss
+ * breaking ties (1e-6 per unit of loss, capped at 100: below the 1/N
+ * step of an accuracy over N <= 10^4 images, so it never overturns one);
+ * a failed evaluation scores 0. */
 static double fitness_of(const struct proto_eval_result *res)
 {
-    return res->ok ? res->val_acc : 0.0; /* a failed evaluation scores 0 */
+    if (!res->ok) return 0.0;
+    return res->val_acc - 1e-6 * fmin(res->val_loss, 100.0);
 }
 
 static int send_request(struct run *r, int worker, const struct candidate *cd,
@@ -310,8 +315,8 @@ static int write_best(struct run *r, char *err)
         len += snprintf(
             text + len, sizeof text - len,
             "]\n"
-            "fitness: %.6f          # validation accuracy after the fitness "
-            "budget\n"
+            "fitness: %.8f          # validation accuracy (minus 1e-6 x "
+            "loss, the tie-break) with search.fitness.proxy\n"
             "eval_id: %llu\n"
             "seed: %llu\n"
             "flops: %lld            # multiply-accumulates per image\n"
@@ -366,11 +371,13 @@ static int log_eval(struct run *r, const struct candidate *cd,
     jsonl_ints(f, ch, r->col->p.nlayers);
     fprintf(f, ",\"code\":");
     jsonl_ints(f, cd->code, r->col->p.nlayers);
+    if (cd->unchanged) fprintf(f, ",\"unchanged\":true");
     fprintf(f,
-            ",\"fitness\":%.6f,\"val_loss\":%.6f,\"flops\":%lld,"
+            ",\"fitness\":%.8f,\"val_acc\":%.6f,\"val_loss\":%.6f,"
+            "\"flops\":%lld,"
             "\"params\":%lld,\"worker\":%d,\"seconds\":%.3f,"
             "\"images_per_s\":%.1f",
-            fitness_of(res), res->val_loss, (long long)res->flops,
+            fitness_of(res), res->val_acc, res->val_loss, (long long)res->flops,
             (long long)res->params, res->worker, res->wall_s,
             res->images_per_s);
     if (!res->ok) {
@@ -454,6 +461,7 @@ int search_colony_params(struct colony_params *p, const struct config *c,
     p->max_cycles = c->search.max_cycles;
     p->seed = rng_derive(c->seed, SEED_SEARCH, 0, 0);
     p->redraw_same = c->search.redraw_same;
+    p->crn = c->search.fitness.crn;
     if (p->change_dims > p->nlayers)
         return abc_errf(err, ABC_EVALUE,
                         "%s: search.change_dims %d is more than the %d "

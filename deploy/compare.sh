@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# compare.sh - ABC against Network Slimming, LASSO, uniform and random
-# pruning: one baseline, the same FLOPs targets, the same fine-tuning, several
-# seeds; then one table (Markdown + CSV) and a plot of accuracy vs FLOPs.
+# compare.sh - ABC against random search at the same evaluation count,
+# Network Slimming, LASSO, uniform and random pruning: one baseline, the same
+# FLOPs targets, the same fine-tuning, several paired seeds; then one table
+# (Markdown + CSV) with the paired verdict, and plots.
 set -euo pipefail
 
 usage() {
@@ -11,21 +12,29 @@ usage: deploy/compare.sh [options] CONFIG
 Trains CONFIG's baseline once (OUT/baseline.ckpt, kept if finished), then for
 every FLOPs target and seed runs each method from it and fine-tunes the
 result with CONFIG's finetune section:
-  abc      mpirun -np RANKS abcprune search, then finetune
-  slim     abcprune slim      (Network Slimming)
-  lasso    abcprune lasso     (He et al. 2017)
-  uniform  abcprune uniform
-  random   abcprune random
+  abc         mpirun -np RANKS abcprune search, then finetune
+  randsearch  mpirun -np RANKS abcprune search --random, then
+              finetune --random (the fair null: ABC's evaluation count,
+              fitness, target and seeds, random shapes)
+  slim        abcprune slim      (Network Slimming)
+  lasso       abcprune lasso     (He et al. 2017)
+  uniform     abcprune uniform
+  random      abcprune random
 Point directories: OUT/t<target>/s<seed>/ (abc's report at its top, the
-others' in <method>/). Finished points are skipped, so the same command
-continues an interrupted comparison. Then it writes OUT/compare.csv (one row
-per run), OUT/compare.md (mean +- sample std over seeds per method and
-target) and OUT/accuracy_vs_flops.png (gnuplot).
+others' in <method>/). Within a seed every method fine-tunes with the same
+seed (--set seed=S), so the runs pair up; the training/validation split is
+the baseline's for every seed (data.split_seed). Finished points are
+skipped, so the same command continues an interrupted comparison. Then it
+writes OUT/compare.csv (one row per run), OUT/compare.md (mean +- sample
+std over seeds per method and target, then the paired verdict: per seed
+method - uniform and abc - randsearch, mean, 95 % t-interval, Wilcoxon
+signed-rank p), OUT/accuracy_vs_flops.png and OUT/paired_deltas.png
+(gnuplot).
 
 options:
   -t LIST    FLOPs targets, fractions of the baseline's MACs (default 0.5)
   -s LIST    seeds (default 1,2)
-  -m LIST    methods (default abc,slim,lasso,uniform,random)
+  -m LIST    methods (default abc,randsearch,slim,lasso,uniform,random)
   -n RANKS   ranks of the ABC search, rank 0 + RANKS-1 workers (default 3)
   -w N       threads per rank of the ABC search (default 1: ranks share
              the cores); the other steps use the config's threads
@@ -41,7 +50,7 @@ EOF
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
 
-targets=0.5 seeds=1,2 methods=abc,slim,lasso,uniform,random ranks=3 wthreads=1
+targets=0.5 seeds=1,2 methods=abc,randsearch,slim,lasso,uniform,random ranks=3 wthreads=1
 out="" bin=build/abcprune mpirun_cmd="mpirun --oversubscribe --allow-run-as-root"
 while getopts ":t:s:m:n:w:o:b:M:h" opt; do
   case $opt in
@@ -82,8 +91,8 @@ for s in "${seed_list[@]}"; do
   [[ $s =~ ^[0-9]+$ ]] || die "-s: expected non-negative integer seeds, got '$s'"
 done
 for m in "${method_list[@]}"; do
-  case $m in abc | slim | lasso | uniform | random) ;;
-    *) die "-m: unknown method '$m' (abc, slim, lasso, uniform, random)" ;;
+  case $m in abc | randsearch | slim | lasso | uniform | random) ;;
+    *) die "-m: unknown method '$m' (abc, randsearch, slim, lasso, uniform, random)" ;;
   esac
 done
 if [ -z "$out" ]; then
@@ -121,13 +130,15 @@ for t in "${target_list[@]}"; do
       cp "$out/baseline.ckpt" "$p/baseline.ckpt"
     sets=(--set "seed=$s" --set "prune.flops_target=$t" "${extra[@]}")
     for m in "${method_list[@]}"; do
-      if [ "$m" = abc ]; then
-        [ -f "$p/report.json" ] && [ -f "$p/abc.search_s" ] && continue
-        echo "== target $t seed $s: abc search on $ranks ranks"
-        run_timed "$p/abc.search_s" "${launch[@]}" "$bin" --out "$p" \
-          "${sets[@]}" --set "threads=$wthreads" search --resume "$config"
-        run_timed "$p/abc.finetune_s" "$bin" --out "$p" "${sets[@]}" \
-          finetune "$config"
+      if [ "$m" = abc ] || [ "$m" = randsearch ]; then
+        rflag=() report="$p/report.json"
+        [ "$m" = randsearch ] && rflag=(--random) report="$p/randsearch/report.json"
+        [ -f "$report" ] && [ -f "$p/$m.finetune_s" ] && continue
+        echo "== target $t seed $s: $m search on $ranks ranks"
+        run_timed "$p/$m.search_s" "${launch[@]}" "$bin" --out "$p" \
+          "${sets[@]}" --set "threads=$wthreads" search --resume "${rflag[@]}" "$config"
+        run_timed "$p/$m.finetune_s" "$bin" --out "$p" "${sets[@]}" \
+          finetune "${rflag[@]}" "$config"
       else
         [ -f "$p/$m/report.json" ] && [ -f "$p/$m.wall_s" ] && continue
         echo "== target $t seed $s: $m"
@@ -142,6 +153,11 @@ if command -v gnuplot >/dev/null; then
   gnuplot -e "datafile='$out/compare_means.dat'; methods='$(cat "$out/compare_methods.txt")'; outfile='$out/accuracy_vs_flops.png'" \
     "$here/compare.gp"
   echo "plot: $out/accuracy_vs_flops.png"
+  if [ -s "$out/compare_deltas.dat" ] && grep -qv '^#' "$out/compare_deltas.dat"; then
+    gnuplot -e "datafile='$out/compare_deltas.dat'; outfile='$out/paired_deltas.png'" \
+      "$here/compare_deltas.gp"
+    echo "plot: $out/paired_deltas.png"
+  fi
 else
   echo "compare.sh: gnuplot not found: no plot (install gnuplot-nox)" >&2
 fi

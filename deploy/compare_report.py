@@ -5,7 +5,14 @@ Reads every point OUT/t<target>/s<seed>/ (abc: report.json, abc.search_s,
 abc.finetune_s; other methods: <method>/report.json, <method>.wall_s,
 <method>/finetune.jsonl) and writes
   OUT/compare.csv        one row per run
-  OUT/compare.md         per target: mean +- sample std over seeds per method
+  OUT/compare.md         per target: mean +- sample std over seeds per method,
+                         then the paired verdict: per seed d = method -
+                         uniform (and abc - randsearch) in test accuracy
+                         points; mean, 95 % t-interval, exact Wilcoxon
+                         signed-rank p over seeds (every method of a seed
+                         fine-tunes with the same seed, so runs pair up)
+  OUT/compare_deltas.dat gnuplot: per target, one row per comparison: index,
+                         mean, low, high (points)
   OUT/compare_means.dat  gnuplot blocks (one per method): MACs (M), mean
                          test accuracy (%), std
   OUT/compare_methods.txt  the methods of those blocks, in order
@@ -17,7 +24,13 @@ import math
 import os
 import sys
 
-METHODS = ["abc", "slim", "lasso", "uniform", "random"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import paired_stats  # noqa: E402
+
+METHODS = ["abc", "randsearch", "slim", "lasso", "uniform", "random"]
+# (method, reference) pairs of the verdict, where both were run.
+PAIRS = [(m, "uniform") for m in METHODS if m != "uniform"] + \
+    [("abc", "randsearch")]
 
 
 def fail(msg):
@@ -62,12 +75,13 @@ def rows_of(out):
         target = float(os.path.basename(os.path.dirname(point))[1:])
         seed = int(os.path.basename(point)[1:])
         for m in METHODS:
-            if m == "abc":
-                rp = os.path.join(point, "report.json")
-                if not os.path.exists(os.path.join(point, "abc.search_s")):
+            if m in ("abc", "randsearch"):
+                sub = point if m == "abc" else os.path.join(point, m)
+                rp = os.path.join(sub, "report.json")
+                if not os.path.exists(os.path.join(point, m + ".search_s")):
                     continue
-                choose = read_number(os.path.join(point, "abc.search_s"))
-                ft = read_number(os.path.join(point, "abc.finetune_s"))
+                choose = read_number(os.path.join(point, m + ".search_s"))
+                ft = read_number(os.path.join(point, m + ".finetune_s"))
             else:
                 rp = os.path.join(point, m, "report.json")
                 wp = os.path.join(point, m + ".wall_s")
@@ -101,6 +115,35 @@ def mean_sd(xs):
     return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
+def paired_section(rows, target, deltas):
+    """The Markdown lines of the paired verdict at one target; appends each
+    comparison's (target, label, mean, low, high) to deltas."""
+    acc = {(r["method"], r["seed"]): 100 * r["test_acc"]
+           for r in rows if r["target"] == target}
+    out = []
+    for m, ref in PAIRS:
+        seeds = sorted(s for (mm, s) in acc if mm == m and (ref, s) in acc)
+        if not seeds:
+            continue
+        d = [acc[(m, s)] - acc[(ref, s)] for s in seeds]
+        mean, lo, hi = paired_stats.t_interval(d)
+        p = paired_stats.wilcoxon_p(d)
+        if not out:
+            out += ["Paired differences in test accuracy (points; per seed "
+                    "the same fine-tune seed for every method):", "",
+                    "| comparison | seeds | mean Δ | 95 % t-interval "
+                    "| Wilcoxon p | verdict | per seed |",
+                    "|---|---|---|---|---|---|---|"]
+        ci = "n/a" if math.isnan(lo) else "[%+.2f, %+.2f]" % (lo, hi)
+        out.append("| %s − %s | %d | %+.2f | %s | %.3f | %s | %s |"
+                   % (m, ref, len(d), mean, ci, p, paired_stats.verdict(d),
+                      " ".join("%+.2f" % x for x in d)))
+        deltas.append((target, "%s-%s" % (m, ref), mean,
+                       mean if math.isnan(lo) else lo,
+                       mean if math.isnan(hi) else hi))
+    return out + [""] if out else []
+
+
 def main():
     if len(sys.argv) != 2:
         fail("usage: compare_report.py OUT")
@@ -117,6 +160,7 @@ def main():
              % (100 * base["baseline_test_acc"], base["baseline_macs"] / 1e6,
                 base["baseline_params"] / 1e6), ""]
     means = {}
+    deltas = []  # (target, label, mean, low, high)
     for target in sorted({r["target"] for r in rows}):
         lines += ["FLOPs target %.0f %% of the baseline:" % (100 * target), "",
                   "| method | MACs | FLOPs cut | params | params cut "
@@ -143,6 +187,7 @@ def main():
                    avg("choose_epochs"), avg("choose_wall_s"),
                    avg("finetune_wall_s")))
         lines.append("")
+        lines += paired_section(rows, target, deltas)
     with open(os.path.join(out, "compare.md"), "w") as f:
         f.write("\n".join(lines))
     with open(os.path.join(out, "compare_means.dat"), "w") as f:
@@ -153,6 +198,10 @@ def main():
             for x, y, e in sorted(means[m]):
                 f.write("%.4f %.4f %.4f\n" % (x, y, e))
             f.write("\n\n")
+    with open(os.path.join(out, "compare_deltas.dat"), "w") as f:
+        f.write("# target comparison mean low high (test accuracy points)\n")
+        for i, (t, label, m, lo, hi) in enumerate(deltas):
+            f.write("%d %.2f \"%s\" %.4f %.4f %.4f\n" % (i, t, label, m, lo, hi))
     with open(os.path.join(out, "compare_methods.txt"), "w") as f:
         f.write(" ".join(m for m in METHODS if m in means) + "\n")
     print("\n".join(lines))

@@ -23,6 +23,8 @@ void proto_budget_from_config(struct proto_budget *b,
     b->lr = f->lr;
     b->momentum = f->momentum;
     b->weight_decay = f->weight_decay;
+    b->proxy = f->proxy;
+    b->bn_batches = f->bn_batches;
 }
 
 void proto_budget_to_config(struct fitness_config *f,
@@ -37,6 +39,8 @@ void proto_budget_to_config(struct fitness_config *f,
     f->lr = (float)b->lr;
     f->momentum = (float)b->momentum;
     f->weight_decay = (float)b->weight_decay;
+    f->proxy = b->proxy;
+    f->bn_batches = b->bn_batches;
 }
 
 int proto_evaluate(const struct proto_eval_request *rq,

@@ -259,6 +259,8 @@ static const struct field budget_fields[] = {
     FF64("momentum", struct proto_budget, momentum, 0, 0, 1, 1),
     FF64("weight_decay", struct proto_budget, weight_decay, 0, 0, DBL_MAX, 0),
     FINT("val_images", struct proto_budget, val_images, 0, INT32_MAX),
+    FINT("proxy", struct proto_budget, proxy, 0, 1),
+    FINT("bn_batches", struct proto_budget, bn_batches, 1, INT32_MAX),
 };
 static const struct table budget_table = {
     "budget", budget_fields, sizeof budget_fields / sizeof budget_fields[0]};

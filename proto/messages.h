@@ -55,6 +55,8 @@ struct proto_budget {
     double momentum;     /* [0, 1) */
     double weight_decay; /* finite, >= 0 */
     int val_images;      /* >= 0; 0 = the whole validation split */
+    int proxy;           /* enum fitness_proxy: 0 train, 1 adaptive_bn */
+    int bn_batches;      /* >= 1: adaptive_bn's recalibration batches */
 };
 
 /* Rank 0 -> worker: evaluate one structure. */

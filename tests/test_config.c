@@ -305,7 +305,12 @@ static void test_set(void)
     rc |= config_set(&c, "search.schedule=async", err);
     rc |= config_set(&c, "train.lr=0.05", err);
     rc |= config_set(&c, "search.sn=9", err);
+    CHECK(c.search.fitness.proxy == FITNESS_TRAIN, "default proxy %d",
+          c.search.fitness.proxy);
+    rc |= config_set(&c, "search.fitness.proxy=adaptive_bn", err);
     CHECK(rc == 0, "config_set: %s", err);
+    CHECK(c.search.fitness.proxy == FITNESS_ADAPTIVE_BN, "proxy %d",
+          c.search.fitness.proxy);
     CHECK(c.search.sn == 9 && c.search.fitness.steps == 5 && c.seed == 42 &&
               c.model.nchannels == 3 && c.model.channels[2] == 7 &&
               !strcmp(c.search.schedule, "async") &&
@@ -323,6 +328,10 @@ static void test_set(void)
         {"search.sn=[1", "YAML syntax error"},
         {"search=3", "key 'search': expected a mapping"},
         {"search.schedule=fast", "key 'search.schedule'"},
+        {"search.fitness.proxy=eagle",
+         "key 'search.fitness.proxy': expected one of train|adaptive_bn, got "
+         "'eagle'"},
+        {"search.fitness.proxy=", "expected KEY=VALUE"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         before = c;

@@ -58,7 +58,9 @@ static struct proto_eval_request sample_request(void)
                                      .lr = 0.01,
                                      .momentum = 0.9,
                                      .weight_decay = 5e-4,
-                                     .val_images = 0};
+                                     .val_images = 0,
+                                     .proxy = 1,
+                                     .bn_batches = 20};
     m.cycle = 7;
     m.phase = PROTO_PHASE_ONLOOKER;
     m.candidate = 3;
@@ -98,7 +100,9 @@ static int request_equal(const struct proto_eval_request *a,
              a->budget.lr == b->budget.lr &&
              a->budget.momentum == b->budget.momentum &&
              a->budget.weight_decay == b->budget.weight_decay &&
-             a->budget.val_images == b->budget.val_images;
+             a->budget.val_images == b->budget.val_images &&
+             a->budget.proxy == b->budget.proxy &&
+             a->budget.bn_batches == b->budget.bn_batches;
     for (int i = 0; eq && i < a->nlayers; i++)
         eq = a->structure[i] == b->structure[i];
     return eq;
@@ -224,6 +228,7 @@ static void test_roundtrips(void)
     rq.budget.train_images = 1;
     rq.budget.batch = 1;
     rq.budget.lr = DBL_TRUE_MIN;
+    rq.budget.bn_batches = 1;
     rq.phase = PROTO_PHASE_INIT;
     roundtrip_request("request minimal", &rq);
 
@@ -239,7 +244,9 @@ static void test_roundtrips(void)
                                       .lr = DBL_MAX,
                                       .momentum = nextafter(1.0, 0.0),
                                       .weight_decay = DBL_MAX,
-                                      .val_images = INT_MAX};
+                                      .val_images = INT_MAX,
+                                      .proxy = 1,
+                                      .bn_batches = INT_MAX};
     rq.cycle = INT_MAX;
     rq.phase = PROTO_PHASE_SCOUT;
     rq.candidate = INT_MAX;
@@ -322,6 +329,8 @@ static void test_pack_refuses(void)
     BAD_REQ(rq.budget.momentum = 1, "\"budget.momentum\"");
     BAD_REQ(rq.budget.weight_decay = INFINITY, "\"budget.weight_decay\"");
     BAD_REQ(rq.budget.val_images = -1, "\"budget.val_images\"");
+    BAD_REQ(rq.budget.proxy = 2, "\"budget.proxy\"");
+    BAD_REQ(rq.budget.bn_batches = 0, "\"budget.bn_batches\"");
     BAD_REQ(rq.cycle = -1, "\"cycle\"");
     BAD_REQ(rq.phase = (enum proto_phase)9, "\"phase\"");
     BAD_REQ(rq.candidate = -2, "\"candidate\"");
@@ -490,6 +499,7 @@ static void doc_request(struct doc *d)
         {"steps", 0, VU(0)},           {"batch", 0, VU(64)},
         {"lr", 0, VF(0.05)},           {"momentum", 0, VF(0.9)},
         {"weight_decay", 0, VF(1e-4)}, {"val_images", 0, VU(500)},
+        {"proxy", 0, VU(0)},           {"bn_batches", 0, VU(20)},
     };
     memcpy(d->top, top, sizeof top);
     d->ntop = (int)(sizeof top / sizeof top[0]);
@@ -639,6 +649,8 @@ static const struct fieldcat request_cats[] = {
     {"budget.momentum", C_FLOAT},
     {"budget.weight_decay", C_FLOAT},
     {"budget.val_images", C_INT},
+    {"budget.proxy", C_INT},
+    {"budget.bn_batches", C_INT},
 };
 static const struct fieldcat result_cats[] = {
     {"type", C_STR},           {"version", C_INT},

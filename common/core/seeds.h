@@ -30,5 +30,8 @@ enum seed_label {
  * move and the onlooker placement. */
 #define SEED_COLONY_MOVE 0xabc0c0de00000001ULL
 #define SEED_COLONY_PLACE 0xabc0c0de00000002ULL
+/* With common random numbers (colony_params.crn): the evaluation seed every
+ * candidate of a (cycle, phase) shares, in place of its index. */
+#define SEED_COLONY_CRN 0xabc0c0de00000003ULL
 
 #endif

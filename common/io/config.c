@@ -23,6 +23,8 @@ enum key_type {
     KEY_FLOAT,    /* float, range [min, max] (see flags) */
     KEY_BOOL,     /* int 0/1 from true/false, yes/no, on/off, 1/0 */
     KEY_STRING,   /* char[size], length [min, max], one of choices if set */
+    KEY_ENUM,     /* int: the index of the value in choices "a|b|c" (the
+                     consumer's enum lists them in the same order) */
     KEY_INT_LIST, /* int[size/sizeof(int)] + int count at count_offset */
     KEY_FLOAT3,   /* float[3]: a list of 1 (broadcast) or 3 numbers */
     KEY_SECTION,  /* a nested mapping described by sub */
@@ -67,6 +69,10 @@ struct key_desc {
     {                                                                          \
         .name = #f, .type = KEY_STRING, .min = minlen, .choices = ch,          \
         FIELD_(st, f)                                                          \
+    }
+#define ENUM_KEY(st, f, ch)                                                    \
+    {                                                                          \
+        .name = #f, .type = KEY_ENUM, .choices = ch, FIELD_(st, f)             \
     }
 #define INT_LIST_KEY(st, f, count, lo, hi, fl)                                 \
     {                                                                          \
@@ -141,6 +147,9 @@ static const struct key_desc fitness_keys[] = {
     FLOAT_KEY(fitness_config, lr, 0, 100, KEY_MIN_OPEN),
     FLOAT_KEY(fitness_config, momentum, 0, 1, KEY_MAX_OPEN),
     FLOAT_KEY(fitness_config, weight_decay, 0, 1, 0),
+    ENUM_KEY(fitness_config, proxy, "train|adaptive_bn"),
+    INT_KEY(fitness_config, bn_batches, 1, 100000),
+    BOOL_KEY(fitness_config, crn),
     END_KEYS,
 };
 
@@ -233,6 +242,10 @@ void config_defaults(struct config *c)
     s->fitness.lr = 0.01f;
     s->fitness.momentum = 0.9f;
     s->fitness.weight_decay = 5e-4f;
+    s->fitness.proxy = FITNESS_TRAIN;
+    s->fitness.bn_batches = 20;
+    s->fitness.crn = 1;
+    s->redraw_same = 1; /* a move that changes nothing wastes an evaluation */
 
     /* Fine-tuning: the train schedule at a tenth of the learning rate. */
     c->finetune = *t;
@@ -550,6 +563,21 @@ static int walk_value(const struct walk *w, yaml_node_t *n,
         }
         memcpy(field, s, len + 1);
         return 0;
+    }
+    case KEY_ENUM: {
+        size_t len = s ? strlen(s) : 0;
+        const char *c = k->choices;
+        for (int i = 0; s && *c; i++) {
+            size_t m = strcspn(c, "|");
+            if (m == len && !strncmp(c, s, len)) {
+                *(int *)field = i;
+                return 0;
+            }
+            c += m + (c[m] == '|');
+        }
+        node_describe(n, got, sizeof got);
+        return walk_err(w, n, key, "expected one of %s, got %s", k->choices,
+                        got);
     }
     case KEY_INT_LIST: {
         int *vals = (int *)field;

@@ -49,6 +49,15 @@ struct train_config {
 };
 
 /* The training one fitness evaluation gets (search.fitness). */
+/* What a candidate's fitness measures (search.fitness.proxy). */
+enum fitness_proxy {
+    FITNESS_TRAIN = 0,       /* "train": a short training, then validation
+                                accuracy (ABCPruner) */
+    FITNESS_ADAPTIVE_BN = 1, /* "adaptive_bn": no training; BN statistics
+                                re-estimated on bn_batches training batches,
+                                then validation accuracy (EagleEye) */
+};
+
 struct fitness_config {
     int train_images;            /* first N of the train split: 5000 (0 = all) */
     int val_images;              /* first N of the val split: 0 = all */
@@ -58,6 +67,13 @@ struct fitness_config {
     float lr;                    /* 0.01 (constant) */
     float momentum;              /* 0.9 */
     float weight_decay;          /* 5e-4 */
+    int proxy;                   /* enum fitness_proxy: train */
+    int bn_batches;              /* adaptive_bn: training batches of
+                                    batch_size for the statistics: 20 */
+    int crn;                     /* common random numbers: every candidate of
+                                    a phase is evaluated with the phase's
+                                    seed (the same batches, the same
+                                    random filters): 1 */
 };
 
 /* The ABC structure search (search:). */
@@ -69,7 +85,8 @@ struct search_config {
     float alpha;                 /* largest kept fraction; K = 10*alpha: 0.7 */
     char schedule[16];           /* "sync" (deterministic) | "async" */
     char filter_init[16];        /* "random" (ABCPruner) | "l1" */
-    int redraw_same;             /* redraw moves that change nothing: 0 */
+    int redraw_same;             /* redraw moves that change nothing: 1
+                                    (0: ABCPruner's reference behaviour) */
     struct fitness_config fitness;
 };
 

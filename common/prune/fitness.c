@@ -34,23 +34,30 @@ int fitness_evaluate(const struct model *pretrained, const int *channels,
     struct data_splits view = *d;
     view.train = head_view(&d->train, b->train_images);
     view.val = head_view(&d->val, b->val_images);
-    struct train_config tc;
-    memset(&tc, 0, sizeof tc);
-    tc.epochs = b->epochs > 0 ? b->epochs : 1;
-    tc.batch_size = b->batch_size;
-    tc.lr = b->lr;
-    tc.momentum = b->momentum;
-    tc.weight_decay = b->weight_decay;
-    strcpy(tc.schedule, "constant");
-    struct train_state st = {0};
-    struct train_io io = {.skip_val = 1, .stop_at_step = b->steps,
-                          .stop = stop};
-    double t_train = now_seconds();
-    rc = train_model(m, &tc, &view, seed, &st, &io, err);
-    double train_s = now_seconds() - t_train;
+    double t1 = now_seconds(), images = 0;
+    if (b->proxy == FITNESS_ADAPTIVE_BN) {
+        rc = bn_recalibrate(m, &d->train, &d->aug, b->batch_size,
+                            b->bn_batches, seed, err);
+        images = (double)b->bn_batches * b->batch_size;
+        if (images > d->train.n) images = d->train.n;
+    } else {
+        struct train_config tc;
+        memset(&tc, 0, sizeof tc);
+        tc.epochs = b->epochs > 0 ? b->epochs : 1;
+        tc.batch_size = b->batch_size;
+        tc.lr = b->lr;
+        tc.momentum = b->momentum;
+        tc.weight_decay = b->weight_decay;
+        strcpy(tc.schedule, "constant");
+        struct train_state st = {0};
+        struct train_io io = {.skip_val = 1, .stop_at_step = b->steps,
+                              .stop = stop};
+        rc = train_model(m, &tc, &view, seed, &st, &io, err);
+        images = (double)st.step * b->batch_size;
+    }
+    double work_s = now_seconds() - t1;
     if (!rc) {
-        r->images_per_s =
-            train_s > 0 ? (double)st.step * b->batch_size / train_s : 0;
+        r->images_per_s = work_s > 0 ? images / work_s : 0;
         rc = evaluate(m, &view.val, &view.aug, b->batch_size, &r->val_acc,
                       &r->val_loss, err);
     }

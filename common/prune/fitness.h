@@ -14,13 +14,18 @@
 
 struct fitness_result {
     double val_acc, val_loss;  /* on the validation images */
-    double images_per_s;       /* training throughput */
+    double images_per_s;       /* training (adaptive_bn: recalibration)
+                                  images per second */
     double wall_s;             /* the whole evaluation */
     int64_t flops, params;     /* MACs per image and parameters */
 };
 
 /* Evaluates structure `channels` (kept channels per prunable layer of
- * `pretrained`). Filters are chosen by `how` with `seed`, which also seeds
+ * `pretrained`) with b's proxy: FITNESS_TRAIN trains briefly (b's budget)
+ * on the head of the training split; FITNESS_ADAPTIVE_BN trains nothing and
+ * re-estimates the BN statistics on b->bn_batches shuffled training batches
+ * (bn_recalibrate). Both then score the first b->val_images validation
+ * images (0: all). Filters are chosen by `how` with `seed`, which also seeds
  * shuffling and augmentation, so the result is a pure function of
  * (pretrained, channels, how, b, seed) for a fixed thread count.
  * If trained is not NULL it receives the trained pruned model (caller

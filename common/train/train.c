@@ -75,6 +75,54 @@ int evaluate(struct model *m, const struct dataset *d,
     return 0;
 }
 
+int bn_recalibrate(struct model *m, const struct dataset *d,
+                   const struct augment *aug, int batch, int nbatches,
+                   uint64_t seed, char *err)
+{
+    for (int t = 0; t < m->ntensors; t++) {
+        const struct tensor_info *ti = &m->tensors[t];
+        if (!ti->is_buffer) continue;
+        size_t len = strlen(ti->name);
+        int var = len >= 4 && strcmp(ti->name + len - 4, "_var") == 0;
+        float *v = model_tensor_data(m, ti);
+        for (size_t i = 0; i < ti->numel; i++)
+            v[i] = var ? 1.0f : 0.0f;
+    }
+    struct loader l;
+    int rc = loader_init(&l, d, batch, 1, 0, aug, seed, err);
+    if (rc) return rc;
+    if ((rc = model_reserve(m, batch, err))) {
+        loader_free(&l);
+        return rc;
+    }
+    size_t xn = (size_t)batch * d->c * d->h * d->w;
+    float *x = malloc(xn * sizeof(float));
+    int *y = malloc((size_t)batch * sizeof(int));
+    if (!x || !y) {
+        free(x);
+        free(y);
+        loader_free(&l);
+        return abc_errf(err, ABC_ENOMEM, "out of memory for a batch");
+    }
+    float momentum = m->bn_momentum;
+    int k = 0, n;
+    loader_start(&l, 0);
+    while (k < nbatches && (n = loader_next(&l, x, y)) > 0) {
+        if (n < 2) break; /* one image has no batch variance */
+        k++;
+        m->bn_momentum = 1.0f / (float)k; /* running stats = mean of k */
+        model_forward(m, x, NULL, n, 1, NULL);
+    }
+    m->bn_momentum = momentum;
+    free(x);
+    free(y);
+    loader_free(&l);
+    if (k == 0)
+        return abc_errf(err, ABC_EVALUE,
+                        "BN recalibration: no batch of >= 2 training images");
+    return 0;
+}
+
 static void format_duration(char *buf, size_t n, double s)
 {
     if (s < 0 || !isfinite(s)) s = 0;

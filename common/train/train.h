@@ -58,6 +58,16 @@ int evaluate(struct model *m, const struct dataset *d,
              const struct augment *aug, int batch, double *acc, double *loss,
              char *err);
 
+/* Adaptive BN (EagleEye): resets every BN running mean to 0 and variance
+ * to 1, then forwards up to nbatches training-mode batches of d (shuffled
+ * with seed, no augmentation, no gradients) with momentum 1/k for the k-th,
+ * so the running statistics become the mean of those batches' statistics.
+ * m's bn_momentum is restored. Returns 0, or an error (no memory, no batch
+ * of >= 2 images). */
+int bn_recalibrate(struct model *m, const struct dataset *d,
+                   const struct augment *aug, int batch, int nbatches,
+                   uint64_t seed, char *err);
+
 /* Seconds on a monotonic clock. */
 double now_seconds(void);
 
