@@ -37,6 +37,7 @@
 #include "colony.h"
 #include "core/err.h"
 #include "evaluate.h"
+#include "evaluator.h"
 #include "core/fileio.h"
 #include "io/jsonl.h"
 #include "messages.h"
@@ -96,8 +97,8 @@ struct run {
     unsigned char *fresh;          /* res[i] was evaluated in this process */
     int64_t full_macs, full_params;
     struct structure_map map;      /* codes to structures at the target */
-    uint64_t evals_here;           /* evaluations done by this process */
-    double busy_s;                 /* their evaluation seconds, summed */
+    struct evaluator ev;           /* in-process or the workers; counts
+                                      evaluations and their seconds */
     double t_start;
     double cpu_start;              /* this process's CPU seconds at start */
     int cycles_logged;             /* async: cycle lines written */
@@ -152,59 +153,20 @@ static double fitness_of(const struct proto_eval_result *res)
     return res->val_acc - 1e-6 * fmin(res->val_loss, 100.0);
 }
 
-static int send_request(struct run *r, int worker, const struct candidate *cd,
-                        char *err)
-{
-    struct proto_eval_request rq;
-    int rc = make_request(r, cd, &rq, err);
-    if (rc) return rc;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    rc = proto_pack_eval_request(&rq, &sb, err);
-    if (!rc) rc = proto_send(r->comm, worker, TAG_REQUEST, sb.data, sb.size, err);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
-}
+/* A result of the batch landed: record it in the colony. */
+struct batch_ctx {
+    struct run *r;
+    const int *todo; /* request k is batch entry todo[k] */
+};
 
-/* Decodes what rank src sent for eval expect into *res and frees buf; an
- * unreadable or mismatched result becomes a failed evaluation (fitness 0)
- * with the reason. */
-static void decode_result(char *buf, size_t len, int src, uint64_t expect,
-                          struct proto_eval_result *res)
+static int batch_done(void *ctx, int k, const struct proto_eval_result *res,
+                      char *err)
 {
-    char uerr[ABC_ERRLEN];
-    if (proto_unpack_eval_result(buf, len, res, uerr) != 0) {
-        memset(res, 0, sizeof *res);
-        snprintf(res->error, sizeof res->error,
-                 "unreadable result from rank %d: %s", src, uerr);
-    } else if (res->eval_id != expect) {
-        uint64_t got = res->eval_id;
-        memset(res, 0, sizeof *res);
-        snprintf(res->error, sizeof res->error,
-                 "rank %d answered eval %llu, expected %llu", src,
-                 (unsigned long long)got, (unsigned long long)expect);
-    }
-    res->worker = src;
-    res->eval_id = expect;
-    free(buf);
-}
-
-/* Waits (sleeping) for the next result from any worker. Returns 0 with
- * the bytes (caller frees) and a worker rank in 1..nranks-1, ABC_ESTOPPED
- * when the stop flag was raised, or an error. */
-static int await_result(struct run *r, char **buf, size_t *len, int *src,
-                        char *err)
-{
-    int rc = proto_recv_or_stop(r->comm, MPI_ANY_SOURCE, TAG_RESULT,
-                                r->o->stop, buf, len, src, NULL, err);
-    if (rc == PROTO_ESTOPPED)
-        return abc_errf(err, ABC_ESTOPPED, "stopped by a signal");
-    if (rc) return rc;
-    if (*src < 1 || *src >= r->nranks) {
-        free(*buf);
-        return abc_errf(err, ABC_EFORMAT, "result from rank %d", *src);
-    }
-    return 0;
+    struct batch_ctx *b = ctx;
+    int i = b->todo[k];
+    b->r->res[i] = *res;
+    b->r->fresh[i] = 1;
+    return colony_record(b->r->col, i, fitness_of(res), err);
 }
 
 /* Evaluates the batch's candidates that have no result yet. Returns 0,
@@ -214,76 +176,19 @@ static int evaluate_batch(struct run *r, const struct candidate *batch, int n,
 {
     struct colony *col = r->col;
     int *todo = malloc(sizeof(int) * (n ? n : 1));
-    int *busy = malloc(sizeof(int) * r->nranks);
-    if (!todo || !busy) {
-        free(todo);
-        free(busy);
-        return abc_errf(err, ABC_ENOMEM, "out of memory");
-    }
+    struct proto_eval_request *rq = malloc(sizeof *rq * (n ? n : 1));
+    struct proto_eval_result *res = malloc(sizeof *res * (n ? n : 1));
     int ntodo = 0, rc = 0;
-    for (int i = 0; i < n; i++)
-        if (!col->have[i]) todo[ntodo++] = i;
-
-    if (r->nranks == 1) {
-        for (int k = 0; k < ntodo && !rc; k++) {
-            int i = todo[k];
-            struct proto_eval_request rq;
-            if ((rc = make_request(r, &batch[i], &rq, err))) break;
-            rc = proto_evaluate(&rq, r->pre, r->how, &r->data, 0, r->o->stop,
-                                &r->res[i]);
-            if (rc) break;
-            r->fresh[i] = 1;
-            r->evals_here++;
-            r->busy_s += r->res[i].wall_s;
-            rc = colony_record(col, i, fitness_of(&r->res[i]), err);
-        }
-        if (rc == ABC_ESTOPPED)
-            abc_errf(err, rc, "stopped by a signal");
-        free(todo);
-        free(busy);
-        return rc;
-    }
-
-    /* A dynamic queue: pruned nets differ in cost, so each worker gets the
-     * next candidate the moment it is free. */
-    int next = 0, inflight = 0;
-    for (int w = 0; w < r->nranks; w++) busy[w] = -1;
-    for (int w = 1; w < r->nranks && next < ntodo && !rc; w++) {
-        rc = send_request(r, w, &batch[todo[next]], err);
-        if (!rc) busy[w] = todo[next++], inflight++;
-    }
-    while (inflight > 0 && !rc) {
-        char *buf = NULL;
-        size_t len = 0;
-        int src = -1;
-        if ((rc = await_result(r, &buf, &len, &src, err))) break;
-        int i = busy[src];
-        if (i < 0) {
-            free(buf);
-            rc = abc_errf(err, ABC_EFORMAT,
-                          "result from rank %d, which has no evaluation", src);
-            break;
-        }
-        struct proto_eval_result *res = &r->res[i];
-        decode_result(buf, len, src, batch[i].eval_id, res);
-        if (proto_result_stopped(res)) { /* not scored: made again later */
-            rc = abc_errf(err, ABC_ESTOPPED, "rank %d was stopped by a signal",
-                          src);
-            break;
-        }
-        r->fresh[i] = 1;
-        r->evals_here++;
-        r->busy_s += res->wall_s;
-        busy[src] = -1;
-        inflight--;
-        rc = colony_record(col, i, fitness_of(res), err);
-        if (!rc && next < ntodo) {
-            rc = send_request(r, src, &batch[todo[next]], err);
-            if (!rc) busy[src] = todo[next++], inflight++;
-        }
-    }
+    if (!todo || !rq || !res)
+        rc = abc_errf(err, ABC_ENOMEM, "out of memory");
+    for (int i = 0; i < n && !rc; i++)
+        if (!col->have[i] && !(rc = make_request(r, &batch[i], &rq[ntodo], err)))
+            todo[ntodo++] = i;
+    struct batch_ctx ctx = {.r = r, .todo = todo};
+    if (!rc) rc = evaluator_run(&r->ev, rq, ntodo, res, batch_done, &ctx, err);
     free(todo);
-    free(busy);
+    free(rq);
+    free(res);
     return rc;
 }
 
@@ -433,7 +338,7 @@ static void print_progress(struct run *r, int cycle, int phase)
     double el = now_seconds() - r->t_start;
     /* Scouts are optional: the total lies in lo..hi; count on hi. */
     double left = hi > col->evaluations ? (double)(hi - col->evaluations) : 0;
-    double eta = r->evals_here ? el / r->evals_here * left : 0;
+    double eta = r->ev.evals_here ? el / r->ev.evals_here * left : 0;
     int ch[PROTO_MAX_LAYERS];
     char e[ABC_ERRLEN];
     int64_t m = 0;
@@ -564,7 +469,7 @@ static int async_after(struct run *r, int best_moved, int result, char *err)
     }
     if ((best_moved || ended || colony_done(col)) && (rc = write_best(r, err)))
         return rc;
-    if ((result && r->evals_here % (uint64_t)col->p.sn == 0) ||
+    if ((result && r->ev.evals_here % (uint64_t)col->p.sn == 0) ||
         (ended && colony_done(col))) {
         int cyc =
             col->cycle < col->p.max_cycles ? col->cycle + 1 : col->p.max_cycles;
@@ -584,8 +489,6 @@ static int async_take(struct run *r, const struct candidate *cd,
     if (rc) return rc;
     if ((rc = colony_async_apply(col, cd->eval_id, fitness_of(res), err)))
         return rc;
-    r->evals_here++;
-    r->busy_s += res->wall_s;
     if ((rc = colony_save(col, r->colony_path, err))) return rc;
     return async_after(r, col->best_eval_id != best_id, 1, err);
 }
@@ -593,7 +496,7 @@ static int async_take(struct run *r, const struct candidate *cd,
 /* Gives every idle worker (busy[w] NULL) the next async candidate, while
  * the colony has one. */
 static int async_fill(struct run *r, const struct candidate **busy,
-                      int *inflight, char *err)
+                      uint64_t *expect, int *inflight, char *err)
 {
     for (int w = 1; w < r->nranks; w++) {
         if (busy[w]) continue;
@@ -602,7 +505,11 @@ static int async_fill(struct run *r, const struct candidate **busy,
         if (rc < 0) return rc;
         if ((rc = async_after(r, 0, 0, err))) return rc; /* skipped scouts */
         if (!cd) return 0;
-        if ((rc = send_request(r, w, cd, err))) return rc;
+        struct proto_eval_request rq;
+        if ((rc = make_request(r, cd, &rq, err)) ||
+            (rc = evaluator_send(&r->ev, w, &rq, err)))
+            return rc;
+        expect[w] = cd->eval_id;
         busy[w] = cd;
         (*inflight)++;
     }
@@ -625,8 +532,7 @@ static int async_run(struct run *r, char *err)
             if (!cd) break; /* done (nothing is ever in flight here) */
             struct proto_eval_request rq;
             if ((rc = make_request(r, cd, &rq, err))) return rc;
-            rc = proto_evaluate(&rq, r->pre, r->how, &r->data, 0, r->o->stop,
-                                &res);
+            rc = evaluator_local(&r->ev, &rq, &res, err);
             if (rc == ABC_ESTOPPED)
                 return stop_save(r, "stopped by a signal", err);
             if (rc) return rc;
@@ -634,40 +540,38 @@ static int async_run(struct run *r, char *err)
         }
     } else {
         const struct candidate **busy = calloc((size_t)r->nranks, sizeof *busy);
+        uint64_t *expect = calloc((size_t)r->nranks, sizeof *expect);
         int inflight = 0;
-        if (!busy) return abc_errf(err, ABC_ENOMEM, "out of memory");
-        rc = async_fill(r, busy, &inflight, err);
+        if (!busy || !expect) {
+            free(busy);
+            free(expect);
+            return abc_errf(err, ABC_ENOMEM, "out of memory");
+        }
+        rc = async_fill(r, busy, expect, &inflight, err);
         while (inflight > 0 && !rc) {
-            char *buf = NULL;
-            size_t len = 0;
             int src = -1;
-            if ((rc = await_result(r, &buf, &len, &src, err))) {
-                if (rc == ABC_ESTOPPED) /* in flight: made again on resume */
-                    rc = stop_save(r, "stopped by a signal", err);
+            if ((rc = evaluator_await(&r->ev, expect, &src, &res, err))) {
+                if (rc == ABC_ESTOPPED) { /* in flight: made again on resume */
+                    char why[ABC_ERRLEN];
+                    snprintf(why, sizeof why, "%s", err);
+                    rc = stop_save(r, why, err);
+                }
                 break;
             }
             const struct candidate *cd = busy[src];
             if (!cd) {
-                free(buf);
                 rc = abc_errf(err, ABC_EFORMAT,
                               "result from rank %d, which has no evaluation",
                               src);
                 break;
             }
-            decode_result(buf, len, src, cd->eval_id, &res);
-            if (proto_result_stopped(&res)) { /* still in flight: redone */
-                char why[64];
-                snprintf(why, sizeof why, "rank %d was stopped by a signal",
-                         src);
-                rc = stop_save(r, why, err);
-                break;
-            }
             busy[src] = NULL;
             inflight--;
             if ((rc = async_take(r, cd, &res, err))) break;
-            rc = async_fill(r, busy, &inflight, err);
+            rc = async_fill(r, busy, expect, &inflight, err);
         }
         free(busy);
+        free(expect);
         if (rc) return rc;
     }
     if (!colony_done(col))
@@ -772,6 +676,8 @@ int search_run(MPI_Comm comm, const struct config *c,
         if ((rc = data_open(&r.data, c, 0, err))) goto out;
         r.have_data = 1;
     }
+    evaluator_init(&r.ev, comm, r.pre, r.how, r.have_data ? &r.data : NULL,
+                   o->stop);
     r.res = calloc((size_t)p.sn + 1, sizeof *r.res);
     r.fresh = calloc((size_t)p.sn + 1, 1);
     if (!r.res || !r.fresh) {
@@ -799,7 +705,7 @@ int search_run(MPI_Comm comm, const struct config *c,
     }
     if (rc == 0 && resuming && colony_done(r.col))
         rc = write_best(&r, err); /* a finished search re-run: refresh */
-    if (rc == 0 && r.evals_here > 0) {
+    if (rc == 0 && r.ev.evals_here > 0) {
         /* Utilisation, and rank 0's own CPU time: with workers, all of it
          * is coordination (it must not spin while it waits). */
         double el = now_seconds() - r.t_start;
@@ -811,8 +717,8 @@ int search_run(MPI_Comm comm, const struct config *c,
                 "\"elapsed_s\":%.2f,\"ranks\":%d,\"worker_busy\":%.4f,"
                 "\"rank0_cpu_s\":%.3f,\"best_fitness\":%.6f}",
                 c->search.schedule, (unsigned long long)r.col->evaluations,
-                (unsigned long long)r.evals_here, el, r.nranks,
-                r.busy_s / (nw * el), cpu, r.col->best_fitness);
+                (unsigned long long)r.ev.evals_here, el, r.nranks,
+                r.ev.busy_s / (nw * el), cpu, r.col->best_fitness);
         if (jsonl_end(r.log))
             rc = abc_errf(err, ABC_EIO, "cannot write the search log");
         if (o->progress)
@@ -820,8 +726,8 @@ int search_run(MPI_Comm comm, const struct config *c,
                     "search done: %llu evaluations in %.1fs (%.2f/s), workers "
                     "busy %.0f%% of the time, rank 0 CPU %.2fs (%.1f%% of a "
                     "core)\n",
-                    (unsigned long long)r.evals_here, el, r.evals_here / el,
-                    100.0 * r.busy_s / (nw * el), cpu, 100.0 * cpu / el);
+                    (unsigned long long)r.ev.evals_here, el, r.ev.evals_here / el,
+                    100.0 * r.ev.busy_s / (nw * el), cpu, 100.0 * cpu / el);
     }
 out:
     shutdown_workers(&r, rc == 0 ? "search done" : "search stopped");
