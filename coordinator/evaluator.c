@@ -6,8 +6,61 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/fileio.h"
+#include "io/checkpoint.h"
 #include "evaluate.h"
 #include "transport.h"
+
+int evaluator_share_baseline(MPI_Comm comm, const struct config *c,
+                             const char *path, struct model **pre, char *err)
+{
+    char *bytes = NULL;
+    size_t len = 0;
+    int rc = 0;
+    *pre = NULL;
+    if (!path[0])
+        rc = abc_errf(err, ABC_EVALUE, "%s: no baseline path", c->path);
+    else if (!file_exists(path))
+        rc = abc_errf(err, ABC_EIO,
+                      "%s: no baseline checkpoint: train it first "
+                      "(abcprune train %s)",
+                      path, c->path);
+    if (!rc)
+        rc = file_read_all(path, "checkpoint", CHECKPOINT_MAX_BYTES, &bytes,
+                           &len, err);
+    struct train_state st = {0};
+    if (!rc) rc = checkpoint_load_mem(path, bytes, len, pre, &st, err);
+    free(st.velocity);
+    if (!rc && (rc = checkpoint_check_split(path, &st, c, err))) {
+        model_destroy(*pre);
+        *pre = NULL;
+    }
+    size_t send_len = rc ? 0 : len;
+    char e2[ABC_ERRLEN];
+    int brc = proto_bcast_bytes(comm, 0, &bytes, &send_len, rc ? e2 : err);
+    free(bytes);
+    if (!rc && brc) {
+        model_destroy(*pre);
+        *pre = NULL;
+    }
+    return rc ? rc : brc;
+}
+
+void evaluator_shutdown(MPI_Comm comm, const char *reason)
+{
+    int nranks = 1;
+    MPI_Comm_size(comm, &nranks);
+    struct proto_shutdown s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.reason, sizeof s.reason, "%s", reason);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    char err[ABC_ERRLEN];
+    if (proto_pack_shutdown(&s, &sb, err) == 0)
+        for (int w = 1; w < nranks; w++)
+            proto_send(comm, w, TAG_SHUTDOWN, sb.data, sb.size, err);
+    msgpack_sbuffer_destroy(&sb);
+}
 
 void evaluator_init(struct evaluator *ev, MPI_Comm comm,
                     const struct model *pre, enum filter_init how,

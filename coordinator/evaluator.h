@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "io/config.h"
 #include "messages.h"
 #include "nn/model.h"
 #include "prune/prune.h"
@@ -25,6 +26,17 @@ struct evaluator {
     uint64_t evals_here;               /* evaluations finished */
     double busy_s;                     /* their evaluation seconds */
 };
+
+/* Rank 0's side of the start of a job with workers: loads the baseline
+ * checkpoint path (empty: fails), checks it was trained on c's split, and
+ * broadcasts its bytes to the workers (worker_serve), or length 0 when any
+ * of that failed, so no rank waits forever. Returns 0 and *pre (caller
+ * destroys), or an error. */
+int evaluator_share_baseline(MPI_Comm comm, const struct config *c,
+                             const char *path, struct model **pre, char *err);
+
+/* Sends every worker a shutdown (best effort: used on error paths too). */
+void evaluator_shutdown(MPI_Comm comm, const char *reason);
 
 /* Sets up ev over comm (rank 0 of it; the other ranks run worker_serve).
  * data is needed (non-NULL) only when comm has one rank. */

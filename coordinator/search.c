@@ -104,21 +104,6 @@ struct run {
     int cycles_logged;             /* async: cycle lines written */
 };
 
-/* Sends every worker a shutdown (best effort: used on error paths too). */
-static void shutdown_workers(struct run *r, const char *reason)
-{
-    struct proto_shutdown s;
-    memset(&s, 0, sizeof s);
-    snprintf(s.reason, sizeof s.reason, "%s", reason);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    char err[ABC_ERRLEN];
-    if (proto_pack_shutdown(&s, &sb, err) == 0)
-        for (int w = 1; w < r->nranks; w++)
-            proto_send(r->comm, w, TAG_SHUTDOWN, sb.data, sb.size, err);
-    msgpack_sbuffer_destroy(&sb);
-}
-
 /* The structure of a code (see structure.h); MACs/params may be NULL. */
 static int code_channels(const struct run *r, const int *code, int *ch,
                          int64_t *macs, int64_t *params, char *err)
@@ -380,32 +365,13 @@ int search_colony_params(struct colony_params *p, const struct config *c,
     return rc ? abc_errprefix(err, rc, "%s: search", c->path) : 0;
 }
 
-/* Loads the baseline and broadcasts its bytes (len 0 tells the workers to
- * stop: the broadcast happens on every path so no rank waits forever). */
+/* Loads the baseline (checked against c's split) and broadcasts it. */
 static int share_baseline(struct run *r, char *err)
 {
     char path[CONFIG_PATH_MAX + 32];
-    char *bytes = NULL;
-    size_t len = 0;
     int rc = search_path(path, sizeof path, r->c, SEARCH_BASELINE, err);
-    if (!rc && !file_exists(path))
-        rc = abc_errf(err, ABC_EIO,
-                      "%s: no baseline checkpoint: train it first "
-                      "(abcprune train %s)",
-                      path, r->c->path);
-    if (!rc) rc = file_read_all(path, "checkpoint", CHECKPOINT_MAX_BYTES, &bytes,
-                                &len, err);
-    struct train_state st = {0};
-    if (!rc) rc = checkpoint_load_mem(path, bytes, len, &r->pre, &st, err);
-    free(st.velocity);
-    if (!rc && (rc = checkpoint_check_split(path, &st, r->c, err))) {
-        model_destroy(r->pre);
-        r->pre = NULL;
-    }
-    size_t send_len = rc ? 0 : len;
-    char e2[ABC_ERRLEN];
-    int brc = proto_bcast_bytes(r->comm, 0, &bytes, &send_len, rc ? e2 : err);
-    free(bytes);
+    if (rc) path[0] = '\0';
+    int brc = evaluator_share_baseline(r->comm, r->c, path, &r->pre, err);
     return rc ? rc : brc;
 }
 
@@ -730,7 +696,7 @@ int search_run(MPI_Comm comm, const struct config *c,
                     100.0 * r.ev.busy_s / (nw * el), cpu, 100.0 * cpu / el);
     }
 out:
-    shutdown_workers(&r, rc == 0 ? "search done" : "search stopped");
+    evaluator_shutdown(r.comm, rc == 0 ? "search done" : "search stopped");
     if (r.log) fclose(r.log);
     if (r.have_data) data_close(&r.data);
     free(r.res);

@@ -1,10 +1,8 @@
 # Every test of the project, registered through abc_add_test (CMakeLists.txt).
 # Unit tests of the engine (single process).
 foreach(t test_layers test_gemm test_data test_config test_checkpoint test_model
-          test_optim test_train)
-  if(EXISTS ${CMAKE_SOURCE_DIR}/tests/${t}.c)
-    abc_add_test(${t})
-  endif()
+          test_optim test_train test_stats)
+  abc_add_test(${t})
 endforeach()
 
 # Reference test against PyTorch (Debian's python3-torch, run in double
@@ -46,7 +44,7 @@ add_test(NAME test_methods
          COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_methods.sh
                  $<TARGET_FILE:abcprune> ${MPIEXEC_EXECUTABLE}
                  "${MPIEXEC_PREFLAGS}" ${ABC_TEST_DATA_DIR})
-set_tests_properties(test_methods PROPERTIES TIMEOUT 300
+set_tests_properties(test_methods PROPERTIES TIMEOUT 900
                      ENVIRONMENT "OMP_NUM_THREADS=1")
 abc_add_test(test_colony LIBS abc_coordinator)
 # The search on a virtual clock (coordinator/simulate.c).
@@ -87,4 +85,12 @@ add_test(NAME test_slurm
                  $<TARGET_FILE:abcprune> ${CMAKE_SOURCE_DIR} ${ABC_TEST_DATA_DIR}
                  ${MPIEXEC_EXECUTABLE} "${MPIEXEC_PREFLAGS}")
 set_tests_properties(test_slurm PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
+                     ENVIRONMENT "OMP_NUM_THREADS=1")
+
+# proxycheck: proxies against a short fine-tune, on 1 and 3 ranks.
+add_test(NAME test_proxycheck
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_proxycheck.sh
+                 $<TARGET_FILE:abcprune> ${MPIEXEC_EXECUTABLE}
+                 "${MPIEXEC_PREFLAGS}" ${ABC_TEST_DATA_DIR})
+set_tests_properties(test_proxycheck PROPERTIES TIMEOUT 600
                      ENVIRONMENT "OMP_NUM_THREADS=1")

@@ -186,6 +186,14 @@ static const struct key_desc lasso_keys[] = {
     END_KEYS,
 };
 
+static const struct key_desc proxycheck_keys[] = {
+    INT_KEY(proxycheck_config, structures, 3, 100000),
+    INT_KEY(proxycheck_config, seeds, 1, 1000),
+    INT_KEY(proxycheck_config, epochs, 1, 100000),
+    INT_KEY(proxycheck_config, train_images, 0, 10000000),
+    END_KEYS,
+};
+
 static const struct key_desc top_keys[] = {
     UINT64_KEY(config, seed),
     INT_KEY(config, threads, 0, 1024),
@@ -198,6 +206,7 @@ static const struct key_desc top_keys[] = {
     SECTION_KEY(config, prune, prune_keys),
     SECTION_KEY(config, slim, slim_keys),
     SECTION_KEY(config, lasso, lasso_keys),
+    SECTION_KEY(config, proxycheck, proxycheck_keys),
     END_KEYS,
 };
 
@@ -268,6 +277,10 @@ void config_defaults(struct config *c)
 
     c->lasso.images = 512;
     c->lasso.points_per_image = 10;
+    c->proxycheck.structures = 12;
+    c->proxycheck.seeds = 2;
+    c->proxycheck.epochs = 1;
+    c->proxycheck.train_images = 0;
 }
 
 /* ---- the tree walk ------------------------------------------------------ */

@@ -108,6 +108,15 @@ struct lasso_config {
     int points_per_image;        /* positions per image: 10 */
 };
 
+/* proxycheck: does the fitness rank structures as fine-tuning does? */
+struct proxycheck_config {
+    int structures;   /* uniform + random shapes at the target: 12 */
+    int seeds;        /* seeds of the reference fine-tune per structure: 2 */
+    int epochs;       /* the reference: this many epochs at finetune's lr
+                         (constant), batch size, momentum and decay: 1 */
+    int train_images; /* of the training split for it: 0 = all */
+};
+
 struct config {
     char path[CONFIG_PATH_MAX];  /* the file it came from */
     uint64_t seed;               /* 1 */
@@ -121,6 +130,7 @@ struct config {
     struct prune_config prune;
     struct train_config slim;    /* sparsity training: + sparsity, inherit */
     struct lasso_config lasso;
+    struct proxycheck_config proxycheck;
 };
 
 /* Fills c with every default. */
