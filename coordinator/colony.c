@@ -28,6 +28,9 @@
  *   "foods"        array  empty in init, else sn maps: "code" (array of
  *                         nlayers uints in 1..k), "fitness" (float64,
  *                         finite), "trial" (uint)
+ *   "final"        optional, only when done: "code", "fitness" (float64),
+ *                  "seed" (uint64), "candidates", "seeds" (uint >= 1): the
+ *                  structure chosen by re-evaluating the top codes
  *   "best"         nil in init, else a map: "code", "fitness" (at least
  *                         every source's), "eval_id" (< next_eval_id)
  *   "batch"        nil when no batch was made in this phase, else an array
@@ -192,12 +195,13 @@ int colony_create(struct colony **out, const struct colony_params *p, char *err)
     c->phase = COLONY_INIT;
     c->foods = calloc(sn, sizeof *c->foods);
     c->best_code = calloc(L, sizeof *c->best_code);
+    c->final_code = calloc(L, sizeof *c->final_code);
     c->batch = calloc(sn, sizeof *c->batch);
     c->results = calloc(sn, sizeof *c->results);
     c->have = calloc(sn, 1);
     c->food_codes = calloc(sn * L, sizeof *c->food_codes);
     c->batch_codes = calloc(sn * L, sizeof *c->batch_codes);
-    if (!c->foods || !c->best_code || !c->batch || !c->results || !c->have ||
+    if (!c->foods || !c->best_code || !c->final_code || !c->batch || !c->results || !c->have ||
         !c->food_codes || !c->batch_codes) {
         colony_destroy(c);
         return abc_errf(err, ABC_ENOMEM,
@@ -218,6 +222,7 @@ void colony_destroy(struct colony *c)
     if (!c) return;
     free(c->foods);
     free(c->best_code);
+    free(c->final_code);
     free(c->batch);
     free(c->results);
     free(c->have);
@@ -820,7 +825,9 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
     const struct colony_params *p = &c->p;
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    if (msgpack_pack_map(&pk, c->async ? 11 : 10) != 0) return -1;
+    if (msgpack_pack_map(&pk, 10 + (c->async ? 1 : 0) + (c->has_final ? 1 : 0)) !=
+        0)
+        return -1;
     if (pack_cstr(&pk, "format") != 0 || pack_cstr(&pk, COLONY_FORMAT) != 0)
         return -1;
     if (pack_kv_int(&pk, "version",
@@ -876,6 +883,16 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
                pack_kv_u64(&pk, "seed", c->best_seed) != 0) {
         return -1;
     }
+
+    if (c->has_final &&
+        (pack_cstr(&pk, "final") != 0 || msgpack_pack_map(&pk, 5) != 0 ||
+         pack_cstr(&pk, "code") != 0 ||
+         pack_code(&pk, c->final_code, p->nlayers) != 0 ||
+         pack_kv_double(&pk, "fitness", c->final_fitness) != 0 ||
+         pack_kv_u64(&pk, "seed", c->final_seed) != 0 ||
+         pack_kv_int(&pk, "candidates", c->final_candidates) != 0 ||
+         pack_kv_int(&pk, "seeds", c->final_seeds) != 0))
+        return -1;
 
     if (pack_cstr(&pk, "batch") != 0) return -1;
     if (c->async)
@@ -1172,6 +1189,33 @@ static int load_best(const char *path, const msgpack_object *o,
     return 0;
 }
 
+/* Reads the optional "final" map: only in a done colony. */
+static int load_final(const char *path, const msgpack_object *o,
+                      struct colony *c, char *err)
+{
+    static const char *const keys[] = {"code", "fitness", "seed",
+                                       "candidates", "seeds"};
+    const msgpack_object *v[5];
+    if (c->phase != COLONY_DONE)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: final: a final choice in a colony that is not "
+                        "done (phase %s)",
+                        path, colony_phase_name(c->phase));
+    int rc = get_map(path, "final", o, keys, 5, v, err);
+    if (rc) return rc;
+    if ((rc = get_code(path, "final.code", v[0], &c->p, c->final_code, err)) ||
+        (rc = get_double(path, "final.fitness", v[1], &c->final_fitness,
+                         err)) ||
+        (rc = mpread_get_u64(path, "final.seed", v[2], &c->final_seed, err)) ||
+        (rc = get_i32(path, "final.candidates", v[3], 1, INT_MAX,
+                      &c->final_candidates, err)) ||
+        (rc = get_i32(path, "final.seeds", v[4], 1, INT_MAX, &c->final_seeds,
+                      err)))
+        return rc;
+    c->has_final = 1;
+    return 0;
+}
+
 /* Reads the "async" map (next_role, walk, redo) and checks it against
  * cycle, phase and evaluations: cycle is the oldest role not applied, and
  * the applied roles account for the evaluations. */
@@ -1353,11 +1397,12 @@ static int load_object(const char *path, const msgpack_object *o,
         K_BEST,
         K_BATCH,
         K_ASYNC, /* version 2 only */
+        K_FINAL, /* optional: once the final choice is made */
         K_N
     };
     static const char *const keys[K_N] = {
-        "format",       "version", "params", "phase", "cycle", "evaluations",
-        "next_eval_id", "foods",   "best",   "batch", "async"};
+        "format", "version",      "params", "phase", "cycle", "evaluations",
+        "next_eval_id", "foods",  "best",   "batch", "async", "final"};
     const msgpack_object *v[K_N] = {0};
     char show[64];
     int rc;
@@ -1415,10 +1460,23 @@ static int load_object(const char *path, const msgpack_object *o,
                             "\"async\" key",
                             path, COLONY_VERSION_ASYNC);
     }
-    /* a sync file has no "async" key: get_map calls it unknown */
-    if ((rc = get_map(path, "top level", o, keys, async ? K_N : K_N - 1, v,
-                      err)))
-        return rc;
+    /* a sync file has no "async" key: it is unknown there; "final" is
+     * optional in both */
+    {
+        const msgpack_object *unk;
+        if ((rc = mpread_map_fields(path, "top level", o, keys, K_N, v, &unk,
+                                    err)))
+            return rc;
+        if (unk) return mpread_err_unknown_key(path, "top level", unk, err);
+        if (!async && v[K_ASYNC])
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: top level: unknown key \"async\" (version "
+                            "%d is a sync colony)",
+                            path, COLONY_VERSION);
+        for (int i = 0; i < K_ASYNC + async; i++)
+            if (!v[i])
+                return mpread_err_missing_key(path, "top level", keys[i], err);
+    }
 
     struct colony_params p;
     if ((rc = load_params(path, v[K_PARAMS], &p, err))) return rc;
@@ -1436,6 +1494,7 @@ static int load_object(const char *path, const msgpack_object *o,
         (async && (rc = load_async(path, v[K_ASYNC], c, err))) ||
         (rc = load_foods(path, v[K_FOODS], c, err)) ||
         (rc = load_best(path, v[K_BEST], c, err)) ||
+        (v[K_FINAL] && (rc = load_final(path, v[K_FINAL], c, err))) ||
         (rc = load_batch(path, v[K_BATCH], c, err))) {
         colony_destroy(c);
         return rc;
@@ -1467,4 +1526,48 @@ int colony_load(const char *path, struct colony **out, char *err)
     msgpack_zone_destroy(&zone);
     free(buf);
     return rc;
+}
+
+int colony_top_codes(const struct colony *c, int k, int *codes)
+{
+    const struct colony_params *p = &c->p;
+    size_t L = (size_t)p->nlayers;
+    int n = 0;
+    if (!c->has_best || k < 1) return 0;
+    memcpy(codes, c->best_code, L * sizeof *codes);
+    n = 1;
+    unsigned char *used = calloc((size_t)p->sn, 1);
+    if (!used) return n;
+    while (n < k) {
+        int b = -1;
+        for (int i = 0; i < p->sn; i++) {
+            if (used[i]) continue;
+            if (b < 0 || c->foods[i].fitness > c->foods[b].fitness) b = i;
+        }
+        if (b < 0) break;
+        used[b] = 1;
+        int dup = 0;
+        for (int j = 0; j < n && !dup; j++)
+            dup = !memcmp(codes + (size_t)j * L, c->foods[b].code,
+                          L * sizeof *codes);
+        if (!dup) memcpy(codes + (size_t)n++ * L, c->foods[b].code,
+                         L * sizeof *codes);
+    }
+    free(used);
+    return n;
+}
+
+int colony_set_final(struct colony *c, const int *code, double fitness,
+                     uint64_t seed, int candidates, int seeds, char *err)
+{
+    if (c->phase != COLONY_DONE)
+        return abc_errf(err, ABC_EVALUE,
+                        "colony: a final choice before the search is done");
+    memcpy(c->final_code, code, sizeof(int) * (size_t)c->p.nlayers);
+    c->final_fitness = fitness;
+    c->final_seed = seed;
+    c->final_candidates = candidates;
+    c->final_seeds = seeds;
+    c->has_final = 1;
+    return 0;
 }

@@ -126,6 +126,13 @@ struct colony {
     int nredo, cap_redo;
     struct colony_slot **slots; /* [0, ninflight) in flight, then free */
     int ninflight, nslots;
+    /* the final choice (colony_set_final), once the search is done */
+    int has_final;
+    int *final_code;        /* the structure chosen */
+    double final_fitness;   /* its mean over the re-evaluations */
+    uint64_t final_seed;    /* the seed of its first re-evaluation */
+    int final_candidates;   /* structures re-evaluated (top k) */
+    int final_seeds;        /* re-evaluations of each */
 };
 
 /* Returns 0 when p is usable, else ABC_EVALUE naming the first bad field
@@ -197,6 +204,21 @@ int colony_apply(struct colony *c, const double *fitness, char *err);
  * state then, under new eval ids; a late result is an error). Returns 0
  * or a negative ABC_E* code with a message naming path. */
 int colony_save(const struct colony *c, const char *path, char *err);
+
+/* The top-k distinct structures of a done colony, for the final choice:
+ * the best ever, then the food sources by fitness (ties: lower index),
+ * duplicates skipped. Writes up to k codes (k*nlayers ints) to codes and
+ * returns how many. */
+int colony_top_codes(const struct colony *c, int k, int *codes);
+
+/* Records the final choice of a done colony (against the winner's curse:
+ * the best of noisy draws is biased upwards, so the top codes are
+ * re-evaluated and the best mean chosen): code, its mean fitness, the seed
+ * of its first re-evaluation (to reproduce its weights), and how many
+ * structures and seeds were re-evaluated. Saved with the colony (optional
+ * key "final"). Returns 0 or ABC_EVALUE (not done). */
+int colony_set_final(struct colony *c, const int *code, double fitness,
+                     uint64_t seed, int candidates, int seeds, char *err);
 
 /* Reads a colony written by colony_save. Every field is validated (type,
  * range, codes in 1..K, lengths against nlayers and sn, counters against

@@ -324,12 +324,15 @@ int pipeline_finetune(const struct config *c, int random,
                       col_p, col->p.nlayers, base_p, base->nprunable);
         goto out;
     }
+    /* the final choice when the search made one, else the best draw */
+    const int *final_code = col->has_final ? col->final_code : col->best_code;
+    uint64_t final_seed = col->has_final ? col->final_seed : col->best_seed;
     int ch[PIPELINE_MAX_LAYERS];
     struct structure_map map;
     if ((rc = structure_map_init(&map, base, col->p.nlayers,
                                  c->prune.flops_target, c->prune.min_channels,
                                  err)) ||
-        (rc = structure_from_code(&map, col->best_code, ch, NULL, NULL, err)))
+        (rc = structure_from_code(&map, final_code, ch, NULL, NULL, err)))
         goto out;
     if ((rc = model_create(&want, base->arch, ch, base->in_c, base->in_h,
                            base->in_w, base->num_classes, err)))
@@ -348,17 +351,18 @@ int pipeline_finetune(const struct config *c, int random,
          * function of (structure, seed, budget), so run it again. */
         struct fitness_result fr;
         rc = fitness_evaluate(base, ch, col->p.nlayers, how,
-                              &c->search.fitness, col->best_seed, &s, stop,
-                              &fr, &m, err);
+                              &c->search.fitness, final_seed, &s, stop, &fr,
+                              &m, err);
         if (rc) goto out;
         if (progress)
             fprintf(progress,
-                    "finetune: inherited the best candidate's weights "
-                    "(eval %llu re-run: val acc %.4f, search had %.4f)\n",
-                    (unsigned long long)col->best_eval_id, fr.val_acc,
-                    col->best_fitness);
+                    "finetune: inherited the chosen candidate's weights "
+                    "(its evaluation re-run: val acc %.4f, search had "
+                    "%.4f)\n",
+                    fr.val_acc,
+                    col->has_final ? col->final_fitness : col->best_fitness);
     } else {
-        if ((rc = prune_slice(base, ch, how, col->best_seed, &m, err)))
+        if ((rc = prune_slice(base, ch, how, final_seed, &m, err)))
             goto out;
         if (progress)
             fprintf(progress,
@@ -377,20 +381,31 @@ int pipeline_finetune(const struct config *c, int random,
     if ((rc = pipeline_measure(base, &s, batch, &base_acc, &base_ips, err)) ||
         (rc = pipeline_measure(m, &s, batch, &acc, &ips, err)))
         goto out;
-    /* Choosing the structure cost the search's evaluations, each a short
-     * training: counted in epochs of the training split. */
+    /* Choosing the structure cost the search's evaluations (and the final
+     * re-evaluations), each a short training, or with adaptive_bn a
+     * forward pass over bn_batches batches (counted as training images:
+     * an upper bound): in epochs of the training split. */
     const struct fitness_config *fc = &c->search.fitness;
-    double per = fc->train_images > 0 && fc->train_images < s.train.n
-                     ? fc->train_images
-                     : s.train.n;
-    per *= fc->epochs;
-    if (fc->steps > 0 && (double)fc->steps * fc->batch_size < per)
-        per = (double)fc->steps * fc->batch_size;
+    double per;
+    if (fc->proxy == FITNESS_ADAPTIVE_BN) {
+        per = (double)fc->bn_batches * fc->batch_size;
+    } else {
+        per = fc->train_images > 0 && fc->train_images < s.train.n
+                  ? fc->train_images
+                  : s.train.n;
+        per *= fc->epochs;
+        if (fc->steps > 0 && (double)fc->steps * fc->batch_size < per)
+            per = (double)fc->steps * fc->batch_size;
+    }
+    double evals = (double)col->evaluations +
+                   (col->has_final ? (double)col->final_candidates *
+                                         col->final_seeds
+                                   : 0);
     struct report_info ri = {
         .method = random ? "randsearch" : "abc",
-        .prune_epochs = s.train.n > 0 ? col->evaluations * per / s.train.n
-                                      : 0,
-        .search_fitness = col->best_fitness,
+        .prune_epochs = s.train.n > 0 ? evals * per / s.train.n : 0,
+        .search_fitness =
+            col->has_final ? col->final_fitness : col->best_fitness,
     };
     rc = pipeline_write_report(&oc, &ri, base, m, base_acc, base_ips, acc, ips,
                                out, err);

@@ -184,15 +184,23 @@ static int write_best(struct run *r, char *err)
     int n = col->p.nlayers;
     int ch[PROTO_MAX_LAYERS];
     int64_t macs, params;
-    int rc = code_channels(r, col->best_code, ch, &macs, &params, err);
+    /* once made, the final choice (the top codes re-evaluated) */
+    const int *code = col->has_final ? col->final_code : col->best_code;
+    double fit = col->has_final ? col->final_fitness : col->best_fitness;
+    uint64_t seed = col->has_final ? col->final_seed : col->best_seed;
+    int rc = code_channels(r, code, ch, &macs, &params, err);
     if (rc) return rc;
     char text[8192];
     int len = snprintf(
         text, sizeof text,
-        "# Best structure of the ABC search (%s after every phase).\n"
+        "# Best structure of the %s search (%s).\n"
         "arch: %s\n"
         "structure: [",
-        colony_done(col) ? "final; written" : "so far; rewritten",
+        col->p.random ? "random" : "ABC",
+        col->has_final ? "final: the best mean of the top structures "
+                         "re-evaluated"
+        : colony_done(col) ? "the best ever evaluated"
+                           : "so far; rewritten after every phase",
         arch_name(r->pre->arch));
     for (int j = 0; j < n && len < (int)sizeof text; j++)
         len += snprintf(text + len, sizeof text - len, j ? ", %d" : "%d", ch[j]);
@@ -200,13 +208,15 @@ static int write_best(struct run *r, char *err)
         len += snprintf(text + len, sizeof text - len, "]\ncode: [");
     for (int j = 0; j < n && len < (int)sizeof text; j++)
         len += snprintf(text + len, sizeof text - len, j ? ", %d" : "%d",
-                        col->best_code[j]);
+                        code[j]);
     if (len < (int)sizeof text)
         len += snprintf(
             text + len, sizeof text - len,
             "]\n"
             "fitness: %.8f          # validation accuracy (minus 1e-6 x "
-            "loss, the tie-break) with search.fitness.proxy\n"
+            "loss, the tie-break) with search.fitness.proxy%s\n"
+            "best_ever_fitness: %.8f   # the single best draw of the search\n"
+            "reevaluated: %d structures x %d seeds\n"
             "eval_id: %llu\n"
             "seed: %llu\n"
             "flops: %lld            # multiply-accumulates per image\n"
@@ -218,8 +228,11 @@ static int write_best(struct run *r, char *err)
             "evaluations: %llu\n"
             "cycles_done: %d\n"
             "done: %s\n",
-            col->best_fitness, (unsigned long long)col->best_eval_id,
-            (unsigned long long)col->best_seed, (long long)macs,
+            fit, col->has_final ? "; mean of the re-evaluations" : "",
+            col->best_fitness, col->has_final ? col->final_candidates : 0,
+            col->has_final ? col->final_seeds : 0,
+            (unsigned long long)col->best_eval_id, (unsigned long long)seed,
+            (long long)macs,
             (long long)r->full_macs, 1.0 - (double)macs / r->full_macs,
             (long long)params, (long long)r->full_params,
             1.0 - (double)params / r->full_params,
@@ -229,6 +242,94 @@ static int write_best(struct run *r, char *err)
         return abc_errf(err, ABC_EVALUE, "%s: too many layers to write",
                         r->best_path);
     return file_write_atomic(r->best_path, text, (size_t)len, err);
+}
+
+static int stop_save(struct run *r, const char *why, char *err);
+
+/* Against the winner's curse: the best of many noisy draws is biased
+ * upwards, so once the search is done its top search.final_topk distinct
+ * structures are evaluated again with search.final_seeds fresh seeds (the
+ * same seeds for each: common random numbers), and the best mean becomes
+ * the final choice, saved in the colony and logged ("reeval" lines). */
+static int final_choice(struct run *r, char *err)
+{
+    struct colony *col = r->col;
+    const struct search_config *sc = &r->c->search;
+    int k = sc->final_topk, ns = sc->final_seeds, L = col->p.nlayers;
+    if (k < 1 || !colony_done(col) || col->has_final) return 0;
+    int *codes = malloc(sizeof(int) * (size_t)k * L);
+    struct proto_eval_request *rq = malloc(sizeof *rq * (size_t)k * ns);
+    struct proto_eval_result *res = calloc((size_t)k * ns, sizeof *res);
+    double *mean = calloc((size_t)k, sizeof *mean);
+    int rc = 0;
+    if (!codes || !rq || !res || !mean) {
+        rc = abc_errf(err, ABC_ENOMEM, "out of memory");
+        goto out;
+    }
+    int n = colony_top_codes(col, k, codes);
+    for (int a = 0; a < n && !rc; a++)
+        for (int j = 0; j < ns && !rc; j++) {
+            struct candidate cd = {.cycle = col->p.max_cycles,
+                                   .phase = COLONY_DONE,
+                                   .index = a,
+                                   .source = -1,
+                                   .partner = -1,
+                                   .code = codes + (size_t)a * L};
+            cd.seed = rng_derive(col->p.seed, SEED_SEARCH_FINAL, (uint64_t)j,
+                                 0);
+            cd.eval_id = col->next_eval_id + (uint64_t)(a * ns + j);
+            rc = make_request(r, &cd, &rq[a * ns + j], err);
+            rq[a * ns + j].phase = PROTO_PHASE_SCOUT; /* any: logging only */
+        }
+    if (!rc) rc = evaluator_run(&r->ev, rq, n * ns, res, NULL, NULL, err);
+    if (rc) {
+        if (rc == ABC_ESTOPPED) { /* made again on resume */
+            char why[ABC_ERRLEN];
+            snprintf(why, sizeof why, "%s", err);
+            rc = stop_save(r, why, err);
+        }
+        goto out;
+    }
+    int best = 0;
+    for (int a = 0; a < n && !rc; a++) {
+        for (int j = 0; j < ns; j++)
+            mean[a] += fitness_of(&res[a * ns + j]) / ns;
+        if (mean[a] > mean[best]) best = a;
+        int ch[PROTO_MAX_LAYERS];
+        if ((rc = code_channels(r, codes + (size_t)a * L, ch, NULL, NULL,
+                                err)))
+            break;
+        fprintf(r->log, "{\"event\":\"reeval\",\"rank\":%d,\"structure\":",
+                a);
+        jsonl_ints(r->log, ch, L);
+        fprintf(r->log, ",\"code\":");
+        jsonl_ints(r->log, codes + (size_t)a * L, L);
+        fprintf(r->log, ",\"fitness\":[");
+        for (int j = 0; j < ns; j++)
+            fprintf(r->log, j ? ",%.8f" : "%.8f", fitness_of(&res[a * ns + j]));
+        fprintf(r->log, "],\"mean\":%.8f}", mean[a]);
+        if (jsonl_end(r->log))
+            rc = abc_errf(err, ABC_EIO, "%s: cannot write the search log",
+                          r->log_path);
+    }
+    if (!rc)
+        rc = colony_set_final(col, codes + (size_t)best * L, mean[best],
+                              rng_derive(col->p.seed, SEED_SEARCH_FINAL, 0, 0),
+                              n, ns, err);
+    if (!rc) rc = colony_save(col, r->colony_path, err);
+    if (!rc) rc = write_best(r, err);
+    if (!rc && r->o->progress)
+        fprintf(r->o->progress,
+                "search: final choice: the top %d structures re-evaluated "
+                "with %d seeds each; number %d has the best mean %.4f (the "
+                "search's single best draw was %.4f)\n",
+                n, ns, best, mean[best], col->best_fitness);
+out:
+    free(codes);
+    free(rq);
+    free(res);
+    free(mean);
+    return rc;
 }
 
 static const char *phase_label(int ph)
@@ -669,6 +770,7 @@ int search_run(MPI_Comm comm, const struct config *c,
     if (rc == 0 && async && !colony_done(r.col)) {
         if ((rc = colony_async_begin(r.col, err)) == 0) rc = async_run(&r, err);
     }
+    if (rc == 0) rc = final_choice(&r, err);
     if (rc == 0 && resuming && colony_done(r.col))
         rc = write_best(&r, err); /* a finished search re-run: refresh */
     if (rc == 0 && r.ev.evals_here > 0) {

@@ -162,6 +162,8 @@ static const struct key_desc search_keys[] = {
     STRING_KEY(search_config, schedule, 1, "sync|async"),
     STRING_KEY(search_config, filter_init, 1, "random|l1"),
     BOOL_KEY(search_config, redraw_same),
+    INT_KEY(search_config, final_topk, 0, 1000),
+    INT_KEY(search_config, final_seeds, 1, 1000),
     SECTION_KEY(search_config, fitness, fitness_keys),
     END_KEYS,
 };
@@ -255,6 +257,8 @@ void config_defaults(struct config *c)
     s->fitness.bn_batches = 20;
     s->fitness.crn = 1;
     s->redraw_same = 1; /* a move that changes nothing wastes an evaluation */
+    s->final_topk = 3;
+    s->final_seeds = 2;
 
     /* Fine-tuning: the train schedule at a tenth of the learning rate. */
     c->finetune = *t;

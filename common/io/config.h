@@ -87,6 +87,10 @@ struct search_config {
     char filter_init[16];        /* "random" (ABCPruner) | "l1" */
     int redraw_same;             /* redraw moves that change nothing: 1
                                     (0: ABCPruner's reference behaviour) */
+    int final_topk;              /* the final choice: re-evaluate the top k
+                                    distinct structures (0: the best ever
+                                    draw, ABCPruner's): 3 */
+    int final_seeds;             /* with this many seeds each: 2 */
     struct fitness_config fitness;
 };
 
