@@ -770,7 +770,6 @@ int search_run(MPI_Comm comm, const struct config *c,
     if (rc == 0 && async && !colony_done(r.col)) {
         if ((rc = colony_async_begin(r.col, err)) == 0) rc = async_run(&r, err);
     }
-    if (rc == 0) rc = final_choice(&r, err);
     if (rc == 0 && resuming && colony_done(r.col))
         rc = write_best(&r, err); /* a finished search re-run: refresh */
     if (rc == 0 && r.ev.evals_here > 0) {
@@ -797,6 +796,8 @@ int search_run(MPI_Comm comm, const struct config *c,
                     (unsigned long long)r.ev.evals_here, el, r.ev.evals_here / el,
                     100.0 * r.ev.busy_s / (nw * el), cpu, 100.0 * cpu / el);
     }
+    /* after the done line: it describes the search's own evaluations */
+    if (rc == 0) rc = final_choice(&r, err);
 out:
     evaluator_shutdown(r.comm, rc == 0 ? "search done" : "search stopped");
     if (r.log) fclose(r.log);

@@ -37,7 +37,7 @@ static void test_arch(enum arch a, int expect_gammas)
     for (size_t i = 0; i < m->nparams; i++)
         m->grads[i] = before[i] = (float)((i % 7) - 3) * 0.01f;
     const float s = 0.125f;
-    train_add_sparsity(m, s);
+    train_add_sparsity(m, s, 0);
     size_t changed = 0, bad = 0;
     for (int t = 0; t < m->ntensors; t++) {
         struct tensor_info *ti = &m->tensors[t];
@@ -72,8 +72,50 @@ static void test_arch(enum arch a, int expect_gammas)
     model_destroy(m);
 }
 
+/* all_bn: every BN gamma of ResNet-20 (19 BN layers: the stem, 2 per
+ * block) gets s * sign(gamma), the 9 prunable ones and the 10 others; no
+ * other parameter moves. */
+static void test_all_bn(void)
+{
+    char err[ABC_ERRLEN];
+    struct model *m;
+    CHECK(model_create(&m, ARCH_RESNET20, NULL, 1, 28, 28, 10, err) == 0,
+          "%s", err);
+    model_init_weights(m, 3);
+    int nbn = 0, nprun = 0;
+    size_t want = 0;
+    for (int t = 0; t < m->ntensors; t++) {
+        struct tensor_info *ti = &m->tensors[t];
+        if (!train_is_bn_gamma(ti)) continue;
+        nbn++;
+        nprun += train_is_prunable_gamma(ti);
+        float *g = model_tensor_data(m, ti);
+        for (size_t i = 0; i < ti->numel; i++)
+            g[i] = i % 2 ? 0.5f : -0.25f;
+        want += ti->numel;
+    }
+    memset(m->grads, 0, sizeof(float) * m->nparams);
+    train_add_sparsity(m, 0.5f, 1);
+    size_t moved = 0, right = 0;
+    for (size_t i = 0; i < m->nparams; i++)
+        moved += m->grads[i] != 0;
+    for (int t = 0; t < m->ntensors; t++) {
+        struct tensor_info *ti = &m->tensors[t];
+        if (!train_is_bn_gamma(ti)) continue;
+        for (size_t i = 0; i < ti->numel; i++)
+            right += m->grads[ti->offset + i] == (i % 2 ? 0.5f : -0.5f);
+    }
+    CHECK(nbn == 19 && nprun == 9, "resnet20: %d BN gammas, %d prunable",
+          nbn, nprun);
+    CHECK(moved == want && right == want,
+          "all_bn: %zu gradients moved, %zu right, want %zu", moved, right,
+          want);
+    model_destroy(m);
+}
+
 int main(void)
 {
+    test_all_bn();
     test_arch(ARCH_SMALLNET, 3);
     test_arch(ARCH_RESNET20, 9);  /* only the blocks' inner BN */
     test_arch(ARCH_VGG16, 13);

@@ -179,6 +179,10 @@ static const struct key_desc slim_keys[] = {
     TRAIN_KEY_ROWS,
     FLOAT_KEY(train_config, sparsity, 0, 10, 0),
     STRING_KEY(train_config, inherit, 1, "baseline|scratch"),
+    {.name = "bn",
+     .type = KEY_ENUM,
+     .choices = "prunable|all",
+     FIELD_(train_config, sparsity_all_bn)},
     END_KEYS,
 };
 

@@ -46,6 +46,9 @@ struct train_config {
     char inherit[16];            /* finetune: "best" | "baseline";
                                     slim: "baseline" | "scratch" */
     float sparsity;              /* slim only: s of s*sum|gamma|: 0 */
+    int sparsity_all_bn;         /* slim only (key slim.bn: prunable|all):
+                                    1 = every BN layer's gammas (the paper),
+                                    0 = the prunable layers' (default) */
 };
 
 /* The training one fitness evaluation gets (search.fitness). */

@@ -135,11 +135,12 @@ static void format_duration(char *buf, size_t n, double s)
         snprintf(buf, n, "%lds", t);
 }
 
-void train_add_sparsity(struct model *m, float s)
+void train_add_sparsity(struct model *m, float s, int all_bn)
 {
     for (int t = 0; t < m->ntensors; t++) {
         const struct tensor_info *ti = &m->tensors[t];
-        if (!train_is_prunable_gamma(ti)) continue;
+        if (!(all_bn ? train_is_bn_gamma(ti) : train_is_prunable_gamma(ti)))
+            continue;
         const float *g = m->params + ti->offset;
         float *d = m->grads + ti->offset;
         for (size_t i = 0; i < ti->numel; i++)
@@ -147,11 +148,16 @@ void train_add_sparsity(struct model *m, float s)
     }
 }
 
-int train_is_prunable_gamma(const struct tensor_info *ti)
+int train_is_bn_gamma(const struct tensor_info *ti)
 {
     size_t n = strlen(ti->name);
-    return ti->ndim == 1 && !ti->is_buffer && ti->prune_out >= 0 &&
-           n > 7 && strcmp(ti->name + n - 7, ".weight") == 0;
+    return ti->ndim == 1 && !ti->is_buffer && n > 7 &&
+           strcmp(ti->name + n - 7, ".weight") == 0;
+}
+
+int train_is_prunable_gamma(const struct tensor_info *ti)
+{
+    return train_is_bn_gamma(ti) && ti->prune_out >= 0;
 }
 
 int train_model(struct model *m, const struct train_config *tc,
@@ -216,7 +222,8 @@ int train_model(struct model *m, const struct train_config *tc,
                 goto out;
             }
             model_backward(m);
-            if (tc->sparsity > 0) train_add_sparsity(m, tc->sparsity);
+            if (tc->sparsity > 0)
+                train_add_sparsity(m, tc->sparsity, tc->sparsity_all_bn);
             sgd_step(&opt, m->params, m->grads, lr);
             lsum += (double)loss * n;
             seen += n;

@@ -39,12 +39,15 @@ int train_model(struct model *m, const struct train_config *tc,
                 char *err);
 
 /* Network Slimming's sparsity term s * sum |gamma| over the BN gammas of
- * the prunable layers (the channels pruning can remove): adds its
- * subgradient s * sign(gamma) to m->grads. train_model calls it every step
- * when tc->sparsity > 0. */
-void train_add_sparsity(struct model *m, float s);
-/* 1 when ti is the BN gamma of a prunable layer (1-D trainable ".weight"
- * whose dimension 0 is a prunable layer's channels). */
+ * the prunable layers (the channels pruning can remove), or with all_bn
+ * over every BN layer's (the paper's setting): adds its subgradient
+ * s * sign(gamma) to m->grads. train_model calls it every step when
+ * tc->sparsity > 0 (all_bn: tc->sparsity_all_bn). */
+void train_add_sparsity(struct model *m, float s, int all_bn);
+/* 1 when ti is a BN gamma (1-D trainable ".weight"). */
+int train_is_bn_gamma(const struct tensor_info *ti);
+/* 1 when ti is the BN gamma of a prunable layer (dimension 0 is a prunable
+ * layer's channels). */
 int train_is_prunable_gamma(const struct tensor_info *ti);
 
 /* Learning rate at fractional epoch t in [0, epochs] for schedule tc:
