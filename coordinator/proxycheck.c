@@ -13,6 +13,7 @@
 #include "core/stats.h"
 #include "evaluate.h"
 #include "evaluator.h"
+#include "plot.h"
 #include "search.h"
 #include "structure.h"
 
@@ -324,27 +325,20 @@ static void write_png(const struct pc *p)
         fprintf(f, "%.4f %.4f %.4f\n", 100 * p->ref_mean[i],
                 100 * p->proxy[0][i], 100 * p->proxy[1][i]);
     if (fclose(f) != 0) return;
-    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
-        if (p->progress)
-            fprintf(p->progress, "proxycheck: gnuplot not found: no plot "
-                                 "(install gnuplot-nox)\n");
-        return;
-    }
-    FILE *g = popen("gnuplot", "w");
-    if (!g) return;
-    fprintf(g,
-            "set terminal pngcairo size 1000,450 noenhanced\n"
-            "set output '%s'\n"
-            "set multiplot layout 1,2 title 'proxies against a short "
-            "fine-tune (validation accuracy, %%)'\n"
-            "set grid\nset xlabel 'reference (fine-tune)'\n"
-            "set ylabel 'proxy: train'\n"
-            "plot '%s' using 1:2 with points pt 7 notitle\n"
-            "set ylabel 'proxy: adaptive_bn'\n"
-            "plot '%s' using 1:3 with points pt 7 notitle\n"
-            "unset multiplot\n",
-            png, dat, dat);
-    pclose(g);
+    char script[4 * CONFIG_PATH_MAX + 1024];
+    if (snprintf(script, sizeof script,
+                 "set terminal pngcairo size 1000,450 noenhanced\n"
+                 "set output '%s'\n"
+                 "set multiplot layout 1,2 title 'proxies against a short "
+                 "fine-tune (validation accuracy, %%)'\n"
+                 "set grid\nset xlabel 'reference (fine-tune)'\n"
+                 "set ylabel 'proxy: train'\n"
+                 "plot '%s' using 1:2 with points pt 7 notitle\n"
+                 "set ylabel 'proxy: adaptive_bn'\n"
+                 "plot '%s' using 1:3 with points pt 7 notitle\n"
+                 "unset multiplot\n",
+                 png, dat, dat) < (int)sizeof script)
+        plot_gnuplot(script, "proxycheck", p->progress);
 }
 
 int proxycheck_run(MPI_Comm comm, const struct config *c,

@@ -38,6 +38,7 @@
 #include "core/err.h"
 #include "evaluate.h"
 #include "evaluator.h"
+#include "plot.h"
 #include "core/fileio.h"
 #include "io/jsonl.h"
 #include "messages.h"
@@ -91,6 +92,8 @@ struct run {
     int have_data;
     struct colony *col;
     FILE *log;
+    FILE *dat;                     /* search.dat: per evaluation, eval_id,
+                                      MACs, fitness (for search.png) */
     char colony_path[CONFIG_PATH_MAX + 32], best_path[CONFIG_PATH_MAX + 32];
     char log_path[CONFIG_PATH_MAX + 32];
     struct proto_eval_result *res; /* per candidate of the current batch */
@@ -379,7 +382,40 @@ static int log_eval(struct run *r, const struct candidate *cd,
     if (jsonl_end(f))
         return abc_errf(err, ABC_EIO, "%s: cannot write the search log",
                         r->log_path);
+    if (r->dat &&
+        (fprintf(r->dat, "%llu %lld %.8f\n", (unsigned long long)cd->eval_id,
+                 (long long)res->flops, fitness_of(res)) < 0 ||
+         fflush(r->dat) != 0))
+        return abc_errf(err, ABC_EIO, "%s/search.dat: cannot write",
+                        r->c->out_dir);
     return 0;
+}
+
+/* search.png: every candidate's fitness against its MACs, and the best so
+ * far against evaluations (from search.dat, with gnuplot if installed). */
+static void write_plot(const struct run *r, const struct config *oc)
+{
+    char dat[CONFIG_PATH_MAX + 32], png[CONFIG_PATH_MAX + 32], e[ABC_ERRLEN];
+    if (search_path(dat, sizeof dat, oc, "search.dat", e) ||
+        search_path(png, sizeof png, oc, "search.png", e))
+        return;
+    char script[4 * CONFIG_PATH_MAX + 1024];
+    if (snprintf(script, sizeof script,
+                 "set terminal pngcairo size 1000,450 noenhanced\n"
+                 "set output '%s'\n"
+                 "set multiplot layout 1,2 title '%s search: %s'\n"
+                 "set grid\nset xlabel 'MACs per image (M)'\n"
+                 "set ylabel 'fitness'\n"
+                 "plot '%s' using ($2/1e6):3 with points pt 7 ps 0.6 "
+                 "notitle\n"
+                 "set xlabel 'evaluations'\nset ylabel 'best so far'\n"
+                 "b = 0\n"
+                 "plot '%s' using 0:(b = ($3 > b ? $3 : b)) with steps lw 2 "
+                 "notitle\n"
+                 "unset multiplot\n",
+                 png, r->col->p.random ? "random" : "ABC", r->c->path, dat,
+                 dat) < (int)sizeof script)
+        plot_gnuplot(script, "search", r->o->progress);
 }
 
 /* One JSON line per evaluation of the applied batch, in candidate order
@@ -735,6 +771,15 @@ int search_run(MPI_Comm comm, const struct config *c,
     } else if ((rc = colony_create(&r.col, &p, err))) {
         goto out;
     }
+    {
+        char dat[CONFIG_PATH_MAX + 32];
+        if ((rc = search_path(dat, sizeof dat, &oc, "search.dat", err)))
+            goto out;
+        if (!(r.dat = fopen(dat, resuming ? "a" : "w"))) {
+            rc = abc_errf(err, ABC_EIO, "%s: cannot open", dat);
+            goto out;
+        }
+    }
     if (!(r.log = jsonl_open(r.log_path, resuming, err))) {
         rc = ABC_EIO;
         goto out;
@@ -798,9 +843,15 @@ int search_run(MPI_Comm comm, const struct config *c,
     }
     /* after the done line: it describes the search's own evaluations */
     if (rc == 0) rc = final_choice(&r, err);
+    if (rc == 0 && r.dat) {
+        fclose(r.dat);
+        r.dat = NULL;
+        write_plot(&r, &oc);
+    }
 out:
     evaluator_shutdown(r.comm, rc == 0 ? "search done" : "search stopped");
     if (r.log) fclose(r.log);
+    if (r.dat) fclose(r.dat);
     if (r.have_data) data_close(&r.data);
     free(r.res);
     free(r.fresh);

@@ -127,6 +127,9 @@ sys.exit(0 if len(b)==4 and all(x<=y for x,y in zip(b,b[1:])) else 1)'
 check "best.yaml: the best draw is the max over all evaluations; the final choice the best mean of the re-evaluated top 3" \
   final_ok np2
 check "best.yaml reports a FLOPs reduction" grep -qE '^flops_reduction: 0\.[0-9]*[1-9]' np2/best.yaml
+check "search.dat: one line per evaluation, as the log" \
+  test "$(wc -l <np2/search.dat)" -eq "$(grep -c '"event":"eval"' np2/search.jsonl)"
+check "search.png is a PNG (gnuplot-nox is a dependency)" $py -c "import sys; sys.exit(0 if open('np2/search.png','rb').read(8) == b'\x89PNG\r\n\x1a\n' else 1)"
 
 # 3. SIGTERM after the first cycle, then --resume.
 mkdir -p stop && cp base/baseline.ckpt stop/
