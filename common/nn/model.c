@@ -164,8 +164,8 @@ static struct op *add_op(struct model *m, enum op_kind kind, int in, int out)
 }
 
 static int add_tensor(struct model *m, const char *prefix, const char *suffix,
-                      int ndim, const int *shape, int is_buffer,
-                      int prune_out, int prune_in)
+                      enum tensor_role role, int ndim, const int *shape,
+                      int is_buffer, int prune_out, int prune_in)
 {
     struct tensor_info *t =
         grow(m->tensors, &m->prog->cap_tensors, m->ntensors + 1, sizeof *t);
@@ -179,6 +179,7 @@ static int add_tensor(struct model *m, const char *prefix, const char *suffix,
     if (snprintf(n->name, sizeof n->name, "%s.%s", prefix, suffix) >=
         (int)sizeof n->name)
         m->prog->oom = 1; /* cannot happen with the names used here */
+    n->role = role;
     n->ndim = ndim;
     n->numel = 1;
     for (int i = 0; i < ndim; i++) {
@@ -221,7 +222,8 @@ static int build_conv(struct model *m, const char *name, int in, int cout,
                           .Cout = cout, .K = k, .stride = stride, .pad = pad};
     if (conv_geom_init(&g) != 0) return -1;
     int shape[4] = {cout, s->c, k, k};
-    int w = add_tensor(m, name, "weight", 4, shape, 0, prune_out, prune_in);
+    int w = add_tensor(m, name, "weight", TENSOR_CONV_WEIGHT, 4, shape, 0,
+                       prune_out, prune_in);
     int out = add_slot(m, cout, g.Ho, g.Wo);
     struct op *o = add_op(m, OP_CONV, in, out);
     struct layer_info *l = add_layer(m, name);
@@ -242,10 +244,13 @@ static int build_bn(struct model *m, const char *name, int in, int prune)
 {
     int c = m->prog->slots[in].c;
     int shape[1] = {c};
-    int g = add_tensor(m, name, "weight", 1, shape, 0, prune, -1);
-    int b = add_tensor(m, name, "bias", 1, shape, 0, prune, -1);
-    int rm = add_tensor(m, name, "running_mean", 1, shape, 1, prune, -1);
-    int rv = add_tensor(m, name, "running_var", 1, shape, 1, prune, -1);
+    int g = add_tensor(m, name, "weight", TENSOR_BN_GAMMA, 1, shape, 0, prune,
+                       -1);
+    int b = add_tensor(m, name, "bias", TENSOR_BN_BETA, 1, shape, 0, prune, -1);
+    int rm = add_tensor(m, name, "running_mean", TENSOR_BN_MEAN, 1, shape, 1,
+                        prune, -1);
+    int rv = add_tensor(m, name, "running_var", TENSOR_BN_VAR, 1, shape, 1,
+                        prune, -1);
     struct slot *s = &m->prog->slots[in];
     int out = add_slot(m, s->c, s->h, s->w);
     struct op *o = add_op(m, OP_BN, in, out);
@@ -297,8 +302,10 @@ static int build_linear(struct model *m, const char *name, int in, int nout,
 {
     int nin = (int)m->prog->slots[in].size;
     int wshape[2] = {nout, nin}, bshape[1] = {nout};
-    int w = add_tensor(m, name, "weight", 2, wshape, 0, -1, prune_in);
-    int b = add_tensor(m, name, "bias", 1, bshape, 0, -1, -1);
+    int w = add_tensor(m, name, "weight", TENSOR_LINEAR_WEIGHT, 2, wshape, 0,
+                       -1, prune_in);
+    int b = add_tensor(m, name, "bias", TENSOR_LINEAR_BIAS, 1, bshape, 0, -1,
+                       -1);
     int out = add_slot(m, nout, 1, 1);
     struct op *o = add_op(m, OP_LINEAR, in, out);
     struct layer_info *l = add_layer(m, name);
@@ -565,21 +572,21 @@ void model_init_weights(struct model *m, uint64_t seed)
         float *d = model_tensor_data(m, t);
         struct rng r;
         rng_seed(&r, rng_derive(seed, (uint64_t)i, SEED_WEIGHT_INIT, 0));
-        const char *suffix = strrchr(t->name, '.') + 1;
-        if (t->ndim == 4) {
+        if (t->role == TENSOR_CONV_WEIGHT) {
             double fan_in = (double)t->shape[1] * t->shape[2] * t->shape[3];
             double std = sqrt(2.0 / fan_in);
             for (size_t j = 0; j < t->numel; j++)
                 d[j] = (float)(std * rng_normal(&r));
-        } else if (t->ndim == 2 || (strcmp(suffix, "bias") == 0 &&
-                                    strncmp(t->name, "fc.", 3) == 0)) {
-            int fan_in = m->tensors[t->ndim == 2 ? i : i - 1].shape[1];
+        } else if (t->role == TENSOR_LINEAR_WEIGHT ||
+                   t->role == TENSOR_LINEAR_BIAS) {
+            /* the bias follows its weight in the table */
+            int fan_in = m->tensors[t->role == TENSOR_LINEAR_WEIGHT ? i : i - 1]
+                             .shape[1];
             double bound = 1.0 / sqrt((double)fan_in);
             for (size_t j = 0; j < t->numel; j++)
                 d[j] = (float)(bound * (2.0 * rng_uniform(&r) - 1.0));
         } else {
-            float v = strcmp(suffix, "weight") == 0 ||
-                              strcmp(suffix, "running_var") == 0
+            float v = t->role == TENSOR_BN_GAMMA || t->role == TENSOR_BN_VAR
                           ? 1.0f
                           : 0.0f;
             for (size_t j = 0; j < t->numel; j++) d[j] = v;

@@ -42,8 +42,20 @@ int arch_prunable(enum arch a, int *full);
  * a buffer (BN running statistics, in buffers). prune_out / prune_in name
  * the prunable layer whose kept channels index dimension 0 / 1 (-1: none),
  * which is what slicing a pretrained model into a pruned one needs. */
+/* What a tensor is, so that consumers never parse names. */
+enum tensor_role {
+    TENSOR_CONV_WEIGHT,   /* (cout, cin, k, k) */
+    TENSOR_LINEAR_WEIGHT, /* (out, in) */
+    TENSOR_LINEAR_BIAS,   /* (out) */
+    TENSOR_BN_GAMMA,      /* (C), trainable */
+    TENSOR_BN_BETA,       /* (C), trainable */
+    TENSOR_BN_MEAN,       /* (C), buffer: running mean */
+    TENSOR_BN_VAR,        /* (C), buffer: running (unbiased) variance */
+};
+
 struct tensor_info {
     char name[MODEL_NAME_LEN];
+    enum tensor_role role;
     int ndim;
     int shape[MODEL_MAX_DIMS];
     size_t numel;

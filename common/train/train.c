@@ -38,36 +38,60 @@ float lr_at(const struct train_config *tc, double t)
     return (float)lr;
 }
 
+/* Batches of a dataset for forward passes: a loader (in order, or
+ * shuffled with seed; no augmentation) started at epoch 0, m reserved for
+ * its batch size, and the batch buffers. */
+struct batches {
+    struct loader l;
+    float *x;
+    int *y;
+};
+
+static int batches_open(struct batches *b, struct model *m,
+                        const struct dataset *d, const struct augment *aug,
+                        int batch, int shuffle, uint64_t seed, char *err)
+{
+    memset(b, 0, sizeof *b);
+    int rc = loader_init(&b->l, d, batch, shuffle, 0, aug, seed, err);
+    if (rc) return rc;
+    if ((rc = model_reserve(m, batch, err))) {
+        loader_free(&b->l);
+        return rc;
+    }
+    size_t xn = (size_t)batch * d->c * d->h * d->w;
+    b->x = malloc(xn * sizeof(float));
+    b->y = malloc((size_t)batch * sizeof(int));
+    if (!b->x || !b->y) {
+        free(b->x);
+        free(b->y);
+        loader_free(&b->l);
+        return abc_errf(err, ABC_ENOMEM, "out of memory for a batch");
+    }
+    loader_start(&b->l, 0);
+    return 0;
+}
+
+static void batches_close(struct batches *b)
+{
+    free(b->x);
+    free(b->y);
+    loader_free(&b->l);
+}
+
 int evaluate(struct model *m, const struct dataset *d,
              const struct augment *aug, int batch, double *acc, double *loss,
              char *err)
 {
-    struct loader l;
-    int rc = loader_init(&l, d, batch, 0, 0, aug, 0, err);
+    struct batches b;
+    int rc = batches_open(&b, m, d, aug, batch, 0, 0, err);
     if (rc) return rc;
-    if ((rc = model_reserve(m, batch, err))) {
-        loader_free(&l);
-        return rc;
-    }
-    size_t xn = (size_t)batch * d->c * d->h * d->w;
-    float *x = malloc(xn * sizeof(float));
-    int *y = malloc((size_t)batch * sizeof(int));
-    if (!x || !y) {
-        free(x);
-        free(y);
-        loader_free(&l);
-        return abc_errf(err, ABC_ENOMEM, "out of memory for a batch");
-    }
-    loader_start(&l, 0);
     int n, correct = 0, seen = 0;
     double lsum = 0;
-    while ((n = loader_next(&l, x, y)) > 0) {
-        lsum += (double)model_forward(m, x, y, n, 0, &correct) * n;
+    while ((n = loader_next(&b.l, b.x, b.y)) > 0) {
+        lsum += (double)model_forward(m, b.x, b.y, n, 0, &correct) * n;
         seen += n;
     }
-    free(x);
-    free(y);
-    loader_free(&l);
+    batches_close(&b);
     *acc = seen ? (double)correct / seen : 0;
     if (loss) *loss = seen ? lsum / seen : 0;
     if (!isfinite(lsum))
@@ -81,42 +105,24 @@ int bn_recalibrate(struct model *m, const struct dataset *d,
 {
     for (int t = 0; t < m->ntensors; t++) {
         const struct tensor_info *ti = &m->tensors[t];
-        if (!ti->is_buffer) continue;
-        size_t len = strlen(ti->name);
-        int var = len >= 4 && strcmp(ti->name + len - 4, "_var") == 0;
+        if (ti->role != TENSOR_BN_MEAN && ti->role != TENSOR_BN_VAR) continue;
         float *v = model_tensor_data(m, ti);
         for (size_t i = 0; i < ti->numel; i++)
-            v[i] = var ? 1.0f : 0.0f;
+            v[i] = ti->role == TENSOR_BN_VAR ? 1.0f : 0.0f;
     }
-    struct loader l;
-    int rc = loader_init(&l, d, batch, 1, 0, aug, seed, err);
+    struct batches b;
+    int rc = batches_open(&b, m, d, aug, batch, 1, seed, err);
     if (rc) return rc;
-    if ((rc = model_reserve(m, batch, err))) {
-        loader_free(&l);
-        return rc;
-    }
-    size_t xn = (size_t)batch * d->c * d->h * d->w;
-    float *x = malloc(xn * sizeof(float));
-    int *y = malloc((size_t)batch * sizeof(int));
-    if (!x || !y) {
-        free(x);
-        free(y);
-        loader_free(&l);
-        return abc_errf(err, ABC_ENOMEM, "out of memory for a batch");
-    }
     float momentum = m->bn_momentum;
     int k = 0, n;
-    loader_start(&l, 0);
-    while (k < nbatches && (n = loader_next(&l, x, y)) > 0) {
+    while (k < nbatches && (n = loader_next(&b.l, b.x, b.y)) > 0) {
         if (n < 2) break; /* one image has no batch variance */
         k++;
         m->bn_momentum = 1.0f / (float)k; /* running stats = mean of k */
-        model_forward(m, x, NULL, n, 1, NULL);
+        model_forward(m, b.x, NULL, n, 1, NULL);
     }
     m->bn_momentum = momentum;
-    free(x);
-    free(y);
-    loader_free(&l);
+    batches_close(&b);
     if (k == 0)
         return abc_errf(err, ABC_EVALUE,
                         "BN recalibration: no batch of >= 2 training images");
@@ -150,9 +156,7 @@ void train_add_sparsity(struct model *m, float s, int all_bn)
 
 int train_is_bn_gamma(const struct tensor_info *ti)
 {
-    size_t n = strlen(ti->name);
-    return ti->ndim == 1 && !ti->is_buffer && n > 7 &&
-           strcmp(ti->name + n - 7, ".weight") == 0;
+    return ti->role == TENSOR_BN_GAMMA;
 }
 
 int train_is_prunable_gamma(const struct tensor_info *ti)
