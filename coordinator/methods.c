@@ -67,7 +67,7 @@ static int slim_train(struct mrun *r, struct model **sparse, char *err)
         if ((rc = pipeline_load_resume(ckpt, r->base, c->slim.epochs, &m, &st,
                                        &done, err)))
             return rc;
-    } else if (strcmp(c->slim.inherit, "scratch") == 0) {
+    } else if (c->slim.inherit == SLIM_FROM_SCRATCH) {
         if ((rc = model_create(&m, r->base->arch, NULL, r->base->in_c,
                                r->base->in_h, r->base->in_w,
                                r->base->num_classes, err)))
@@ -84,7 +84,8 @@ static int slim_train(struct mrun *r, struct model **sparse, char *err)
             fprintf(r->progress,
                     "slim: sparsity training from the %s, s = %g, %d "
                     "epochs\n",
-                    c->slim.inherit, c->slim.sparsity, c->slim.epochs);
+                    config_choice_name("slim.inherit", c->slim.inherit),
+                    c->slim.sparsity, c->slim.epochs);
         rc = pipeline_train_files(m, c, &c->slim, &r->s,
                                   rng_derive(c->seed, SEED_SLIM, 0, 0), &st,
                                   ckpt, logp, "slim", r->stop, r->progress,

@@ -22,7 +22,7 @@
 
 void pipeline_input_shape(const struct config *c, int *ch, int *h, int *w)
 {
-    if (strcmp(c->data.dataset, "cifar10") == 0)
+    if (c->data.dataset == DATASET_CIFAR10)
         *ch = 3, *h = 32, *w = 32;
     else
         *ch = 1, *h = 28, *w = 28;
@@ -155,7 +155,7 @@ int pipeline_train(const struct config *c, int force,
                 "training %s (%lld params, %.2fM MACs/image) on %s: %d train, "
                 "%d val, %d test images\n",
                 arch_name(m->arch), (long long)model_param_count(m),
-                model_macs(m) / 1e6, c->data.dataset, s.train.n, s.val.n,
+                model_macs(m) / 1e6, config_choice_name("data.dataset", c->data.dataset), s.train.n, s.val.n,
                 s.test.n);
     rc = pipeline_train_files(m, c, &c->train, &s, c->seed, &st, ckpt, logp,
                           "train", stop, progress, err);
@@ -236,7 +236,8 @@ int pipeline_write_report(const struct config *c,
         "fine-tuning\n"
         "%s"
         "structure:",
-        arch_name(base->arch), c->data.dataset, c->path, ri->method,
+        arch_name(base->arch),
+        config_choice_name("data.dataset", c->data.dataset), c->path, ri->method,
         (unsigned long long)c->seed, 100 * base_acc, 100 * acc,
         100 * (acc - base_acc), bp, pp, pr, bm / 1e6, pm / 1e6, fr, base_ips,
         ips, base_ips > 0 ? ips / base_ips : 0, ri->prune_epochs,
@@ -267,7 +268,7 @@ int pipeline_write_report(const struct config *c,
         "\"structure\":[",
         ri->method, (unsigned long long)c->seed, c->prune.flops_target,
         ri->prune_epochs, c->finetune.epochs, arch_name(base->arch),
-        c->data.dataset, base_acc, acc, bp, pp, 1 - pp / bp, bm, pm,
+        config_choice_name("data.dataset", c->data.dataset), base_acc, acc, bp, pp, 1 - pp / bp, bm, pm,
         1 - pm / bm, base_ips, ips, ri->search_fitness);
     for (int j = 0; j < pruned->nprunable && jl < (int)sizeof json; j++)
         jl += snprintf(json + jl, sizeof json - jl, j ? ",%d" : "%d",
@@ -300,8 +301,7 @@ int pipeline_finetune(const struct config *c, int random,
     struct data_splits s;
     int have_data = 0;
     struct train_state st = {0};
-    enum filter_init how = FILTER_RANDOM;
-    filter_init_parse(c->search.filter_init, &how);
+    enum filter_init how = (enum filter_init)c->search.filter_init;
     if ((rc = pipeline_load_baseline(c, base_p, &base, err))) goto out;
     if (!file_exists(col_p)) {
         rc = abc_errf(err, ABC_EIO,
@@ -346,7 +346,7 @@ int pipeline_finetune(const struct config *c, int random,
             goto out;
         if (progress && !done)
             fprintf(progress, "resuming %s from epoch %d\n", ckpt, st.epoch);
-    } else if (strcmp(c->finetune.inherit, "best") == 0) {
+    } else if (c->finetune.inherit == INHERIT_BEST) {
         /* The best candidate's trained weights: its evaluation is a pure
          * function of (structure, seed, budget), so run it again. */
         struct fitness_result fr;

@@ -400,8 +400,7 @@ int proxycheck_run(MPI_Comm comm, const struct config *c,
         if ((rc = data_open(&data, c, 0, err))) goto out;
         have_data = 1;
     }
-    enum filter_init how = FILTER_RANDOM;
-    filter_init_parse(c->search.filter_init, &how);
+    enum filter_init how = (enum filter_init)c->search.filter_init;
     struct evaluator ev;
     evaluator_init(&ev, comm, pre, how, have_data ? &data : NULL, stop);
     if (progress)

@@ -700,14 +700,8 @@ int search_run(MPI_Comm comm, const struct config *c,
     MPI_Comm_size(comm, &r.nranks);
     int rc = share_baseline(&r, err);
     if (rc) return rc; /* the workers got length 0 and returned */
-    filter_init_parse(c->search.filter_init, &r.how);
-    int async = strcmp(c->search.schedule, "async") == 0;
-    if (!async && strcmp(c->search.schedule, "sync") != 0) {
-        rc = abc_errf(err, ABC_EVALUE,
-                      "%s: search.schedule '%s', expected sync or async",
-                      c->path, c->search.schedule);
-        goto out;
-    }
+    r.how = (enum filter_init)c->search.filter_init;
+    int async = c->search.schedule == SCHEDULE_ASYNC;
     {
         struct model *full;
         if ((rc = model_create(&full, r.pre->arch, NULL, r.pre->in_c,
@@ -765,7 +759,9 @@ int search_run(MPI_Comm comm, const struct config *c,
                           "%s holds a search with the %s schedule, but %s "
                           "says search.schedule: %s; resume it with %s",
                           r.colony_path, col->async ? "async" : "sync", c->path,
-                          c->search.schedule, col->async ? "async" : "sync");
+                          config_choice_name("search.schedule",
+                                             c->search.schedule),
+                          col->async ? "async" : "sync");
             goto out;
         }
     } else if ((rc = colony_create(&r.col, &p, err))) {
@@ -828,7 +824,8 @@ int search_run(MPI_Comm comm, const struct config *c,
                 "\"evaluations\":%llu,\"evaluated_here\":%llu,"
                 "\"elapsed_s\":%.2f,\"ranks\":%d,\"worker_busy\":%.4f,"
                 "\"rank0_cpu_s\":%.3f,\"best_fitness\":%.6f}",
-                c->search.schedule, (unsigned long long)r.col->evaluations,
+                config_choice_name("search.schedule", c->search.schedule),
+                (unsigned long long)r.col->evaluations,
                 (unsigned long long)r.ev.evals_here, el, r.nranks,
                 r.ev.busy_s / (nw * el), cpu, r.col->best_fitness);
         if (jsonl_end(r.log))

@@ -83,7 +83,10 @@ static void test_full(void)
     CHECK(c.seed == 12345678901234ULL, "seed %llu", (unsigned long long)c.seed);
     CHECK(c.threads == 4, "threads %d", c.threads);
     CHECK(!strcmp(c.out_dir, "runs/full-test"), "out_dir '%s'", c.out_dir);
-    CHECK(!strcmp(c.data.dataset, "cifar10"), "dataset '%s'", c.data.dataset);
+    CHECK(c.data.dataset == DATASET_CIFAR10 &&
+              !strcmp(config_choice_name("data.dataset", c.data.dataset),
+                      "cifar10"),
+          "dataset %d", c.data.dataset);
     CHECK(!strcmp(c.data.dir, "/tmp/cifar 10"), "dir '%s'", c.data.dir);
     CHECK(c.data.val_size == 1000 && c.data.train_subset == 2000 &&
               c.data.test_subset == 500 && c.data.crop_pad == 4 &&
@@ -108,7 +111,7 @@ static void test_full(void)
               t->gamma == 0.2f,
           "train floats %g %g %g %g", t->lr, t->momentum, t->weight_decay,
           t->gamma);
-    CHECK(!strcmp(t->schedule, "step"), "schedule '%s'", t->schedule);
+    CHECK(t->schedule == LR_STEP, "schedule %d", t->schedule);
     CHECK(t->nmilestones == 2 && t->milestones[0] == 10 &&
               t->milestones[1] == 20,
           "milestones: %d entries", t->nmilestones);
@@ -121,7 +124,7 @@ static void test_defaults(void)
     config_defaults(&d);
     CHECK(d.seed == 1 && d.threads == 0, "seed %llu threads %d",
           (unsigned long long)d.seed, d.threads);
-    CHECK(!strcmp(d.data.dataset, "fashion-mnist") && d.data.dir[0] == 0 &&
+    CHECK(d.data.dataset == DATASET_FASHION_MNIST && d.data.dir[0] == 0 &&
               d.data.val_size == 5000 && d.data.train_subset == 0 &&
               d.data.test_subset == 0 && d.data.crop_pad == 2 &&
               d.data.flip == 1 && d.data.mean[0] == 0 && d.data.std[2] == 0,
@@ -130,7 +133,7 @@ static void test_defaults(void)
     const struct train_config *t = &d.train;
     CHECK(t->epochs == 10 && t->batch_size == 128 && t->lr == 0.1f &&
               t->momentum == 0.9f && t->nesterov == 0 &&
-              t->weight_decay == 5e-4f && !strcmp(t->schedule, "cosine") &&
+              t->weight_decay == 5e-4f && t->schedule == LR_COSINE &&
               t->nmilestones == 0 && t->gamma == 0.1f && t->warmup_epochs == 0,
           "train defaults");
 
@@ -313,7 +316,7 @@ static void test_set(void)
           c.search.fitness.proxy);
     CHECK(c.search.sn == 9 && c.search.fitness.steps == 5 && c.seed == 42 &&
               c.model.nchannels == 3 && c.model.channels[2] == 7 &&
-              !strcmp(c.search.schedule, "async") &&
+              c.search.schedule == SCHEDULE_ASYNC &&
               c.train.lr == 0.05f,
           "config_set values: sn %d steps %d seed %llu", c.search.sn,
           c.search.fitness.steps, (unsigned long long)c.seed);

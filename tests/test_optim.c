@@ -42,9 +42,9 @@ static void test_schedules(void)
     t.lr = 0.1f;
     t.epochs = 10;
     t.warmup_epochs = 0;
-    strcpy(t.schedule, "constant");
+    t.schedule = LR_CONSTANT;
     CHECK(fabsf(lr_at(&t, 7.3) - 0.1f) < 1e-7, "constant");
-    strcpy(t.schedule, "step");
+    t.schedule = LR_STEP;
     t.nmilestones = 2;
     t.milestones[0] = 5;
     t.milestones[1] = 8;
@@ -54,7 +54,7 @@ static void test_schedules(void)
           lr_at(&t, 5.0));
     CHECK(fabsf(lr_at(&t, 9.0) - 0.001f) < 1e-9, "step after 8: %g",
           lr_at(&t, 9.0));
-    strcpy(t.schedule, "cosine");
+    t.schedule = LR_COSINE;
     CHECK(fabsf(lr_at(&t, 0) - 0.1f) < 1e-7, "cosine start");
     CHECK(fabsf(lr_at(&t, 5) - 0.05f) < 1e-7, "cosine middle: %g",
           lr_at(&t, 5));

@@ -27,7 +27,7 @@ static void small_config(struct config *c)
     c->train.lr = 0.1f;
     c->data.crop_pad = 0; /* no augmentation: a short run learns faster */
     c->data.flip = 0;
-    strcpy(c->train.schedule, "cosine");
+    c->train.schedule = LR_COSINE;
 }
 
 static struct model *fresh_model(char *err)

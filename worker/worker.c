@@ -43,8 +43,7 @@ int worker_serve(MPI_Comm comm, const struct config *c,
                              err);
     free(bytes);
     if (rc) return abc_errprefix(err, rc, "rank %d", rank);
-    enum filter_init how = FILTER_RANDOM;
-    filter_init_parse(c->search.filter_init, &how);
+    enum filter_init how = (enum filter_init)c->search.filter_init;
     struct data_splits d;
     if ((rc = data_open(&d, c, 0, err))) {
         model_destroy(pre);

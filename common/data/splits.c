@@ -15,7 +15,7 @@ int data_open(struct data_splits *s, const struct config *c, int need_test,
     const struct data_config *dc = &c->data;
     struct dataset full = {0};
     int rc;
-    int cifar = strcmp(dc->dataset, "cifar10") == 0;
+    int cifar = dc->dataset == DATASET_CIFAR10;
     if (cifar)
         rc = dataset_load_cifar10(&full, need_test ? &s->test : NULL, dc->dir,
                                   err);

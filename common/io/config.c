@@ -17,6 +17,16 @@
 
 #include "core/err.h"
 
+/* The spellings of the enumerated keys, in their enums' order. */
+#define CHOICES_DATASET "fashion-mnist|cifar10"
+#define CHOICES_LR_SCHEDULE "cosine|step|constant"
+#define CHOICES_SEARCH_SCHEDULE "sync|async"
+#define CHOICES_FILTER_INIT "random|l1"
+#define CHOICES_FINETUNE_INHERIT "best|baseline"
+#define CHOICES_SLIM_START "baseline|scratch"
+#define CHOICES_SLIM_BN "prunable|all"
+#define CHOICES_PROXY "train|adaptive_bn"
+
 enum key_type {
     KEY_INT,      /* int, range [min, max] */
     KEY_UINT64,   /* uint64_t, any non-negative integer */
@@ -93,7 +103,7 @@ struct key_desc {
     }
 
 static const struct key_desc data_keys[] = {
-    STRING_KEY(data_config, dataset, 1, "fashion-mnist|cifar10"),
+    ENUM_KEY(data_config, dataset, CHOICES_DATASET),
     STRING_KEY(data_config, dir, 0, NULL),
     INT_KEY(data_config, val_size, 0, 10000000),
     UINT64_KEY(data_config, split_seed),
@@ -121,7 +131,7 @@ static const struct key_desc model_keys[] = {
         FLOAT_KEY(train_config, momentum, 0, 1, KEY_MAX_OPEN),                 \
         BOOL_KEY(train_config, nesterov),                                      \
         FLOAT_KEY(train_config, weight_decay, 0, 1, 0),                        \
-        STRING_KEY(train_config, schedule, 1, "cosine|step|constant"),         \
+        ENUM_KEY(train_config, schedule, CHOICES_LR_SCHEDULE),                 \
         INT_LIST_KEY(train_config, milestones, nmilestones, 1, 100000,         \
                      KEY_INCREASING),                                          \
         FLOAT_KEY(train_config, gamma, 0, 10, KEY_MIN_OPEN),                   \
@@ -134,7 +144,7 @@ static const struct key_desc train_keys[] = {
 
 static const struct key_desc finetune_keys[] = {
     TRAIN_KEY_ROWS,
-    STRING_KEY(train_config, inherit, 1, "best|baseline"),
+    ENUM_KEY(train_config, inherit, CHOICES_FINETUNE_INHERIT),
     END_KEYS,
 };
 
@@ -147,7 +157,7 @@ static const struct key_desc fitness_keys[] = {
     FLOAT_KEY(fitness_config, lr, 0, 100, KEY_MIN_OPEN),
     FLOAT_KEY(fitness_config, momentum, 0, 1, KEY_MAX_OPEN),
     FLOAT_KEY(fitness_config, weight_decay, 0, 1, 0),
-    ENUM_KEY(fitness_config, proxy, "train|adaptive_bn"),
+    ENUM_KEY(fitness_config, proxy, CHOICES_PROXY),
     INT_KEY(fitness_config, bn_batches, 1, 100000),
     BOOL_KEY(fitness_config, crn),
     END_KEYS,
@@ -159,8 +169,8 @@ static const struct key_desc search_keys[] = {
     INT_KEY(search_config, change_dims, 1, 256),
     INT_KEY(search_config, max_cycles, 0, 100000),
     FLOAT_KEY(search_config, alpha, 0.1, 1, 0),
-    STRING_KEY(search_config, schedule, 1, "sync|async"),
-    STRING_KEY(search_config, filter_init, 1, "random|l1"),
+    ENUM_KEY(search_config, schedule, CHOICES_SEARCH_SCHEDULE),
+    ENUM_KEY(search_config, filter_init, CHOICES_FILTER_INIT),
     BOOL_KEY(search_config, redraw_same),
     INT_KEY(search_config, final_topk, 0, 1000),
     INT_KEY(search_config, final_seeds, 1, 1000),
@@ -178,10 +188,10 @@ static const struct key_desc prune_keys[] = {
 static const struct key_desc slim_keys[] = {
     TRAIN_KEY_ROWS,
     FLOAT_KEY(train_config, sparsity, 0, 10, 0),
-    STRING_KEY(train_config, inherit, 1, "baseline|scratch"),
+    ENUM_KEY(train_config, inherit, CHOICES_SLIM_START),
     {.name = "bn",
      .type = KEY_ENUM,
-     .choices = "prunable|all",
+     .choices = CHOICES_SLIM_BN,
      FIELD_(train_config, sparsity_all_bn)},
     END_KEYS,
 };
@@ -224,7 +234,7 @@ void config_defaults(struct config *c)
     snprintf(c->out_dir, sizeof c->out_dir, "runs/default");
 
     struct data_config *d = &c->data;
-    snprintf(d->dataset, sizeof d->dataset, "fashion-mnist");
+    d->dataset = DATASET_FASHION_MNIST;
     d->val_size = 5000;
     d->split_seed = 1;
     d->crop_pad = 2;
@@ -239,7 +249,7 @@ void config_defaults(struct config *c)
     t->momentum = 0.9f;
     t->nesterov = 0;
     t->weight_decay = 5e-4f;
-    snprintf(t->schedule, sizeof t->schedule, "cosine");
+    t->schedule = LR_COSINE;
     t->gamma = 0.1f;
     t->warmup_epochs = 0;
 
@@ -249,8 +259,8 @@ void config_defaults(struct config *c)
     s->change_dims = 2;
     s->max_cycles = 10;
     s->alpha = 0.7f;
-    snprintf(s->schedule, sizeof s->schedule, "sync");
-    snprintf(s->filter_init, sizeof s->filter_init, "random");
+    s->schedule = SCHEDULE_SYNC;
+    s->filter_init = 0; /* FILTER_RANDOM */
     s->fitness.train_images = 5000;
     s->fitness.epochs = 1;
     s->fitness.batch_size = 128;
@@ -267,7 +277,7 @@ void config_defaults(struct config *c)
     /* Fine-tuning: the train schedule at a tenth of the learning rate. */
     c->finetune = *t;
     c->finetune.lr = 0.01f;
-    snprintf(c->finetune.inherit, sizeof c->finetune.inherit, "best");
+    c->finetune.inherit = INHERIT_BEST;
 
     c->prune.flops_target = 0;
     c->prune.keep_fraction = 0.5f;
@@ -281,7 +291,7 @@ void config_defaults(struct config *c)
     c->slim.epochs = 2;
     c->slim.lr = 0.02f;
     c->slim.sparsity = 1e-2f;
-    snprintf(c->slim.inherit, sizeof c->slim.inherit, "baseline");
+    c->slim.inherit = SLIM_FROM_BASELINE;
 
     c->lasso.images = 512;
     c->lasso.points_per_image = 10;
@@ -866,4 +876,36 @@ int config_set(struct config *c, const char *assignment, char *err)
     }
     *c = tmp;
     return 0;
+}
+
+const char *config_choice_name(const char *key, int v)
+{
+    static const struct {
+        const char *key, *choices;
+    } table[] = {
+        {"data.dataset", CHOICES_DATASET},
+        {"train.schedule", CHOICES_LR_SCHEDULE},
+        {"search.schedule", CHOICES_SEARCH_SCHEDULE},
+        {"search.filter_init", CHOICES_FILTER_INIT},
+        {"finetune.inherit", CHOICES_FINETUNE_INHERIT},
+        {"slim.inherit", CHOICES_SLIM_START},
+        {"slim.bn", CHOICES_SLIM_BN},
+        {"search.fitness.proxy", CHOICES_PROXY},
+    };
+    /* the names live in static strings: one slot per (key, value) */
+    static char names[sizeof table / sizeof table[0]][4][24];
+    for (size_t k = 0; k < sizeof table / sizeof table[0]; k++) {
+        if (strcmp(table[k].key, key) != 0) continue;
+        const char *c = table[k].choices;
+        for (int i = 0; *c; i++) {
+            size_t m = strcspn(c, "|");
+            if (i == v && i < 4 && m < sizeof names[k][i]) {
+                memcpy(names[k][i], c, m);
+                names[k][i][m] = '\0';
+                return names[k][i];
+            }
+            c += m + (c[m] == '|');
+        }
+    }
+    return "?";
 }

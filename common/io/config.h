@@ -10,8 +10,26 @@
 #define CONFIG_PATH_MAX 1024
 #define CONFIG_MAX_LIST 64
 
+/* The typed values of the config's enumerated keys: each key's YAML
+ * spelling is the name at the enum's index (config_choice_name). */
+enum dataset_kind { DATASET_FASHION_MNIST, DATASET_CIFAR10 };
+enum lr_schedule { LR_COSINE, LR_STEP, LR_CONSTANT };
+enum search_schedule { SCHEDULE_SYNC, SCHEDULE_ASYNC };
+/* finetune.inherit */
+enum finetune_inherit { INHERIT_BEST, INHERIT_BASELINE };
+/* slim.inherit */
+enum slim_start { SLIM_FROM_BASELINE, SLIM_FROM_SCRATCH };
+/* search.filter_init holds enum filter_init (prune/prune.h): 0 random,
+ * 1 l1; prune.c checks that the two agree. */
+
+/* The YAML spelling of value v of an enumerated key ("data.dataset",
+ * "train.schedule", "search.schedule", "search.filter_init",
+ * "finetune.inherit", "slim.inherit", "slim.bn",
+ * "search.fitness.proxy"), or "?" for an unknown key or value. */
+const char *config_choice_name(const char *key, int v);
+
 struct data_config {
-    char dataset[32];            /* "fashion-mnist" (default) | "cifar10" */
+    int dataset;                 /* enum dataset_kind: fashion-mnist */
     char dir[CONFIG_PATH_MAX];   /* "" = Debian's path for fashion-mnist */
     int val_size;                /* validation images carved from train: 5000 */
     uint64_t split_seed;         /* which images are validation: 1. Fixed by
@@ -38,13 +56,13 @@ struct train_config {
     float momentum;              /* 0.9 */
     int nesterov;                /* 0 */
     float weight_decay;          /* 5e-4 */
-    char schedule[16];           /* "cosine" (default) | "step" | "constant" */
+    int schedule;                /* enum lr_schedule: cosine */
     int milestones[CONFIG_MAX_LIST]; /* epochs, for "step" */
     int nmilestones;
     float gamma;                 /* 0.1, for "step" */
     int warmup_epochs;           /* 0 */
-    char inherit[16];            /* finetune: "best" | "baseline";
-                                    slim: "baseline" | "scratch" */
+    int inherit;                 /* finetune: enum finetune_inherit (best);
+                                    slim: enum slim_start (baseline) */
     float sparsity;              /* slim only: s of s*sum|gamma|: 0 */
     int sparsity_all_bn;         /* slim only (key slim.bn: prunable|all):
                                     1 = every BN layer's gammas (the paper),
@@ -86,8 +104,9 @@ struct search_config {
     int change_dims;             /* layers mutated per neighbour move: 2 */
     int max_cycles;              /* 10 */
     float alpha;                 /* largest kept fraction; K = 10*alpha: 0.7 */
-    char schedule[16];           /* "sync" (deterministic) | "async" */
-    char filter_init[16];        /* "random" (ABCPruner) | "l1" */
+    int schedule;                /* enum search_schedule: sync
+                                    (deterministic) */
+    int filter_init;             /* enum filter_init: random (ABCPruner) */
     int redraw_same;             /* redraw moves that change nothing: 1
                                     (0: ABCPruner's reference behaviour) */
     int final_topk;              /* the final choice: re-evaluate the top k

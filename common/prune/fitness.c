@@ -48,7 +48,7 @@ int fitness_evaluate(const struct model *pretrained, const int *channels,
         tc.lr = b->lr;
         tc.momentum = b->momentum;
         tc.weight_decay = b->weight_decay;
-        strcpy(tc.schedule, "constant");
+        tc.schedule = LR_CONSTANT;
         struct train_state st = {0};
         struct train_io io = {.skip_val = 1, .stop_at_step = b->steps,
                               .stop = stop};

@@ -19,6 +19,10 @@ const char *filter_init_name(enum filter_init how)
     return how >= 0 && how < FILTER_COUNT ? filter_names[how] : "unknown";
 }
 
+/* search.filter_init is stored as this enum (io/config.h: "random|l1") */
+_Static_assert(FILTER_RANDOM == 0 && FILTER_L1 == 1,
+               "enum filter_init must follow config's search.filter_init");
+
 int filter_init_parse(const char *name, enum filter_init *out)
 {
     for (int i = 0; i < FILTER_COUNT; i++)

@@ -24,10 +24,10 @@ float lr_at(const struct train_config *tc, double t)
     double lr = tc->lr;
     if (tc->warmup_epochs > 0 && t < tc->warmup_epochs)
         return (float)(lr * (t + 1e-3) / (tc->warmup_epochs + 1e-3));
-    if (strcmp(tc->schedule, "step") == 0) {
+    if (tc->schedule == LR_STEP) {
         for (int i = 0; i < tc->nmilestones; i++)
             if (t >= tc->milestones[i]) lr *= tc->gamma;
-    } else if (strcmp(tc->schedule, "cosine") == 0) {
+    } else if (tc->schedule == LR_COSINE) {
         double T = tc->epochs > tc->warmup_epochs
                        ? tc->epochs - tc->warmup_epochs
                        : 1;
