@@ -108,9 +108,9 @@ int evaluator_await(struct evaluator *ev, const uint64_t *expect, int *src,
     size_t len = 0;
     int rc = proto_recv_or_stop(ev->comm, MPI_ANY_SOURCE, TAG_RESULT, ev->stop,
                                 &buf, &len, src, NULL, err);
-    if (rc == PROTO_ESTOPPED)
+    if (rc == ABC_ESTOPPED)
         return abc_errf(err, ABC_ESTOPPED, "stopped by a signal");
-    if (rc) return rc;
+    if (rc) return rc; /* ABC_EMPI */
     if (*src < 1 || *src >= ev->nranks) {
         free(buf);
         return abc_errf(err, ABC_EFORMAT, "result from rank %d", *src);

@@ -8,7 +8,7 @@
 
 int proto_result_stopped(const struct proto_eval_result *res)
 {
-    return !res->ok && strcmp(res->error, PROTO_STOPPED_ERROR) == 0;
+    return !res->ok && res->stopped;
 }
 
 void proto_budget_from_config(struct proto_budget *b,

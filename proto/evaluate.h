@@ -14,9 +14,9 @@
 /* The error text of a result whose worker was stopped by a signal before it
  * finished: not a failed evaluation, so rank 0 does not score it but stops
  * the search (saving it) as if it had been signalled itself. */
-#define PROTO_STOPPED_ERROR "stopped by a signal"
+#define PROTO_STOPPED_ERROR "stopped by a signal" /* its error text */
 
-/* 1 when res is a worker's "stopped" answer (see PROTO_STOPPED_ERROR). */
+/* 1 when res is a worker's "stopped" answer (res->stopped). */
 int proto_result_stopped(const struct proto_eval_result *res);
 
 /* The config's fitness budget as it travels in a request, and back. */

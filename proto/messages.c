@@ -300,6 +300,7 @@ static const struct field result_fields[] = {
     FI64("flops", struct proto_eval_result, flops, 0, INT64_MAX),
     FI64("params", struct proto_eval_result, params, 0, INT64_MAX),
     FINT("worker", struct proto_eval_result, worker, 0, INT32_MAX),
+    FBOOL("stopped", struct proto_eval_result, stopped),
     FSTR("error", struct proto_eval_result, error, PROTO_MAX_ERROR, 1),
 };
 static const struct table result_table = {"eval_result", result_fields,

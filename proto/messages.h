@@ -83,6 +83,10 @@ struct proto_eval_result {
     int64_t flops;                   /* >= 0, multiply-accumulates per image */
     int64_t params;                  /* >= 0 */
     int worker;                      /* >= 0, the rank that evaluated */
+    int stopped;                     /* 1: not evaluated, the worker was
+                                        stopped by a signal (ok is 0): rank
+                                        0 saves and stops, the candidate is
+                                        made again on resume */
     char error[PROTO_MAX_ERROR + 1]; /* "" iff ok, else 1..PROTO_MAX_ERROR
                                         bytes, no NUL inside */
 };

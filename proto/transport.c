@@ -45,7 +45,7 @@ static int comm_rank(MPI_Comm comm)
     return rank;
 }
 
-/* Formats "rank R: <what>: <MPI's message>" into err. Returns PROTO_EMPI. */
+/* Formats "rank R: <what>: <MPI's message>" into err. Returns ABC_EMPI. */
 static int mpi_fail(MPI_Comm comm, int code, char *err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int mpi_fail(MPI_Comm comm, int code, char *err, const char *fmt, ...)
@@ -58,7 +58,7 @@ static int mpi_fail(MPI_Comm comm, int code, char *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return abc_errf(err, PROTO_EMPI, "rank %d: %s: %s", comm_rank(comm), what,
+    return abc_errf(err, ABC_EMPI, "rank %d: %s: %s", comm_rank(comm), what,
                     msg);
 }
 
@@ -105,7 +105,7 @@ int proto_recv_or_stop(MPI_Comm comm, int source, int tag,
     struct backoff b = {0, 0};
     for (;;) {
         if (stop && *stop)
-            return abc_errf(err, PROTO_ESTOPPED,
+            return abc_errf(err, ABC_ESTOPPED,
                             "rank %d: receive stopped by the stop flag",
                             comm_rank(comm));
         int flag = 0;
@@ -122,7 +122,7 @@ int proto_recv_or_stop(MPI_Comm comm, int source, int tag,
         return mpi_fail(comm, rc, err, "MPI_Get_count (from rank %d, tag %d)",
                         st.MPI_SOURCE, st.MPI_TAG);
     if (count == MPI_UNDEFINED || count < 0)
-        return abc_errf(err, PROTO_EMPI,
+        return abc_errf(err, ABC_EMPI,
                         "rank %d: message from rank %d (tag %d) has an "
                         "undefined byte count",
                         comm_rank(comm), st.MPI_SOURCE, st.MPI_TAG);

@@ -27,16 +27,13 @@ enum proto_tag {
     TAG_MODEL = 4,    /* model bytes sent point to point, if ever needed */
 };
 
-/* Error codes of this module, beyond the ABC_E* codes of err.h. */
-enum proto_transport_error {
-    PROTO_EMPI = -20,     /* an MPI call failed (err has its message) */
-    PROTO_ESTOPPED = -21, /* the stop flag was raised while waiting */
-};
+/* Errors are core/err.h's: ABC_EMPI when an MPI call failed,
+ * ABC_ESTOPPED when the stop flag was raised while waiting. */
 
 /* Sends buf[0..len) to rank dest with tag. Point to point (not
  * collective). Returns once buf may be reused (sleeping, not spinning, while
  * the receiver is not ready yet). len may be 0 (buf may then be NULL); len >
- * INT_MAX is refused with ABC_EVALUE. Returns 0, ABC_EVALUE or PROTO_EMPI. */
+ * INT_MAX is refused with ABC_EVALUE. Returns 0, ABC_EVALUE or ABC_EMPI. */
 int proto_send(MPI_Comm comm, int dest, int tag, const void *buf, size_t len,
                char *err);
 
@@ -45,11 +42,11 @@ int proto_send(MPI_Comm comm, int dest, int tag, const void *buf, size_t len,
  * by polling MPI_Iprobe with sleeps of up to 1 ms. On success *buf is a
  * malloc'ed copy the caller frees (never NULL, even for 0 bytes), *len its
  * size, and *src_out / *tag_out (each may be NULL) the actual source and
- * tag. Returns 0, ABC_ENOMEM or PROTO_EMPI; *buf is NULL on failure. */
+ * tag. Returns 0, ABC_ENOMEM or ABC_EMPI; *buf is NULL on failure. */
 int proto_recv(MPI_Comm comm, int source, int tag, char **buf, size_t *len,
                int *src_out, int *tag_out, char *err);
 
-/* proto_recv that also returns PROTO_ESTOPPED, receiving nothing, as soon
+/* proto_recv that also returns ABC_ESTOPPED, receiving nothing, as soon
  * as *stop (checked before every poll; NULL = never) becomes nonzero:
  * rank 0 passes the flag its SIGTERM/SIGUSR1 handler sets. */
 int proto_recv_or_stop(MPI_Comm comm, int source, int tag,
@@ -63,7 +60,7 @@ int proto_recv_or_stop(MPI_Comm comm, int source, int tag,
  * its size. The size goes first, then the data in chunks of at most 1 GiB;
  * all ranks agree on allocation success, so a failed malloc anywhere makes
  * every rank return ABC_ENOMEM instead of hanging. Waits sleep, not spin.
- * Returns 0, ABC_ENOMEM or PROTO_EMPI (after which the communicator's state
+ * Returns 0, ABC_ENOMEM or ABC_EMPI (after which the communicator's state
  * is undefined: abort). */
 int proto_bcast_bytes(MPI_Comm comm, int root, char **buf, size_t *len,
                       char *err);

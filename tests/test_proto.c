@@ -516,7 +516,8 @@ static void doc_result(struct doc *d, int ok)
         {"val_acc", 0, VF(0.5)},        {"val_loss", 0, VF(1.25)},
         {"images_per_s", 0, VF(800)},   {"wall_s", 0, VF(3.5)},
         {"flops", 0, VU(1000000)},      {"params", 0, VU(20000)},
-        {"worker", 0, VU(1)},           {"error", 0, VS("out of memory")},
+        {"worker", 0, VU(1)},           {"stopped", 0, {.k = V_FALSE}},
+        {"error", 0, VS("out of memory")},
     };
     memcpy(d->top, top, sizeof top);
     d->ntop = (int)(sizeof top / sizeof top[0]) - (ok ? 1 : 0);
@@ -658,7 +659,8 @@ static const struct fieldcat result_cats[] = {
     {"val_acc", C_FLOAT},      {"val_loss", C_FLOAT},
     {"images_per_s", C_FLOAT}, {"wall_s", C_FLOAT},
     {"flops", C_INT},          {"params", C_INT},
-    {"worker", C_INT},         {"error", C_STR},
+    {"worker", C_INT},         {"stopped", C_BOOL},
+    {"error", C_STR},
 };
 static const struct fieldcat shutdown_cats[] = {
     {"type", C_STR}, {"version", C_INT}, {"reason", C_STR}};

@@ -286,7 +286,7 @@ static void test_stop_and_errors(void)
         stop_flag = 1;
         int rc = proto_recv_or_stop(MPI_COMM_WORLD, MPI_ANY_SOURCE, MPI_ANY_TAG,
                                     &stop_flag, &b, &len, NULL, NULL, err);
-        CHECK(rc == PROTO_ESTOPPED && b == NULL && len == 0,
+        CHECK(rc == ABC_ESTOPPED && b == NULL && len == 0,
               "raised flag: rc %d", rc);
 
         stop_flag = 0;
@@ -298,19 +298,19 @@ static void test_stop_and_errors(void)
         alarm(1);
         rc = proto_recv_or_stop(MPI_COMM_WORLD, 1, 99, &stop_flag, &b, &len,
                                 NULL, NULL, err);
-        CHECK(rc == PROTO_ESTOPPED && strstr(err, "rank 0"),
+        CHECK(rc == ABC_ESTOPPED && strstr(err, "rank 0"),
               "signal while waiting: rc %d %s", rc, err);
         printf("ok   stop flag (raised, and by SIGALRM while waiting): %s\n",
                err);
 
         rc = proto_send(MPI_COMM_WORLD, 99, TAG_REQUEST, "x", 1, err);
-        CHECK(rc == PROTO_EMPI && strstr(err, "rank 0") &&
+        CHECK(rc == ABC_EMPI && strstr(err, "rank 0") &&
                   strstr(err, "rank 99"),
               "send to rank 99: rc %d %s", rc, err);
         printf("ok   send to a bad rank: %s\n", err);
         rc = proto_recv(MPI_COMM_WORLD, 99, TAG_RESULT, &b, &len, NULL, NULL,
                         err);
-        CHECK(rc == PROTO_EMPI && b == NULL && strstr(err, "rank 0"),
+        CHECK(rc == ABC_EMPI && b == NULL && strstr(err, "rank 0"),
               "receive from rank 99: rc %d %s", rc, err);
         printf("ok   receive from a bad rank: %s\n", err);
         rc = proto_send(MPI_COMM_WORLD, 1, TAG_REQUEST, "x",

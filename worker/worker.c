@@ -87,6 +87,7 @@ int worker_serve(MPI_Comm comm, const struct config *c,
             memset(&res, 0, sizeof res);
             res.eval_id = rq.eval_id;
             res.worker = rank;
+            res.stopped = 1;
             snprintf(res.error, sizeof res.error, "%s", PROTO_STOPPED_ERROR);
         }
         if ((rc = send_result(comm, &res, err))) break;

@@ -18,6 +18,7 @@ enum abc_error {
     ABC_ENUMERIC = -5, /* NaN/Inf during training */
     ABC_EUSAGE = -6,   /* bad command-line usage */
     ABC_ESTOPPED = -7, /* stopped by a signal (SIGTERM/SIGUSR1) */
+    ABC_EMPI = -8,     /* an MPI call failed (err has MPI's message) */
 };
 
 /* Formats a message into err (when err is not NULL) and returns code.
