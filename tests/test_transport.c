@@ -110,7 +110,8 @@ static void test_request_reply(void)
                                               .epochs = 1,
                                               .batch = 32,
                                               .lr = 0.1,
-                                              .momentum = 0.9};
+                                              .momentum = 0.9,
+                                              .bn_batches = 1};
             rq.phase = PROTO_PHASE_EMPLOYED;
             rq.candidate = w;
             msgpack_sbuffer sb;
