@@ -365,11 +365,14 @@ static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
         return 1;
     }
     MPI_Comm comm = MPI_COMM_WORLD;
-    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
-    int rank = 0, size = 1;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
     char err[ABC_ERRLEN] = "";
+    int rank = 0, size = 1;
+    if (MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
+        proto_comm_info(comm, &rank, &size, err) != 0) {
+        fprintf(stderr, "abcprune: error: %s\n",
+                err[0] ? err : "MPI_Comm_set_errhandler failed");
+        MPI_Abort(comm, 1);
+    }
     struct config c;
     int rc = load_config(&c, path, err);
     if (rc) { /* every rank read the same file and failed alike */

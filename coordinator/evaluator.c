@@ -49,13 +49,13 @@ int evaluator_share_baseline(MPI_Comm comm, const struct config *c,
 void evaluator_shutdown(MPI_Comm comm, const char *reason)
 {
     int nranks = 1;
-    MPI_Comm_size(comm, &nranks);
+    char err[ABC_ERRLEN];
+    if (proto_comm_info(comm, NULL, &nranks, err)) return; /* best effort */
     struct proto_shutdown s;
     memset(&s, 0, sizeof s);
     snprintf(s.reason, sizeof s.reason, "%s", reason);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    char err[ABC_ERRLEN];
     if (proto_pack_shutdown(&s, &sb, err) == 0)
         for (int w = 1; w < nranks; w++)
             proto_send(comm, w, TAG_SHUTDOWN, sb.data, sb.size, err);
@@ -69,8 +69,9 @@ void evaluator_init(struct evaluator *ev, MPI_Comm comm,
 {
     memset(ev, 0, sizeof *ev);
     ev->comm = comm;
-    ev->nranks = 1;
-    if (MPI_Comm_size(comm, &ev->nranks) != MPI_SUCCESS) ev->nranks = 1;
+    char err[ABC_ERRLEN];
+    if (proto_comm_info(comm, NULL, &ev->nranks, err))
+        ev->nranks = 1; /* then every evaluation runs here */
     ev->pre = pre;
     ev->how = how;
     ev->data = data;

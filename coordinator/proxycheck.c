@@ -16,6 +16,7 @@
 #include "plot.h"
 #include "search.h"
 #include "structure.h"
+#include "transport.h"
 
 #define NPROXY 2
 static const char *const proxy_names[NPROXY] = {"train", "adaptive_bn"};
@@ -395,7 +396,7 @@ int proxycheck_run(MPI_Comm comm, const struct config *c,
     make_requests(&p);
     if ((rc = file_make_dirs(p.oc.out_dir, err))) goto out;
     int nranks = 1;
-    MPI_Comm_size(comm, &nranks);
+    if ((rc = proto_comm_info(comm, NULL, &nranks, err))) goto out;
     if (nranks == 1) {
         if ((rc = data_open(&data, c, 0, err))) goto out;
         have_data = 1;

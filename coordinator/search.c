@@ -697,8 +697,9 @@ int search_run(MPI_Comm comm, const struct config *c,
     r.o = o;
     r.t_start = now_seconds();
     r.cpu_start = cpu_seconds(); /* `run` trained in this process before */
-    MPI_Comm_size(comm, &r.nranks);
-    int rc = share_baseline(&r, err);
+    int rc = proto_comm_info(comm, NULL, &r.nranks, err);
+    if (rc) return rc; /* nothing sent: the job cannot talk (ABC_EMPI) */
+    rc = share_baseline(&r, err);
     if (rc) return rc; /* the workers got length 0 and returned */
     r.how = (enum filter_init)c->search.filter_init;
     int async = c->search.schedule == SCHEDULE_ASYNC;

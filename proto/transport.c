@@ -219,3 +219,13 @@ int proto_barrier(MPI_Comm comm, char *err)
     if (rc != MPI_SUCCESS) return mpi_fail(comm, rc, err, "MPI_Ibarrier");
     return wait_request(comm, &req, "barrier", err);
 }
+
+int proto_comm_info(MPI_Comm comm, int *rank, int *size, char *err)
+{
+    int rc;
+    if (rank && (rc = MPI_Comm_rank(comm, rank)) != MPI_SUCCESS)
+        return mpi_fail(comm, rc, err, "MPI_Comm_rank");
+    if (size && (rc = MPI_Comm_size(comm, size)) != MPI_SUCCESS)
+        return mpi_fail(comm, rc, err, "MPI_Comm_size");
+    return 0;
+}

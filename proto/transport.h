@@ -70,4 +70,8 @@ int proto_bcast_bytes(MPI_Comm comm, int root, char **buf, size_t *len,
  * working (Open MPI's MPI_Barrier and MPI_Finalize spin). */
 int proto_barrier(MPI_Comm comm, char *err);
 
+/* This rank's number and the communicator's size (either may be NULL).
+ * Returns 0 or ABC_EMPI. */
+int proto_comm_info(MPI_Comm comm, int *rank, int *size, char *err);
+
 #endif

@@ -29,10 +29,11 @@ int worker_serve(MPI_Comm comm, const struct config *c,
                  const volatile sig_atomic_t *stop, char *err)
 {
     int rank;
-    MPI_Comm_rank(comm, &rank);
+    int rc = proto_comm_info(comm, &rank, NULL, err);
+    if (rc) return rc;
     char *bytes = NULL;
     size_t len = 0;
-    int rc = proto_bcast_bytes(comm, 0, &bytes, &len, err);
+    rc = proto_bcast_bytes(comm, 0, &bytes, &len, err);
     if (rc) return rc;
     if (len == 0) { /* rank 0 failed before the search: nothing to do */
         free(bytes);
