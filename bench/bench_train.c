@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include "core/err.h"
-#include "nn/model.h"
-#include "nn/optim.h"
 #include "core/rng.h"
 #include "core/threads.h"
+#include "nn/model.h"
+#include "nn/optim.h"
 #include "train/train.h"
 
 static int cmp_double(const void *a, const void *b)
@@ -50,8 +50,10 @@ int main(int argc, char **argv)
     int *y = malloc(sizeof(int) * B);
     struct rng r;
     rng_seed(&r, 2);
-    for (int i = 0; i < B * H * H; i++) x[i] = (float)rng_normal(&r);
-    for (int i = 0; i < B; i++) y[i] = (int)rng_below(&r, 10);
+    for (int i = 0; i < B * H * H; i++)
+        x[i] = (float)rng_normal(&r);
+    for (int i = 0; i < B; i++)
+        y[i] = (int)rng_below(&r, 10);
     double *t = malloc(sizeof(double) * steps);
     for (int i = -2; i < steps; i++) { /* two warm-up steps */
         double t0 = now_seconds();

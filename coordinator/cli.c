@@ -10,17 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/err.h"
+#include "core/threads.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
-#include "core/err.h"
 #include "methods.h"
 #include "pipeline.h"
 #include "proxycheck.h"
+#include "roles.h"
 #include "search.h"
 #include "simulate.h"
-#include "core/threads.h"
 #include "train/train.h"
-#include "roles.h"
 #include "transport.h"
 
 #define ABCPRUNE_VERSION "0.2.0"
@@ -242,10 +242,10 @@ static int parse_args(int argc, char **argv, const char *usage,
         if (known) continue;
         char msg[64];
         snprintf(msg, sizeof msg, "%s: %%s %s", cmd,
-                 argv[i][0] == '-' ? "is not an option" : "is one argument "
-                                                          "too many");
-        if (argv[i][0] == '-' || *path)
-            return usage_error(usage, msg, argv[i]);
+                 argv[i][0] == '-' ? "is not an option"
+                                   : "is one argument "
+                                     "too many");
+        if (argv[i][0] == '-' || *path) return usage_error(usage, msg, argv[i]);
         *path = argv[i];
     }
     if (!*path) return usage_error(usage, "%s: missing CONFIG", cmd);
@@ -281,15 +281,15 @@ static int take_out_dir(int *argc, char **argv)
             return EXIT_USAGE;
         }
         if (set && g_nsets == MAX_SETS) {
-            fprintf(stderr, "abcprune: more than %d --set options\n",
-                    MAX_SETS);
+            fprintf(stderr, "abcprune: more than %d --set options\n", MAX_SETS);
             return EXIT_USAGE;
         }
         if (set)
             g_sets[g_nsets++] = argv[i + 1];
         else
             g_out_dir = argv[i + 1];
-        for (int j = i; j + 2 <= *argc; j++) argv[j] = argv[j + 2];
+        for (int j = i; j + 2 <= *argc; j++)
+            argv[j] = argv[j + 2];
         *argc -= 2;
         i--;
     }
@@ -301,8 +301,8 @@ static int cmd_train(int argc, char **argv)
     static const char *const names[] = {"--force"};
     int force = 0;
     const char *path;
-    int u = parse_args(argc, argv, usage_train, names, &force, 1, &path,
-                       "train");
+    int u =
+        parse_args(argc, argv, usage_train, names, &force, 1, &path, "train");
     if (u) return u < 0 ? 0 : u;
     char err[ABC_ERRLEN];
     struct config c;
@@ -429,8 +429,8 @@ static int cmd_eval(int argc, char **argv)
             return usage_error(usage_eval, "eval: %s is not an option",
                                argv[i]);
         if (nargs == 2)
-            return usage_error(usage_eval,
-                               "eval: %s is one argument too many", argv[i]);
+            return usage_error(usage_eval, "eval: %s is one argument too many",
+                               argv[i]);
         args[nargs++] = argv[i];
     }
     if (nargs != 2)
@@ -454,8 +454,7 @@ static int cmd_eval(int argc, char **argv)
                       s.test.h, s.test.w);
     double acc = 0, loss = 0;
     if (!rc)
-        rc = evaluate(m, &s.test, &s.aug, c.train.batch_size, &acc, &loss,
-                      err);
+        rc = evaluate(m, &s.test, &s.aug, c.train.batch_size, &acc, &loss, err);
     if (!rc)
         printf("%s: test accuracy %.2f%% (loss %.4f) on %d images; %lld "
                "params, %.2fM MACs/image\n",
@@ -492,8 +491,8 @@ static void print_table(const struct model *m)
         char outs[32], pr[16] = "";
         snprintf(outs, sizeof outs, "%dx%d", l->hout, l->wout);
         if (l->prunable >= 0) snprintf(pr, sizeof pr, "#%d", l->prunable);
-        printf("%-18s %6d %6d %3d %3d %9s %10lld %12lld %5s\n", l->name,
-               l->cin, l->cout, l->k, l->stride, outs, (long long)l->params,
+        printf("%-18s %6d %6d %3d %3d %9s %10lld %12lld %5s\n", l->name, l->cin,
+               l->cout, l->k, l->stride, outs, (long long)l->params,
                (long long)l->macs, pr);
     }
     int64_t macs = model_macs(m), params = model_param_count(m);
@@ -530,8 +529,8 @@ static int cmd_info(int argc, char **argv)
             return usage_error(usage_info, "info: %s is not an option",
                                argv[i]);
         } else if (path) {
-            return usage_error(usage_info,
-                               "info: %s is one argument too many", argv[i]);
+            return usage_error(usage_info, "info: %s is one argument too many",
+                               argv[i]);
         } else {
             path = argv[i];
         }
@@ -555,9 +554,8 @@ static int cmd_info(int argc, char **argv)
             return finish(rc, err);
     } else {
         if (ich)
-            return usage_error(usage_info,
-                               "info: --input applies to a CONFIG, not %s",
-                               path);
+            return usage_error(
+                usage_info, "info: --input applies to a CONFIG, not %s", path);
         if ((rc = checkpoint_load(path, &m, NULL, err))) return finish(rc, err);
     }
     print_table(m);
@@ -585,8 +583,8 @@ static int parse_workers(const char *s, int *w, int max)
 static int cmd_simulate(int argc, char **argv)
 {
     static int workers[64];
-    struct sim_opts o = {.workers = workers, .sync = 1, .async = 1,
-                         .overhead = -1};
+    struct sim_opts o = {
+        .workers = workers, .sync = 1, .async = 1, .overhead = -1};
     const char *path = NULL, *csv_path = NULL;
     o.nworkers = parse_workers("1,2,3,16,64,256,1024", workers, 64);
     for (int i = 0; i < argc; i++) {
@@ -638,8 +636,8 @@ static int cmd_simulate(int argc, char **argv)
             path = a;
         }
     }
-    if (!path) return usage_error(usage_simulate, "simulate: %s",
-                                  "missing CONFIG");
+    if (!path)
+        return usage_error(usage_simulate, "simulate: %s", "missing CONFIG");
     char err[ABC_ERRLEN];
     struct config c;
     int rc = load_config(&c, path, err);

@@ -4,10 +4,10 @@
  *
  * Randomness. Every draw of a phase comes from generators seeded by
  * rng_derive(seed, cycle, phase, label), so a batch is a pure function of
- * the colony state: candidate i's code from label SEED_COLONY_MOVE then i (so one
- * candidate's draws never shift another's), the onlooker placement walk
- * from SEED_COLONY_PLACE, the evaluation seed of candidate i from label i itself.
- * An async role draws the same way, i being its index in its phase; its
+ * the colony state: candidate i's code from label SEED_COLONY_MOVE then i (so
+ * one candidate's draws never shift another's), the onlooker placement walk
+ * from SEED_COLONY_PLACE, the evaluation seed of candidate i from label i
+ * itself. An async role draws the same way, i being its index in its phase; its
  * onlooker placement from SEED_COLONY_PLACE then i. A role made again after a
  * resume draws the same numbers (its state may differ).
  *
@@ -201,8 +201,8 @@ int colony_create(struct colony **out, const struct colony_params *p, char *err)
     c->have = calloc(sn, 1);
     c->food_codes = calloc(sn * L, sizeof *c->food_codes);
     c->batch_codes = calloc(sn * L, sizeof *c->batch_codes);
-    if (!c->foods || !c->best_code || !c->final_code || !c->batch || !c->results || !c->have ||
-        !c->food_codes || !c->batch_codes) {
+    if (!c->foods || !c->best_code || !c->final_code || !c->batch ||
+        !c->results || !c->have || !c->food_codes || !c->batch_codes) {
         colony_destroy(c);
         return abc_errf(err, ABC_ENOMEM,
                         "colony: out of memory for %zu "
@@ -825,8 +825,8 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
     const struct colony_params *p = &c->p;
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    if (msgpack_pack_map(&pk, 10 + (c->async ? 1 : 0) + (c->has_final ? 1 : 0)) !=
-        0)
+    if (msgpack_pack_map(&pk,
+                         10 + (c->async ? 1 : 0) + (c->has_final ? 1 : 0)) != 0)
         return -1;
     if (pack_cstr(&pk, "format") != 0 || pack_cstr(&pk, COLONY_FORMAT) != 0)
         return -1;
@@ -1008,7 +1008,7 @@ static int load_params(const char *path, const msgpack_object *o,
                        struct colony_params *p, char *err)
 {
     static const char *const keys[] = {
-        "nlayers",    "k",    "sn",          "limit", "change_dims",
+        "nlayers",    "k",    "sn",          "limit",  "change_dims",
         "max_cycles", "seed", "redraw_same", "random", "crn"};
     const msgpack_object *v[10] = {0};
     /* "random" and "crn" (bools) are written only when true: without, 0 */
@@ -1170,7 +1170,8 @@ static int load_best(const char *path, const msgpack_object *o,
     if (rc) return rc;
     if ((rc = get_code(path, "best.code", v[0], &c->p, c->best_code, err)) ||
         (rc = get_double(path, "best.fitness", v[1], &c->best_fitness, err)) ||
-        (rc = mpread_get_u64(path, "best.eval_id", v[2], &c->best_eval_id, err)) ||
+        (rc = mpread_get_u64(path, "best.eval_id", v[2], &c->best_eval_id,
+                             err)) ||
         (rc = mpread_get_u64(path, "best.seed", v[3], &c->best_seed, err)))
         return rc;
     if (c->best_eval_id >= c->next_eval_id)
@@ -1193,8 +1194,8 @@ static int load_best(const char *path, const msgpack_object *o,
 static int load_final(const char *path, const msgpack_object *o,
                       struct colony *c, char *err)
 {
-    static const char *const keys[] = {"code", "fitness", "seed",
-                                       "candidates", "seeds"};
+    static const char *const keys[] = {"code", "fitness", "seed", "candidates",
+                                       "seeds"};
     const msgpack_object *v[5];
     if (c->phase != COLONY_DONE)
         return abc_errf(err, ABC_EVALUE,
@@ -1204,8 +1205,8 @@ static int load_final(const char *path, const msgpack_object *o,
     int rc = get_map(path, "final", o, keys, 5, v, err);
     if (rc) return rc;
     if ((rc = get_code(path, "final.code", v[0], &c->p, c->final_code, err)) ||
-        (rc = get_double(path, "final.fitness", v[1], &c->final_fitness,
-                         err)) ||
+        (rc =
+             get_double(path, "final.fitness", v[1], &c->final_fitness, err)) ||
         (rc = mpread_get_u64(path, "final.seed", v[2], &c->final_seed, err)) ||
         (rc = get_i32(path, "final.candidates", v[3], 1, INT_MAX,
                       &c->final_candidates, err)) ||
@@ -1228,7 +1229,8 @@ static int load_async(const char *path, const msgpack_object *o,
     uint64_t total = roles_total(p), R = roles_per_cycle(p);
     int rc = get_map(path, "async", o, keys, 3, v, err);
     if (rc) return rc;
-    if ((rc = mpread_get_u64(path, "async.next_role", v[0], &c->role_next, err)) ||
+    if ((rc = mpread_get_u64(path, "async.next_role", v[0], &c->role_next,
+                             err)) ||
         (rc = get_i32(path, "async.walk", v[1], 0, p->sn - 1, &c->walk, err)))
         return rc;
     if (c->role_next > total)
@@ -1401,8 +1403,8 @@ static int load_object(const char *path, const msgpack_object *o,
         K_N
     };
     static const char *const keys[K_N] = {
-        "format", "version",      "params", "phase", "cycle", "evaluations",
-        "next_eval_id", "foods",  "best",   "batch", "async", "final"};
+        "format",       "version", "params", "phase", "cycle", "evaluations",
+        "next_eval_id", "foods",   "best",   "batch", "async", "final"};
     const msgpack_object *v[K_N] = {0};
     char show[64];
     int rc;
@@ -1487,9 +1489,10 @@ static int load_object(const char *path, const msgpack_object *o,
     if ((rc = load_phase(path, v[K_PHASE], async, &c->phase, err)) ||
         (rc = get_i32(path, "cycle", v[K_CYCLE], 0, COLONY_MAX_CYCLES,
                       &c->cycle, err)) ||
-        (rc = mpread_get_u64(path, "evaluations", v[K_EVALS], &c->evaluations, err)) ||
-        (rc =
-             mpread_get_u64(path, "next_eval_id", v[K_NEXT], &c->next_eval_id, err)) ||
+        (rc = mpread_get_u64(path, "evaluations", v[K_EVALS], &c->evaluations,
+                             err)) ||
+        (rc = mpread_get_u64(path, "next_eval_id", v[K_NEXT], &c->next_eval_id,
+                             err)) ||
         (rc = check_progress(path, c, err)) ||
         (async && (rc = load_async(path, v[K_ASYNC], c, err))) ||
         (rc = load_foods(path, v[K_FOODS], c, err)) ||
@@ -1550,8 +1553,9 @@ int colony_top_codes(const struct colony *c, int k, int *codes)
         for (int j = 0; j < n && !dup; j++)
             dup = !memcmp(codes + (size_t)j * L, c->foods[b].code,
                           L * sizeof *codes);
-        if (!dup) memcpy(codes + (size_t)n++ * L, c->foods[b].code,
-                         L * sizeof *codes);
+        if (!dup)
+            memcpy(codes + (size_t)n++ * L, c->foods[b].code,
+                   L * sizeof *codes);
     }
     free(used);
     return n;

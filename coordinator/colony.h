@@ -96,12 +96,12 @@ struct colony_slot; /* an async candidate in flight (colony.c) */
 struct colony {
     struct colony_params p;
     enum colony_phase phase;
-    int cycle;             /* current cycle, 0-based; max_cycles when DONE
-                              (async: the cycles whose roles are all
-                              applied) */
-    uint64_t evaluations;  /* fitnesses applied so far */
-    uint64_t next_eval_id; /* eval_id of the next batch's first candidate
-                              (async: of the next candidate) */
+    int cycle;                 /* current cycle, 0-based; max_cycles when DONE
+                                  (async: the cycles whose roles are all
+                                  applied) */
+    uint64_t evaluations;      /* fitnesses applied so far */
+    uint64_t next_eval_id;     /* eval_id of the next batch's first candidate
+                                  (async: of the next candidate) */
     struct colony_food *foods; /* sn sources, set once phase > INIT */
     int has_best;              /* 0 only before init is applied */
     int *best_code;            /* best structure ever evaluated */
@@ -128,11 +128,11 @@ struct colony {
     int ninflight, nslots;
     /* the final choice (colony_set_final), once the search is done */
     int has_final;
-    int *final_code;        /* the structure chosen */
-    double final_fitness;   /* its mean over the re-evaluations */
-    uint64_t final_seed;    /* the seed of its first re-evaluation */
-    int final_candidates;   /* structures re-evaluated (top k) */
-    int final_seeds;        /* re-evaluations of each */
+    int *final_code;      /* the structure chosen */
+    double final_fitness; /* its mean over the re-evaluations */
+    uint64_t final_seed;  /* the seed of its first re-evaluation */
+    int final_candidates; /* structures re-evaluated (top k) */
+    int final_seeds;      /* re-evaluations of each */
 };
 
 /* Returns 0 when p is usable, else ABC_EVALUE naming the first bad field

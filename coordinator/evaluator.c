@@ -7,8 +7,8 @@
 
 #include "core/err.h"
 #include "core/fileio.h"
-#include "io/checkpoint.h"
 #include "evaluate.h"
+#include "io/checkpoint.h"
 #include "transport.h"
 
 int evaluator_share_baseline(MPI_Comm comm, const struct config *c,
@@ -82,10 +82,10 @@ int evaluator_local(struct evaluator *ev, const struct proto_eval_request *rq,
                     struct proto_eval_result *res, char *err)
 {
     int rc = proto_evaluate(rq, ev->pre, ev->how, ev->data, 0, ev->stop, res);
-    if (rc == ABC_ESTOPPED)
-        return abc_errf(err, rc, "stopped by a signal");
-    if (rc) return abc_errf(err, rc, "evaluation %llu failed",
-                            (unsigned long long)rq->eval_id);
+    if (rc == ABC_ESTOPPED) return abc_errf(err, rc, "stopped by a signal");
+    if (rc)
+        return abc_errf(err, rc, "evaluation %llu failed",
+                        (unsigned long long)rq->eval_id);
     ev->evals_here++;
     ev->busy_s += res->wall_s;
     return 0;
@@ -97,7 +97,8 @@ int evaluator_send(struct evaluator *ev, int worker,
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     int rc = proto_pack_eval_request(rq, &sb, err);
-    if (!rc) rc = proto_send(ev->comm, worker, TAG_REQUEST, sb.data, sb.size, err);
+    if (!rc)
+        rc = proto_send(ev->comm, worker, TAG_REQUEST, sb.data, sb.size, err);
     msgpack_sbuffer_destroy(&sb);
     return rc;
 }
@@ -181,7 +182,8 @@ int evaluator_run(struct evaluator *ev, const struct proto_eval_request *rq,
         if (done) rc = done(ctx, i, &res[i], err);
         if (!rc && next < n) {
             rc = evaluator_send(ev, src, &rq[next], err);
-            if (!rc) expect[src] = rq[next].eval_id, busy[src] = next++, inflight++;
+            if (!rc)
+                expect[src] = rq[next].eval_id, busy[src] = next++, inflight++;
         }
     }
     free(busy);

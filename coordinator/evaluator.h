@@ -18,8 +18,8 @@
 
 struct evaluator {
     MPI_Comm comm;
-    int nranks;                        /* 1: in-process */
-    const struct model *pre;           /* the baseline; not owned */
+    int nranks;              /* 1: in-process */
+    const struct model *pre; /* the baseline; not owned */
     enum filter_init how;
     const struct data_splits *data;    /* in-process only; not owned */
     const volatile sig_atomic_t *stop; /* raised by a signal */

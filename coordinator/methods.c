@@ -7,15 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prune/budget.h"
-#include "io/checkpoint.h"
 #include "core/err.h"
 #include "core/fileio.h"
-#include "prune/lasso.h"
-#include "pipeline.h"
-#include "prune/prune.h"
 #include "core/rng.h"
 #include "core/seeds.h"
+#include "io/checkpoint.h"
+#include "pipeline.h"
+#include "prune/budget.h"
+#include "prune/lasso.h"
+#include "prune/prune.h"
 #include "search.h"
 #include "train/train.h"
 
@@ -31,8 +31,8 @@ const char *method_name(enum method m)
 
 /* Everything one method run holds. */
 struct mrun {
-    const struct config *c;  /* the user's config */
-    struct config mc;        /* the same with out_dir = OUT/<method> */
+    const struct config *c; /* the user's config */
+    struct config mc;       /* the same with out_dir = OUT/<method> */
     enum method method;
     const volatile sig_atomic_t *stop;
     FILE *progress;
@@ -86,10 +86,9 @@ static int slim_train(struct mrun *r, struct model **sparse, char *err)
                     "epochs\n",
                     config_choice_name("slim.inherit", c->slim.inherit),
                     c->slim.sparsity, c->slim.epochs);
-        rc = pipeline_train_files(m, c, &c->slim, &r->s,
-                                  rng_derive(c->seed, SEED_SLIM, 0, 0), &st,
-                                  ckpt, logp, "slim", r->stop, r->progress,
-                                  err);
+        rc = pipeline_train_files(
+            m, c, &c->slim, &r->s, rng_derive(c->seed, SEED_SLIM, 0, 0), &st,
+            ckpt, logp, "slim", r->stop, r->progress, err);
     }
     free(st.velocity);
     if (rc) {
@@ -148,10 +147,9 @@ static int slim_prune(struct mrun *r, struct model **start, char *err)
         goto out;
     }
     double thr;
-    if ((rc = budget_threshold(sparse, score, r->c->prune.flops_target,
-                               r->c->prune.keep_fraction,
-                               r->c->prune.min_channels, r->ch, keep, &thr,
-                               err)))
+    if ((rc = budget_threshold(
+             sparse, score, r->c->prune.flops_target, r->c->prune.keep_fraction,
+             r->c->prune.min_channels, r->ch, keep, &thr, err)))
         goto out;
     float *before = NULL;
     if ((rc = gamma_scores(r->base, &before, err))) goto out;
@@ -185,8 +183,8 @@ static int lasso_run(struct mrun *r, struct model **start, char *err)
     p.images = c->lasso.images;
     p.points_per_image = c->lasso.points_per_image;
     p.seed = rng_derive(c->seed, SEED_LASSO, 0, 0);
-    return lasso_prune(r->base, r->ch, &p, &r->s.train, &r->s.aug,
-                       r->progress, start, NULL, err);
+    return lasso_prune(r->base, r->ch, &p, &r->s.train, &r->s.aug, r->progress,
+                       start, NULL, err);
 }
 
 /* The method's structure into r->ch and, when start is not NULL, the
@@ -213,10 +211,9 @@ static int choose(struct mrun *r, struct model **start, char *err)
         return start ? prune_slice(r->base, r->ch, FILTER_L1, 0, start, err)
                      : 0;
     case METHOD_RANDOM:
-        if ((rc = budget_random(r->base, pc->flops_target, pc->keep_fraction,
-                                pc->min_channels,
-                                rng_derive(seed, SEED_STRUCTURE, 0, 0), r->ch,
-                                err)))
+        if ((rc = budget_random(
+                 r->base, pc->flops_target, pc->keep_fraction, pc->min_channels,
+                 rng_derive(seed, SEED_STRUCTURE, 0, 0), r->ch, err)))
             return rc;
         return start ? prune_slice(r->base, r->ch, FILTER_RANDOM,
                                    rng_derive(seed, SEED_FILTERS, 0, 0), start,
@@ -259,8 +256,7 @@ static int run_method(struct mrun *r, FILE *out, char *err)
                                        &done, err)))
             goto out;
         if (r->progress && !done)
-            fprintf(r->progress, "resuming %s from epoch %d\n", ckpt,
-                    st.epoch);
+            fprintf(r->progress, "resuming %s from epoch %d\n", ckpt, st.epoch);
     } else if ((rc = choose(r, &m, err))) {
         goto out;
     }
@@ -271,12 +267,10 @@ static int run_method(struct mrun *r, FILE *out, char *err)
         fprintf(r->progress, " (%.2fM of %.2fM MACs)\n", model_macs(m) / 1e6,
                 model_macs(r->base) / 1e6);
     }
-    if (!done &&
-        (rc = pipeline_train_files(m, c, &c->finetune, &r->s,
-                                   rng_derive(c->seed, SEED_FINETUNE, 0,
-                                              0),
-                                   &st, ckpt, logp, "finetune", r->stop,
-                                   r->progress, err)))
+    if (!done && (rc = pipeline_train_files(
+                      m, c, &c->finetune, &r->s,
+                      rng_derive(c->seed, SEED_FINETUNE, 0, 0), &st, ckpt, logp,
+                      "finetune", r->stop, r->progress, err)))
         goto out;
     double base_acc, base_ips, acc, ips;
     int batch = c->finetune.batch_size;
@@ -287,8 +281,8 @@ static int run_method(struct mrun *r, FILE *out, char *err)
     struct report_info ri = {.method = method_name(r->method),
                              .prune_epochs = r->prune_epochs,
                              .search_fitness = -1};
-    rc = pipeline_write_report(&r->mc, &ri, r->base, m, base_acc, base_ips,
-                               acc, ips, out, err);
+    rc = pipeline_write_report(&r->mc, &ri, r->base, m, base_acc, base_ips, acc,
+                               ips, out, err);
 out:
     model_destroy(m);
     model_destroy(want);

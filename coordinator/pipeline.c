@@ -5,15 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/checkpoint.h"
 #include "colony.h"
 #include "core/err.h"
 #include "core/fileio.h"
-#include "prune/fitness.h"
-#include "io/jsonl.h"
-#include "prune/prune.h"
 #include "core/rng.h"
 #include "core/seeds.h"
+#include "io/checkpoint.h"
+#include "io/jsonl.h"
+#include "prune/fitness.h"
+#include "prune/prune.h"
 #include "search.h"
 #include "structure.h"
 #include "train/train.h"
@@ -28,13 +28,13 @@ void pipeline_input_shape(const struct config *c, int *ch, int *h, int *w)
         *ch = 1, *h = 28, *w = 28;
 }
 
-int pipeline_model_from_config(struct model **m, const struct config *c,
-                               int ch, int h, int w, char *err)
+int pipeline_model_from_config(struct model **m, const struct config *c, int ch,
+                               int h, int w, char *err)
 {
     enum arch a;
     if (arch_parse(c->model.arch, &a) != 0)
-        return abc_errf(err, ABC_EVALUE, "%s: unknown model.arch '%s'",
-                        c->path, c->model.arch);
+        return abc_errf(err, ABC_EVALUE, "%s: unknown model.arch '%s'", c->path,
+                        c->model.arch);
     int n = arch_prunable(a, NULL);
     if (c->model.nchannels && c->model.nchannels != n)
         return abc_errf(err, ABC_EVALUE,
@@ -63,9 +63,9 @@ int pipeline_load_baseline(const struct config *c, const char *path,
 
 /* Loads path's checkpoint for resuming a training of `want`'s shape.
  * *done = 1 when it already ran `epochs` epochs. */
-int pipeline_load_resume(const char *path, const struct model *want,
-                           int epochs, struct model **m,
-                           struct train_state *st, int *done, char *err)
+int pipeline_load_resume(const char *path, const struct model *want, int epochs,
+                         struct model **m, struct train_state *st, int *done,
+                         char *err)
 {
     int rc = checkpoint_load(path, m, st, err);
     if (rc) return rc;
@@ -86,12 +86,12 @@ int pipeline_load_resume(const char *path, const struct model *want,
 /* Trains m with schedule tc, writing ckpt and log; shared by train and
  * finetune. */
 int pipeline_train_files(struct model *m, const struct config *c,
-                            const struct train_config *tc,
-                            const struct data_splits *s, uint64_t seed,
-                            struct train_state *st, const char *ckpt,
-                            const char *logp, const char *tag,
-                            const volatile sig_atomic_t *stop, FILE *progress,
-                            char *err)
+                         const struct train_config *tc,
+                         const struct data_splits *s, uint64_t seed,
+                         struct train_state *st, const char *ckpt,
+                         const char *logp, const char *tag,
+                         const volatile sig_atomic_t *stop, FILE *progress,
+                         char *err)
 {
     if (st->epoch > 0) { /* resumed: it must go on with its own split */
         int rc = checkpoint_check_split(ckpt, st, c, err);
@@ -100,8 +100,11 @@ int pipeline_train_files(struct model *m, const struct config *c,
     checkpoint_set_split(st, c);
     FILE *log = jsonl_open(logp, st->epoch > 0, err);
     if (!log) return ABC_EIO;
-    struct train_io io = {.ckpt_path = ckpt, .log = log,
-                          .progress = progress, .tag = tag, .stop = stop};
+    struct train_io io = {.ckpt_path = ckpt,
+                          .log = log,
+                          .progress = progress,
+                          .tag = tag,
+                          .stop = stop};
     int rc = train_model(m, tc, s, seed, st, &io, err);
     if (fclose(log) != 0 && !rc)
         rc = abc_errf(err, ABC_EIO, "%s: cannot write the log", logp);
@@ -109,8 +112,7 @@ int pipeline_train_files(struct model *m, const struct config *c,
 }
 
 int pipeline_train(const struct config *c, int force,
-                   const volatile sig_atomic_t *stop, FILE *progress,
-                   char *err)
+                   const volatile sig_atomic_t *stop, FILE *progress, char *err)
 {
     char ckpt[CONFIG_PATH_MAX + 32], logp[CONFIG_PATH_MAX + 32];
     int rc;
@@ -125,7 +127,8 @@ int pipeline_train(const struct config *c, int force,
     if ((rc = pipeline_model_from_config(&want, c, ch, h, w, err))) return rc;
     if (!force && file_exists(ckpt)) {
         int done = 0;
-        rc = pipeline_load_resume(ckpt, want, c->train.epochs, &m, &st, &done, err);
+        rc = pipeline_load_resume(ckpt, want, c->train.epochs, &m, &st, &done,
+                                  err);
         model_destroy(want);
         if (rc) return rc;
         if (done) {
@@ -155,14 +158,15 @@ int pipeline_train(const struct config *c, int force,
                 "training %s (%lld params, %.2fM MACs/image) on %s: %d train, "
                 "%d val, %d test images\n",
                 arch_name(m->arch), (long long)model_param_count(m),
-                model_macs(m) / 1e6, config_choice_name("data.dataset", c->data.dataset), s.train.n, s.val.n,
-                s.test.n);
+                model_macs(m) / 1e6,
+                config_choice_name("data.dataset", c->data.dataset), s.train.n,
+                s.val.n, s.test.n);
     rc = pipeline_train_files(m, c, &c->train, &s, c->seed, &st, ckpt, logp,
-                          "train", stop, progress, err);
+                              "train", stop, progress, err);
     double acc = 0, loss = 0;
     if (!rc)
-        rc = evaluate(m, &s.test, &s.aug, c->train.batch_size, &acc, &loss,
-                      err);
+        rc =
+            evaluate(m, &s.test, &s.aug, c->train.batch_size, &acc, &loss, err);
     if (!rc) {
         FILE *log = jsonl_open(logp, 1, err);
         if (!log) {
@@ -191,7 +195,7 @@ int pipeline_train(const struct config *c, int force,
 
 /* Test accuracy and inference images/s of m (eval mode, whole test set). */
 int pipeline_measure(struct model *m, const struct data_splits *s, int batch,
-                   double *acc, double *ips, char *err)
+                     double *acc, double *ips, char *err)
 {
     double t0 = now_seconds(), loss;
     int rc = evaluate(m, &s->test, &s->aug, batch, acc, &loss, err);
@@ -206,8 +210,7 @@ static void reduction(char *buf, size_t n, double full, double pruned)
              full / pruned);
 }
 
-int pipeline_write_report(const struct config *c,
-                          const struct report_info *ri,
+int pipeline_write_report(const struct config *c, const struct report_info *ri,
                           const struct model *base, const struct model *pruned,
                           double base_acc, double base_ips, double acc,
                           double ips, FILE *out, char *err)
@@ -224,24 +227,24 @@ int pipeline_write_report(const struct config *c,
                  "%.2f%%\n",
                  100 * ri->search_fitness);
     char text[4096];
-    int len = snprintf(
-        text, sizeof text,
-        "abcprune report: %s on %s (%s), method %s, seed %llu\n"
-        "                 baseline      pruned        change\n"
-        "test accuracy    %7.2f%%      %7.2f%%      %+.2f points\n"
-        "params           %9.0f     %9.0f     %s\n"
-        "MACs/image       %8.2fM     %8.2fM     %s\n"
-        "inference img/s  %9.0f     %9.0f     x%.2f\n"
-        "cost: %.2f epochs to choose the structure, %d epochs of "
-        "fine-tuning\n"
-        "%s"
-        "structure:",
-        arch_name(base->arch),
-        config_choice_name("data.dataset", c->data.dataset), c->path, ri->method,
-        (unsigned long long)c->seed, 100 * base_acc, 100 * acc,
-        100 * (acc - base_acc), bp, pp, pr, bm / 1e6, pm / 1e6, fr, base_ips,
-        ips, base_ips > 0 ? ips / base_ips : 0, ri->prune_epochs,
-        c->finetune.epochs, how);
+    int len =
+        snprintf(text, sizeof text,
+                 "abcprune report: %s on %s (%s), method %s, seed %llu\n"
+                 "                 baseline      pruned        change\n"
+                 "test accuracy    %7.2f%%      %7.2f%%      %+.2f points\n"
+                 "params           %9.0f     %9.0f     %s\n"
+                 "MACs/image       %8.2fM     %8.2fM     %s\n"
+                 "inference img/s  %9.0f     %9.0f     x%.2f\n"
+                 "cost: %.2f epochs to choose the structure, %d epochs of "
+                 "fine-tuning\n"
+                 "%s"
+                 "structure:",
+                 arch_name(base->arch),
+                 config_choice_name("data.dataset", c->data.dataset), c->path,
+                 ri->method, (unsigned long long)c->seed, 100 * base_acc,
+                 100 * acc, 100 * (acc - base_acc), bp, pp, pr, bm / 1e6,
+                 pm / 1e6, fr, base_ips, ips, base_ips > 0 ? ips / base_ips : 0,
+                 ri->prune_epochs, c->finetune.epochs, how);
     for (int j = 0; j < pruned->nprunable && len < (int)sizeof text; j++)
         len += snprintf(text + len, sizeof text - len, " %d/%d",
                         pruned->channels[j], base->channels[j]);
@@ -268,8 +271,9 @@ int pipeline_write_report(const struct config *c,
         "\"structure\":[",
         ri->method, (unsigned long long)c->seed, c->prune.flops_target,
         ri->prune_epochs, c->finetune.epochs, arch_name(base->arch),
-        config_choice_name("data.dataset", c->data.dataset), base_acc, acc, bp, pp, 1 - pp / bp, bm, pm,
-        1 - pm / bm, base_ips, ips, ri->search_fitness);
+        config_choice_name("data.dataset", c->data.dataset), base_acc, acc, bp,
+        pp, 1 - pp / bp, bm, pm, 1 - pm / bm, base_ips, ips,
+        ri->search_fitness);
     for (int j = 0; j < pruned->nprunable && jl < (int)sizeof json; j++)
         jl += snprintf(json + jl, sizeof json - jl, j ? ",%d" : "%d",
                        pruned->channels[j]);
@@ -342,7 +346,7 @@ int pipeline_finetune(const struct config *c, int random,
     int done = 0;
     if (file_exists(ckpt)) {
         if ((rc = pipeline_load_resume(ckpt, want, c->finetune.epochs, &m, &st,
-                                  &done, err)))
+                                       &done, err)))
             goto out;
         if (progress && !done)
             fprintf(progress, "resuming %s from epoch %d\n", ckpt, st.epoch);
@@ -350,9 +354,8 @@ int pipeline_finetune(const struct config *c, int random,
         /* The best candidate's trained weights: its evaluation is a pure
          * function of (structure, seed, budget), so run it again. */
         struct fitness_result fr;
-        rc = fitness_evaluate(base, ch, col->p.nlayers, how,
-                              &c->search.fitness, final_seed, &s, stop, &fr,
-                              &m, err);
+        rc = fitness_evaluate(base, ch, col->p.nlayers, how, &c->search.fitness,
+                              final_seed, &s, stop, &fr, &m, err);
         if (rc) goto out;
         if (progress)
             fprintf(progress,
@@ -362,8 +365,7 @@ int pipeline_finetune(const struct config *c, int random,
                     fr.val_acc,
                     col->has_final ? col->final_fitness : col->best_fitness);
     } else {
-        if ((rc = prune_slice(base, ch, how, final_seed, &m, err)))
-            goto out;
+        if ((rc = prune_slice(base, ch, how, final_seed, &m, err))) goto out;
         if (progress)
             fprintf(progress,
                     "finetune: inherited the baseline's weights (%s "
@@ -372,8 +374,8 @@ int pipeline_finetune(const struct config *c, int random,
     }
     if (!done) {
         rc = pipeline_train_files(m, c, &c->finetune, &s,
-                              rng_derive(c->seed, SEED_FINETUNE, 0, 0), &st,
-                              ckpt, logp, "finetune", stop, progress, err);
+                                  rng_derive(c->seed, SEED_FINETUNE, 0, 0), &st,
+                                  ckpt, logp, "finetune", stop, progress, err);
         if (rc) goto out;
     }
     double base_acc, base_ips, acc, ips;
@@ -397,10 +399,9 @@ int pipeline_finetune(const struct config *c, int random,
         if (fc->steps > 0 && (double)fc->steps * fc->batch_size < per)
             per = (double)fc->steps * fc->batch_size;
     }
-    double evals = (double)col->evaluations +
-                   (col->has_final ? (double)col->final_candidates *
-                                         col->final_seeds
-                                   : 0);
+    double evals =
+        (double)col->evaluations +
+        (col->has_final ? (double)col->final_candidates * col->final_seeds : 0);
     struct report_info ri = {
         .method = random ? "randsearch" : "abc",
         .prune_epochs = s.train.n > 0 ? evals * per / s.train.n : 0,

@@ -24,8 +24,8 @@ void pipeline_input_shape(const struct config *c, int *ch, int *h, int *w);
 
 /* The model c describes (model.arch, model.channels) for input ch x h x w,
  * with errors naming the config file. */
-int pipeline_model_from_config(struct model **m, const struct config *c,
-                               int ch, int h, int w, char *err);
+int pipeline_model_from_config(struct model **m, const struct config *c, int ch,
+                               int h, int w, char *err);
 
 /* Trains the baseline. A finished OUT/baseline.ckpt is kept (returns 0)
  * unless force; an unfinished one is resumed. Progress on `progress`.
@@ -64,9 +64,9 @@ int pipeline_load_baseline(const struct config *c, const char *path,
 
 /* Loads checkpoint path to resume a training of want's structure;
  * *done = 1 when it already ran `epochs` epochs. */
-int pipeline_load_resume(const char *path, const struct model *want,
-                         int epochs, struct model **m, struct train_state *st,
-                         int *done, char *err);
+int pipeline_load_resume(const char *path, const struct model *want, int epochs,
+                         struct model **m, struct train_state *st, int *done,
+                         char *err);
 
 /* Trains m with schedule tc from st (resumable), checkpointing to ckpt
  * after every epoch and appending JSON lines to logp. */
@@ -84,8 +84,7 @@ int pipeline_measure(struct model *m, const struct data_splits *s, int batch,
 
 /* Writes c->out_dir/report.txt and report.json (baseline vs pruned, the
  * method and its cost) and prints the text on out (may be NULL). */
-int pipeline_write_report(const struct config *c,
-                          const struct report_info *ri,
+int pipeline_write_report(const struct config *c, const struct report_info *ri,
                           const struct model *base, const struct model *pruned,
                           double base_acc, double base_ips, double acc,
                           double ips, FILE *out, char *err);

@@ -33,9 +33,9 @@ struct pc {
     struct proto_eval_request *rq;
     struct proto_eval_result *res;
     int nreq, landed;
-    double *proxy[NPROXY]; /* n values each */
-    double *ref;           /* n x r reference accuracies */
-    double *ref_mean;      /* n */
+    double *proxy[NPROXY];         /* n values each */
+    double *ref;                   /* n x r reference accuracies */
+    double *ref_mean;              /* n */
     double proxy_s[NPROXY], ref_s; /* seconds per evaluation, mean */
     int failed;
     FILE *progress;
@@ -59,8 +59,8 @@ static int on_done(void *ctx, int k, const struct proto_eval_result *res,
     (void)err;
     struct pc *p = ctx;
     p->landed++;
-    if (p->progress && (p->landed % (p->r + NPROXY) == 0 ||
-                        p->landed == p->nreq)) {
+    if (p->progress &&
+        (p->landed % (p->r + NPROXY) == 0 || p->landed == p->nreq)) {
         fprintf(p->progress, "proxycheck: %d/%d evaluations done (last %d)\n",
                 p->landed, p->nreq, k);
         fflush(p->progress);
@@ -75,8 +75,7 @@ static double acc_of(const struct proto_eval_result *res)
 
 /* The structures: 0 the uniform cut (a code of equal entries), the rest
  * random codes of the search's space, all scaled to the target. */
-static int make_structures(struct pc *p, const struct model *pre,
-                           char *err)
+static int make_structures(struct pc *p, const struct model *pre, char *err)
 {
     const struct config *c = p->c;
     struct structure_map map;
@@ -134,9 +133,9 @@ static void make_requests(struct pc *p)
             int is_ref = j < p->r;
             rq->budget = is_ref ? ref_b : proxy_b[j - p->r];
             /* common random numbers: every structure sees the same seeds */
-            rq->seed = is_ref ? rng_derive(c->seed, SEED_PROXYCHECK, 2,
-                                           (uint64_t)j)
-                              : rng_derive(c->seed, SEED_PROXYCHECK, 1, 0);
+            rq->seed =
+                is_ref ? rng_derive(c->seed, SEED_PROXYCHECK, 2, (uint64_t)j)
+                       : rng_derive(c->seed, SEED_PROXYCHECK, 1, 0);
             rq->candidate = i;
         }
     }
@@ -179,8 +178,8 @@ static int write_csv(const struct pc *p, char *err)
     if (!t) return abc_errf(err, ABC_ENOMEM, "out of memory");
     size_t len = (size_t)snprintf(t, cap, "structure,kind,macs");
     for (int k = 0; k < NPROXY; k++)
-        len += (size_t)snprintf(t + len, cap - len, ",proxy_%s",
-                                proxy_names[k]);
+        len +=
+            (size_t)snprintf(t + len, cap - len, ",proxy_%s", proxy_names[k]);
     for (int j = 0; j < p->r; j++)
         len += (size_t)snprintf(t + len, cap - len, ",reference_seed%d", j);
     len += (size_t)snprintf(t + len, cap - len, ",reference_mean,channels\n");
@@ -189,8 +188,8 @@ static int write_csv(const struct pc *p, char *err)
                                 i == 0 ? "uniform" : "random",
                                 (long long)p->macs[i]);
         for (int k = 0; k < NPROXY; k++)
-            len += (size_t)snprintf(t + len, cap - len, ",%.6f",
-                                    p->proxy[k][i]);
+            len +=
+                (size_t)snprintf(t + len, cap - len, ",%.6f", p->proxy[k][i]);
         for (int j = 0; j < p->r; j++)
             len += (size_t)snprintf(t + len, cap - len, ",%.6f",
                                     p->ref[i * p->r + j]);
@@ -248,8 +247,7 @@ static int write_md(const struct pc *p, const struct model *pre, FILE *out,
         return ABC_EVALUE;
     char t[8192];
     int len = 0;
-#define PUT(...) \
-    len += snprintf(t + len, sizeof t - (size_t)len, __VA_ARGS__)
+#define PUT(...) len += snprintf(t + len, sizeof t - (size_t)len, __VA_ARGS__)
     double lo_m = INFINITY, hi_m = 0;
     for (int i = 0; i < p->n; i++) {
         if (p->macs[i] < lo_m) lo_m = (double)p->macs[i];
@@ -296,8 +294,8 @@ static int write_md(const struct pc *p, const struct model *pre, FILE *out,
     if (isnan(vs))
         PUT("seed sd n/a (1 seed)");
     else
-        PUT("seed sd %.2f points (between/seed variance %.2f)",
-            100 * sqrt(vs), vs > 0 ? vb / vs : INFINITY);
+        PUT("seed sd %.2f points (between/seed variance %.2f)", 100 * sqrt(vs),
+            vs > 0 ? vb / vs : INFINITY);
     PUT(".\nHeadroom: the best structure (%d) scores %+.2f points over the "
         "uniform cut, which ranks %d of %d.\n",
         best, 100 * (p->ref_mean[best] - p->ref_mean[uni]), rank, p->n);
@@ -343,8 +341,8 @@ static void write_png(const struct pc *p)
 }
 
 int proxycheck_run(MPI_Comm comm, const struct config *c,
-                   const volatile sig_atomic_t *stop, FILE *progress,
-                   FILE *out, char *err)
+                   const volatile sig_atomic_t *stop, FILE *progress, FILE *out,
+                   char *err)
 {
     struct pc p;
     memset(&p, 0, sizeof p);
@@ -366,12 +364,14 @@ int proxycheck_run(MPI_Comm comm, const struct config *c,
                       "structures at one cost; set a target, e.g. --set "
                       "prune.flops_target=0.3",
                       c->path);
-    if (rc) base[0] = '\0';
-    else rc = search_path(base, sizeof base, c, SEARCH_BASELINE, err);
+    if (rc)
+        base[0] = '\0';
+    else
+        rc = search_path(base, sizeof base, c, SEARCH_BASELINE, err);
     /* every path broadcasts, so the workers never wait forever */
     char e2[ABC_ERRLEN];
-    int brc = evaluator_share_baseline(comm, c, rc ? "" : base, &pre,
-                                       rc ? e2 : err);
+    int brc =
+        evaluator_share_baseline(comm, c, rc ? "" : base, &pre, rc ? e2 : err);
     if (!rc) rc = brc;
     if (rc) goto out;
     p.L = pre->nprunable;
@@ -408,9 +408,9 @@ int proxycheck_run(MPI_Comm comm, const struct config *c,
         fprintf(progress,
                 "proxycheck: %s, %d structures at %.0f%% FLOPs, %d proxies + "
                 "%d reference seed%s each: %d evaluations on %d worker%s\n",
-                arch_name(pre->arch), p.n, 100 * c->prune.flops_target,
-                NPROXY, p.r, p.r > 1 ? "s" : "", p.nreq,
-                nranks > 1 ? nranks - 1 : 1, nranks > 2 ? "s" : "");
+                arch_name(pre->arch), p.n, 100 * c->prune.flops_target, NPROXY,
+                p.r, p.r > 1 ? "s" : "", p.nreq, nranks > 1 ? nranks - 1 : 1,
+                nranks > 2 ? "s" : "");
     if ((rc = evaluator_run(&ev, p.rq, p.nreq, p.res, on_done, &p, err)))
         goto out;
     collect(&p);
@@ -418,7 +418,8 @@ int proxycheck_run(MPI_Comm comm, const struct config *c,
         goto out;
     write_png(&p);
 out:
-    evaluator_shutdown(comm, rc == 0 ? "proxycheck done" : "proxycheck stopped");
+    evaluator_shutdown(comm,
+                       rc == 0 ? "proxycheck done" : "proxycheck stopped");
     if (have_data) data_close(&data);
     model_destroy(pre);
     free(p.ch);

@@ -28,7 +28,7 @@
  * `progress` (may be NULL), the summary on out (may be NULL). Returns 0,
  * ABC_ESTOPPED (nothing written: run it again) or an error. */
 int proxycheck_run(MPI_Comm comm, const struct config *c,
-                   const volatile sig_atomic_t *stop, FILE *progress,
-                   FILE *out, char *err);
+                   const volatile sig_atomic_t *stop, FILE *progress, FILE *out,
+                   char *err);
 
 #endif

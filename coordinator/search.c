@@ -32,19 +32,19 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "prune/budget.h"
-#include "io/checkpoint.h"
 #include "colony.h"
 #include "core/err.h"
-#include "evaluate.h"
-#include "evaluator.h"
-#include "plot.h"
 #include "core/fileio.h"
-#include "io/jsonl.h"
-#include "messages.h"
-#include "structure.h"
 #include "core/rng.h"
 #include "core/seeds.h"
+#include "evaluate.h"
+#include "evaluator.h"
+#include "io/checkpoint.h"
+#include "io/jsonl.h"
+#include "messages.h"
+#include "plot.h"
+#include "prune/budget.h"
+#include "structure.h"
 #include "train/train.h"
 #include "transport.h"
 
@@ -63,8 +63,7 @@ int search_path(char *buf, size_t n, const struct config *c, const char *file,
                 char *err)
 {
     if (snprintf(buf, n, "%s/%s", c->out_dir, file) >= (int)n)
-        return abc_errf(err, ABC_EVALUE, "%s: out_dir path too long",
-                        c->path);
+        return abc_errf(err, ABC_EVALUE, "%s: out_dir path too long", c->path);
     return 0;
 }
 
@@ -75,8 +74,7 @@ int search_out_config(struct config *oc, const struct config *c, int random,
     if (!random) return 0;
     if (snprintf(oc->out_dir, sizeof oc->out_dir, "%s/%s", c->out_dir,
                  SEARCH_RANDOM_DIR) >= (int)sizeof oc->out_dir)
-        return abc_errf(err, ABC_EVALUE, "%s: out_dir path too long",
-                        c->path);
+        return abc_errf(err, ABC_EVALUE, "%s: out_dir path too long", c->path);
     return 0;
 }
 
@@ -86,25 +84,25 @@ struct run {
     int nranks;
     const struct config *c;
     const struct search_opts *o;
-    struct model *pre;          /* the baseline */
+    struct model *pre; /* the baseline */
     enum filter_init how;
-    struct data_splits data;    /* loaded only when evaluating in-process */
+    struct data_splits data; /* loaded only when evaluating in-process */
     int have_data;
     struct colony *col;
     FILE *log;
-    FILE *dat;                     /* search.dat: per evaluation, eval_id,
-                                      MACs, fitness (for search.png) */
+    FILE *dat; /* search.dat: per evaluation, eval_id,
+                  MACs, fitness (for search.png) */
     char colony_path[CONFIG_PATH_MAX + 32], best_path[CONFIG_PATH_MAX + 32];
     char log_path[CONFIG_PATH_MAX + 32];
     struct proto_eval_result *res; /* per candidate of the current batch */
     unsigned char *fresh;          /* res[i] was evaluated in this process */
     int64_t full_macs, full_params;
-    struct structure_map map;      /* codes to structures at the target */
-    struct evaluator ev;           /* in-process or the workers; counts
-                                      evaluations and their seconds */
+    struct structure_map map; /* codes to structures at the target */
+    struct evaluator ev;      /* in-process or the workers; counts
+                                 evaluations and their seconds */
     double t_start;
-    double cpu_start;              /* this process's CPU seconds at start */
-    int cycles_logged;             /* async: cycle lines written */
+    double cpu_start;  /* this process's CPU seconds at start */
+    int cycles_logged; /* async: cycle lines written */
 };
 
 /* The structure of a code (see structure.h); MACs/params may be NULL. */
@@ -167,10 +165,10 @@ static int evaluate_batch(struct run *r, const struct candidate *batch, int n,
     struct proto_eval_request *rq = malloc(sizeof *rq * (n ? n : 1));
     struct proto_eval_result *res = malloc(sizeof *res * (n ? n : 1));
     int ntodo = 0, rc = 0;
-    if (!todo || !rq || !res)
-        rc = abc_errf(err, ABC_ENOMEM, "out of memory");
+    if (!todo || !rq || !res) rc = abc_errf(err, ABC_ENOMEM, "out of memory");
     for (int i = 0; i < n && !rc; i++)
-        if (!col->have[i] && !(rc = make_request(r, &batch[i], &rq[ntodo], err)))
+        if (!col->have[i] &&
+            !(rc = make_request(r, &batch[i], &rq[ntodo], err)))
             todo[ntodo++] = i;
     struct batch_ctx ctx = {.r = r, .todo = todo};
     if (!rc) rc = evaluator_run(&r->ev, rq, ntodo, res, batch_done, &ctx, err);
@@ -194,24 +192,25 @@ static int write_best(struct run *r, char *err)
     int rc = code_channels(r, code, ch, &macs, &params, err);
     if (rc) return rc;
     char text[8192];
-    int len = snprintf(
-        text, sizeof text,
-        "# Best structure of the %s search (%s).\n"
-        "arch: %s\n"
-        "structure: [",
-        col->p.random ? "random" : "ABC",
-        col->has_final ? "final: the best mean of the top structures "
-                         "re-evaluated"
-        : colony_done(col) ? "the best ever evaluated"
-                           : "so far; rewritten after every phase",
-        arch_name(r->pre->arch));
+    int len =
+        snprintf(text, sizeof text,
+                 "# Best structure of the %s search (%s).\n"
+                 "arch: %s\n"
+                 "structure: [",
+                 col->p.random ? "random" : "ABC",
+                 col->has_final ? "final: the best mean of the top structures "
+                                  "re-evaluated"
+                 : colony_done(col) ? "the best ever evaluated"
+                                    : "so far; rewritten after every phase",
+                 arch_name(r->pre->arch));
     for (int j = 0; j < n && len < (int)sizeof text; j++)
-        len += snprintf(text + len, sizeof text - len, j ? ", %d" : "%d", ch[j]);
+        len +=
+            snprintf(text + len, sizeof text - len, j ? ", %d" : "%d", ch[j]);
     if (len < (int)sizeof text)
         len += snprintf(text + len, sizeof text - len, "]\ncode: [");
     for (int j = 0; j < n && len < (int)sizeof text; j++)
-        len += snprintf(text + len, sizeof text - len, j ? ", %d" : "%d",
-                        code[j]);
+        len +=
+            snprintf(text + len, sizeof text - len, j ? ", %d" : "%d", code[j]);
     if (len < (int)sizeof text)
         len += snprintf(
             text + len, sizeof text - len,
@@ -235,10 +234,9 @@ static int write_best(struct run *r, char *err)
             col->best_fitness, col->has_final ? col->final_candidates : 0,
             col->has_final ? col->final_seeds : 0,
             (unsigned long long)col->best_eval_id, (unsigned long long)seed,
-            (long long)macs,
-            (long long)r->full_macs, 1.0 - (double)macs / r->full_macs,
-            (long long)params, (long long)r->full_params,
-            1.0 - (double)params / r->full_params,
+            (long long)macs, (long long)r->full_macs,
+            1.0 - (double)macs / r->full_macs, (long long)params,
+            (long long)r->full_params, 1.0 - (double)params / r->full_params,
             (unsigned long long)col->evaluations, col->cycle,
             colony_done(col) ? "true" : "false");
     if (len >= (int)sizeof text)
@@ -278,8 +276,8 @@ static int final_choice(struct run *r, char *err)
                                    .source = -1,
                                    .partner = -1,
                                    .code = codes + (size_t)a * L};
-            cd.seed = rng_derive(col->p.seed, SEED_SEARCH_FINAL, (uint64_t)j,
-                                 0);
+            cd.seed =
+                rng_derive(col->p.seed, SEED_SEARCH_FINAL, (uint64_t)j, 0);
             cd.eval_id = col->next_eval_id + (uint64_t)(a * ns + j);
             rc = make_request(r, &cd, &rq[a * ns + j], err);
             rq[a * ns + j].phase = PROTO_PHASE_SCOUT; /* any: logging only */
@@ -299,11 +297,9 @@ static int final_choice(struct run *r, char *err)
             mean[a] += fitness_of(&res[a * ns + j]) / ns;
         if (mean[a] > mean[best]) best = a;
         int ch[PROTO_MAX_LAYERS];
-        if ((rc = code_channels(r, codes + (size_t)a * L, ch, NULL, NULL,
-                                err)))
+        if ((rc = code_channels(r, codes + (size_t)a * L, ch, NULL, NULL, err)))
             break;
-        fprintf(r->log, "{\"event\":\"reeval\",\"rank\":%d,\"structure\":",
-                a);
+        fprintf(r->log, "{\"event\":\"reeval\",\"rank\":%d,\"structure\":", a);
         jsonl_ints(r->log, ch, L);
         fprintf(r->log, ",\"code\":");
         jsonl_ints(r->log, codes + (size_t)a * L, L);
@@ -443,8 +439,7 @@ static int log_cycle(struct run *r, int cycle, char *err)
             cycle, col->best_fitness);
     jsonl_ints(r->log, ch, col->p.nlayers);
     fprintf(r->log, ",\"evaluations\":%llu,\"elapsed_s\":%.1f}",
-            (unsigned long long)col->evaluations,
-            now_seconds() - r->t_start);
+            (unsigned long long)col->evaluations, now_seconds() - r->t_start);
     if (jsonl_end(r->log))
         return abc_errf(err, ABC_EIO, "%s: cannot write the search log",
                         r->log_path);
@@ -731,8 +726,7 @@ int search_run(MPI_Comm comm, const struct config *c,
                           SEARCH_COLONY, err)) ||
         (rc = search_path(r.best_path, sizeof r.best_path, &oc, SEARCH_BEST,
                           err)) ||
-        (rc = search_path(r.log_path, sizeof r.log_path, &oc, SEARCH_LOG,
-                          err)))
+        (rc = search_path(r.log_path, sizeof r.log_path, &oc, SEARCH_LOG, err)))
         goto out;
     int resuming = file_exists(r.colony_path);
     if (resuming && !o->resume) {
@@ -743,8 +737,7 @@ int search_run(MPI_Comm comm, const struct config *c,
         goto out;
     }
     if (resuming) {
-        if ((rc = colony_load(r.colony_path, &r.col, err)))
-            goto out;
+        if ((rc = colony_load(r.colony_path, &r.col, err))) goto out;
         if ((rc = colony_params_match(&r.col->p, &p, err))) {
             abc_errprefix(err, rc,
                           "%s was made with other search settings than %s",
@@ -756,13 +749,13 @@ int search_run(MPI_Comm comm, const struct config *c,
         const struct colony *col = r.col;
         if (!colony_done(col) && col->phase != COLONY_INIT &&
             col->async != async) {
-            rc = abc_errf(err, ABC_EVALUE,
-                          "%s holds a search with the %s schedule, but %s "
-                          "says search.schedule: %s; resume it with %s",
-                          r.colony_path, col->async ? "async" : "sync", c->path,
-                          config_choice_name("search.schedule",
-                                             c->search.schedule),
-                          col->async ? "async" : "sync");
+            rc = abc_errf(
+                err, ABC_EVALUE,
+                "%s holds a search with the %s schedule, but %s "
+                "says search.schedule: %s; resume it with %s",
+                r.colony_path, col->async ? "async" : "sync", c->path,
+                config_choice_name("search.schedule", c->search.schedule),
+                col->async ? "async" : "sync");
             goto out;
         }
     } else if ((rc = colony_create(&r.col, &p, err))) {
@@ -836,8 +829,9 @@ int search_run(MPI_Comm comm, const struct config *c,
                     "search done: %llu evaluations in %.1fs (%.2f/s), workers "
                     "busy %.0f%% of the time, rank 0 CPU %.2fs (%.1f%% of a "
                     "core)\n",
-                    (unsigned long long)r.ev.evals_here, el, r.ev.evals_here / el,
-                    100.0 * r.ev.busy_s / (nw * el), cpu, 100.0 * cpu / el);
+                    (unsigned long long)r.ev.evals_here, el,
+                    r.ev.evals_here / el, 100.0 * r.ev.busy_s / (nw * el), cpu,
+                    100.0 * cpu / el);
     }
     /* after the done line: it describes the search's own evaluations */
     if (rc == 0) rc = final_choice(&r, err);

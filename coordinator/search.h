@@ -24,13 +24,13 @@
 #define SEARCH_RANDOM_DIR "randsearch"
 
 struct search_opts {
-    int resume;        /* continue from colony.ckpt if it exists */
+    int resume; /* continue from colony.ckpt if it exists */
     const volatile sig_atomic_t *stop; /* raised by SIGTERM/SIGUSR1 */
-    FILE *progress;    /* one line per phase (NULL: quiet) */
-    int random;        /* 1: random search (colony_params.random), the
-                          colony's fair null at the same evaluation count,
-                          same fitness and same schedule; its files go to
-                          out_dir/randsearch/ */
+    FILE *progress;                    /* one line per phase (NULL: quiet) */
+    int random; /* 1: random search (colony_params.random), the
+                   colony's fair null at the same evaluation count,
+                   same fitness and same schedule; its files go to
+                   out_dir/randsearch/ */
 };
 
 /* Runs the search on rank 0 of comm; collective with worker_serve on every

@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "core/err.h"
-#include "pipeline.h"
 #include "core/rng.h"
 #include "core/seeds.h"
+#include "pipeline.h"
 #include "search.h"
 
 /* Label of rng_derive for the residual draws. */

@@ -33,9 +33,9 @@
 #include <stdio.h>
 
 #include "colony.h"
-#include "structure.h"
 #include "io/config.h"
 #include "nn/model.h"
+#include "structure.h"
 
 /* The parts of a search.jsonl the simulator uses. */
 struct sim_log {

@@ -15,7 +15,8 @@ packages=(
   dataset-fashion-mnist                 # the data
   python3 python3-torch python3-numpy python3-msgpack  # reference tests
   procps                                # pkill in the signal tests
-  gnuplot-nox                           # scaling-study plots (headless)
+  gnuplot-nox                           # scaling-study and search plots (headless)
+  clang-format                          # test_style: the code's formatting
   slurm-wlm slurmctld slurmd slurm-client munge  # the Slurm batch-script test
 )
 

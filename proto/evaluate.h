@@ -8,8 +8,8 @@
 #include <signal.h>
 
 #include "io/config.h"
-#include "prune/fitness.h"
 #include "messages.h"
+#include "prune/fitness.h"
 
 /* The error text of a result whose worker was stopped by a signal before it
  * finished: not a failed evaluation, so rank 0 does not score it but stops

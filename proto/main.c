@@ -5,4 +5,7 @@
 #include "roles.h"
 #include "worker.h"
 
-int main(int argc, char **argv) { return cli_main(argc, argv, worker_serve); }
+int main(int argc, char **argv)
+{
+    return cli_main(argc, argv, worker_serve);
+}

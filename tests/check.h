@@ -11,15 +11,15 @@
 static int check_failures_;
 static int check_count_;
 
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        check_count_++;                                                       \
-        if (!(cond)) {                                                        \
-            check_failures_++;                                                \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);   \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-        }                                                                     \
+#define CHECK(cond, ...)                                                       \
+    do {                                                                       \
+        check_count_++;                                                        \
+        if (!(cond)) {                                                         \
+            check_failures_++;                                                 \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);    \
+            fprintf(stderr, __VA_ARGS__);                                      \
+            fprintf(stderr, "\n");                                             \
+        }                                                                      \
     } while (0)
 
 /* Compares two float arrays: |a-b| <= atol + rtol*|b| elementwise. Prints
@@ -48,7 +48,7 @@ static inline int check_close_f(const char *what, const float *a,
     printf("ok   %s: max|diff| %.3g over %zu values\n", what, maxd, n);
     return 1;
 }
-#define CHECK_CLOSE(what, a, b, n, atol, rtol)                                \
+#define CHECK_CLOSE(what, a, b, n, atol, rtol)                                 \
     check_close_f(what, a, b, n, atol, rtol, __FILE__, __LINE__)
 
 static inline int check_finish(const char *name)

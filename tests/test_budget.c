@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prune/budget.h"
 #include "check.h"
 #include "core/err.h"
 #include "core/rng.h"
+#include "prune/budget.h"
 #include "prune/prune.h"
 
 static struct model *make(enum arch a)
@@ -156,8 +156,7 @@ static void test_shape_spread(void)
             raw[j] = (int)fmax(1, floor(ref->channels[j] * u[j]));
         }
         cv_raw += keep_cv(ref, raw) / n;
-        CHECK(budget_shape(ref, u, target, 1, ch, err) == 0, "shape: %s",
-              err);
+        CHECK(budget_shape(ref, u, target, 1, ch, err) == 0, "shape: %s", err);
         int64_t m = macs_of(ref, ch);
         in_window += m <= target && m >= (1 - BUDGET_TOLERANCE) * target;
         cv_shape += keep_cv(ref, ch) / n;
@@ -221,8 +220,8 @@ static void test_threshold(void)
           "layer 1 keeps its first (largest) channels");
     /* layer 2 keeps 10 (0.95) and the best of the ties: index 0 */
     int off2 = 16 + ch[1];
-    CHECK(keep[off2] == 0 && keep[off2 + 1] == 10,
-          "layer 2 keeps %d and %d", keep[off2], keep[off2 + 1]);
+    CHECK(keep[off2] == 0 && keep[off2 + 1] == 10, "layer 2 keeps %d and %d",
+          keep[off2], keep[off2 + 1]);
     CHECK(fabs(thr - (0.9 - 0.01 * 16)) < 1e-6, "threshold %.4f", thr);
     /* keep 0.5: 56 = 16 + 1 + 32 + 7 ties of layer 2 (indices 0..6) */
     rc = budget_threshold(ref, score, 0, 0.5, 1, ch, keep, &thr, err);

@@ -18,11 +18,11 @@
 #include <msgpack.h>
 
 #include "check.h"
-#include "io/checkpoint.h"
 #include "core/err.h"
 #include "core/fileio.h"
-#include "nn/model.h"
 #include "core/rng.h"
+#include "io/checkpoint.h"
+#include "nn/model.h"
 
 #define PREFIX "ckpt_test_"
 
@@ -148,7 +148,10 @@ static void expect_reject(const char *what, const char *path, const char *want)
     size_t n0 = 0, n1 = 0;
     char *before = read_bytes(path, &n0);
     struct model *m = (struct model *)&n0; /* must be reset to NULL */
-    struct train_state st = {.epoch = -7, .step = -7, .best_val_acc = -7.0, .velocity = (float *)&n1};
+    struct train_state st = {.epoch = -7,
+                             .step = -7,
+                             .best_val_acc = -7.0,
+                             .velocity = (float *)&n1};
     int rc = checkpoint_load(path, &m, &st, err);
     CHECK(rc < 0, "%s: loaded, expected an error containing \"%s\"", what,
           want);
@@ -342,7 +345,8 @@ static void test_round_trip(enum arch a, const int *channels, uint64_t seed,
     int rc = checkpoint_save(path, m, NULL, err);
     CHECK(rc == 0, "%s: save: %s", what, err);
     struct model *l = NULL;
-    struct train_state st = {.epoch = 5, .step = 5, .best_val_acc = 5.0, .velocity = (float *)&rc};
+    struct train_state st = {
+        .epoch = 5, .step = 5, .best_val_acc = 5.0, .velocity = (float *)&rc};
     rc = checkpoint_load(path, &l, &st, err);
     CHECK(rc == 0 && l, "%s: load: %s", what, err);
     CHECK(st.epoch == 0 && st.step == 0 && st.best_val_acc == 0 &&
@@ -378,7 +382,8 @@ static void test_train_state(void)
     CHECK(rc == 0, "train save: %s", err);
 
     struct model *l = NULL;
-    struct train_state got = {.epoch = 0, .step = 0, .best_val_acc = 0, .velocity = NULL};
+    struct train_state got = {
+        .epoch = 0, .step = 0, .best_val_acc = 0, .velocity = NULL};
     rc = checkpoint_load(path, &l, &got, err);
     CHECK(rc == 0, "train load: %s", err);
     if (l) check_same_model("resnet20+train", m, l);
@@ -402,7 +407,8 @@ static void test_train_state(void)
     model_destroy(l);
 
     /* train state without velocity */
-    struct train_state st2 = {.epoch = 2, .step = 300, .best_val_acc = 0.25, .velocity = NULL};
+    struct train_state st2 = {
+        .epoch = 2, .step = 300, .best_val_acc = 0.25, .velocity = NULL};
     rc = checkpoint_save(path, m, &st2, err);
     CHECK(rc == 0, "save without velocity: %s", err);
     got.velocity = vel; /* must be replaced by NULL */
@@ -452,7 +458,8 @@ static void test_load_mem(void)
         return;
     }
     vel[2] = 0.125f;
-    struct train_state st = {.epoch = 4, .step = 77, .best_val_acc = 0.5, .velocity = vel};
+    struct train_state st = {
+        .epoch = 4, .step = 77, .best_val_acc = 0.5, .velocity = vel};
     char *buf = NULL;
     size_t len = 0;
     int rc = checkpoint_pack(m, &st, &buf, &len, err);
@@ -469,7 +476,8 @@ static void test_load_mem(void)
     CHECK(remove(path) == 0, "remove %s", path);
 
     struct model *l = NULL;
-    struct train_state got = {.epoch = 0, .step = 0, .best_val_acc = 0, .velocity = NULL};
+    struct train_state got = {
+        .epoch = 0, .step = 0, .best_val_acc = 0, .velocity = NULL};
     rc = checkpoint_load_mem("packed model", buf, len, &l, &got, err);
     CHECK(rc == 0 && l, "load_mem: %s", err);
     if (l) check_same_model("load_mem", m, l);
@@ -484,7 +492,8 @@ static void test_load_mem(void)
     size_t cuts[] = {1, 7, len / 2, len - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         l = (struct model *)&n; /* must be reset to NULL */
-        struct train_state keep = {.epoch = -1, .step = -1, .best_val_acc = -1.0, .velocity = NULL};
+        struct train_state keep = {
+            .epoch = -1, .step = -1, .best_val_acc = -1.0, .velocity = NULL};
         rc = checkpoint_load_mem("packed model", buf, cuts[i], &l, &keep, err);
         CHECK(rc == ABC_EFORMAT && l == NULL && keep.epoch == -1 &&
                   strstr(err, "truncated") && strstr(err, "packed model"),
@@ -704,7 +713,8 @@ static void test_bad_files(void)
     struct model *m = make_model(ARCH_SMALLNET, NULL, 7);
     if (!m) return;
     float *vel = calloc(m->nparams, sizeof(float));
-    struct train_state st = {.epoch = 1, .step = 2, .best_val_acc = 0.5, .velocity = vel};
+    struct train_state st = {
+        .epoch = 1, .step = 2, .best_val_acc = 0.5, .velocity = vel};
     CHECK(checkpoint_save(good, m, &st, err) == 0, "save good: %s", err);
     size_t n = 0;
     char *bytes = read_bytes(good, &n);
@@ -789,7 +799,8 @@ static void test_bad_files(void)
         ed[at] = (char)(ed[at] ^ (char)(1u << rng_below(&r, 8)));
         CHECK(write_bytes(bad, ed, n) == 0, "write");
         struct model *l = NULL;
-        struct train_state s2 = {.epoch = 0, .step = 0, .best_val_acc = 0, .velocity = NULL};
+        struct train_state s2 = {
+            .epoch = 0, .step = 0, .best_val_acc = 0, .velocity = NULL};
         int rc = checkpoint_load(bad, &l, &s2, err);
         if (rc == 0) {
             loaded++;
@@ -882,7 +893,8 @@ static void test_bad_files(void)
         struct craft c_ = craft_default(m);
         c_.train = 1;
         craft_write(bad, m, &c_);
-        struct train_state s3 = {.epoch = 0, .step = 0, .best_val_acc = 0, .velocity = NULL};
+        struct train_state s3 = {
+            .epoch = 0, .step = 0, .best_val_acc = 0, .velocity = NULL};
         CHECK(checkpoint_load(bad, &l, &s3, err) == 0 && s3.velocity &&
                   s3.epoch == 3 && s3.step == 1000,
               "crafted train: %s", err);

@@ -1904,17 +1904,20 @@ static void test_random_search(void)
             break;
         for (int i = 0; i < nr; i++) {
             if (cr->phase == COLONY_INIT)
-                init_same &= i < na && !code_dist(ba[i].code, br[i].code,
-                                                   pr.nlayers);
+                init_same &=
+                    i < na && !code_dist(ba[i].code, br[i].code, pr.nlayers);
             if (cr->phase == COLONY_EMPLOYED || cr->phase == COLONY_ONLOOKER) {
-                const int *src = cr->food_codes + (size_t)br[i].source * pr.nlayers;
+                const int *src =
+                    cr->food_codes + (size_t)br[i].source * pr.nlayers;
                 far += code_dist(br[i].code, src, pr.nlayers) > pr.change_dims;
                 moves++;
             }
-            colony_record(cr, i, test_fitness(&pr, br[i].code, br[i].seed), err);
+            colony_record(cr, i, test_fitness(&pr, br[i].code, br[i].seed),
+                          err);
         }
         for (int i = 0; i < na; i++)
-            colony_record(ca, i, test_fitness(&pa, ba[i].code, ba[i].seed), err);
+            colony_record(ca, i, test_fitness(&pa, ba[i].code, ba[i].seed),
+                          err);
         if (cr->phase == COLONY_ONLOOKER && !saved) {
             CHECK(colony_save(cr, path, err) == 0, "save: %s", err);
             colony_destroy(cr);

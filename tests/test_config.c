@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 
 #include "check.h"
-#include "io/config.h"
 #include "core/err.h"
+#include "io/config.h"
 
 static void write_text(const char *path, const char *text)
 {
@@ -316,8 +316,7 @@ static void test_set(void)
           c.search.fitness.proxy);
     CHECK(c.search.sn == 9 && c.search.fitness.steps == 5 && c.seed == 42 &&
               c.model.nchannels == 3 && c.model.channels[2] == 7 &&
-              c.search.schedule == SCHEDULE_ASYNC &&
-              c.train.lr == 0.05f,
+              c.search.schedule == SCHEDULE_ASYNC && c.train.lr == 0.05f,
           "config_set values: sn %d steps %d seed %llu", c.search.sn,
           c.search.fitness.steps, (unsigned long long)c.seed);
     static const char *const bad[][2] = {
@@ -341,8 +340,8 @@ static void test_set(void)
         err[0] = '\0';
         rc = config_set(&c, bad[i][0], err);
         CHECK(rc < 0 && strstr(err, bad[i][1]) && !strstr(err, ":1:"),
-              "config_set(%s): rc %d, err '%s', want '%s'", bad[i][0], rc,
-              err, bad[i][1]);
+              "config_set(%s): rc %d, err '%s', want '%s'", bad[i][0], rc, err,
+              bad[i][1]);
         CHECK(!memcmp(&c, &before, sizeof c), "config_set(%s) changed c",
               bad[i][0]);
     }

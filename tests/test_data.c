@@ -11,8 +11,8 @@
 #include <zlib.h>
 
 #include "check.h"
-#include "data/data.h"
 #include "core/err.h"
+#include "data/data.h"
 
 #define CHECK_ERR(rc, err, needle)                                             \
     CHECK((rc) < 0 && strstr(err, needle), "rc %d, err '%s', want '%s'", rc,   \

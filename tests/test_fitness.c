@@ -12,8 +12,8 @@
 
 #include "check.h"
 #include "core/err.h"
-#include "prune/fitness.h"
 #include "core/threads.h"
+#include "prune/fitness.h"
 #include "train/train.h"
 
 /* The first BN layer's running mean (bn1.running_mean) of m. */
@@ -45,9 +45,13 @@ static void test_adaptive_bn(const struct model *pre,
     model_destroy(a);
     model_destroy(b);
 
-    struct fitness_config fb = {.train_images = 2000, .val_images = 1000,
-                                .epochs = 1, .batch_size = 64, .lr = 0.01f,
-                                .momentum = 0.9f, .weight_decay = 5e-4f,
+    struct fitness_config fb = {.train_images = 2000,
+                                .val_images = 1000,
+                                .epochs = 1,
+                                .batch_size = 64,
+                                .lr = 0.01f,
+                                .momentum = 0.9f,
+                                .weight_decay = 5e-4f,
                                 .proxy = FITNESS_ADAPTIVE_BN,
                                 .bn_batches = 10};
     struct fitness_result r1, r2, r3;
@@ -63,7 +67,8 @@ static void test_adaptive_bn(const struct model *pre,
     /* trains nothing: the conv weights are the slice's */
     struct model *sl;
     CHECK(prune_slice(pre, half, FILTER_L1, 0, &sl, err) == 0, "%s", err);
-    CHECK(tm && memcmp(tm->params, sl->params, sl->nparams * sizeof(float)) == 0,
+    CHECK(tm &&
+              memcmp(tm->params, sl->params, sl->nparams * sizeof(float)) == 0,
           "adaptive_bn changed the parameters");
     /* the stale statistics of the slice, scored as they are */
     double stale_acc, stale_loss;
@@ -112,23 +117,28 @@ int main(void)
     struct train_io io = {.skip_val = 1};
     CHECK(train_model(pre, &tc, &s, 9, &st, &io, err) == 0, "%s", err);
 
-    struct fitness_config b = {.train_images = 2000, .val_images = 1000,
-                               .epochs = 1, .batch_size = 64, .lr = 0.01f,
-                               .momentum = 0.9f, .weight_decay = 5e-4f};
+    struct fitness_config b = {.train_images = 2000,
+                               .val_images = 1000,
+                               .epochs = 1,
+                               .batch_size = 64,
+                               .lr = 0.01f,
+                               .momentum = 0.9f,
+                               .weight_decay = 5e-4f};
     int full[3] = {16, 32, 64}, half[3] = {8, 16, 32};
     struct fitness_result r1, r2, r3;
-    rc = fitness_evaluate(pre, full, 3, FILTER_L1, &b, 5, &s, NULL, &r1, NULL, err);
+    rc = fitness_evaluate(pre, full, 3, FILTER_L1, &b, 5, &s, NULL, &r1, NULL,
+                          err);
     CHECK(rc == 0, "full: %s", err);
     printf("full structure: val acc %.2f%%, %lld MACs\n", 100 * r1.val_acc,
            (long long)r1.flops);
     CHECK(r1.val_acc > 0.6, "pretrained full net scores %.3f", r1.val_acc);
     CHECK(r1.flops == 1919872, "full MACs %lld", (long long)r1.flops);
 
-    rc = fitness_evaluate(pre, half, 3, FILTER_RANDOM, &b, 5, &s, NULL, &r2, NULL,
-                          err);
+    rc = fitness_evaluate(pre, half, 3, FILTER_RANDOM, &b, 5, &s, NULL, &r2,
+                          NULL, err);
     CHECK(rc == 0, "half: %s", err);
-    rc = fitness_evaluate(pre, half, 3, FILTER_RANDOM, &b, 5, &s, NULL, &r3, NULL,
-                          err);
+    rc = fitness_evaluate(pre, half, 3, FILTER_RANDOM, &b, 5, &s, NULL, &r3,
+                          NULL, err);
     printf("half structure: val acc %.2f%%, %lld MACs\n", 100 * r2.val_acc,
            (long long)r2.flops);
     CHECK(r2.val_acc > 0.4, "pruned net scores %.3f", r2.val_acc);
@@ -139,13 +149,15 @@ int main(void)
           "same seed, different result: %.17g vs %.17g", r2.val_loss,
           r3.val_loss);
     struct fitness_result r4;
-    fitness_evaluate(pre, half, 3, FILTER_RANDOM, &b, 6, &s, NULL, &r4, NULL, err);
+    fitness_evaluate(pre, half, 3, FILTER_RANDOM, &b, 6, &s, NULL, &r4, NULL,
+                     err);
     CHECK(r4.val_loss != r2.val_loss, "another seed, identical loss");
 
     /* steps caps the training; the trained model is handed back. */
     struct model *tm = NULL;
     b.steps = 3;
-    rc = fitness_evaluate(pre, half, 3, FILTER_L1, &b, 5, &s, NULL, &r4, &tm, err);
+    rc = fitness_evaluate(pre, half, 3, FILTER_L1, &b, 5, &s, NULL, &r4, &tm,
+                          err);
     CHECK(rc == 0 && tm && tm->channels[2] == 32, "trained model returned");
     model_destroy(tm);
     b.steps = 0;
@@ -163,7 +175,8 @@ int main(void)
           "wrong length: %s", err);
     b.lr = 1e6f;
     b.momentum = 0;
-    rc = fitness_evaluate(pre, half, 3, FILTER_L1, &b, 5, &s, NULL, &r4, NULL, err);
+    rc = fitness_evaluate(pre, half, 3, FILTER_L1, &b, 5, &s, NULL, &r4, NULL,
+                          err);
     CHECK(rc == ABC_ENUMERIC, "diverging loss gives ABC_ENUMERIC: %d %s", rc,
           err);
     b.lr = 0.01f;

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "nn/gemm.h"
 #include "core/rng.h"
+#include "nn/gemm.h"
 
 static struct rng R;
 
@@ -39,8 +39,7 @@ static void run_case(const char *backend, int ta, int tb, int M, int N, int K,
     const size_t na = (size_t)(ta ? K : M) * lda;
     const size_t nb = (size_t)(tb ? N : K) * ldb;
     const size_t nc = (size_t)M * ldc;
-    float *A = falloc(na), *B = falloc(nb), *C = falloc(nc),
-          *Cr = falloc(nc);
+    float *A = falloc(na), *B = falloc(nb), *C = falloc(nc), *Cr = falloc(nc);
     frandn(A, na);
     frandn(B, nb);
     if (beta == 0.0f) {
@@ -85,22 +84,21 @@ static void run_all(const char *backend)
                     run_case(backend, t & 1, t >> 1, sizes[i], sizes[j],
                              sizes[k], 1.0f, 0.0f, 0);
     /* alpha/beta, padded leading dimensions, sizes past the cache blocks */
-    static const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, -2}, {-1.5f, 0},
+    static const float ab[][2] = {{1, 0},     {1, 1},    {0.5f, -2}, {-1.5f, 0},
                                   {2, 0.25f}, {0, 0.5f}, {0, 0}};
     for (int t = 0; t < 4; t++)
         for (size_t u = 0; u < sizeof ab / sizeof *ab; u++) {
-            run_case(backend, t & 1, t >> 1, 33, 97, 17, ab[u][0], ab[u][1],
-                     5);
-            run_case(backend, t & 1, t >> 1, 130, 400, 300, ab[u][0],
-                     ab[u][1], 3);
+            run_case(backend, t & 1, t >> 1, 33, 97, 17, ab[u][0], ab[u][1], 5);
+            run_case(backend, t & 1, t >> 1, 130, 400, 300, ab[u][0], ab[u][1],
+                     3);
         }
     run_case(backend, 0, 0, 19, 1700, 530, 1.0f, 1.0f, 1);
     run_case(backend, 1, 1, 9, 50, 0, 1.0f, 0.5f, 0); /* K = 0 scales C */
     /* the conv GEMMs (layers.c) at the chunk widths it uses:
      * forward NN (Cout, n*P, Cin*9), dW NT (Cout, Cin*9, n*P) with beta 1,
      * dcol TN (Cin*9, n*P, Cout) */
-    static const int conv[][2] = {{16, 784}, {32, 588}, {64, 539},
-                                  {128, 513}, {256, 513}};
+    static const int conv[][2] = {
+        {16, 784}, {32, 588}, {64, 539}, {128, 513}, {256, 513}};
     for (size_t c = 0; c < sizeof conv / sizeof *conv; c++) {
         int ch = conv[c][0], n = conv[c][1];
         run_case(backend, 0, 0, ch, n, ch * 9, 1.0f, 0.0f, 0);

@@ -17,11 +17,11 @@
 
 #include "check.h"
 #include "core/err.h"
-#include "prune/lasso.h"
+#include "core/rng.h"
 #include "nn/layers.h"
 #include "nn/model.h"
+#include "prune/lasso.h"
 #include "prune/prune.h"
-#include "core/rng.h"
 
 /* ---- synthetic layers --------------------------------------------------- */
 
@@ -33,8 +33,10 @@ static void synth(float *X, float *W, float *Y, const unsigned char *in_s,
     struct rng r;
     rng_seed(&r, seed);
     int D = c * kk;
-    for (int i = 0; i < N * D; i++) X[i] = (float)rng_normal(&r);
-    for (int i = 0; i < n * D; i++) W[i] = (float)rng_normal(&r);
+    for (int i = 0; i < N * D; i++)
+        X[i] = (float)rng_normal(&r);
+    for (int i = 0; i < n * D; i++)
+        W[i] = (float)rng_normal(&r);
     for (int i = 0; i < N; i++)
         for (int o = 0; o < n; o++) {
             double s = 0;
@@ -48,14 +50,15 @@ static void synth(float *X, float *W, float *Y, const unsigned char *in_s,
 }
 
 /* W restricted to the channels with keep set: (n, kept*kk). */
-static int slice_w(float *out, const float *W, const unsigned char *keep,
-                   int c, int kk, int n)
+static int slice_w(float *out, const float *W, const unsigned char *keep, int c,
+                   int kk, int n)
 {
     int k = 0;
     for (int o = 0; o < n; o++)
         for (int a = 0; a < c; a++)
             if (keep[a])
-                for (int u = 0; u < kk; u++) out[k++] = W[(o * c + a) * kk + u];
+                for (int u = 0; u < kk; u++)
+                    out[k++] = W[(o * c + a) * kk + u];
     return k / n;
 }
 
@@ -80,7 +83,8 @@ static void test_known_subset(void)
                           &exact, err);
         CHECK(rc == 0, "select: %s", err);
         int same = memcmp(keep, S, C) == 0;
-        CHECK(same && exact, "noise %d: LASSO kept %d%d%d%d%d%d%d%d%d%d "
+        CHECK(same && exact,
+              "noise %d: LASSO kept %d%d%d%d%d%d%d%d%d%d "
               "(exact %d), expected channels 1, 4, 6",
               noisy, keep[0], keep[1], keep[2], keep[3], keep[4], keep[5],
               keep[6], keep[7], keep[8], keep[9], exact);
@@ -166,8 +170,8 @@ static void test_bisection(void)
         count_all &= cnt == t && nz == t;
         exact_all &= exact;
         /* more channels need a smaller lambda */
-        CHECK(lambda <= prev_lambda, "target %d: lambda %g after %g", t,
-              lambda, prev_lambda);
+        CHECK(lambda <= prev_lambda, "target %d: lambda %g after %g", t, lambda,
+              prev_lambda);
         prev_lambda = lambda;
     }
     CHECK(count_all, "every target 1..%d kept exactly that many channels", C);
@@ -197,8 +201,8 @@ static void test_bisection(void)
                        err) == ABC_EVALUE,
           "target 0 rejected");
     printf("target 0: %s\n", err);
-    CHECK(lasso_select(gram, corr, C, C + 1, 100, 1e-9, keep, NULL, NULL,
-                       NULL, err) == ABC_EVALUE,
+    CHECK(lasso_select(gram, corr, C, C + 1, 100, 1e-9, keep, NULL, NULL, NULL,
+                       err) == ABC_EVALUE,
           "target > width rejected");
     double saved = gram[5];
     gram[5] = NAN;
@@ -260,7 +264,8 @@ static void random_dataset(struct dataset *d, int n, int h, uint64_t seed)
     rng_seed(&r, seed);
     for (size_t i = 0; i < (size_t)n * h * h; i++)
         d->images[i] = (uint8_t)rng_below(&r, 256);
-    for (int i = 0; i < n; i++) d->labels[i] = (uint8_t)rng_below(&r, 10);
+    for (int i = 0; i < n; i++)
+        d->labels[i] = (uint8_t)rng_below(&r, 10);
 }
 
 static void test_forward_to(void)
@@ -276,7 +281,8 @@ static void test_forward_to(void)
         float *x = malloc(sizeof(float) * B * isz);
         struct rng r;
         rng_seed(&r, 99);
-        for (size_t i = 0; i < B * isz; i++) x[i] = (float)rng_normal(&r);
+        for (size_t i = 0; i < B * isz; i++)
+            x[i] = (float)rng_normal(&r);
         CHECK(model_reserve(m, B, err) == 0, "%s", err);
         CHECK(model_forward_to(m, x, B + 1, 0, 0, err) == ABC_EVALUE,
               "unreserved batch rejected");
@@ -284,9 +290,10 @@ static void test_forward_to(void)
               "bad layer rejected");
         /* producer/consumer map */
         for (int j = 0; j < m->nprunable; j++) {
-            int p = model_layer_producing(m, j), c = model_layer_consuming(m, j);
+            int p = model_layer_producing(m, j),
+                c = model_layer_consuming(m, j);
             int wp = ai == 0 ? j : 1 + 2 * j, wc = ai == 0 ? j + 1 : 2 + 2 * j;
-            CHECK(p == wp && c == wc, "%s prunable %d: layers %d, %d", 
+            CHECK(p == wp && c == wc, "%s prunable %d: layers %d, %d",
                   arch_name(m->arch), j, p, c);
         }
         int worst = 1;
@@ -303,9 +310,13 @@ static void test_forward_to(void)
             memcpy(out, io.out, sizeof(float) * nout);
             const float *w = model_tensor_data(m, &m->tensors[io.weight]);
             if (io.bias < 0) {
-                struct conv_geom g = {.B = B, .Cin = io.in_c, .H = io.in_h,
-                                      .W = io.in_w, .Cout = io.out_c,
-                                      .K = io.k, .stride = io.stride,
+                struct conv_geom g = {.B = B,
+                                      .Cin = io.in_c,
+                                      .H = io.in_h,
+                                      .W = io.in_w,
+                                      .Cout = io.out_c,
+                                      .K = io.k,
+                                      .stride = io.stride,
                                       .pad = io.pad};
                 conv_geom_init(&g);
                 CHECK(g.Ho == io.out_h && g.Wo == io.out_w, "geometry");
@@ -315,8 +326,7 @@ static void test_forward_to(void)
                                    model_tensor_data(m, &m->tensors[io.bias]),
                                    B, io.in_c, io.out_c);
             }
-            worst &= CHECK_CLOSE(m->layers[l].name, out, ref, nout, 1e-4,
-                                 1e-4);
+            worst &= CHECK_CLOSE(m->layers[l].name, out, ref, nout, 1e-4, 1e-4);
             /* the full forward computes the same values */
             model_forward(m, x, NULL, B, 0, NULL);
             struct model_layer_io f;
@@ -355,14 +365,15 @@ static void prune_and_compare(const char *what, struct model *src,
     if (rc) return;
     printf("%s: lasso_prune %.2f s\n", what, rep.seconds);
     int same = 1;
-    for (int j = 0; j < src->nprunable; j++) same &= pruned->channels[j] == ch[j];
+    for (int j = 0; j < src->nprunable; j++)
+        same &= pruned->channels[j] == ch[j];
     CHECK(same, "%s: pruned model has the requested structure", what);
     CHECK(prune_slice(src, ch, FILTER_L1, 0, &l1, err) == 0, "%s", err);
     for (int k = 0; cmp[k] >= 0 && l1; k++) {
         int j = cmp[k];
         double e_lasso = -1, e_l1 = -1;
-        CHECK(lasso_consumer_error(src, pruned, j, p, d, &aug, &e_lasso,
-                                   err) == 0,
+        CHECK(lasso_consumer_error(src, pruned, j, p, d, &aug, &e_lasso, err) ==
+                  0,
               "%s", err);
         CHECK(lasso_consumer_error(src, l1, j, p, d, &aug, &e_l1, err) == 0,
               "%s", err);
@@ -435,7 +446,8 @@ static void test_networks(void)
     struct model *out = (struct model *)1;
     int bad[3] = {0, 32, 64};
     CHECK(lasso_prune(sn, bad, &p, &d, &aug, NULL, &out, NULL, err) ==
-                  ABC_EVALUE && !out,
+                  ABC_EVALUE &&
+              !out,
           "channel count 0 rejected");
     printf("keep 0: %s\n", err);
     bad[0] = 17;
@@ -454,7 +466,8 @@ static void test_networks(void)
           "0 points rejected");
     q = p, q.images = 20; /* 20 classifier points for 64 channels */
     CHECK(lasso_prune(sn, ch2, &q, &d, &aug, NULL, &out, NULL, err) ==
-              ABC_EVALUE && strstr(err, "sampled points"),
+                  ABC_EVALUE &&
+              strstr(err, "sampled points"),
           "too few points rejected: %s", err);
     printf("points: %s\n", err);
     struct dataset d28;
@@ -486,7 +499,8 @@ static void test_networks(void)
     CHECK(lasso_uniform_structure(r20, 0, ch20, err) == ABC_EVALUE,
           "ratio 0 rejected");
     lasso_uniform_structure(r20, 0.5, ch20, err);
-    for (int j = 0; j < 9; j++) cmp20[j] = j;
+    for (int j = 0; j < 9; j++)
+        cmp20[j] = j;
     cmp20[9] = -1;
     prune_and_compare("resnet20 slice", r20, ch20, &d, &p, cmp20, 1, 0.25);
     model_destroy(r20);

@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "nn/layers.h"
 #include "core/rng.h"
+#include "nn/layers.h"
 
 #define FD_EPS 1e-6
 /* float kernel vs double reference: forward values and FD gradients */
@@ -602,8 +602,8 @@ static void test_batchnorm_relu(int B, int C, int HW, int threads)
         batchnorm_forward(y1, m1, is1, x, gamma, beta, rm1, rv1, B, C, HW, mom,
                           eps, training);
         relu_forward(y1, y1, n);
-        batchnorm_relu_forward(y2, m2, is2, x, gamma, beta, rm2, rv2, B, C,
-                               HW, mom, eps, training);
+        batchnorm_relu_forward(y2, m2, is2, x, gamma, beta, rm2, rv2, B, C, HW,
+                               mom, eps, training);
         snprintf(what, sizeof what,
                  "batchnorm_relu B%d C%d HW%d thr%d train%d forward", B, C, HW,
                  threads, training);

@@ -7,13 +7,13 @@
 
 #include "check.h"
 #include "core/err.h"
-#include "nn/model.h"
 #include "core/rng.h"
+#include "nn/model.h"
 
 static void check_figure(const char *what, double got, double want, double rel)
 {
-    CHECK(fabs(got - want) <= rel * want, "%s: %.4g, literature %.4g (+-%.0f%%)",
-          what, got, want, rel * 100);
+    CHECK(fabs(got - want) <= rel * want,
+          "%s: %.4g, literature %.4g (+-%.0f%%)", what, got, want, rel * 100);
     printf("%-24s %.4gM (literature %.4gM)\n", what, got / 1e6, want / 1e6);
 }
 
@@ -108,7 +108,8 @@ static void fill(float *x, size_t n, uint64_t seed)
 {
     struct rng r;
     rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) x[i] = (float)rng_normal(&r);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)rng_normal(&r);
 }
 
 /* Loss gradient w.r.t. a few parameters of every tensor, against central

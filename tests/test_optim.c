@@ -16,7 +16,8 @@ static void test_sgd(int nesterov)
     float p[3] = {1.0f, -2.0f, 0.5f};
     float g1[3] = {0.1f, 0.2f, -0.3f}, g2[3] = {-0.4f, 0.0f, 0.25f};
     double want[3], v[3] = {0, 0, 0};
-    for (int i = 0; i < 3; i++) want[i] = p[i];
+    for (int i = 0; i < 3; i++)
+        want[i] = p[i];
     const float *gs[2] = {g1, g2};
     const double lrs[2] = {0.1, 0.05};
     for (int step = 0; step < 2; step++) {

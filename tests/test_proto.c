@@ -14,8 +14,8 @@
 
 #include "check.h"
 #include "core/err.h"
-#include "messages.h"
 #include "core/rng.h"
+#include "messages.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -511,12 +511,18 @@ static void doc_result(struct doc *d, int ok)
 {
     memset(d, 0, sizeof *d);
     struct kv top[] = {
-        {"type", 0, VS("eval_result")}, {"version", 0, VU(1)},
-        {"eval_id", 0, VU(99)},         {"ok", 0, {.k = ok ? V_TRUE : V_FALSE}},
-        {"val_acc", 0, VF(0.5)},        {"val_loss", 0, VF(1.25)},
-        {"images_per_s", 0, VF(800)},   {"wall_s", 0, VF(3.5)},
-        {"flops", 0, VU(1000000)},      {"params", 0, VU(20000)},
-        {"worker", 0, VU(1)},           {"stopped", 0, {.k = V_FALSE}},
+        {"type", 0, VS("eval_result")},
+        {"version", 0, VU(1)},
+        {"eval_id", 0, VU(99)},
+        {"ok", 0, {.k = ok ? V_TRUE : V_FALSE}},
+        {"val_acc", 0, VF(0.5)},
+        {"val_loss", 0, VF(1.25)},
+        {"images_per_s", 0, VF(800)},
+        {"wall_s", 0, VF(3.5)},
+        {"flops", 0, VU(1000000)},
+        {"params", 0, VU(20000)},
+        {"worker", 0, VU(1)},
+        {"stopped", 0, {.k = V_FALSE}},
         {"error", 0, VS("out of memory")},
     };
     memcpy(d->top, top, sizeof top);

@@ -11,9 +11,9 @@
 
 #include "check.h"
 #include "core/err.h"
+#include "core/rng.h"
 #include "nn/model.h"
 #include "prune/prune.h"
-#include "core/rng.h"
 
 #define IN_C 1
 #define IN_H 28

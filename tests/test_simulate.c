@@ -18,8 +18,8 @@
 #include "check.h"
 #include "colony.h"
 #include "core/err.h"
-#include "nn/model.h"
 #include "core/rng.h"
+#include "nn/model.h"
 #include "simulate.h"
 
 #define LOG_ALL "simulate_all.jsonl"

@@ -50,17 +50,16 @@ static void test_arch(enum arch a, int expect_gammas)
                 /* d/dg s|g| by central difference (0 at g = 0: the
                  * subgradient chosen) */
                 double h = 1e-3, g = p[i];
-                double fd = g == 0 ? 0
-                                   : (s * fabs(g + h) - s * fabs(g - h)) /
-                                         (2 * h);
+                double fd =
+                    g == 0 ? 0 : (s * fabs(g + h) - s * fabs(g - h)) / (2 * h);
                 want = (float)(before[k] + fd);
                 changed += p[i] != 0;
             }
             bad += fabsf(m->grads[k] - want) > 1e-6f;
         }
     }
-    CHECK(bad == 0, "%s: %zu gradients differ from s*sign(gamma)",
-          arch_name(a), bad);
+    CHECK(bad == 0, "%s: %zu gradients differ from s*sign(gamma)", arch_name(a),
+          bad);
     int total = 0;
     for (int j = 0; j < m->nprunable; j++)
         total += m->channels[j];
@@ -79,8 +78,8 @@ static void test_all_bn(void)
 {
     char err[ABC_ERRLEN];
     struct model *m;
-    CHECK(model_create(&m, ARCH_RESNET20, NULL, 1, 28, 28, 10, err) == 0,
-          "%s", err);
+    CHECK(model_create(&m, ARCH_RESNET20, NULL, 1, 28, 28, 10, err) == 0, "%s",
+          err);
     model_init_weights(m, 3);
     int nbn = 0, nprun = 0;
     size_t want = 0;
@@ -105,8 +104,8 @@ static void test_all_bn(void)
         for (size_t i = 0; i < ti->numel; i++)
             right += m->grads[ti->offset + i] == (i % 2 ? 0.5f : -0.5f);
     }
-    CHECK(nbn == 19 && nprun == 9, "resnet20: %d BN gammas, %d prunable",
-          nbn, nprun);
+    CHECK(nbn == 19 && nprun == 9, "resnet20: %d BN gammas, %d prunable", nbn,
+          nprun);
     CHECK(moved == want && right == want,
           "all_bn: %zu gradients moved, %zu right, want %zu", moved, right,
           want);
@@ -117,7 +116,7 @@ int main(void)
 {
     test_all_bn();
     test_arch(ARCH_SMALLNET, 3);
-    test_arch(ARCH_RESNET20, 9);  /* only the blocks' inner BN */
+    test_arch(ARCH_RESNET20, 9); /* only the blocks' inner BN */
     test_arch(ARCH_VGG16, 13);
     return check_finish("test_slim");
 }

@@ -6,10 +6,10 @@
 #include <string.h>
 
 #include "check.h"
-#include "io/checkpoint.h"
-#include "io/config.h"
 #include "core/err.h"
 #include "core/threads.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
 #include "train/train.h"
 
 /* Chance is 10 %; the small net reaches ~85 % here (see the log line). */
@@ -80,8 +80,7 @@ int main(void)
         CHECK(rc == 0 && sr.epoch == 4, "second half: %s", err);
         CHECK(memcmp(a->params, b->params, a->nparams * sizeof(float)) == 0,
               "resumed training differs from straight-through training");
-        CHECK(memcmp(a->buffers, b->buffers, a->nbuffers * sizeof(float)) ==
-                  0,
+        CHECK(memcmp(a->buffers, b->buffers, a->nbuffers * sizeof(float)) == 0,
               "resumed BN statistics differ");
         free(sr.velocity);
     }

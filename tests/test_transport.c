@@ -21,8 +21,8 @@
 
 #include "check.h"
 #include "core/err.h"
-#include "messages.h"
 #include "core/rng.h"
+#include "messages.h"
 #include "transport.h"
 
 static int rank = -1, nranks = 0;
@@ -287,8 +287,8 @@ static void test_stop_and_errors(void)
         stop_flag = 1;
         int rc = proto_recv_or_stop(MPI_COMM_WORLD, MPI_ANY_SOURCE, MPI_ANY_TAG,
                                     &stop_flag, &b, &len, NULL, NULL, err);
-        CHECK(rc == ABC_ESTOPPED && b == NULL && len == 0,
-              "raised flag: rc %d", rc);
+        CHECK(rc == ABC_ESTOPPED && b == NULL && len == 0, "raised flag: rc %d",
+              rc);
 
         stop_flag = 0;
         struct sigaction sa;
@@ -305,8 +305,7 @@ static void test_stop_and_errors(void)
                err);
 
         rc = proto_send(MPI_COMM_WORLD, 99, TAG_REQUEST, "x", 1, err);
-        CHECK(rc == ABC_EMPI && strstr(err, "rank 0") &&
-                  strstr(err, "rank 99"),
+        CHECK(rc == ABC_EMPI && strstr(err, "rank 0") && strstr(err, "rank 99"),
               "send to rank 99: rc %d %s", rc, err);
         printf("ok   send to a bad rank: %s\n", err);
         rc = proto_recv(MPI_COMM_WORLD, 99, TAG_RESULT, &b, &len, NULL, NULL,

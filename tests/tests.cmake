@@ -94,3 +94,8 @@ add_test(NAME test_proxycheck
                  "${MPIEXEC_PREFLAGS}" ${ABC_TEST_DATA_DIR})
 set_tests_properties(test_proxycheck PROPERTIES TIMEOUT 600
                      ENVIRONMENT "OMP_NUM_THREADS=1")
+
+# Formatting: every C file as .clang-format says (clang-format --dry-run).
+add_test(NAME test_style
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_style.sh ${CMAKE_SOURCE_DIR})
+set_tests_properties(test_style PROPERTIES TIMEOUT 120)

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/checkpoint.h"
 #include "core/err.h"
-#include "nn/model.h"
 #include "core/rng.h"
+#include "io/checkpoint.h"
+#include "nn/model.h"
 
 static void pack_str(msgpack_packer *pk, const char *s)
 {
@@ -41,7 +41,8 @@ int main(int argc, char **argv)
     int H = atoi(argv[2]);
     int ch[64], nch = 0;
     if (argc > 5)
-        for (char *t = strtok(argv[5], ","); t && nch < 64; t = strtok(NULL, ","))
+        for (char *t = strtok(argv[5], ","); t && nch < 64;
+             t = strtok(NULL, ","))
             ch[nch++] = atoi(t);
     char err[ABC_ERRLEN];
     struct model *m;
@@ -61,9 +62,12 @@ int main(int argc, char **argv)
         const char *suf = strrchr(ti->name, '.') + 1;
         for (size_t j = 0; j < ti->numel; j++) {
             double u = rng_uniform(&r);
-            if (!strcmp(suf, "weight")) d[j] = (float)(0.5 + u);
-            else if (!strcmp(suf, "running_var")) d[j] = (float)(0.5 + u);
-            else d[j] = (float)(u - 0.5);
+            if (!strcmp(suf, "weight"))
+                d[j] = (float)(0.5 + u);
+            else if (!strcmp(suf, "running_var"))
+                d[j] = (float)(0.5 + u);
+            else
+                d[j] = (float)(u - 0.5);
         }
     }
     if (checkpoint_save(argv[3], m, NULL, err)) {
@@ -74,8 +78,10 @@ int main(int argc, char **argv)
     size_t xn = (size_t)B * H * H;
     float *x = malloc(xn * sizeof(float));
     int y[8];
-    for (size_t i = 0; i < xn; i++) x[i] = (float)rng_normal(&r);
-    for (int i = 0; i < B; i++) y[i] = (int)rng_below(&r, 10);
+    for (size_t i = 0; i < xn; i++)
+        x[i] = (float)rng_normal(&r);
+    for (int i = 0; i < B; i++)
+        y[i] = (int)rng_below(&r, 10);
 
     /* Eval-mode logits (running statistics) first, then one training step. */
     model_forward(m, x, NULL, B, 0, NULL);
@@ -94,7 +100,8 @@ int main(int argc, char **argv)
     pack_floats(&pk, x, xn);
     pack_str(&pk, "y");
     msgpack_pack_array(&pk, B);
-    for (int i = 0; i < B; i++) msgpack_pack_int(&pk, y[i]);
+    for (int i = 0; i < B; i++)
+        msgpack_pack_int(&pk, y[i]);
     pack_str(&pk, "eval_logits");
     pack_floats(&pk, eval_logits, (size_t)B * 10);
     pack_str(&pk, "logits");

@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/checkpoint.h"
 #include "core/err.h"
 #include "evaluate.h"
+#include "io/checkpoint.h"
 #include "messages.h"
-#include "transport.h"
 #include "train/train.h"
+#include "transport.h"
 
 /* Sends res to rank 0. */
 static int send_result(MPI_Comm comm, const struct proto_eval_result *res,
@@ -40,8 +40,7 @@ int worker_serve(MPI_Comm comm, const struct config *c,
         return 0;
     }
     struct model *pre = NULL;
-    rc = checkpoint_load_mem("broadcast baseline", bytes, len, &pre, NULL,
-                             err);
+    rc = checkpoint_load_mem("broadcast baseline", bytes, len, &pre, NULL, err);
     free(bytes);
     if (rc) return abc_errprefix(err, rc, "rank %d", rank);
     enum filter_init how = (enum filter_init)c->search.filter_init;

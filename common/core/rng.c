@@ -11,12 +11,16 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 void rng_seed(struct rng *r, uint64_t seed)
 {
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
 }
 
 uint64_t rng_u64(struct rng *r)
@@ -37,12 +41,16 @@ uint64_t rng_below(struct rng *r, uint64_t n)
 {
     uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     uint64_t x;
-    do x = rng_u64(r);
+    do
+        x = rng_u64(r);
     while (x >= limit);
     return x % n;
 }
 
-double rng_uniform(struct rng *r) { return (rng_u64(r) >> 11) * 0x1.0p-53; }
+double rng_uniform(struct rng *r)
+{
+    return (rng_u64(r) >> 11) * 0x1.0p-53;
+}
 
 double rng_normal(struct rng *r)
 {

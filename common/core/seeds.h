@@ -24,8 +24,8 @@ enum seed_label {
     SEED_LASSO_LAYER = 0x1a55, /* LASSO: the sampled images */
     SEED_LASSO_POINT = 0x9051, /* LASSO: a layer's sampled positions */
     SEED_PRUNE_FILTERS = 0x9f17e5, /* prune_slice: random filter choice */
-    SEED_PROXYCHECK = 29,      /* proxycheck: shapes, seeds, bootstrap */
-    SEED_SEARCH_FINAL = 31,    /* the search's final re-evaluations */
+    SEED_PROXYCHECK = 29,          /* proxycheck: shapes, seeds, bootstrap */
+    SEED_SEARCH_FINAL = 31,        /* the search's final re-evaluations */
 };
 
 /* Colony labels, drawn from (search seed, cycle, phase): a candidate's

@@ -14,10 +14,10 @@
 #define DATA_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 
 struct dataset {
-    int n, c, h, w;      /* n images of c x h x w */
+    int n, c, h, w; /* n images of c x h x w */
     int num_classes;
-    uint8_t *images;     /* n*c*h*w bytes, NCHW */
-    uint8_t *labels;     /* n bytes, each < num_classes */
+    uint8_t *images; /* n*c*h*w bytes, NCHW */
+    uint8_t *labels; /* n bytes, each < num_classes */
 };
 
 /* Reads an IDX image file and its label file (gzip or plain: zlib's gzread
@@ -55,9 +55,9 @@ int dataset_head(const struct dataset *src, int n, struct dataset *dst,
 void dataset_free(struct dataset *d);
 
 struct augment {
-    int crop_pad;        /* 0 = no random crop; else pad by this and crop */
-    int flip;            /* random horizontal flip with p = 0.5 */
-    float mean[3], std[3];  /* per-channel normalisation of x/255 */
+    int crop_pad;          /* 0 = no random crop; else pad by this and crop */
+    int flip;              /* random horizontal flip with p = 0.5 */
+    float mean[3], std[3]; /* per-channel normalisation of x/255 */
 };
 
 /* Iterates over a dataset in batches. Training loaders shuffle and augment
@@ -68,10 +68,10 @@ struct loader {
     int shuffle, train_aug;
     struct augment aug;
     uint64_t seed;
-    int *order;          /* permutation of [0,n) for the current epoch */
+    int *order; /* permutation of [0,n) for the current epoch */
     int pos;
-    struct rng rng;      /* augmentation draws for the current epoch */
-    float *lut;          /* c x 256: normalised value of each byte */
+    struct rng rng; /* augmentation draws for the current epoch */
+    float *lut;     /* c x 256: normalised value of each byte */
 };
 
 /* shuffle != 0: loader_start reshuffles with rng_derive(seed, epoch).

@@ -32,8 +32,9 @@ int data_open(struct data_splits *s, const struct config *c, int need_test,
                         c->path, dc->val_size, full.n);
     }
     struct dataset train = {0};
-    rc = dataset_split(&full, dc->val_size, rng_derive(dc->split_seed, SEED_SPLIT, 0, 0),
-                       &train, &s->val, err);
+    rc = dataset_split(&full, dc->val_size,
+                       rng_derive(dc->split_seed, SEED_SPLIT, 0, 0), &train,
+                       &s->val, err);
     dataset_free(&full);
     if (rc) {
         data_close(s);
@@ -45,7 +46,8 @@ int data_open(struct data_splits *s, const struct config *c, int need_test,
     } else {
         s->train = train;
     }
-    if (!rc && need_test && dc->test_subset > 0 && dc->test_subset < s->test.n) {
+    if (!rc && need_test && dc->test_subset > 0 &&
+        dc->test_subset < s->test.n) {
         struct dataset t = s->test;
         rc = dataset_head(&t, dc->test_subset, &s->test, err);
         dataset_free(&t);
@@ -77,4 +79,3 @@ void data_close(struct data_splits *s)
     dataset_free(&s->val);
     dataset_free(&s->test);
 }
-

@@ -189,11 +189,10 @@ static int pack_checkpoint(msgpack_sbuffer *sb, const struct model *m,
         if (st->velocity && (pack_cstr(&pk, "velocity") != 0 ||
                              pack_f32_bin(&pk, st->velocity, m->nparams) != 0))
             return -1;
-        if (st->has_split &&
-            (pack_cstr(&pk, "split_seed") != 0 ||
-             msgpack_pack_uint64(&pk, st->split_seed) != 0 ||
-             pack_cstr(&pk, "val_size") != 0 ||
-             msgpack_pack_int(&pk, st->val_size) != 0))
+        if (st->has_split && (pack_cstr(&pk, "split_seed") != 0 ||
+                              msgpack_pack_uint64(&pk, st->split_seed) != 0 ||
+                              pack_cstr(&pk, "val_size") != 0 ||
+                              msgpack_pack_int(&pk, st->val_size) != 0))
             return -1;
     }
     return 0;
@@ -461,9 +460,8 @@ static int load_train(const char *path, const msgpack_object *o,
                         st->best_val_acc);
     st->has_split = 0;
     if (!v[4] != !v[5])
-        return mpread_err_missing_key(path, "train", v[4] ? "val_size"
-                                                           : "split_seed",
-                                      err);
+        return mpread_err_missing_key(path, "train",
+                                      v[4] ? "val_size" : "split_seed", err);
     if (v[4]) {
         if ((rc = mpread_get_u64(path, "train.split_seed", v[4],
                                  &st->split_seed, err)) ||
@@ -789,9 +787,8 @@ int checkpoint_check_split(const char *name, const struct train_state *st,
                         "(data.split_seed %llu, data.val_size %d): its "
                         "training images would be scored as validation "
                         "images; use the baseline's split or retrain it",
-                        name, (unsigned long long)st->split_seed,
-                        st->val_size, c->path,
-                        (unsigned long long)c->data.split_seed,
+                        name, (unsigned long long)st->split_seed, st->val_size,
+                        c->path, (unsigned long long)c->data.split_seed,
                         c->data.val_size);
     return 0;
 }

@@ -22,14 +22,14 @@
 
 /* Training progress and optimizer state stored alongside the weights. */
 struct train_state {
-    int epoch;              /* epochs completed */
-    int64_t step;           /* optimizer steps taken */
-    double best_val_acc;    /* best validation accuracy so far (0..1) */
-    float *velocity;        /* SGD momentum, m->nparams floats, or NULL */
-    int has_split;          /* 1: the next two say which training/
-                               validation split the model was trained on */
-    uint64_t split_seed;    /* data.split_seed */
-    int val_size;           /* data.val_size */
+    int epoch;           /* epochs completed */
+    int64_t step;        /* optimizer steps taken */
+    double best_val_acc; /* best validation accuracy so far (0..1) */
+    float *velocity;     /* SGD momentum, m->nparams floats, or NULL */
+    int has_split;       /* 1: the next two say which training/
+                            validation split the model was trained on */
+    uint64_t split_seed; /* data.split_seed */
+    int val_size;        /* data.val_size */
 };
 
 /* Writes m (and st, if not NULL) to path atomically. */

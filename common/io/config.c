@@ -804,8 +804,7 @@ int config_load(struct config *c, const char *path, char *err)
 static void drop_position(char *err, const char *label)
 {
     size_t n = strlen(label);
-    if (strncmp(err, label, n) != 0 || strncmp(err + n, ":1:", 3) != 0)
-        return;
+    if (strncmp(err, label, n) != 0 || strncmp(err + n, ":1:", 3) != 0) return;
     char *p = err + n + 3;
     while (*p >= '0' && *p <= '9')
         p++;
@@ -839,8 +838,8 @@ int config_set(struct config *c, const char *assignment, char *err)
                             "dots, e.g. search.fitness.steps",
                             label, (int)klen, assignment);
         }
-        used += (size_t)snprintf(text + used, cap - used, "{%.*s: ",
-                                 (int)(end - k), k);
+        used += (size_t)snprintf(text + used, cap - used,
+                                 "{%.*s: ", (int)(end - k), k);
         depth++;
         k = dot ? dot + 1 : eq;
     }
@@ -853,8 +852,10 @@ int config_set(struct config *c, const char *assignment, char *err)
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
         free(text);
-        return abc_errf(err, ABC_ENOMEM, "%s: cannot initialise the YAML "
-                        "parser", label);
+        return abc_errf(err, ABC_ENOMEM,
+                        "%s: cannot initialise the YAML "
+                        "parser",
+                        label);
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, used);
     yaml_document_t doc;

@@ -29,44 +29,44 @@ enum slim_start { SLIM_FROM_BASELINE, SLIM_FROM_SCRATCH };
 const char *config_choice_name(const char *key, int v);
 
 struct data_config {
-    int dataset;                 /* enum dataset_kind: fashion-mnist */
-    char dir[CONFIG_PATH_MAX];   /* "" = Debian's path for fashion-mnist */
-    int val_size;                /* validation images carved from train: 5000 */
-    uint64_t split_seed;         /* which images are validation: 1. Fixed by
-                                    default and independent of the run seed,
-                                    so every run of a comparison sees the
-                                    baseline's split */
-    int train_subset;            /* 0 = whole train split; else first N */
-    int test_subset;             /* 0 = whole test set */
-    int crop_pad;                /* random-crop padding: 2 (0 = off) */
-    int flip;                    /* horizontal flip: 1 */
-    float mean[3], std[3];       /* 0 = dataset default */
+    int dataset;               /* enum dataset_kind: fashion-mnist */
+    char dir[CONFIG_PATH_MAX]; /* "" = Debian's path for fashion-mnist */
+    int val_size;              /* validation images carved from train: 5000 */
+    uint64_t split_seed;       /* which images are validation: 1. Fixed by
+                                  default and independent of the run seed,
+                                  so every run of a comparison sees the
+                                  baseline's split */
+    int train_subset;          /* 0 = whole train split; else first N */
+    int test_subset;           /* 0 = whole test set */
+    int crop_pad;              /* random-crop padding: 2 (0 = off) */
+    int flip;                  /* horizontal flip: 1 */
+    float mean[3], std[3];     /* 0 = dataset default */
 };
 
 struct model_config {
-    char arch[32];               /* smallnet | vgg16 | resnet20 | resnet56 | resnet110 */
+    char arch[32]; /* smallnet | vgg16 | resnet20 | resnet56 | resnet110 */
     int channels[CONFIG_MAX_LIST]; /* optional structure (kept channels) */
-    int nchannels;               /* 0 = full model */
+    int nchannels;                 /* 0 = full model */
 };
 
 struct train_config {
-    int epochs;                  /* 10 */
-    int batch_size;              /* 128 */
-    float lr;                    /* 0.1 */
-    float momentum;              /* 0.9 */
-    int nesterov;                /* 0 */
-    float weight_decay;          /* 5e-4 */
-    int schedule;                /* enum lr_schedule: cosine */
+    int epochs;                      /* 10 */
+    int batch_size;                  /* 128 */
+    float lr;                        /* 0.1 */
+    float momentum;                  /* 0.9 */
+    int nesterov;                    /* 0 */
+    float weight_decay;              /* 5e-4 */
+    int schedule;                    /* enum lr_schedule: cosine */
     int milestones[CONFIG_MAX_LIST]; /* epochs, for "step" */
     int nmilestones;
-    float gamma;                 /* 0.1, for "step" */
-    int warmup_epochs;           /* 0 */
-    int inherit;                 /* finetune: enum finetune_inherit (best);
-                                    slim: enum slim_start (baseline) */
-    float sparsity;              /* slim only: s of s*sum|gamma|: 0 */
-    int sparsity_all_bn;         /* slim only (key slim.bn: prunable|all):
-                                    1 = every BN layer's gammas (the paper),
-                                    0 = the prunable layers' (default) */
+    float gamma;         /* 0.1, for "step" */
+    int warmup_epochs;   /* 0 */
+    int inherit;         /* finetune: enum finetune_inherit (best);
+                            slim: enum slim_start (baseline) */
+    float sparsity;      /* slim only: s of s*sum|gamma|: 0 */
+    int sparsity_all_bn; /* slim only (key slim.bn: prunable|all):
+                            1 = every BN layer's gammas (the paper),
+                            0 = the prunable layers' (default) */
 };
 
 /* The training one fitness evaluation gets (search.fitness). */
@@ -80,58 +80,58 @@ enum fitness_proxy {
 };
 
 struct fitness_config {
-    int train_images;            /* first N of the train split: 5000 (0 = all) */
-    int val_images;              /* first N of the val split: 0 = all */
-    int epochs;                  /* 1 */
-    int steps;                   /* > 0: at most this many steps: 0 */
-    int batch_size;              /* 128 */
-    float lr;                    /* 0.01 (constant) */
-    float momentum;              /* 0.9 */
-    float weight_decay;          /* 5e-4 */
-    int proxy;                   /* enum fitness_proxy: train */
-    int bn_batches;              /* adaptive_bn: training batches of
-                                    batch_size for the statistics: 20 */
-    int crn;                     /* common random numbers: every candidate of
-                                    a phase is evaluated with the phase's
-                                    seed (the same batches, the same
-                                    random filters): 1 */
+    int train_images;   /* first N of the train split: 5000 (0 = all) */
+    int val_images;     /* first N of the val split: 0 = all */
+    int epochs;         /* 1 */
+    int steps;          /* > 0: at most this many steps: 0 */
+    int batch_size;     /* 128 */
+    float lr;           /* 0.01 (constant) */
+    float momentum;     /* 0.9 */
+    float weight_decay; /* 5e-4 */
+    int proxy;          /* enum fitness_proxy: train */
+    int bn_batches;     /* adaptive_bn: training batches of
+                           batch_size for the statistics: 20 */
+    int crn;            /* common random numbers: every candidate of
+                           a phase is evaluated with the phase's
+                           seed (the same batches, the same
+                           random filters): 1 */
 };
 
 /* The ABC structure search (search:). */
 struct search_config {
-    int sn;                      /* food sources: 10 */
-    int limit;                   /* trials before a scout: 5 */
-    int change_dims;             /* layers mutated per neighbour move: 2 */
-    int max_cycles;              /* 10 */
-    float alpha;                 /* largest kept fraction; K = 10*alpha: 0.7 */
-    int schedule;                /* enum search_schedule: sync
-                                    (deterministic) */
-    int filter_init;             /* enum filter_init: random (ABCPruner) */
-    int redraw_same;             /* redraw moves that change nothing: 1
-                                    (0: ABCPruner's reference behaviour) */
-    int final_topk;              /* the final choice: re-evaluate the top k
-                                    distinct structures (0: the best ever
-                                    draw, ABCPruner's): 3 */
-    int final_seeds;             /* with this many seeds each: 2 */
+    int sn;          /* food sources: 10 */
+    int limit;       /* trials before a scout: 5 */
+    int change_dims; /* layers mutated per neighbour move: 2 */
+    int max_cycles;  /* 10 */
+    float alpha;     /* largest kept fraction; K = 10*alpha: 0.7 */
+    int schedule;    /* enum search_schedule: sync
+                        (deterministic) */
+    int filter_init; /* enum filter_init: random (ABCPruner) */
+    int redraw_same; /* redraw moves that change nothing: 1
+                        (0: ABCPruner's reference behaviour) */
+    int final_topk;  /* the final choice: re-evaluate the top k
+                        distinct structures (0: the best ever
+                        draw, ABCPruner's): 3 */
+    int final_seeds; /* with this many seeds each: 2 */
     struct fitness_config fitness;
 };
 
 /* The pruning target every method prunes to (prune:). */
 struct prune_config {
-    float flops_target;          /* keep this fraction of the baseline's MACs
-                                    (0 = none: ABC uses alpha only; slim
-                                    slim_keep; lasso/uniform/random
-                                    keep_fraction) */
-    float keep_fraction;         /* without a FLOPs target: channels kept per
-                                    prunable layer (uniform, random, lasso)
-                                    or over all of them (slim): 0.5 */
-    int min_channels;            /* no layer keeps fewer: 1 */
+    float flops_target;  /* keep this fraction of the baseline's MACs
+                            (0 = none: ABC uses alpha only; slim
+                            slim_keep; lasso/uniform/random
+                            keep_fraction) */
+    float keep_fraction; /* without a FLOPs target: channels kept per
+                            prunable layer (uniform, random, lasso)
+                            or over all of them (slim): 0.5 */
+    int min_channels;    /* no layer keeps fewer: 1 */
 };
 
 /* He et al.'s LASSO channel selection (lasso:). */
 struct lasso_config {
-    int images;                  /* training images sampled: 200 */
-    int points_per_image;        /* positions per image: 10 */
+    int images;           /* training images sampled: 200 */
+    int points_per_image; /* positions per image: 10 */
 };
 
 /* proxycheck: does the fitness rank structures as fine-tuning does? */
@@ -144,9 +144,9 @@ struct proxycheck_config {
 };
 
 struct config {
-    char path[CONFIG_PATH_MAX];  /* the file it came from */
-    uint64_t seed;               /* 1 */
-    int threads;                 /* 0 = OMP_NUM_THREADS / SLURM_CPUS_PER_TASK / all */
+    char path[CONFIG_PATH_MAX]; /* the file it came from */
+    uint64_t seed;              /* 1 */
+    int threads; /* 0 = OMP_NUM_THREADS / SLURM_CPUS_PER_TASK / all */
     char out_dir[CONFIG_PATH_MAX]; /* "runs/<config file stem>" */
     struct data_config data;
     struct model_config model;
@@ -154,7 +154,7 @@ struct config {
     struct search_config search;
     struct train_config finetune; /* + inherit */
     struct prune_config prune;
-    struct train_config slim;    /* sparsity training: + sparsity, inherit */
+    struct train_config slim; /* sparsity training: + sparsity, inherit */
     struct lasso_config lasso;
     struct proxycheck_config proxycheck;
 };

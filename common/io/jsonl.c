@@ -33,7 +33,8 @@ void jsonl_string(FILE *f, const char *s)
 void jsonl_ints(FILE *f, const int *v, int n)
 {
     fputc('[', f);
-    for (int i = 0; i < n; i++) fprintf(f, i ? ",%d" : "%d", v[i]);
+    for (int i = 0; i < n; i++)
+        fprintf(f, i ? ",%d" : "%d", v[i]);
     fputc(']', f);
 }
 

@@ -335,8 +335,8 @@ int mpread_get_int(const char *name, const char *field, const msgpack_object *o,
                     name, field, mpread_type_name(o->type));
 }
 
-int mpread_get_u64(const char *name, const char *field,
-                   const msgpack_object *o, uint64_t *out, char *err)
+int mpread_get_u64(const char *name, const char *field, const msgpack_object *o,
+                   uint64_t *out, char *err)
 {
     if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         *out = o->via.u64;

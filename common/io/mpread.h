@@ -117,7 +117,7 @@ int mpread_get_int(const char *name, const char *field, const msgpack_object *o,
 
 /* Reads any unsigned 64-bit integer into *out: ABC_EFORMAT for another
  * type, ABC_EVALUE for a negative one. */
-int mpread_get_u64(const char *name, const char *field,
-                   const msgpack_object *o, uint64_t *out, char *err);
+int mpread_get_u64(const char *name, const char *field, const msgpack_object *o,
+                   uint64_t *out, char *err);
 
 #endif

@@ -41,7 +41,7 @@
 #define GEMM_DIRECT_B_MAX_M 64
 #endif
 
-#define GEMM_TARGET                                                           \
+#define GEMM_TARGET                                                            \
     __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
 
 /* ---------------------------------------------------------------------------
@@ -69,12 +69,16 @@ int gemm_set_backend(enum gemm_backend b)
 {
     int m;
     switch (b) {
-    case GEMM_BACKEND_BLAS: m = GEMM_BACKEND_BLAS; break;
+    case GEMM_BACKEND_BLAS:
+        m = GEMM_BACKEND_BLAS;
+        break;
     case GEMM_BACKEND_AVX512:
         if (!gemm_cpu_has_avx512()) return -1;
         m = GEMM_BACKEND_AVX512;
         break;
-    default: m = gemm_auto_mode(); break;
+    default:
+        m = gemm_auto_mode();
+        break;
     }
     atomic_store_explicit(&gemm_mode, m, memory_order_relaxed);
     return 0;
@@ -119,9 +123,9 @@ void gemm_release_thread_buffers(void)
 /* ---------------------------------------------------------------------------
  * Shared helpers. */
 
-static void gemm_blas(int transa, int transb, int M, int N, int K,
-                      float alpha, const float *A, int lda, const float *B,
-                      int ldb, float beta, float *C, int ldc)
+static void gemm_blas(int transa, int transb, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb,
+                      float beta, float *C, int ldc)
 {
     cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans,
                 transb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B,
@@ -155,8 +159,8 @@ GEMM_TARGET static inline __mmask16 gemm_mask(int n)
 /* Packs rows [0, mc) x depth [0, kc) of op(A) (origin at a, already offset
  * to the block) into 8-row micro-panels: ap[q][p][r] = op(A)[8q + r][p],
  * rows past mc zero. */
-GEMM_TARGET static void gemm_pack_a(float *restrict ap, const float *a,
-                                    int lda, int transa, int mc, int kc)
+GEMM_TARGET static void gemm_pack_a(float *restrict ap, const float *a, int lda,
+                                    int transa, int mc, int kc)
 {
     for (int i0 = 0; i0 < mc; i0 += GEMM_MR) {
         int mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
@@ -164,8 +168,8 @@ GEMM_TARGET static void gemm_pack_a(float *restrict ap, const float *a,
             /* op(A)[i][p] = a[p*lda + i]: 8 contiguous floats per p */
             const __mmask16 mk = gemm_mask(mr);
             for (int p = 0; p < kc; p++) {
-                __m256 v = _mm256_maskz_loadu_ps(
-                    (__mmask8)mk, a + (size_t)p * lda + i0);
+                __m256 v = _mm256_maskz_loadu_ps((__mmask8)mk,
+                                                 a + (size_t)p * lda + i0);
                 _mm256_store_ps(ap + (size_t)p * GEMM_MR, v);
             }
         } else if (mr == GEMM_MR) {
@@ -260,8 +264,8 @@ GEMM_TARGET static inline void gemm_transpose16(float *dst, size_t dld,
 /* Packs depth [0, kc) x columns [0, nc) of op(B) (origin at b, offset to the
  * block) into 48-column micro-panels: bp[q][p][c] = op(B)[p][48q + c],
  * columns past nc zero. */
-GEMM_TARGET static void gemm_pack_b(float *restrict bp, const float *b,
-                                    int ldb, int transb, int kc, int nc)
+GEMM_TARGET static void gemm_pack_b(float *restrict bp, const float *b, int ldb,
+                                    int transb, int kc, int nc)
 {
     for (int j0 = 0; j0 < nc; j0 += GEMM_NR) {
         int nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
@@ -282,8 +286,7 @@ GEMM_TARGET static void gemm_pack_b(float *restrict bp, const float *b,
             if (nr == GEMM_NR)
                 for (; p + 16 <= kc; p += 16)
                     for (int c = 0; c < GEMM_NR; c += 16)
-                        gemm_transpose16(bp + (size_t)p * GEMM_NR + c,
-                                         GEMM_NR,
+                        gemm_transpose16(bp + (size_t)p * GEMM_NR + c, GEMM_NR,
                                          b + (size_t)(j0 + c) * ldb + p,
                                          (size_t)ldb);
             for (; p < kc; p++)
@@ -298,95 +301,96 @@ GEMM_TARGET static void gemm_pack_b(float *restrict bp, const float *b,
 /* Pieces of the 8x48 kernels: accumulators c<row><vector>, the rank-1
  * update of row i with B vectors b0..b2, and the stores of row i to C (r)
  * as alpha * acc + beta * C, full-width or under the masks k0..k2. */
-#define ROW_DECL(i)                                                           \
-    __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps(),     \
+#define ROW_DECL(i)                                                            \
+    __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps(),       \
            c##i##2 = _mm512_setzero_ps()
-#define ROW_FMA(i)                                                            \
-    do {                                                                      \
-        __m512 av = _mm512_set1_ps(ap[i]);                                    \
-        c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                           \
-        c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                           \
-        c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);                           \
+#define ROW_FMA(i)                                                             \
+    do {                                                                       \
+        __m512 av = _mm512_set1_ps(ap[i]);                                     \
+        c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                            \
+        c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                            \
+        c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);                            \
     } while (0)
-#define ROW_STORE(i)                                                          \
-    if (i < m) {                                                              \
-        float *r = c + (size_t)(i) * ldc;                                     \
-        if (beta == 0.0f) {                                                   \
-            _mm512_storeu_ps(r, _mm512_mul_ps(va, c##i##0));                  \
-            _mm512_storeu_ps(r + 16, _mm512_mul_ps(va, c##i##1));             \
-            _mm512_storeu_ps(r + 32, _mm512_mul_ps(va, c##i##2));             \
-        } else {                                                              \
-            _mm512_storeu_ps(r, _mm512_fmadd_ps(vb, _mm512_loadu_ps(r),       \
-                                                _mm512_mul_ps(va, c##i##0))); \
-            _mm512_storeu_ps(r + 16,                                          \
-                             _mm512_fmadd_ps(vb, _mm512_loadu_ps(r + 16),     \
-                                             _mm512_mul_ps(va, c##i##1)));    \
-            _mm512_storeu_ps(r + 32,                                          \
-                             _mm512_fmadd_ps(vb, _mm512_loadu_ps(r + 32),     \
-                                             _mm512_mul_ps(va, c##i##2)));    \
-        }                                                                     \
+#define ROW_STORE(i)                                                           \
+    if (i < m) {                                                               \
+        float *r = c + (size_t)(i)*ldc;                                        \
+        if (beta == 0.0f) {                                                    \
+            _mm512_storeu_ps(r, _mm512_mul_ps(va, c##i##0));                   \
+            _mm512_storeu_ps(r + 16, _mm512_mul_ps(va, c##i##1));              \
+            _mm512_storeu_ps(r + 32, _mm512_mul_ps(va, c##i##2));              \
+        } else {                                                               \
+            _mm512_storeu_ps(r, _mm512_fmadd_ps(vb, _mm512_loadu_ps(r),        \
+                                                _mm512_mul_ps(va, c##i##0)));  \
+            _mm512_storeu_ps(r + 16,                                           \
+                             _mm512_fmadd_ps(vb, _mm512_loadu_ps(r + 16),      \
+                                             _mm512_mul_ps(va, c##i##1)));     \
+            _mm512_storeu_ps(r + 32,                                           \
+                             _mm512_fmadd_ps(vb, _mm512_loadu_ps(r + 32),      \
+                                             _mm512_mul_ps(va, c##i##2)));     \
+        }                                                                      \
     }
-#define ROW_MSTORE(i)                                                         \
-    if (i < m) {                                                              \
-        float *r = c + (size_t)(i) * ldc;                                     \
-        __m512 o0 = _mm512_mul_ps(va, c##i##0), o1 = _mm512_mul_ps(va, c##i##1), \
-               o2 = _mm512_mul_ps(va, c##i##2);                               \
-        if (beta != 0.0f) {                                                   \
-            o0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, r), o0);       \
-            o1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, r + 16), o1);  \
-            o2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k2, r + 32), o2);  \
-        }                                                                     \
-        _mm512_mask_storeu_ps(r, k0, o0);                                     \
-        _mm512_mask_storeu_ps(r + 16, k1, o1);                                \
-        _mm512_mask_storeu_ps(r + 32, k2, o2);                                \
+#define ROW_MSTORE(i)                                                          \
+    if (i < m) {                                                               \
+        float *r = c + (size_t)(i)*ldc;                                        \
+        __m512 o0 = _mm512_mul_ps(va, c##i##0),                                \
+               o1 = _mm512_mul_ps(va, c##i##1),                                \
+               o2 = _mm512_mul_ps(va, c##i##2);                                \
+        if (beta != 0.0f) {                                                    \
+            o0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, r), o0);        \
+            o1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, r + 16), o1);   \
+            o2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k2, r + 32), o2);   \
+        }                                                                      \
+        _mm512_mask_storeu_ps(r, k0, o0);                                      \
+        _mm512_mask_storeu_ps(r + 16, k1, o1);                                 \
+        _mm512_mask_storeu_ps(r + 32, k2, o2);                                 \
     }
 /* C tile (m <= 8 rows, n <= 48 columns) = alpha * ap . bp + beta * C over
  * depth kc, ap (kc, 8) a packed micro-panel, bp (kc, 48) with row stride
  * ldbk: a packed micro-panel (48) or op(B) itself (no transpose, 48 valid
  * columns). */
-#define TILE_DECL()                                                           \
-    ROW_DECL(0);                                                              \
-    ROW_DECL(1);                                                              \
-    ROW_DECL(2);                                                              \
-    ROW_DECL(3);                                                              \
-    ROW_DECL(4);                                                              \
-    ROW_DECL(5);                                                              \
-    ROW_DECL(6);                                                              \
+#define TILE_DECL()                                                            \
+    ROW_DECL(0);                                                               \
+    ROW_DECL(1);                                                               \
+    ROW_DECL(2);                                                               \
+    ROW_DECL(3);                                                               \
+    ROW_DECL(4);                                                               \
+    ROW_DECL(5);                                                               \
+    ROW_DECL(6);                                                               \
     ROW_DECL(7)
-#define TILE_FMA()                                                            \
-    ROW_FMA(0);                                                               \
-    ROW_FMA(1);                                                               \
-    ROW_FMA(2);                                                               \
-    ROW_FMA(3);                                                               \
-    ROW_FMA(4);                                                               \
-    ROW_FMA(5);                                                               \
-    ROW_FMA(6);                                                               \
+#define TILE_FMA()                                                             \
+    ROW_FMA(0);                                                                \
+    ROW_FMA(1);                                                                \
+    ROW_FMA(2);                                                                \
+    ROW_FMA(3);                                                                \
+    ROW_FMA(4);                                                                \
+    ROW_FMA(5);                                                                \
+    ROW_FMA(6);                                                                \
     ROW_FMA(7)
 /* Stores the tile (m rows, n columns) at c; ends the function. */
-#define TILE_STORE()                                                          \
-    do {                                                                      \
-        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);   \
-        if (n == GEMM_NR) {                                                   \
-            ROW_STORE(0)                                                      \
-            ROW_STORE(1)                                                      \
-            ROW_STORE(2)                                                      \
-            ROW_STORE(3)                                                      \
-            ROW_STORE(4)                                                      \
-            ROW_STORE(5)                                                      \
-            ROW_STORE(6)                                                      \
-            ROW_STORE(7)                                                      \
-            return;                                                           \
-        }                                                                     \
-        const __mmask16 k0 = gemm_mask(n), k1 = gemm_mask(n - 16),            \
-                        k2 = gemm_mask(n - 32);                               \
-        ROW_MSTORE(0)                                                         \
-        ROW_MSTORE(1)                                                         \
-        ROW_MSTORE(2)                                                         \
-        ROW_MSTORE(3)                                                         \
-        ROW_MSTORE(4)                                                         \
-        ROW_MSTORE(5)                                                         \
-        ROW_MSTORE(6)                                                         \
-        ROW_MSTORE(7)                                                         \
+#define TILE_STORE()                                                           \
+    do {                                                                       \
+        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);    \
+        if (n == GEMM_NR) {                                                    \
+            ROW_STORE(0)                                                       \
+            ROW_STORE(1)                                                       \
+            ROW_STORE(2)                                                       \
+            ROW_STORE(3)                                                       \
+            ROW_STORE(4)                                                       \
+            ROW_STORE(5)                                                       \
+            ROW_STORE(6)                                                       \
+            ROW_STORE(7)                                                       \
+            return;                                                            \
+        }                                                                      \
+        const __mmask16 k0 = gemm_mask(n), k1 = gemm_mask(n - 16),             \
+                        k2 = gemm_mask(n - 32);                                \
+        ROW_MSTORE(0)                                                          \
+        ROW_MSTORE(1)                                                          \
+        ROW_MSTORE(2)                                                          \
+        ROW_MSTORE(3)                                                          \
+        ROW_MSTORE(4)                                                          \
+        ROW_MSTORE(5)                                                          \
+        ROW_MSTORE(6)                                                          \
+        ROW_MSTORE(7)                                                          \
     } while (0)
 
 GEMM_TARGET static void gemm_kernel_8x48(int kc, const float *restrict ap,
@@ -413,10 +417,10 @@ static size_t gemm_round_up(size_t n, size_t m)
 
 /* The packed loop nest; returns -1 (nothing written) if the packing buffer
  * cannot be allocated. Requires M, N, K > 0. */
-GEMM_TARGET static int gemm_avx512(int transa, int transb, int M, int N,
-                                   int K, float alpha, const float *A,
-                                   int lda, const float *B, int ldb,
-                                   float beta, float *C, int ldc)
+GEMM_TARGET static int gemm_avx512(int transa, int transb, int M, int N, int K,
+                                   float alpha, const float *A, int lda,
+                                   const float *B, int ldb, float beta,
+                                   float *C, int ldc)
 {
     const int nc_max = N < GEMM_NC ? N : GEMM_NC;
     const int kc_max = K < GEMM_KC ? K : GEMM_KC;
@@ -431,8 +435,8 @@ GEMM_TARGET static int gemm_avx512(int transa, int transb, int M, int N,
         for (int pc = 0; pc < K; pc += GEMM_KC) {
             const int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
             const float be = pc == 0 ? beta : 1.0f;
-            const float *bsrc = transb ? B + (size_t)jc * ldb + pc
-                                       : B + (size_t)pc * ldb + jc;
+            const float *bsrc =
+                transb ? B + (size_t)jc * ldb + pc : B + (size_t)pc * ldb + jc;
             /* few rows of C reuse each B panel only a few times: then the
              * kernel reads untransposed B in place (all but a ragged last
              * panel, which is packed) */
@@ -480,25 +484,25 @@ void gemm_f32(int transa, int transb, int M, int N, int K, float alpha,
             gemm_scale(M, N, beta, C, ldc);
             return;
         }
-        if (gemm_avx512(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta,
-                        C, ldc) == 0)
+        if (gemm_avx512(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                        ldc) == 0)
             return;
     }
     gemm_blas(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_f32_ref(int transa, int transb, int M, int N, int K, float alpha,
-                  const float *A, int lda, const float *B, int ldb,
-                  float beta, float *C, int ldc)
+                  const float *A, int lda, const float *B, int ldb, float beta,
+                  float *C, int ldc)
 {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double s = 0;
             for (int p = 0; p < K; p++) {
-                float a = transa ? A[(size_t)p * lda + i]
-                                 : A[(size_t)i * lda + p];
-                float b = transb ? B[(size_t)j * ldb + p]
-                                 : B[(size_t)p * ldb + j];
+                float a =
+                    transa ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p];
+                float b =
+                    transb ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j];
                 s += (double)a * b;
             }
             float *c = C + (size_t)i * ldc + j;

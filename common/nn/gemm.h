@@ -27,8 +27,8 @@ void gemm_f32(int transa, int transb, int M, int N, int K, float alpha,
 
 /* The naive twin of gemm_f32 (plain loops, double accumulators), for tests. */
 void gemm_f32_ref(int transa, int transb, int M, int N, int K, float alpha,
-                  const float *A, int lda, const float *B, int ldb,
-                  float beta, float *C, int ldc);
+                  const float *A, int lda, const float *B, int ldb, float beta,
+                  float *C, int ldc);
 
 /* Selects the backend for the whole process (not thread-safe against
  * concurrent gemm_f32 calls: set it before starting work). AUTO consults

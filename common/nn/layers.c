@@ -723,8 +723,8 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
                         const float *invstd, const float *gamma, int B, int C,
                         int HW, int accumulate)
 {
-    bn_backward(dinp, dgamma, dbeta, dout, NULL, inp, mean, invstd, gamma, B,
-                C, HW, accumulate);
+    bn_backward(dinp, dgamma, dbeta, dout, NULL, inp, mean, invstd, gamma, B, C,
+                HW, accumulate);
 }
 
 void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta,
@@ -899,8 +899,8 @@ void linear_forward(float *out, const float *inp, const float *weight,
     {
         int r0, r1;
         split_rows(&r0, &r1, B, omp_get_thread_num(), omp_get_num_threads());
-        gemm_f32(0, 1, r1 - r0, O, In, 1.0f, inp + (size_t)r0 * In, In,
-                 weight, In, beta, out + (size_t)r0 * O, O);
+        gemm_f32(0, 1, r1 - r0, O, In, 1.0f, inp + (size_t)r0 * In, In, weight,
+                 In, beta, out + (size_t)r0 * O, O);
     }
 }
 

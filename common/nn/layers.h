@@ -15,9 +15,9 @@
 
 /* Geometry of a 2-D convolution (square kernel, no groups/dilation). */
 struct conv_geom {
-    int B, Cin, H, W;     /* input (B,Cin,H,W) */
+    int B, Cin, H, W; /* input (B,Cin,H,W) */
     int Cout, K, stride, pad;
-    int Ho, Wo;           /* output (B,Cout,Ho,Wo), set by conv_geom_init */
+    int Ho, Wo; /* output (B,Cout,Ho,Wo), set by conv_geom_init */
 };
 
 /* Fills Ho/Wo from the other fields. Returns 0, or -1 if the output would
@@ -50,16 +50,15 @@ void conv2d_backward_ref(float *dinp, float *dweight, float *dbias,
  * (unbiased variance) with `momentum` (PyTorch convention: 0.1).
  * training == 0: normalise with running statistics (mean/invstd are still
  * filled from them). */
-void batchnorm_forward(float *out, float *mean, float *invstd,
-                       const float *inp, const float *gamma, const float *beta,
+void batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
+                       const float *gamma, const float *beta,
                        float *running_mean, float *running_var, int B, int C,
                        int HW, float momentum, float eps, int training);
 /* Backward of training-mode batchnorm. dgamma, dbeta (C) +=. */
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
-                        const float *dout, const float *inp,
-                        const float *mean, const float *invstd,
-                        const float *gamma, int B, int C, int HW,
-                        int accumulate);
+                        const float *dout, const float *inp, const float *mean,
+                        const float *invstd, const float *gamma, int B, int C,
+                        int HW, int accumulate);
 
 /* Batchnorm followed by a ReLU, fused: out = max(batchnorm(inp), 0) in one
  * pass (same arguments and statistics as batchnorm_forward). Backward takes
@@ -89,8 +88,7 @@ void relu_backward(float *dinp, const float *dout, const float *out, size_t n,
 void maxpool_forward(float *out, int32_t *argmax, const float *inp, int B,
                      int C, int H, int W, int k, int s);
 void maxpool_backward(float *dinp, const float *dout, const int32_t *argmax,
-                      int B, int C, int H, int W, int k, int s,
-                      int accumulate);
+                      int B, int C, int H, int W, int k, int s, int accumulate);
 
 /* Global average pool: out (B,C) = mean over HW of inp (B,C,HW). */
 void avgpool_forward(float *out, const float *inp, int B, int C, int HW);
@@ -101,9 +99,8 @@ void avgpool_backward(float *dinp, const float *dout, int B, int C, int HW,
 void linear_forward(float *out, const float *inp, const float *weight,
                     const float *bias, int B, int In, int O);
 void linear_backward(float *dinp, float *dweight, float *dbias,
-                     const float *dout, const float *inp,
-                     const float *weight, int B, int In, int O,
-                     int accumulate);
+                     const float *dout, const float *inp, const float *weight,
+                     int B, int In, int O, int accumulate);
 void linear_forward_ref(float *out, const float *inp, const float *weight,
                         const float *bias, int B, int In, int O);
 void linear_backward_ref(float *dinp, float *dweight, float *dbias,
@@ -114,8 +111,8 @@ void linear_backward_ref(float *dinp, float *dweight, float *dbias,
 /* Softmax cross-entropy, mean over the batch. probs (B,C) receives the
  * softmax; returns the mean loss. Labels in [0,C). correct (may be NULL)
  * receives the number of rows whose argmax equals the label. */
-float softmax_xent_forward(float *probs, const float *logits,
-                           const int *labels, int B, int C, int *correct);
+float softmax_xent_forward(float *probs, const float *logits, const int *labels,
+                           int B, int C, int *correct);
 /* dlogits (B,C) = (probs - onehot(label)) / B (overwrites). */
 void softmax_xent_backward(float *dlogits, const float *probs,
                            const int *labels, int B, int C);

@@ -15,7 +15,7 @@
 enum op_kind {
     OP_CONV,
     OP_BN,
-    OP_RELU,     /* in place: in == out */
+    OP_RELU, /* in place: in == out */
     OP_MAXPOOL,
     OP_GAP,
     OP_LINEAR,
@@ -25,13 +25,13 @@ enum op_kind {
 
 struct op {
     enum op_kind kind;
-    int in, in2, out;     /* activation slots */
-    int w, b;             /* tensors: conv/linear weight+bias, bn gamma+beta */
-    int rm, rv;           /* bn running mean/var (buffers) */
-    struct conv_geom g;   /* conv (B filled per call) */
-    int k, stride;        /* maxpool window/stride; shortcut stride */
-    size_t aux;           /* bn: offset into stats; maxpool: into argmax */
-    int relu;             /* bn: a ReLU fused in (out = max(bn(in), 0)) */
+    int in, in2, out;   /* activation slots */
+    int w, b;           /* tensors: conv/linear weight+bias, bn gamma+beta */
+    int rm, rv;         /* bn running mean/var (buffers) */
+    struct conv_geom g; /* conv (B filled per call) */
+    int k, stride;      /* maxpool window/stride; shortcut stride */
+    size_t aux;         /* bn: offset into stats; maxpool: into argmax */
+    int relu;           /* bn: a ReLU fused in (out = max(bn(in), 0)) */
 };
 
 /* An activation: (c,h,w) per image, stored for max_batch images at
@@ -50,23 +50,23 @@ struct model_program {
     int nops, cap_ops;
     struct slot *slots;
     int nslots, cap_slots;
-    size_t act_per_image;      /* floats per image over all slots */
-    size_t stats_floats;       /* bn mean + invstd */
+    size_t act_per_image; /* floats per image over all slots */
+    size_t stats_floats;  /* bn mean + invstd */
     size_t argmax_per_image;
     int cap_tensors, cap_layers;
-    int logits;                /* slot of the classifier output */
-    int oom;                   /* a builder allocation failed */
+    int logits; /* slot of the classifier output */
+    int oom;    /* a builder allocation failed */
 
-    int max_batch;             /* reserved */
+    int max_batch; /* reserved */
     int work_threads;
     float *acts, *dacts, *stats, *work, *probs;
     int32_t *argmax;
     size_t work_floats;
-    unsigned char *ready;      /* per slot: gradient already written */
+    unsigned char *ready; /* per slot: gradient already written */
 
-    const float *x;            /* input of the last forward */
+    const float *x; /* input of the last forward */
     const int *labels;
-    int B, trained;            /* last forward: batch, training mode */
+    int B, trained; /* last forward: batch, training mode */
 };
 
 static const char *arch_names[ARCH_COUNT] = {"smallnet", "vgg16", "resnet20",
@@ -109,7 +109,8 @@ int arch_prunable(enum arch a, int *full)
     case ARCH_RESNET110: {
         int n = resnet_blocks(a);
         if (full)
-            for (int i = 0; i < 3 * n; i++) full[i] = 16 << (i / n);
+            for (int i = 0; i < 3 * n; i++)
+                full[i] = 16 << (i / n);
         return 3 * n;
     }
     default:
@@ -123,7 +124,8 @@ static void *grow(void *p, int *cap, int need, size_t elem)
 {
     if (need <= *cap) return p;
     int ncap = *cap ? *cap * 2 : 16;
-    while (ncap < need) ncap *= 2;
+    while (ncap < need)
+        ncap *= 2;
     void *q = realloc(p, (size_t)ncap * elem);
     if (q) *cap = ncap;
     return q;
@@ -218,8 +220,14 @@ static int build_conv(struct model *m, const char *name, int in, int cout,
                       int k, int stride, int pad, int prune_out, int prune_in)
 {
     struct slot *s = &m->prog->slots[in];
-    struct conv_geom g = {.B = 1, .Cin = s->c, .H = s->h, .W = s->w,
-                          .Cout = cout, .K = k, .stride = stride, .pad = pad};
+    struct conv_geom g = {.B = 1,
+                          .Cin = s->c,
+                          .H = s->h,
+                          .W = s->w,
+                          .Cout = cout,
+                          .K = k,
+                          .stride = stride,
+                          .pad = pad};
     if (conv_geom_init(&g) != 0) return -1;
     int shape[4] = {cout, s->c, k, k};
     int w = add_tensor(m, name, "weight", TENSOR_CONV_WEIGHT, 4, shape, 0,
@@ -244,8 +252,8 @@ static int build_bn(struct model *m, const char *name, int in, int prune)
 {
     int c = m->prog->slots[in].c;
     int shape[1] = {c};
-    int g = add_tensor(m, name, "weight", TENSOR_BN_GAMMA, 1, shape, 0, prune,
-                       -1);
+    int g =
+        add_tensor(m, name, "weight", TENSOR_BN_GAMMA, 1, shape, 0, prune, -1);
     int b = add_tensor(m, name, "bias", TENSOR_BN_BETA, 1, shape, 0, prune, -1);
     int rm = add_tensor(m, name, "running_mean", TENSOR_BN_MEAN, 1, shape, 1,
                         prune, -1);
@@ -304,8 +312,8 @@ static int build_linear(struct model *m, const char *name, int in, int nout,
     int wshape[2] = {nout, nin}, bshape[1] = {nout};
     int w = add_tensor(m, name, "weight", TENSOR_LINEAR_WEIGHT, 2, wshape, 0,
                        -1, prune_in);
-    int b = add_tensor(m, name, "bias", TENSOR_LINEAR_BIAS, 1, bshape, 0, -1,
-                       -1);
+    int b =
+        add_tensor(m, name, "bias", TENSOR_LINEAR_BIAS, 1, bshape, 0, -1, -1);
     int out = add_slot(m, nout, 1, 1);
     struct op *o = add_op(m, OP_LINEAR, in, out);
     struct layer_info *l = add_layer(m, name);
@@ -356,9 +364,9 @@ static void plan_grad_aliases(struct model_program *P)
     }
 }
 
-#define CHECK_SLOT(x)                                                         \
-    do {                                                                      \
-        if ((x) < 0) return -1;                                               \
+#define CHECK_SLOT(x)                                                          \
+    do {                                                                       \
+        if ((x) < 0) return -1;                                                \
     } while (0)
 
 static int build_smallnet(struct model *m, int x)
@@ -410,8 +418,8 @@ static int build_resnet(struct model *m, int x)
             snprintf(b1, sizeof b1, "layer%d.%d.bn1", s + 1, b);
             snprintf(c2, sizeof c2, "layer%d.%d.conv2", s + 1, b);
             snprintf(b2, sizeof b2, "layer%d.%d.bn2", s + 1, b);
-            int y = build_conv(m, c1, h, m->channels[idx], 3, stride, 1, idx,
-                               -1);
+            int y =
+                build_conv(m, c1, h, m->channels[idx], 3, stride, 1, idx, -1);
             CHECK_SLOT(y);
             y = build_relu(m, build_bn(m, b1, y, idx));
             CHECK_SLOT(y = build_conv(m, c2, y, planes, 3, 1, 1, -1, idx));
@@ -465,16 +473,16 @@ void model_destroy(struct model *m)
 /* model_create without the parameter, gradient and buffer memory when
  * alloc is 0 (a shape: layers, tensors' shapes, MACs, parameter count). */
 static int model_build(struct model **out, enum arch arch, const int *channels,
-                       int in_c, int in_h, int in_w, int num_classes,
-                       int alloc, char *err)
+                       int in_c, int in_h, int in_w, int num_classes, int alloc,
+                       char *err)
 {
     *out = NULL;
     if (arch < 0 || arch >= ARCH_COUNT)
         return abc_errf(err, ABC_EVALUE, "unknown architecture %d", arch);
     if (in_c < 1 || in_c > 64 || in_h < 1 || in_w < 1 || in_h > 4096 ||
         in_w > 4096)
-        return abc_errf(err, ABC_EVALUE, "bad input shape %dx%dx%d", in_c,
-                        in_h, in_w);
+        return abc_errf(err, ABC_EVALUE, "bad input shape %dx%dx%d", in_c, in_h,
+                        in_w);
     if (num_classes < 2 || num_classes > 100000)
         return abc_errf(err, ABC_EVALUE, "bad number of classes %d",
                         num_classes);
@@ -509,9 +517,15 @@ static int model_build(struct model **out, enum arch arch, const int *channels,
     int x = add_slot(m, in_c, in_h, in_w);
     int logits;
     switch (arch) {
-    case ARCH_SMALLNET: logits = build_smallnet(m, x); break;
-    case ARCH_VGG16: logits = build_vgg16(m, x); break;
-    default: logits = build_resnet(m, x); break;
+    case ARCH_SMALLNET:
+        logits = build_smallnet(m, x);
+        break;
+    case ARCH_VGG16:
+        logits = build_vgg16(m, x);
+        break;
+    default:
+        logits = build_resnet(m, x);
+        break;
     }
     if (m->prog->oom) {
         model_destroy(m);
@@ -552,12 +566,12 @@ int model_create(struct model **out, enum arch arch, const int *channels,
 }
 
 int model_shape_count(enum arch arch, const int *channels, int in_c, int in_h,
-                      int in_w, int num_classes, int64_t *macs,
-                      int64_t *params, char *err)
+                      int in_w, int num_classes, int64_t *macs, int64_t *params,
+                      char *err)
 {
     struct model *m;
-    int rc = model_build(&m, arch, channels, in_c, in_h, in_w, num_classes, 0,
-                         err);
+    int rc =
+        model_build(&m, arch, channels, in_c, in_h, in_w, num_classes, 0, err);
     if (rc) return rc;
     if (macs) *macs = model_macs(m);
     if (params) *params = model_param_count(m);
@@ -589,7 +603,8 @@ void model_init_weights(struct model *m, uint64_t seed)
             float v = t->role == TENSOR_BN_GAMMA || t->role == TENSOR_BN_VAR
                           ? 1.0f
                           : 0.0f;
-            for (size_t j = 0; j < t->numel; j++) d[j] = v;
+            for (size_t j = 0; j < t->numel; j++)
+                d[j] = v;
         }
     }
 }
@@ -653,8 +668,9 @@ static float *act(const struct model_program *P, int s)
 
 static float *dact(const struct model_program *P, int s)
 {
-    if (s == 0) return NULL;   /* no gradient for the input */
-    while (P->slots[s].grad_alias >= 0) s = P->slots[s].grad_alias;
+    if (s == 0) return NULL; /* no gradient for the input */
+    while (P->slots[s].grad_alias >= 0)
+        s = P->slots[s].grad_alias;
     return P->dacts + P->slots[s].off * (size_t)P->max_batch;
 }
 
@@ -699,12 +715,16 @@ static void run_ops(struct model *m, const float *x, int B, int training,
                 m->bn_momentum, m->bn_eps, training);
             break;
         }
-        case OP_RELU: relu_forward(out, in, si->size * B); break;
+        case OP_RELU:
+            relu_forward(out, in, si->size * B);
+            break;
         case OP_MAXPOOL:
             maxpool_forward(out, P->argmax + o->aux * (size_t)P->max_batch, in,
                             B, si->c, si->h, si->w, o->k, o->stride);
             break;
-        case OP_GAP: avgpool_forward(out, in, B, si->c, si->h * si->w); break;
+        case OP_GAP:
+            avgpool_forward(out, in, B, si->c, si->h * si->w);
+            break;
         case OP_LINEAR:
             linear_forward(out, in, param(m, o->w), param(m, o->b), B,
                            (int)si->size, so->c);
@@ -713,8 +733,7 @@ static void run_ops(struct model *m, const float *x, int B, int training,
             add_forward(out, in, act(P, o->in2), si->size * B);
             break;
         case OP_SHORTCUT:
-            shortcut_forward(out, in, B, si->c, si->h, si->w, so->c,
-                             o->stride);
+            shortcut_forward(out, in, B, si->c, si->h, si->w, so->c, o->stride);
             break;
         }
     }
@@ -768,10 +787,10 @@ void model_backward(struct model *m)
         case OP_BN: {
             float *mean = P->stats + o->aux;
             if (o->relu)
-                batchnorm_relu_backward(din, grad(m, o->w), grad(m, o->b),
-                                        dout, act(P, o->out), act(P, o->in),
-                                        mean, mean + si->c, param(m, o->w), B,
-                                        si->c, si->h * si->w, acc);
+                batchnorm_relu_backward(din, grad(m, o->w), grad(m, o->b), dout,
+                                        act(P, o->out), act(P, o->in), mean,
+                                        mean + si->c, param(m, o->w), B, si->c,
+                                        si->h * si->w, acc);
             else
                 batchnorm_backward(din, grad(m, o->w), grad(m, o->b), dout,
                                    act(P, o->in), mean, mean + si->c,
@@ -801,8 +820,8 @@ void model_backward(struct model *m)
             float *db = dact(P, o->in2);
             int acc2 = P->ready[o->in2];
             P->ready[o->in2] = 1;
-            add_backward(din == dout ? NULL : din, db == dout ? NULL : db,
-                         dout, si->size * B, acc, acc2);
+            add_backward(din == dout ? NULL : din, db == dout ? NULL : db, dout,
+                         si->size * B, acc, acc2);
             break;
         }
         case OP_SHORTCUT:
@@ -821,7 +840,8 @@ void model_zero_grad(struct model *m)
 int64_t model_macs(const struct model *m)
 {
     int64_t s = 0;
-    for (int i = 0; i < m->nlayers; i++) s += m->layers[i].macs;
+    for (int i = 0; i < m->nlayers; i++)
+        s += m->layers[i].macs;
     return s;
 }
 

@@ -59,7 +59,7 @@ struct tensor_info {
     int ndim;
     int shape[MODEL_MAX_DIMS];
     size_t numel;
-    size_t offset;       /* into params (and grads) or into buffers */
+    size_t offset; /* into params (and grads) or into buffers */
     int is_buffer;
     int prune_out, prune_in;
 };
@@ -68,19 +68,19 @@ struct tensor_info {
 struct layer_info {
     char name[MODEL_NAME_LEN];
     int cin, cout, k, stride, hout, wout;
-    int64_t macs;        /* multiply-accumulates per image */
-    int64_t params;      /* weights + bias + the following BN's gamma/beta */
-    int prunable;        /* index of the prunable layer, or -1 */
+    int64_t macs;   /* multiply-accumulates per image */
+    int64_t params; /* weights + bias + the following BN's gamma/beta */
+    int prunable;   /* index of the prunable layer, or -1 */
 };
 
-struct model_program;    /* the ops and activation slots (model.c) */
+struct model_program; /* the ops and activation slots (model.c) */
 
 struct model {
     enum arch arch;
     int in_c, in_h, in_w, num_classes;
     int nprunable;
-    int *channels;       /* kept channels per prunable layer */
-    int *full;           /* unpruned width per prunable layer */
+    int *channels; /* kept channels per prunable layer */
+    int *full;     /* unpruned width per prunable layer */
 
     int ntensors;
     struct tensor_info *tensors;
@@ -108,8 +108,8 @@ void model_destroy(struct model *m);
  * of FLOPs targeting). Either output may be NULL. Returns 0 or
  * model_create's error. */
 int model_shape_count(enum arch arch, const int *channels, int in_c, int in_h,
-                      int in_w, int num_classes, int64_t *macs,
-                      int64_t *params, char *err);
+                      int in_w, int num_classes, int64_t *macs, int64_t *params,
+                      char *err);
 
 /* Kaiming-normal (fan_in, ReLU gain) conv weights, PyTorch's default
  * uniform init for the classifier, BN gamma 1, beta 0, running mean 0,

@@ -10,7 +10,7 @@ struct sgd {
     size_t n;
     float momentum, weight_decay;
     int nesterov;
-    float *velocity;     /* n floats, zero-initialised */
+    float *velocity; /* n floats, zero-initialised */
 };
 
 /* Allocates the momentum buffer. Returns 0 or ABC_ENOMEM. */

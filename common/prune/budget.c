@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "core/err.h"
-#include "prune/prune.h"
 #include "core/rng.h"
+#include "prune/prune.h"
 
 #define BISECT_STEPS 60
 
@@ -104,8 +104,8 @@ static int fill_to_target(const struct model *ref, const double *u,
             double best_gap = 0;
             for (int j = 0; j < L; j++) {
                 if (tried[j] || channels[j] >= ref->channels[j]) continue;
-                double gap = s_over * (u ? u[j] : 1.0) * ref->channels[j] -
-                             channels[j];
+                double gap =
+                    s_over * (u ? u[j] : 1.0) * ref->channels[j] - channels[j];
                 if (best < 0 || gap > best_gap) best = j, best_gap = gap;
             }
             if (best < 0) break;
@@ -169,8 +169,7 @@ int budget_uniform(const struct model *ref, double flops_target,
         if (!rc)
             rc = bisect_scale(ref, NULL, 1.0, min_channels, target, channels,
                               &r, &r_over, err);
-        if (!rc)
-            rc = fill_to_target(ref, NULL, r_over, target, channels, err);
+        if (!rc) rc = fill_to_target(ref, NULL, r_over, target, channels, err);
         if (rc) return rc;
     } else {
         scaled(ref, NULL, r, min_channels, channels);
@@ -189,8 +188,8 @@ int budget_random(const struct model *ref, double flops_target,
     if (flops_target > 0) {
         rc = budget_target_macs(ref, flops_target, &target, err);
     } else {
-        rc = budget_uniform(ref, 0, keep_fraction, min_channels, channels,
-                            NULL, err);
+        rc = budget_uniform(ref, 0, keep_fraction, min_channels, channels, NULL,
+                            err);
         if (!rc) rc = budget_macs(ref, channels, &target, err);
     }
     if (rc) return rc;
@@ -263,8 +262,7 @@ int budget_threshold(const struct model *ref, const float *score,
         }
     /* a layer's own ranking first (for the per-layer minimum) */
     for (int j = 0, off = 0; j < L; off += ref->channels[j], j++) {
-        qsort(order + off, (size_t)ref->channels[j], sizeof *order,
-              cmp_ranked);
+        qsort(order + off, (size_t)ref->channels[j], sizeof *order, cmp_ranked);
         for (int i = 0; i < ref->channels[j]; i++)
             rank_in_layer[order[off + i].flat] = i;
     }

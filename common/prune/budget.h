@@ -50,9 +50,9 @@ int budget_uniform(const struct model *ref, double flops_target,
                    double *ratio, char *err);
 
 /* A random structure: per-layer ratios u_j ~ U(0.1, 1) from rng_derive(seed,
- * j), scaled to flops_target by budget_shape; with flops_target 0 the target is the MACs of the
- * uniform structure at keep_fraction (random at uniform's cost). Returns 0
- * or ABC_EVALUE as budget_uniform. */
+ * j), scaled to flops_target by budget_shape; with flops_target 0 the target is
+ * the MACs of the uniform structure at keep_fraction (random at uniform's
+ * cost). Returns 0 or ABC_EVALUE as budget_uniform. */
 int budget_random(const struct model *ref, double flops_target,
                   double keep_fraction, int min_channels, uint64_t seed,
                   int *channels, char *err);

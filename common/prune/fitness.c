@@ -36,8 +36,8 @@ int fitness_evaluate(const struct model *pretrained, const int *channels,
     view.val = head_view(&d->val, b->val_images);
     double t1 = now_seconds(), images = 0;
     if (b->proxy == FITNESS_ADAPTIVE_BN) {
-        rc = bn_recalibrate(m, &d->train, &d->aug, b->batch_size,
-                            b->bn_batches, seed, err);
+        rc = bn_recalibrate(m, &d->train, &d->aug, b->batch_size, b->bn_batches,
+                            seed, err);
         images = (double)b->bn_batches * b->batch_size;
         if (images > d->train.n) images = d->train.n;
     } else {
@@ -50,8 +50,8 @@ int fitness_evaluate(const struct model *pretrained, const int *channels,
         tc.weight_decay = b->weight_decay;
         tc.schedule = LR_CONSTANT;
         struct train_state st = {0};
-        struct train_io io = {.skip_val = 1, .stop_at_step = b->steps,
-                              .stop = stop};
+        struct train_io io = {
+            .skip_val = 1, .stop_at_step = b->steps, .stop = stop};
         rc = train_model(m, &tc, &view, seed, &st, &io, err);
         images = (double)st.step * b->batch_size;
     }

@@ -13,11 +13,11 @@
 #include "train/train.h"
 
 struct fitness_result {
-    double val_acc, val_loss;  /* on the validation images */
-    double images_per_s;       /* training (adaptive_bn: recalibration)
-                                  images per second */
-    double wall_s;             /* the whole evaluation */
-    int64_t flops, params;     /* MACs per image and parameters */
+    double val_acc, val_loss; /* on the validation images */
+    double images_per_s;      /* training (adaptive_bn: recalibration)
+                                 images per second */
+    double wall_s;            /* the whole evaluation */
+    int64_t flops, params;    /* MACs per image and parameters */
 };
 
 /* Evaluates structure `channels` (kept channels per prunable layer of

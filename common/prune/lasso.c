@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prune/budget.h"
 #include "core/err.h"
-#include "prune/prune.h"
 #include "core/rng.h"
 #include "core/seeds.h"
+#include "prune/budget.h"
+#include "prune/prune.h"
 #include "train/train.h"
 
 /* ---- the LASSO ---------------------------------------------------------- */
@@ -28,7 +28,8 @@ static int cd_solve(const double *G, const double *r, int c, double lambda,
 {
     for (int i = 0; i < c; i++) {
         double s = 0;
-        for (int d = 0; d < c; d++) s += G[(size_t)i * c + d] * beta[d];
+        for (int d = 0; d < c; d++)
+            s += G[(size_t)i * c + d] * beta[d];
         q[i] = s;
     }
     for (int it = 0; it < max_iter; it++) {
@@ -37,13 +38,14 @@ static int cd_solve(const double *G, const double *r, int c, double lambda,
             double gii = G[(size_t)i * c + i];
             if (!(gii > 0)) continue; /* a zero Z_c: beta_c stays 0 */
             double z = r[i] - (q[i] - gii * beta[i]);
-            double nb = z > lambda ? (z - lambda) / gii
+            double nb = z > lambda    ? (z - lambda) / gii
                         : z < -lambda ? (z + lambda) / gii
                                       : 0.0;
             double delta = nb - beta[i];
             if (delta != 0) {
                 const double *gi = G + (size_t)i * c; /* symmetric: row i */
-                for (int d = 0; d < c; d++) q[d] += delta * gi[d];
+                for (int d = 0; d < c; d++)
+                    q[d] += delta * gi[d];
                 beta[i] = nb;
             }
             if (fabs(delta) > maxd) maxd = fabs(delta);
@@ -52,7 +54,8 @@ static int cd_solve(const double *G, const double *r, int c, double lambda,
         if (maxd <= tol * (maxb > 0 ? maxb : 1.0)) break;
     }
     int nnz = 0;
-    for (int i = 0; i < c; i++) nnz += beta[i] != 0;
+    for (int i = 0; i < c; i++)
+        nnz += beta[i] != 0;
     return nnz;
 }
 
@@ -104,7 +107,8 @@ int lasso_select(const double *gram, const double *corr, int c, int target,
     if (target == c) {
         memset(keep, 1, (size_t)c);
         if (beta)
-            for (int i = 0; i < c; i++) beta[i] = 1.0;
+            for (int i = 0; i < c; i++)
+                beta[i] = 1.0;
         if (lambda_out) *lambda_out = 0;
         if (exact_out) *exact_out = 1;
         return 0;
@@ -159,9 +163,11 @@ int lasso_select(const double *gram, const double *corr, int c, int target,
     }
     qsort(rk, (size_t)c, sizeof *rk, cmp_rank);
     memset(keep, 0, (size_t)c);
-    for (int k = 0; k < target; k++) keep[rk[k].i] = 1;
+    for (int k = 0; k < target; k++)
+        keep[rk[k].i] = 1;
     if (beta)
-        for (int i = 0; i < c; i++) beta[i] = keep[i] ? b[i] : 0.0;
+        for (int i = 0; i < c; i++)
+            beta[i] = keep[i] ? b[i] : 0.0;
     if (lambda_out) *lambda_out = lambda;
     if (exact_out) *exact_out = exact;
     free(b), free(q), free(over), free(rk);
@@ -197,8 +203,7 @@ int lasso_stats_compute(struct lasso_stats *s, const float *x, const float *y,
         free(xd), free(yd);
         lasso_stats_free(s);
         return abc_errf(err, ABC_ENOMEM,
-                        "lasso: out of memory for statistics of %zu inputs",
-                        D);
+                        "lasso: out of memory for statistics of %zu inputs", D);
     }
     s->npoints = N, s->c = c, s->kk = kk, s->n = n;
     double yy = 0;
@@ -210,8 +215,8 @@ int lasso_stats_compute(struct lasso_stats *s, const float *x, const float *y,
                 free(xd), free(yd);
                 lasso_stats_free(s);
                 return abc_errf(err, ABC_EVALUE,
-                                "lasso: input %zu of point %zu is %g",
-                                i % D, r0 + i / D, xd[i]);
+                                "lasso: input %zu of point %zu is %g", i % D,
+                                r0 + i / D, xd[i]);
             }
         }
         for (size_t i = 0; i < (size_t)rows * n; i++) {
@@ -220,8 +225,8 @@ int lasso_stats_compute(struct lasso_stats *s, const float *x, const float *y,
                 free(xd), free(yd);
                 lasso_stats_free(s);
                 return abc_errf(err, ABC_EVALUE,
-                                "lasso: output %zu of point %zu is %g",
-                                i % n, r0 + i / n, yd[i]);
+                                "lasso: output %zu of point %zu is %g", i % n,
+                                r0 + i / n, yd[i]);
             }
             yy += yd[i] * yd[i];
         }
@@ -231,7 +236,8 @@ int lasso_stats_compute(struct lasso_stats *s, const float *x, const float *y,
                     1.0, xd, (int)D, yd, n, 1.0, s->xty, n);
     }
     for (size_t i = 0; i < D; i++) /* dsyrk wrote the upper triangle */
-        for (size_t j = 0; j < i; j++) s->xtx[i * D + j] = s->xtx[j * D + i];
+        for (size_t j = 0; j < i; j++)
+            s->xtx[i * D + j] = s->xtx[j * D + i];
     s->yy = yy;
     free(xd), free(yd);
     return 0;
@@ -245,7 +251,8 @@ void lasso_gram(const struct lasso_stats *s, const float *w, double *gram,
     double scale = 1.0 / ((double)s->npoints * n);
     /* M = W^T W (D,D); G_cd = sum over block (c,d) of (X^T X) .* M, which is
      * sum_o <X_c W_c[o]^T, X_d W_d[o]^T>. */
-    double *wd = malloc(sizeof(double) * D * n), *M = malloc(sizeof(double) * D * D);
+    double *wd = malloc(sizeof(double) * D * n),
+           *M = malloc(sizeof(double) * D * D);
     if (!wd || !M) { /* fall back to plain loops without the buffers */
         free(wd), free(M);
         for (int a = 0; a < c; a++)
@@ -262,7 +269,8 @@ void lasso_gram(const struct lasso_stats *s, const float *w, double *gram,
                 gram[(size_t)a * c + b] = g * scale;
             }
     } else {
-        for (size_t i = 0; i < D * n; i++) wd[i] = w[i]; /* (n,D) */
+        for (size_t i = 0; i < D * n; i++)
+            wd[i] = w[i]; /* (n,D) */
         cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, (int)D, n,
                     1.0, wd, (int)D, wd, (int)D, 0.0, M, (int)D);
         for (int a = 0; a < c; a++)
@@ -272,7 +280,8 @@ void lasso_gram(const struct lasso_stats *s, const float *w, double *gram,
                     size_t i = (size_t)a * kk + u;
                     const double *xr = s->xtx + i * D + (size_t)b * kk;
                     const double *mr = M + i * D + (size_t)b * kk;
-                    for (int v = 0; v < kk; v++) g += xr[v] * mr[v];
+                    for (int v = 0; v < kk; v++)
+                        g += xr[v] * mr[v];
                 }
                 gram[(size_t)a * c + b] = g * scale;
             }
@@ -282,7 +291,8 @@ void lasso_gram(const struct lasso_stats *s, const float *w, double *gram,
         double r = 0;
         for (int u = 0; u < kk; u++) {
             size_t i = (size_t)a * kk + u;
-            for (int o = 0; o < n; o++) r += (double)w[o * D + i] * s->xty[i * n + o];
+            for (int o = 0; o < n; o++)
+                r += (double)w[o * D + i] * s->xty[i * n + o];
         }
         corr[a] = r * scale;
     }
@@ -295,7 +305,8 @@ static int kept_inputs(const struct lasso_stats *s, const unsigned char *keep,
     int Dk = 0;
     for (int a = 0; a < s->c; a++)
         if (!keep || keep[a])
-            for (int u = 0; u < s->kk; u++) idx[Dk++] = a * s->kk + u;
+            for (int u = 0; u < s->kk; u++)
+                idx[Dk++] = a * s->kk + u;
     return Dk;
 }
 
@@ -319,7 +330,8 @@ double lasso_error(const struct lasso_stats *s, const unsigned char *keep,
             for (int p = 0; p < Dk; p++)
                 for (int q = 0; q < Dk; q++)
                     A[(size_t)p * Dk + q] = s->xtx[(size_t)idx[p] * D + idx[q]];
-        for (size_t i = 0; i < (size_t)n * Dk; i++) wd[i] = w_kept[i];
+        for (size_t i = 0; i < (size_t)n * Dk; i++)
+            wd[i] = w_kept[i];
         cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, n, Dk, 1.0, A, Dk,
                     wd, Dk, 0.0, t, Dk);
         double lin = 0, quad = 0;
@@ -373,9 +385,10 @@ int lasso_reconstruct(const struct lasso_stats *s, const unsigned char *keep,
         memset(w_out, 0, sizeof(float) * (size_t)n * Dk);
     } else {
         double shift = ridge * trace / Dk;
-        for (int p = 0; p < Dk; p++) A[(size_t)p * Dk + p] += shift;
-        lapack_int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'U', Dk, n, A, Dk,
-                                        Bm, n);
+        for (int p = 0; p < Dk; p++)
+            A[(size_t)p * Dk + p] += shift;
+        lapack_int info =
+            LAPACKE_dposv(LAPACK_ROW_MAJOR, 'U', Dk, n, A, Dk, Bm, n);
         if (info != 0)
             rc = abc_errf(err, ABC_EVALUE,
                           "lasso: least squares over %d inputs failed "
@@ -412,8 +425,8 @@ void lasso_report_free(struct lasso_report *r)
     memset(r, 0, sizeof *r);
 }
 
-int lasso_uniform_structure(const struct model *m, double ratio,
-                            int *channels, char *err)
+int lasso_uniform_structure(const struct model *m, double ratio, int *channels,
+                            char *err)
 {
     if (!(ratio > 0 && ratio <= 1))
         return abc_errf(err, ABC_EVALUE, "keep ratio %g, expected in (0,1]",
@@ -444,11 +457,13 @@ static int check_params(const struct lasso_params *p, char *err)
 static int model_copy(const struct model *src, struct model **out, char *err)
 {
     int total = 0;
-    for (int j = 0; j < src->nprunable; j++) total += src->channels[j];
+    for (int j = 0; j < src->nprunable; j++)
+        total += src->channels[j];
     int *keep = malloc(sizeof(int) * (total ? total : 1));
     if (!keep) return abc_errf(err, ABC_ENOMEM, "lasso: out of memory");
     for (int j = 0, off = 0; j < src->nprunable; off += src->channels[j], j++)
-        for (int i = 0; i < src->channels[j]; i++) keep[off + i] = i;
+        for (int i = 0; i < src->channels[j]; i++)
+            keep[off + i] = i;
     int rc = prune_slice_keep(src, src->channels, keep, out, err);
     free(keep);
     return rc;
@@ -457,14 +472,17 @@ static int model_copy(const struct model *src, struct model **out, char *err)
 /* The sampled images, normalised (images, c, h, w): p->images distinct
  * training images chosen by p->seed, in ascending index order. */
 static int sample_images(const struct lasso_params *p,
-                         const struct dataset *train,
-                         const struct augment *aug, float **xall, char *err)
+                         const struct dataset *train, const struct augment *aug,
+                         float **xall, char *err)
 {
     *xall = NULL;
     size_t isz = (size_t)train->c * train->h * train->w;
     int *perm = malloc(sizeof(int) * train->n);
-    struct dataset sub = {.n = p->images, .c = train->c, .h = train->h,
-                          .w = train->w, .num_classes = train->num_classes};
+    struct dataset sub = {.n = p->images,
+                          .c = train->c,
+                          .h = train->h,
+                          .w = train->w,
+                          .num_classes = train->num_classes};
     sub.images = malloc(isz * p->images);
     sub.labels = calloc((size_t)p->images, 1);
     float *x = malloc(sizeof(float) * isz * p->images);
@@ -475,7 +493,8 @@ static int sample_images(const struct lasso_params *p,
                       p->images);
         goto done;
     }
-    for (int i = 0; i < train->n; i++) perm[i] = i;
+    for (int i = 0; i < train->n; i++)
+        perm[i] = i;
     struct rng r;
     rng_seed(&r, rng_derive(p->seed, SEED_LASSO_LAYER, 0, 0));
     /* the first `images` entries of a Fisher-Yates shuffle */
@@ -500,7 +519,8 @@ static int sample_images(const struct lasso_params *p,
     }
     loader_start(&ld, 0);
     int got, at = 0;
-    while ((got = loader_next(&ld, x + isz * at, labels)) > 0) at += got;
+    while ((got = loader_next(&ld, x + isz * at, labels)) > 0)
+        at += got;
     loader_free(&ld);
     *xall = x;
     x = NULL;
@@ -515,9 +535,11 @@ static void sample_positions(uint64_t seed, int j, int images, int P, int hw,
                              int *scratch, int *pos)
 {
     for (int img = 0; img < images; img++) {
-        for (int i = 0; i < hw; i++) scratch[i] = i;
+        for (int i = 0; i < hw; i++)
+            scratch[i] = i;
         struct rng r;
-        rng_seed(&r, rng_derive(seed, SEED_LASSO_POINT, (uint64_t)j, (uint64_t)img));
+        rng_seed(
+            &r, rng_derive(seed, SEED_LASSO_POINT, (uint64_t)j, (uint64_t)img));
         for (int i = 0; i < P; i++) {
             int k = i + (int)rng_below(&r, (uint64_t)(hw - i));
             int t = scratch[i];
@@ -530,8 +552,8 @@ static void sample_positions(uint64_t seed, int j, int images, int P, int hw,
 
 /* Y rows of images [b0, b0+B): the layer's outputs at the sampled positions,
  * minus the bias (NULL for convs). */
-static void gather_y(const struct model_layer_io *io, const float *bias,
-                     int b0, int B, const int *pos, int P, float *Y)
+static void gather_y(const struct model_layer_io *io, const float *bias, int b0,
+                     int B, const int *pos, int P, float *Y)
 {
     int n = io->out_c, hw = io->out_h * io->out_w;
     for (int i = 0; i < B; i++)
@@ -576,8 +598,8 @@ static void gather_x(const struct model_layer_io *io, int b0, int B,
  * layer consuming prunable layer j; fills the arrays (rows image-major). */
 static int gather_points(struct model *ref, struct model *cur, int cons,
                          const float *xall, int images, int batch,
-                         const int *pos, int P, float *Y, float *X,
-                         float *Yc, char *err)
+                         const int *pos, int P, float *Y, float *X, float *Yc,
+                         char *err)
 {
     const struct model *any = ref ? ref : cur;
     size_t isz = (size_t)any->in_c * any->in_h * any->in_w;
@@ -590,7 +612,10 @@ static int gather_points(struct model *ref, struct model *cur, int cons,
             if ((rc = model_forward_to(ref, xb, B, cons, 0, err)) ||
                 (rc = model_layer_io(ref, cons, &io, err)))
                 return rc;
-            gather_y(&io, io.bias >= 0 ? model_tensor_data(ref, &ref->tensors[io.bias]) : NULL,
+            gather_y(&io,
+                     io.bias >= 0
+                         ? model_tensor_data(ref, &ref->tensors[io.bias])
+                         : NULL,
                      b0, B, pos, P, Y);
         }
         if (X || Yc) {
@@ -599,7 +624,10 @@ static int gather_points(struct model *ref, struct model *cur, int cons,
                 return rc;
             if (X) gather_x(&io, b0, B, pos, P, X);
             if (Yc)
-                gather_y(&io, io.bias >= 0 ? model_tensor_data(cur, &cur->tensors[io.bias]) : NULL,
+                gather_y(&io,
+                         io.bias >= 0
+                             ? model_tensor_data(cur, &cur->tensors[io.bias])
+                             : NULL,
                          b0, B, pos, P, Yc);
         }
     }
@@ -615,8 +643,7 @@ static int check_inputs(const struct model *src, const struct lasso_params *p,
     if (rc) return rc;
     if (!train || !aug || !train->images)
         return abc_errf(err, ABC_EVALUE, "lasso: no training data");
-    if (train->c != src->in_c || train->h != src->in_h ||
-        train->w != src->in_w)
+    if (train->c != src->in_c || train->h != src->in_h || train->w != src->in_w)
         return abc_errf(err, ABC_EVALUE,
                         "lasso: images are %dx%dx%d, the model takes %dx%dx%d",
                         train->c, train->h, train->w, src->in_c, src->in_h,
@@ -639,8 +666,7 @@ struct layer_points {
 };
 
 static int plan_points(const struct model *m, const struct lasso_params *p,
-                       int j, int *scratch, struct layer_points *lp,
-                       char *err)
+                       int j, int *scratch, struct layer_points *lp, char *err)
 {
     memset(lp, 0, sizeof *lp);
     struct model_layer_io io;
@@ -724,7 +750,8 @@ int lasso_prune(const struct model *src, const int *channels,
     struct lasso_layer_report *lr = calloc((size_t)L, sizeof *lr);
     struct layer_points *lps = calloc((size_t)L, sizeof *lps);
     int total = 0, maxhw = 1;
-    for (int j = 0; j < L; j++) total += src->channels[j];
+    for (int j = 0; j < L; j++)
+        total += src->channels[j];
     for (int l = 0; l < src->nlayers; l++)
         if (src->layers[l].hout * src->layers[l].wout > maxhw)
             maxhw = src->layers[l].hout * src->layers[l].wout;
@@ -767,9 +794,8 @@ int lasso_prune(const struct model *src, const int *channels,
                           lp->name, N, D);
             goto done;
         }
-        if ((rc = gather_points(NULL, cur, lp->cons, xall, p->images,
-                                p->batch, lp->pos, lp->P, NULL, X, NULL,
-                                err)))
+        if ((rc = gather_points(NULL, cur, lp->cons, xall, p->images, p->batch,
+                                lp->pos, lp->P, NULL, X, NULL, err)))
             goto done;
         lasso_stats_free(&st);
         if ((rc = lasso_stats_compute(&st, X, lp->Y, N, c, kk, n, err))) {
@@ -802,7 +828,8 @@ int lasso_prune(const struct model *src, const int *channels,
             goto done;
         }
         if (channels[j] < c) { /* slice layer j (and its BN, its reader) */
-            for (int i = 0; i < L; i++) newch[i] = cur->channels[i];
+            for (int i = 0; i < L; i++)
+                newch[i] = cur->channels[i];
             newch[j] = channels[j];
             for (int i = 0; i < L; i++) {
                 int *ki = keepidx + prune_keep_offset(newch, i);
@@ -810,7 +837,8 @@ int lasso_prune(const struct model *src, const int *channels,
                     for (int a = 0, k = 0; a < c; a++)
                         if (keep[a]) ki[k++] = a;
                 } else {
-                    for (int k = 0; k < newch[i]; k++) ki[k] = k;
+                    for (int k = 0; k < newch[i]; k++)
+                        ki[k] = k;
                 }
             }
             struct model *next;
@@ -856,10 +884,10 @@ done:
     lasso_stats_free(&st);
     model_destroy(orig);
     model_destroy(cur);
-    for (int j = 0; lps && j < L; j++) free(lps[j].pos), free(lps[j].Y);
-    free(lps), free(lr), free(xall), free(X), free(wk), free(wn),
-        free(scratch), free(newch), free(keepidx), free(keep), free(gram),
-        free(corr);
+    for (int j = 0; lps && j < L; j++)
+        free(lps[j].pos), free(lps[j].Y);
+    free(lps), free(lr), free(xall), free(X), free(wk), free(wn), free(scratch),
+        free(newch), free(keepidx), free(keep), free(gram), free(corr);
     return rc;
 }
 
@@ -871,8 +899,8 @@ int lasso_consumer_error(const struct model *src, const struct model *pruned,
     int rc = check_inputs(src, p, train, aug, err);
     if (rc) return rc;
     if (pruned->arch != src->arch || pruned->in_c != src->in_c ||
-        pruned->in_h != src->in_h || pruned->in_w != src->in_w ||
-        j < 0 || j >= src->nprunable)
+        pruned->in_h != src->in_h || pruned->in_w != src->in_w || j < 0 ||
+        j >= src->nprunable)
         return abc_errf(err, ABC_EVALUE,
                         "lasso: prunable layer %d of a %s pruned from a %s "
                         "of another input shape or architecture",

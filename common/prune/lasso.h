@@ -87,15 +87,15 @@ int lasso_reconstruct(const struct lasso_stats *s, const unsigned char *keep,
 /* ---- a whole network ---------------------------------------------------- */
 
 struct lasso_params {
-    int images;            /* training images sampled (distinct) */
-    int points_per_image;  /* positions of the consumer's output per image
-                              (capped at its out_h * out_w; 1 for a
-                              classifier) */
-    int max_iter;          /* coordinate-descent sweeps per lambda */
-    double tol;            /* coordinate-descent tolerance (see above) */
-    double ridge;          /* relative ridge of the reconstruction */
-    int batch;             /* images per forward pass */
-    uint64_t seed;         /* images and positions */
+    int images;           /* training images sampled (distinct) */
+    int points_per_image; /* positions of the consumer's output per image
+                             (capped at its out_h * out_w; 1 for a
+                             classifier) */
+    int max_iter;         /* coordinate-descent sweeps per lambda */
+    double tol;           /* coordinate-descent tolerance (see above) */
+    double ridge;         /* relative ridge of the reconstruction */
+    int batch;            /* images per forward pass */
+    uint64_t seed;        /* images and positions */
 };
 
 /* Defaults: 512 images, 10 points per image, 10000 sweeps, tol 1e-9,
@@ -109,17 +109,17 @@ void lasso_params_default(struct lasso_params *p);
  * only the selected channels and the consumer's weights sliced, err_recon
  * after the reconstruction. */
 struct lasso_layer_report {
-    int layer, consumer;   /* layer rows of the pruned conv and its reader */
-    int from, kept;        /* channels before and after */
-    int npoints;           /* sampled points N */
+    int layer, consumer; /* layer rows of the pruned conv and its reader */
+    int from, kept;      /* channels before and after */
+    int npoints;         /* sampled points N */
     double lambda;
-    int exact;             /* the bisection hit `kept` exactly */
+    int exact; /* the bisection hit `kept` exactly */
     double err_in, err_sliced, err_recon;
     double seconds;
 };
 
 struct lasso_report {
-    int nlayers;           /* = nprunable */
+    int nlayers; /* = nprunable */
     struct lasso_layer_report *layers;
     double seconds;
 };
@@ -127,8 +127,8 @@ void lasso_report_free(struct lasso_report *r);
 
 /* Turns a uniform keep ratio (0,1] into a structure for m: channels[j] =
  * max(1, round(ratio * m->channels[j])). Returns 0 or ABC_EVALUE. */
-int lasso_uniform_structure(const struct model *m, double ratio,
-                            int *channels, char *err);
+int lasso_uniform_structure(const struct model *m, double ratio, int *channels,
+                            char *err);
 
 /* Prunes src to `channels` (one entry per prunable layer, each in
  * 1..src->channels[j]; src may itself be pruned), in layer order with the

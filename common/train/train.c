@@ -7,10 +7,10 @@
 #include <time.h>
 
 #include "core/err.h"
-#include "io/jsonl.h"
-#include "nn/optim.h"
 #include "core/rng.h"
 #include "core/seeds.h"
+#include "io/jsonl.h"
+#include "nn/optim.h"
 
 double now_seconds(void)
 {
@@ -28,9 +28,8 @@ float lr_at(const struct train_config *tc, double t)
         for (int i = 0; i < tc->nmilestones; i++)
             if (t >= tc->milestones[i]) lr *= tc->gamma;
     } else if (tc->schedule == LR_COSINE) {
-        double T = tc->epochs > tc->warmup_epochs
-                       ? tc->epochs - tc->warmup_epochs
-                       : 1;
+        double T =
+            tc->epochs > tc->warmup_epochs ? tc->epochs - tc->warmup_epochs : 1;
         double u = (t - tc->warmup_epochs) / T;
         if (u > 1) u = 1;
         lr = 0.5 * lr * (1.0 + cos(3.14159265358979323846 * u));
@@ -244,8 +243,8 @@ int train_model(struct model *m, const struct train_config *tc,
         st->epoch = epoch + 1;
         if (val_acc > st->best_val_acc) st->best_val_acc = val_acc;
         double elapsed = now_seconds() - t_start;
-        double eta = elapsed / (st->epoch - first_epoch) *
-                     (tc->epochs - st->epoch);
+        double eta =
+            elapsed / (st->epoch - first_epoch) * (tc->epochs - st->epoch);
         double ips = seen / train_s;
         if (io && io->progress) {
             char etas[32];

@@ -8,22 +8,22 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "io/checkpoint.h"
-#include "io/config.h"
 #include "data/data.h"
 #include "data/splits.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
 #include "nn/model.h"
 
 /* Where training reports. Any field may be NULL. */
 struct train_io {
-    const char *ckpt_path;  /* written after every epoch (atomically) */
-    FILE *log;              /* JSON-lines: one event per epoch */
-    FILE *progress;         /* one human line per epoch */
-    const char *tag;        /* prefix of progress lines, e.g. "train" */
-    int stop_at_epoch;      /* > 0: return once this many epochs are done
-                               (the schedule still spans tc->epochs) */
-    int64_t stop_at_step;   /* > 0: return once st->step reaches this */
-    int skip_val;           /* 1: no validation after each epoch */
+    const char *ckpt_path; /* written after every epoch (atomically) */
+    FILE *log;             /* JSON-lines: one event per epoch */
+    FILE *progress;        /* one human line per epoch */
+    const char *tag;       /* prefix of progress lines, e.g. "train" */
+    int stop_at_epoch;     /* > 0: return once this many epochs are done
+                              (the schedule still spans tc->epochs) */
+    int64_t stop_at_step;  /* > 0: return once st->step reaches this */
+    int skip_val;          /* 1: no validation after each epoch */
     const volatile sig_atomic_t *stop; /* set: return ABC_ESTOPPED at the
                                           next step (no checkpoint) */
 };
@@ -35,8 +35,7 @@ struct train_io {
  * NaN/Inf, or another error. */
 int train_model(struct model *m, const struct train_config *tc,
                 const struct data_splits *s, uint64_t seed,
-                struct train_state *st, const struct train_io *io,
-                char *err);
+                struct train_state *st, const struct train_io *io, char *err);
 
 /* Network Slimming's sparsity term s * sum |gamma| over the BN gammas of
  * the prunable layers (the channels pruning can remove), or with all_bn
