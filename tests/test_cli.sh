@@ -10,9 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 exe="$1"
 work="$2/cli"
 src="$3"
-rm -rf "$work"
-mkdir -p "$work"
-cd "$work" || exit 1
+check_workdir "$work"
 
 cat >tiny.yaml <<'YAML'
 seed: 5

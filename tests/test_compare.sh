@@ -15,10 +15,7 @@ src="$1"
 exe="$2"
 mpiexec="$3"
 work="$4/compare"
-rm -rf "$work"
-mkdir -p "$work"
-cd "$work" || exit 1
-py=/usr/bin/python3
+check_workdir "$work"
 
 cat >c.yaml <<YAML
 seed: 5

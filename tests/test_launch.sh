@@ -8,9 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 exe="$1"
 launch="$2/deploy/mpirun-launch.sh"
 work="$3/launch"
-rm -rf "$work"
-mkdir -p "$work"
-cd "$work" || exit 1
+check_workdir "$work"
 
 "$launch" -b "$exe" -n 0 -- run x.yaml >/dev/null 2>bad1.err
 check "-n 0 exits 2" test $? -eq 2

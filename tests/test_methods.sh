@@ -29,10 +29,7 @@ exe="$1"
 mpiexec="$2"
 read -r -a preflags <<<"${3//;/ }"
 work="$4/methods"
-rm -rf "$work"
-mkdir -p "$work"
-cd "$work" || exit 1
-py=/usr/bin/python3
+check_workdir "$work"
 
 cat >m.yaml <<YAML
 seed: 5

@@ -17,10 +17,7 @@ exe="$1"
 mpiexec="$2"
 read -r -a preflags <<<"${3//;/ }"
 work="$4/proxycheck"
-rm -rf "$work"
-mkdir -p "$work"
-cd "$work" || exit 1
-py=/usr/bin/python3
+check_workdir "$work"
 
 cat >p.yaml <<YAML
 seed: 3

@@ -23,11 +23,8 @@ mpiexec="$2"
 preflags="${3//;/ }"
 work="$4/scaling"
 src="$5"
-py=/usr/bin/python3
 driver="$src/deploy/scaling-study.sh"
-rm -rf "$work"
-mkdir -p "$work"
-cd "$work" || exit 1
+check_workdir "$work"
 
 cat >tiny.yaml <<YAML
 seed: 3

@@ -23,10 +23,7 @@ exe="$1"
 mpiexec="$2"
 read -r -a preflags <<<"${3//;/ }"
 work="$4/search"
-rm -rf "$work"
-mkdir -p "$work"
-cd "$work" || exit 1
-py=/usr/bin/python3
+check_workdir "$work"
 mpirun_n() { local n="$1"; shift; "$mpiexec" -n "$n" "${preflags[@]}" "$@"; }
 
 config() { # config NAME OUT_DIR [extra yaml lines for search:]

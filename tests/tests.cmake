@@ -16,12 +16,8 @@ set_tests_properties(test_torch_ref PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
                      ENVIRONMENT "OMP_NUM_THREADS=2")
 
 # The program end to end (train/eval/info, usage and input errors).
-add_test(NAME test_cli
-         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_cli.sh
-                 $<TARGET_FILE:abcprune> ${ABC_TEST_DATA_DIR}
-                 ${CMAKE_SOURCE_DIR})
-set_tests_properties(test_cli PROPERTIES TIMEOUT 300
-                     ENVIRONMENT "OMP_NUM_THREADS=2")
+abc_add_script_test(test_cli THREADS 2 ARGS $<TARGET_FILE:abcprune>
+                    ${ABC_TEST_DATA_DIR} ${CMAKE_SOURCE_DIR})
 
 # Weight inheritance (common/prune.c).
 abc_add_test(test_prune)
@@ -31,21 +27,15 @@ abc_add_test(test_fitness)
 # Structures at a FLOPs target (common/budget.c).
 abc_add_test(test_budget)
 # deploy/compare.sh: the comparison table, CSV and plot.
-add_test(NAME test_compare
-         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_compare.sh
-                 ${CMAKE_SOURCE_DIR} $<TARGET_FILE:abcprune>
-                 ${MPIEXEC_EXECUTABLE} ${ABC_TEST_DATA_DIR})
-set_tests_properties(test_compare PROPERTIES TIMEOUT 300
-                     ENVIRONMENT "OMP_NUM_THREADS=1")
+abc_add_script_test(test_compare ARGS ${CMAKE_SOURCE_DIR}
+                    $<TARGET_FILE:abcprune> ${MPIEXEC_EXECUTABLE}
+                    ${ABC_TEST_DATA_DIR})
 # Network Slimming's sparsity term (common/train.c).
 abc_add_test(test_slim)
 # slim, lasso, uniform, random and the search's FLOPs budget end to end.
-add_test(NAME test_methods
-         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_methods.sh
-                 $<TARGET_FILE:abcprune> ${MPIEXEC_EXECUTABLE}
-                 "${MPIEXEC_PREFLAGS}" ${ABC_TEST_DATA_DIR})
-set_tests_properties(test_methods PROPERTIES TIMEOUT 900
-                     ENVIRONMENT "OMP_NUM_THREADS=1")
+abc_add_script_test(test_methods TIMEOUT 900 ARGS $<TARGET_FILE:abcprune>
+                    ${MPIEXEC_EXECUTABLE} "${ABC_PREFLAGS_ARG}"
+                    ${ABC_TEST_DATA_DIR})
 abc_add_test(test_colony LIBS abc_coordinator)
 # The search on a virtual clock (coordinator/simulate.c).
 abc_add_test(test_simulate LIBS abc_coordinator)
@@ -55,47 +45,31 @@ abc_add_test(test_proto LIBS abc_proto)
 abc_add_test(test_transport NP 3 TIMEOUT 60 LIBS abc_proto)
 
 # The MPI search and the pipeline end to end (1-3 ranks via mpiexec).
-add_test(NAME test_search
-         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_search.sh
-                 $<TARGET_FILE:abcprune> ${MPIEXEC_EXECUTABLE}
-                 "${MPIEXEC_PREFLAGS}" ${ABC_TEST_DATA_DIR})
-set_tests_properties(test_search PROPERTIES TIMEOUT 900
-                     ENVIRONMENT "OMP_NUM_THREADS=1")
+abc_add_script_test(test_search TIMEOUT 900 ARGS $<TARGET_FILE:abcprune>
+                    ${MPIEXEC_EXECUTABLE} "${ABC_PREFLAGS_ARG}"
+                    ${ABC_TEST_DATA_DIR})
 
 # The scaling-study driver (deploy/scaling-study.sh) on a tiny sweep: its
 # CSVs, the simulated sweep, the validation and the plots (1-2 ranks).
-add_test(NAME test_scaling
-         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_scaling.sh
-                 $<TARGET_FILE:abcprune> ${MPIEXEC_EXECUTABLE}
-                 "${MPIEXEC_PREFLAGS}" ${ABC_TEST_DATA_DIR} ${CMAKE_SOURCE_DIR})
-set_tests_properties(test_scaling PROPERTIES TIMEOUT 300
-                     ENVIRONMENT "OMP_NUM_THREADS=1")
+abc_add_script_test(test_scaling ARGS $<TARGET_FILE:abcprune>
+                    ${MPIEXEC_EXECUTABLE} "${ABC_PREFLAGS_ARG}"
+                    ${ABC_TEST_DATA_DIR} ${CMAKE_SOURCE_DIR})
 
 # The mpirun launcher (deploy/mpirun-launch.sh) with a hostfile of localhost.
-add_test(NAME test_launch
-         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_launch.sh
-                 $<TARGET_FILE:abcprune> ${CMAKE_SOURCE_DIR} ${ABC_TEST_DATA_DIR})
-set_tests_properties(test_launch PROPERTIES TIMEOUT 300
-                     ENVIRONMENT "OMP_NUM_THREADS=1")
+abc_add_script_test(test_launch ARGS $<TARGET_FILE:abcprune>
+                    ${CMAKE_SOURCE_DIR} ${ABC_TEST_DATA_DIR})
 
 # The Slurm batch script on a single-node Slurm cluster the test starts
 # (skipped, exit 77, where the daemons cannot start).
-add_test(NAME test_slurm
-         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_slurm.sh
-                 $<TARGET_FILE:abcprune> ${CMAKE_SOURCE_DIR} ${ABC_TEST_DATA_DIR}
-                 ${MPIEXEC_EXECUTABLE} "${MPIEXEC_PREFLAGS}")
-set_tests_properties(test_slurm PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
-                     ENVIRONMENT "OMP_NUM_THREADS=1")
+abc_add_script_test(test_slurm TIMEOUT 600 SKIP_RC 77 ARGS
+                    $<TARGET_FILE:abcprune> ${CMAKE_SOURCE_DIR}
+                    ${ABC_TEST_DATA_DIR} ${MPIEXEC_EXECUTABLE}
+                    "${ABC_PREFLAGS_ARG}")
 
 # proxycheck: proxies against a short fine-tune, on 1 and 3 ranks.
-add_test(NAME test_proxycheck
-         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_proxycheck.sh
-                 $<TARGET_FILE:abcprune> ${MPIEXEC_EXECUTABLE}
-                 "${MPIEXEC_PREFLAGS}" ${ABC_TEST_DATA_DIR})
-set_tests_properties(test_proxycheck PROPERTIES TIMEOUT 600
-                     ENVIRONMENT "OMP_NUM_THREADS=1")
+abc_add_script_test(test_proxycheck TIMEOUT 600 ARGS $<TARGET_FILE:abcprune>
+                    ${MPIEXEC_EXECUTABLE} "${ABC_PREFLAGS_ARG}"
+                    ${ABC_TEST_DATA_DIR})
 
 # Formatting: every C file as .clang-format says (clang-format --dry-run).
-add_test(NAME test_style
-         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_style.sh ${CMAKE_SOURCE_DIR})
-set_tests_properties(test_style PROPERTIES TIMEOUT 120)
+abc_add_script_test(test_style TIMEOUT 120 ARGS ${CMAKE_SOURCE_DIR})
