@@ -212,21 +212,23 @@ int lasso_stats_compute(struct lasso_stats *s, const float *x, const float *y,
         for (size_t i = 0; i < (size_t)rows * D; i++) {
             xd[i] = x[(size_t)r0 * D + i];
             if (!isfinite(xd[i])) {
+                double bad = xd[i]; /* read before the buffer is freed */
                 free(xd), free(yd);
                 lasso_stats_free(s);
                 return abc_errf(err, ABC_EVALUE,
                                 "lasso: input %zu of point %zu is %g", i % D,
-                                r0 + i / D, xd[i]);
+                                r0 + i / D, bad);
             }
         }
         for (size_t i = 0; i < (size_t)rows * n; i++) {
             yd[i] = y[(size_t)r0 * n + i];
             if (!isfinite(yd[i])) {
+                double bad = yd[i]; /* read before the buffer is freed */
                 free(xd), free(yd);
                 lasso_stats_free(s);
                 return abc_errf(err, ABC_EVALUE,
                                 "lasso: output %zu of point %zu is %g", i % n,
-                                r0 + i / n, yd[i]);
+                                r0 + i / n, bad);
             }
             yy += yd[i] * yd[i];
         }
