@@ -339,6 +339,25 @@ static int cmd_finetune(int argc, char **argv)
     return finish(rc, err);
 }
 
+/* 1 when this one-rank MPI job is one of several copies srun started
+ * without PMI (srun -n N with no MPI plugin starts N singletons that would
+ * each run the whole command into the same directory): the srun step has
+ * more than one task (SLURM_STEP_NUM_TASKS, set by srun only) but the MPI
+ * world has one rank. err says how to launch. */
+static int slurm_singleton(const char *cmd, char *err)
+{
+    const char *tasks = getenv("SLURM_STEP_NUM_TASKS");
+    if (!tasks || atoi(tasks) <= 1) return 0;
+    const char *procid = getenv("SLURM_PROCID");
+    abc_errf(err, ABC_EUSAGE,
+             "srun started %s copies of `abcprune %s` (this is task %s) but "
+             "MPI sees 1 rank in each: srun has no PMI for Open MPI here. "
+             "Launch with `srun --mpi=pmix abcprune %s ...`, or with mpirun "
+             "inside the allocation (see deploy/slurm/abcprune.sbatch)",
+             tasks, cmd, procid ? procid : "?", cmd);
+    return 1;
+}
+
 /* The commands that run a search under MPI. */
 enum mpi_cmd {
     MPI_SEARCH,     /* search */
@@ -372,6 +391,12 @@ static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
         fprintf(stderr, "abcprune: error: %s\n",
                 err[0] ? err : "MPI_Comm_set_errhandler failed");
         MPI_Abort(comm, 1);
+    }
+    if (size == 1 && slurm_singleton(cmd, err)) {
+        /* every copy says so and stops before writing anything */
+        fprintf(stderr, "abcprune: error: %s\n", err);
+        MPI_Finalize();
+        return 1;
     }
     struct config c;
     int rc = load_config(&c, path, err);

@@ -5,7 +5,9 @@
 # best.yaml and the fine-tuned checkpoint; (2) a search job warned of its
 # time limit (SIGUSR1 to the batch shell, what --signal=B:USR1 sends) saves
 # its colony, requeues itself, and the requeued job finishes with the same
-# best structure and fitness as an uninterrupted search. Exits 77 (CTest:
+# best structure and fitness as an uninterrupted search; (3) `srun
+# --mpi=none -n 2` (singletons, no PMI) is refused by every copy with the
+# launch to use, before anything is written. Exits 77 (CTest:
 # skipped) when the daemons cannot be started here; tears them down by PID.
 # usage: test_slurm.sh ABCPRUNE SOURCEDIR WORKDIR MPIEXEC "PREFLAGS"
 set -u
@@ -144,6 +146,16 @@ base="job/runs/job-$id/baseline.ckpt"
 mkdir -p ref && cp "$base" ref/
 (cd job && "$mpiexec" -n 3 "${preflags[@]}" "$exe" --out ../ref search cfg.yaml 2>../ref.err)
 check "uninterrupted reference search exits 0" test $? -eq 0
+
+# srun without PMI starts singletons: each refuses, says how to launch and
+# writes nothing.
+mkdir -p single && cp "$base" single/
+(cd job && srun --mpi=none -n 2 --overcommit --time=2 "$exe" --out ../single \
+   search cfg.yaml) >single.out 2>single.err
+check "srun --mpi=none -n 2: the copies refuse (non-zero exit)" test $? -ne 0
+check "and each says to launch with srun --mpi=pmix" \
+  test "$(grep -c 'srun --mpi=pmix abcprune search' single.err)" -eq 2
+check "and no search ran (no colony, no log)" test ! -e single/colony.ckpt -a ! -e single/search.jsonl
 
 # 2. Time-limit warning -> checkpoint -> requeue -> same result.
 id2=$(cd job && sbatch --parsable --hold --overcommit --time=10 \
