@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 /* test_checkpoint.c - checkpoint round trips (smallnet, resnet20 full and
  * pruned, with and without training state) are bit-identical; every kind of
  * bad file (missing, empty, random, truncated, corrupted, hand-crafted with
@@ -203,8 +204,9 @@ struct craft {
 
 static struct craft craft_default(const struct model *m)
 {
+    /* the crafter writes version 1 (no checksums), which is still read */
     struct craft c = {CHECKPOINT_FORMAT,
-                      CHECKPOINT_VERSION,
+                      1,
                       arch_name(m->arch),
                       0,
                       m->nprunable,
@@ -834,7 +836,7 @@ static void test_bad_files(void)
     CRAFT("wrong format", format, "abcprune-checkpoinx",
           "format is \"abcprune-checkpoinx\"");
     CRAFT("version 99", version, 99,
-          "unsupported checkpoint version 99 (this build reads 1)");
+          "unsupported checkpoint version 99 (this build reads 1 and 2)");
     CRAFT("version 0", version, 0, "unsupported checkpoint version 0");
     CRAFT("version as str", version_as_str, 1, "version: expected an integer");
     CRAFT("unknown arch", arch, "resnet21",
@@ -908,6 +910,72 @@ static void test_bad_files(void)
     model_destroy(m);
 }
 
+/* Version 2's checksums: a byte flipped anywhere inside a tensor's data
+ * (20 places per tensor) or the velocity is refused, naming the tensor (or
+ * train.velocity) and "checksum mismatch"; the undamaged bytes load. */
+static void test_checksums(void)
+{
+    char err[ABC_ERRLEN];
+    struct model *m;
+    CHECK(model_create(&m, ARCH_SMALLNET, NULL, 1, 28, 28, 10, err) == 0, "%s",
+          err);
+    /* distinct values in every tensor, so each is found by its bytes */
+    for (int t = 0; t < m->ntensors; t++) {
+        float *x = model_tensor_data(m, &m->tensors[t]);
+        for (size_t i = 0; i < m->tensors[t].numel; i++)
+            x[i] = 0.5f + 0.01f * (float)t + 1e-5f * (float)i;
+    }
+    float *vel = malloc(sizeof(float) * m->nparams);
+    for (size_t i = 0; i < m->nparams; i++)
+        vel[i] = 1e-3f * (float)(i % 97) - 0.04f;
+    struct train_state st = {.epoch = 1, .step = 2, .velocity = vel};
+    char *buf;
+    size_t len;
+    CHECK(checkpoint_pack(m, &st, &buf, &len, err) == 0, "pack: %s", err);
+    struct model *l = NULL;
+    struct train_state got = {0};
+    CHECK(checkpoint_load_mem("v2", buf, len, &l, &got, err) == 0,
+          "undamaged: %s", err);
+    model_destroy(l);
+    free(got.velocity);
+    int regions = 0, refused = 0, named = 0, tries = 0;
+    for (int t = 0; t <= m->ntensors; t++) {
+        const float *x = t < m->ntensors
+                             ? model_tensor_data(m, &m->tensors[t])
+                             : vel;
+        size_t n = t < m->ntensors ? m->tensors[t].numel : m->nparams;
+        const char *want = t < m->ntensors ? m->tensors[t].name
+                                           : "train.velocity";
+        if (n < 8) continue; /* too short to find by its bytes */
+        unsigned char head[32];
+        memcpy(head, x, 32); /* little-endian host (checked in main) */
+        const char *at = memmem(buf, len, head, 32);
+        if (!at) continue;
+        regions++;
+        size_t off = (size_t)(at - buf);
+        for (int k = 0; k < 20; k++) {
+            size_t pos = off + (size_t)(((uint64_t)k * 2654435761u) % (n * 4));
+            buf[pos] ^= 0x10;
+            tries++;
+            int rc = checkpoint_load_mem("v2", buf, len, &l, NULL, err);
+            buf[pos] ^= 0x10;
+            model_destroy(l);
+            l = NULL;
+            refused += rc != 0;
+            named += rc != 0 && strstr(err, "checksum mismatch") &&
+                     strstr(err, want);
+        }
+    }
+    CHECK(regions >= 5, "found %d data regions in the file", regions);
+    CHECK(refused == tries && named == tries,
+          "%d flipped bytes in data: %d refused, %d naming the tensor and "
+          "the checksum",
+          tries, refused, named);
+    free(buf);
+    free(vel);
+    model_destroy(m);
+}
+
 int main(void)
 {
     uint32_t one = 1;
@@ -926,6 +994,7 @@ int main(void)
     test_fileio();
     test_overwrite_and_failed_saves();
     test_bad_files();
+    test_checksums();
 
     const char *rm[] = {
         PREFIX "smallnet.ckpt",        PREFIX "resnet20.ckpt",

@@ -1,13 +1,15 @@
 /* checkpoint.c - saving and loading models (and training state) as one
  * msgpack map, written atomically and validated field by field on load.
  *
- * Format, version 1. The file holds exactly one msgpack map and nothing
+ * Format, version 2 (version 1: the same without the "crc32" keys; still
+ * read, unchecked; any training step rewrites a file as version 2). The
+ * file holds exactly one msgpack map and nothing
  * after it. Keys are str; every key below is required unless marked
  * optional, no key may appear twice, and unknown keys are errors (a format
  * change bumps "version" instead):
  *
  *   "format"    str    "abcprune-checkpoint"
- *   "version"   uint   1
+ *   "version"   uint   2
  *   "arch"      str    architecture name: "smallnet", "vgg16", "resnet20", ...
  *   "structure" array  one uint per prunable layer of arch: the channels
  *                      kept, each in 1..full width
@@ -23,6 +25,8 @@
  *                        "data"   bin   numel*4 bytes: little-endian IEEE
  *                                       float32 in row-major (C) order;
  *                                       every value finite
+ *                        "crc32"  uint  zlib's CRC-32 of the data bytes: a
+ *                                       mismatch names the tensor
  *   "train"     map    optional; training progress and optimizer state:
  *                        "epoch"        uint     epochs completed
  *                        "step"         uint     optimizer steps taken
@@ -31,6 +35,8 @@
  *                                       nparams*4 bytes of little-endian
  *                                       float32 in the order of the model's
  *                                       params array; finite
+ *                        "velocity_crc32" uint  with "velocity": its
+ *                                       CRC-32
  *                        "split_seed"   uint64   optional, with "val_size":
  *                        "val_size"     uint     the data split the model
  *                                       was trained on (data.split_seed,
@@ -50,6 +56,7 @@
 #include <string.h>
 
 #include <msgpack.h>
+#include <zlib.h>
 
 #include "core/err.h"
 #include "core/fileio.h"
@@ -119,6 +126,39 @@ static int pack_f32_bin(msgpack_packer *pk, const float *x, size_t n)
     return 0;
 }
 
+/* zlib's CRC-32 of n floats as their little-endian bytes (what
+ * pack_f32_bin writes). */
+static uint32_t f32_crc32(const float *x, size_t n)
+{
+    enum { CHUNK = 4096 };
+    unsigned char stage[4 * CHUNK];
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t k = n - i < CHUNK ? n - i : CHUNK;
+        f32_to_le(stage, x + i, k);
+        crc = crc32(crc, stage, (uInt)(k * 4));
+    }
+    return (uint32_t)crc;
+}
+
+/* Checks bin o's bytes against the "crc32" value c (a uint). */
+static int check_crc(const char *path, const char *field,
+                     const msgpack_object *bin, const msgpack_object *c,
+                     char *err)
+{
+    if (c->type != MSGPACK_OBJECT_POSITIVE_INTEGER || c->via.u64 > 0xffffffffu)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: %s: expected a 32-bit uint checksum", path, field);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32(crc, (const Bytef *)bin->via.bin.ptr, bin->via.bin.size);
+    if ((uint32_t)crc != (uint32_t)c->via.u64)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: %s: checksum mismatch (CRC-32 %08x, the file "
+                        "says %08x): the data is damaged",
+                        path, field, (unsigned)crc, (unsigned)c->via.u64);
+    return 0;
+}
+
 /* Serialises m (and st) into sb. Returns 0 or -1 (out of memory). */
 static int pack_checkpoint(msgpack_sbuffer *sb, const struct model *m,
                            const struct train_state *st)
@@ -156,7 +196,7 @@ static int pack_checkpoint(msgpack_sbuffer *sb, const struct model *m,
         return -1;
     for (int i = 0; i < m->ntensors; i++) {
         const struct tensor_info *t = &m->tensors[i];
-        if (msgpack_pack_map(&pk, 4) != 0) return -1;
+        if (msgpack_pack_map(&pk, 5) != 0) return -1;
         if (pack_cstr(&pk, "name") != 0 || pack_cstr(&pk, t->name) != 0)
             return -1;
         if (pack_cstr(&pk, "shape") != 0 ||
@@ -170,11 +210,15 @@ static int pack_checkpoint(msgpack_sbuffer *sb, const struct model *m,
         if (pack_cstr(&pk, "data") != 0 ||
             pack_f32_bin(&pk, model_tensor_data(m, t), t->numel) != 0)
             return -1;
+        if (pack_cstr(&pk, "crc32") != 0 ||
+            msgpack_pack_uint32(
+                &pk, f32_crc32(model_tensor_data(m, t), t->numel)) != 0)
+            return -1;
     }
 
     if (st) {
         if (pack_cstr(&pk, "train") != 0 ||
-            msgpack_pack_map(&pk, 3 + (st->velocity ? 1 : 0) +
+            msgpack_pack_map(&pk, 3 + (st->velocity ? 2 : 0) +
                                       (st->has_split ? 2 : 0)) != 0)
             return -1;
         if (pack_cstr(&pk, "epoch") != 0 ||
@@ -186,8 +230,12 @@ static int pack_checkpoint(msgpack_sbuffer *sb, const struct model *m,
         if (pack_cstr(&pk, "best_val_acc") != 0 ||
             msgpack_pack_double(&pk, st->best_val_acc) != 0)
             return -1;
-        if (st->velocity && (pack_cstr(&pk, "velocity") != 0 ||
-                             pack_f32_bin(&pk, st->velocity, m->nparams) != 0))
+        if (st->velocity &&
+            (pack_cstr(&pk, "velocity") != 0 ||
+             pack_f32_bin(&pk, st->velocity, m->nparams) != 0 ||
+             pack_cstr(&pk, "velocity_crc32") != 0 ||
+             msgpack_pack_uint32(&pk, f32_crc32(st->velocity, m->nparams)) !=
+                 0))
             return -1;
         if (st->has_split && (pack_cstr(&pk, "split_seed") != 0 ||
                               msgpack_pack_uint64(&pk, st->split_seed) != 0 ||
@@ -342,14 +390,16 @@ static int get_f32_bin(const char *path, const char *field,
 }
 
 /* Reads one entry of "tensors" into m. seen[] marks tensors already read. */
-static int load_tensor(const char *path, int idx, const msgpack_object *o,
-                       struct model *m, char *seen, char *err)
+static int load_tensor(const char *path, int version, int idx,
+                       const msgpack_object *o, struct model *m, char *seen,
+                       char *err)
 {
-    static const char *const keys[] = {"name", "shape", "buffer", "data"};
-    const msgpack_object *v[4], *unk;
+    static const char *const keys[] = {"name", "shape", "buffer", "data",
+                                       "crc32"};
+    const msgpack_object *v[5], *unk;
     char where[160], show[64], name[MODEL_NAME_LEN];
     snprintf(where, sizeof where, "tensors[%d]", idx);
-    int rc = mpread_map_fields(path, where, o, keys, 4, v, &unk, err);
+    int rc = mpread_map_fields(path, where, o, keys, 5, v, &unk, err);
     if (rc) return rc;
     if (!v[0]) return mpread_err_missing_key(path, where, "name", err);
     if (v[0]->type != MSGPACK_OBJECT_STR)
@@ -375,6 +425,12 @@ static int load_tensor(const char *path, int idx, const msgpack_object *o,
     if (!v[1]) return mpread_err_missing_key(path, where, "shape", err);
     if (!v[2]) return mpread_err_missing_key(path, where, "buffer", err);
     if (!v[3]) return mpread_err_missing_key(path, where, "data", err);
+    if (version >= 2 && !v[4])
+        return mpread_err_missing_key(path, where, "crc32", err);
+    if (version < 2 && v[4])
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: %s: a \"crc32\" key in a version 1 file", path,
+                        where);
 
     /* shape: compared as given, then against the model */
     const msgpack_object *s = v[1];
@@ -424,18 +480,23 @@ static int load_tensor(const char *path, int idx, const msgpack_object *o,
 
     char field[200];
     snprintf(field, sizeof field, "%s.data", where);
+    if (v[4] && v[3]->type == MSGPACK_OBJECT_BIN &&
+        (rc = check_crc(path, field, v[3], v[4], err)))
+        return rc;
     return get_f32_bin(path, field, v[3], model_tensor_data(m, t), t->numel,
                        err);
 }
 
 /* Reads the optional "train" map into st (st->velocity malloc'ed). */
-static int load_train(const char *path, const msgpack_object *o,
+static int load_train(const char *path, int version, const msgpack_object *o,
                       const struct model *m, struct train_state *st, char *err)
 {
-    static const char *const keys[] = {"epoch",    "step",       "best_val_acc",
-                                       "velocity", "split_seed", "val_size"};
-    const msgpack_object *v[6], *unk;
-    int rc = mpread_map_fields(path, "train", o, keys, 6, v, &unk, err);
+    static const char *const keys[] = {"epoch",      "step",
+                                       "best_val_acc", "velocity",
+                                       "split_seed", "val_size",
+                                       "velocity_crc32"};
+    const msgpack_object *v[7], *unk;
+    int rc = mpread_map_fields(path, "train", o, keys, 7, v, &unk, err);
     if (rc) return rc;
     if (unk) return mpread_err_unknown_key(path, "train", unk, err);
     for (int i = 0; i < 3; i++)
@@ -473,6 +534,12 @@ static int load_train(const char *path, const msgpack_object *o,
     }
     st->velocity = NULL;
     if (v[3]) {
+        if (version >= 2 && !v[6])
+            return mpread_err_missing_key(path, "train", "velocity_crc32",
+                                          err);
+        if (v[6] && v[3]->type == MSGPACK_OBJECT_BIN &&
+            (rc = check_crc(path, "train.velocity", v[3], v[6], err)))
+            return rc;
         st->velocity = malloc((m->nparams ? m->nparams : 1) * sizeof(float));
         if (!st->velocity)
             return abc_errf(err, ABC_ENOMEM,
@@ -552,10 +619,10 @@ static int load_object(const char *path, const msgpack_object *o,
                      ? INT64_MAX
                      : (int64_t)v[K_VERSION]->via.u64)
               : v[K_VERSION]->via.i64;
-    if (ver != CHECKPOINT_VERSION)
+    if (ver != CHECKPOINT_VERSION && ver != 1)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: unsupported checkpoint version %lld (this build "
-                        "reads %d)",
+                        "reads 1 and %d)",
                         path, (long long)ver, CHECKPOINT_VERSION);
     if (unk) return mpread_err_unknown_key(path, "top level", unk, err);
     for (int i = K_ARCH; i < K_TRAIN; i++)
@@ -645,7 +712,8 @@ static int load_object(const char *path, const msgpack_object *o,
         goto fail;
     }
     for (uint32_t i = 0; i < ta->via.array.size; i++) {
-        rc = load_tensor(path, (int)i, &ta->via.array.ptr[i], m, seen, err);
+        rc = load_tensor(path, (int)ver, (int)i, &ta->via.array.ptr[i], m,
+                         seen, err);
         if (rc) goto fail;
     }
     for (int i = 0; i < m->ntensors; i++) {
@@ -658,7 +726,7 @@ static int load_object(const char *path, const msgpack_object *o,
 
     /* train */
     if (v[K_TRAIN]) {
-        rc = load_train(path, v[K_TRAIN], m, &ts, err);
+        rc = load_train(path, (int)ver, v[K_TRAIN], m, &ts, err);
         if (rc) goto fail;
     }
 
