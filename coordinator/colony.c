@@ -259,7 +259,7 @@ double colony_onlooker_prob(double fit, double max_fit)
 }
 
 int colony_neighbour(const struct colony_params *p, const int *codes, int i,
-                     struct rng *r, int *out, int *unchanged)
+                     struct rng *r, int *out, int *unchanged, int *redraws)
 {
     int L = p->nlayers;
     const int *x = codes + (size_t)i * L;
@@ -281,6 +281,7 @@ int colony_neighbour(const struct colony_params *p, const int *codes, int i,
             need--;
         }
         same = memcmp(out, x, (size_t)L * sizeof *out) == 0;
+        if (redraws) *redraws = t + (same && t + 1 < tries);
     }
     if (unchanged) *unchanged = same;
     return k;
@@ -317,6 +318,7 @@ static void cand_start(const struct colony_params *p, struct candidate *cd,
     cd->source = source;
     cd->partner = -1;
     cd->unchanged = 0;
+    cd->redraws = 0;
     cd->seed = rng_derive(p->seed, (uint64_t)cycle, (uint64_t)ph,
                           p->crn ? SEED_COLONY_CRN : (uint64_t)index);
     uint64_t move =
@@ -355,8 +357,9 @@ static void make_neighbour(struct colony *c, int index, int src)
         random_code(&c->p, &r, cand_code(c, index));
         return;
     }
-    cd->partner = colony_neighbour(&c->p, c->food_codes, src, &r,
-                                   cand_code(c, index), &cd->unchanged);
+    cd->partner =
+        colony_neighbour(&c->p, c->food_codes, src, &r, cand_code(c, index),
+                         &cd->unchanged, &cd->redraws);
 }
 
 /* Fills the batch of the current phase from the state (phase != DONE). */
@@ -677,7 +680,7 @@ static int role_make(struct colony *c, uint64_t role, struct colony_slot *sl)
         random_code(p, &r, sl->code);
     else
         cd->partner = colony_neighbour(p, c->food_codes, src, &r, sl->code,
-                                       &cd->unchanged);
+                                       &cd->unchanged, &cd->redraws);
     sl->role = role;
     return 1;
 }

@@ -82,6 +82,8 @@ struct candidate {
     int partner;             /* source the move leaned on, -1 for init/scout */
     int unchanged;           /* 1 when code equals the source's code (a move
                                 whose truncation changed nothing) */
+    int redraws;             /* moves drawn again because they changed
+                                nothing (params.redraw_same) */
     const int *code;         /* nlayers entries in 1..K */
     uint64_t seed;           /* evaluation seed: rng_derive(params.seed,
                                 cycle, phase, index or SEED_COLONY_CRN
@@ -301,9 +303,10 @@ double colony_onlooker_prob(double fit, double max_fit);
  * copy x_i. With p->redraw_same the whole move is drawn again while out
  * equals x_i, at most COLONY_MAX_REDRAWS times (the last draw is kept: a
  * converged colony has no differing move). Writes out[nlayers], sets
- * *unchanged (out == x_i), returns k. Draws only from r. */
+ * *unchanged (out == x_i) and, when not NULL, *redraws (the moves drawn
+ * again because they changed nothing), returns k. Draws only from r. */
 int colony_neighbour(const struct colony_params *p, const int *codes, int i,
-                     struct rng *r, int *out, int *unchanged);
+                     struct rng *r, int *out, int *unchanged, int *redraws);
 
 /* Channels kept per layer for a code: out[j] = max(1, floor(full[j] *
  * code[j] / 10)). */

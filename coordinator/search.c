@@ -362,6 +362,7 @@ static int log_eval(struct run *r, const struct candidate *cd,
     fprintf(f, ",\"code\":");
     jsonl_ints(f, cd->code, r->col->p.nlayers);
     if (cd->unchanged) fprintf(f, ",\"unchanged\":true");
+    if (cd->redraws) fprintf(f, ",\"redraws\":%d", cd->redraws);
     fprintf(f,
             ",\"fitness\":%.8f,\"val_acc\":%.6f,\"val_loss\":%.6f,"
             "\"flops\":%lld,"

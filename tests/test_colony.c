@@ -211,7 +211,7 @@ static void test_neighbour_move(void)
         rng_seed(&r, 99 + (uint64_t)dims);
         for (int d = 0; d < DRAWS; d++) {
             int i = d % SN, unch;
-            int k = colony_neighbour(&p, codes, i, &r, out, &unch);
+            int k = colony_neighbour(&p, codes, i, &r, out, &unch, NULL);
             if (k == i || k < 0 || k >= SN)
                 bad_partner++;
             else if (i == 0)
@@ -256,17 +256,24 @@ static void test_neighbour_move(void)
         codes[i] = 4;
     struct rng r;
     rng_seed(&r, 5);
-    int unch = 0;
-    colony_neighbour(&p, codes, 2, &r, out, &unch);
+    int unch = 0, redraws = -1;
+    colony_neighbour(&p, codes, 2, &r, out, &unch, &redraws);
     CHECK(unch == 1, "converged colony: a move claims to change the code");
+    CHECK(redraws == COLONY_MAX_REDRAWS - 1,
+          "converged colony: %d redraws counted, expected %d", redraws,
+          COLONY_MAX_REDRAWS - 1);
     /* redraw_same never returns an unchanged move when one is possible */
     codes[1 * L + 12] = 9; /* only source 1's last layer differs */
-    int changed_last = 0, unchanged = 0;
+    int changed_last = 0, unchanged = 0, counted_ok = 1;
     for (int d = 0; d < 2000; d++) {
-        colony_neighbour(&p, codes, 0, &r, out, &unch);
+        colony_neighbour(&p, codes, 0, &r, out, &unch, &redraws);
         unchanged += unch;
         changed_last += out[12] != 4;
+        /* a kept changed move was preceded by redraws unchanged ones */
+        counted_ok &= redraws >= 0 && redraws < COLONY_MAX_REDRAWS &&
+                      (unch ? redraws == COLONY_MAX_REDRAWS - 1 : 1);
     }
+    CHECK(counted_ok, "redraw counts out of range");
     printf("redraw_same with one differing entry: %d of 2000 moves "
            "unchanged, last layer moved %d times\n",
            unchanged, changed_last);
