@@ -72,6 +72,7 @@
 #include "core/err.h"
 #include "core/fileio.h"
 #include "io/mpread.h"
+#include "io/mpwrite.h"
 
 /* rng_derive labels for the draws of a phase; batch indices (the labels
  * of evaluation seeds) stay far below them. */
@@ -765,35 +766,6 @@ int colony_async_apply(struct colony *c, uint64_t eval_id, double fitness,
  * Saving
  * ------------------------------------------------------------------- */
 
-static int pack_cstr(msgpack_packer *pk, const char *s)
-{
-    return msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
-static int pack_code(msgpack_packer *pk, const int *code, int n)
-{
-    if (msgpack_pack_array(pk, (size_t)n) != 0) return -1;
-    for (int j = 0; j < n; j++)
-        if (msgpack_pack_int(pk, code[j]) != 0) return -1;
-    return 0;
-}
-
-/* Packs key then an int; returns 0 or -1. */
-static int pack_kv_int(msgpack_packer *pk, const char *key, int64_t v)
-{
-    return pack_cstr(pk, key) != 0 || msgpack_pack_int64(pk, v) != 0 ? -1 : 0;
-}
-
-static int pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t v)
-{
-    return pack_cstr(pk, key) != 0 || msgpack_pack_uint64(pk, v) != 0 ? -1 : 0;
-}
-
-static int pack_kv_double(msgpack_packer *pk, const char *key, double v)
-{
-    return pack_cstr(pk, key) != 0 || msgpack_pack_double(pk, v) != 0 ? -1 : 0;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -812,10 +784,10 @@ static int pack_async(msgpack_packer *pk, const struct colony *c)
     for (int i = 0; i < c->ninflight; i++)
         redo[c->nredo + i] = c->slots[i]->role;
     qsort(redo, n, sizeof *redo, cmp_u64);
-    int rc = pack_cstr(pk, "async") != 0 || msgpack_pack_map(pk, 3) != 0 ||
-             pack_kv_u64(pk, "next_role", c->role_next) != 0 ||
-             pack_kv_int(pk, "walk", c->walk) != 0 ||
-             pack_cstr(pk, "redo") != 0 || msgpack_pack_array(pk, n) != 0;
+    int rc = mpw_str(pk, "async") != 0 || msgpack_pack_map(pk, 3) != 0 ||
+             mpw_kv_u64(pk, "next_role", c->role_next) != 0 ||
+             mpw_kv_int(pk, "walk", c->walk) != 0 || mpw_str(pk, "redo") != 0 ||
+             msgpack_pack_array(pk, n) != 0;
     for (size_t i = 0; i < n && !rc; i++)
         rc = msgpack_pack_uint64(pk, redo[i]) != 0;
     free(redo);
@@ -831,73 +803,72 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
     if (msgpack_pack_map(&pk,
                          10 + (c->async ? 1 : 0) + (c->has_final ? 1 : 0)) != 0)
         return -1;
-    if (pack_cstr(&pk, "format") != 0 || pack_cstr(&pk, COLONY_FORMAT) != 0)
+    if (mpw_str(&pk, "format") != 0 || mpw_str(&pk, COLONY_FORMAT) != 0)
         return -1;
-    if (pack_kv_int(&pk, "version",
-                    c->async ? COLONY_VERSION_ASYNC : COLONY_VERSION) != 0)
+    if (mpw_kv_int(&pk, "version",
+                   c->async ? COLONY_VERSION_ASYNC : COLONY_VERSION) != 0)
         return -1;
 
-    if (pack_cstr(&pk, "params") != 0 ||
+    if (mpw_str(&pk, "params") != 0 ||
         msgpack_pack_map(&pk, 8 + (p->random ? 1 : 0) + (p->crn ? 1 : 0)) !=
             0 ||
-        pack_kv_int(&pk, "nlayers", p->nlayers) != 0 ||
-        pack_kv_int(&pk, "k", p->K) != 0 ||
-        pack_kv_int(&pk, "sn", p->sn) != 0 ||
-        pack_kv_int(&pk, "limit", p->limit) != 0 ||
-        pack_kv_int(&pk, "change_dims", p->change_dims) != 0 ||
-        pack_kv_int(&pk, "max_cycles", p->max_cycles) != 0 ||
-        pack_kv_u64(&pk, "seed", p->seed) != 0 ||
-        pack_cstr(&pk, "redraw_same") != 0 ||
+        mpw_kv_int(&pk, "nlayers", p->nlayers) != 0 ||
+        mpw_kv_int(&pk, "k", p->K) != 0 || mpw_kv_int(&pk, "sn", p->sn) != 0 ||
+        mpw_kv_int(&pk, "limit", p->limit) != 0 ||
+        mpw_kv_int(&pk, "change_dims", p->change_dims) != 0 ||
+        mpw_kv_int(&pk, "max_cycles", p->max_cycles) != 0 ||
+        mpw_kv_u64(&pk, "seed", p->seed) != 0 ||
+        mpw_str(&pk, "redraw_same") != 0 ||
         (p->redraw_same ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)))
         return -1;
-    if (p->random && (pack_cstr(&pk, "random") != 0 || msgpack_pack_true(&pk)))
+    if (p->random && (mpw_str(&pk, "random") != 0 || msgpack_pack_true(&pk)))
         return -1;
-    if (p->crn && (pack_cstr(&pk, "crn") != 0 || msgpack_pack_true(&pk)))
+    if (p->crn && (mpw_str(&pk, "crn") != 0 || msgpack_pack_true(&pk)))
         return -1;
 
-    if (pack_cstr(&pk, "phase") != 0 ||
-        pack_cstr(&pk, colony_phase_name(c->phase)) != 0)
+    if (mpw_str(&pk, "phase") != 0 ||
+        mpw_str(&pk, colony_phase_name(c->phase)) != 0)
         return -1;
-    if (pack_kv_int(&pk, "cycle", c->cycle) != 0 ||
-        pack_kv_u64(&pk, "evaluations", c->evaluations) != 0 ||
-        pack_kv_u64(&pk, "next_eval_id", c->next_eval_id) != 0)
+    if (mpw_kv_int(&pk, "cycle", c->cycle) != 0 ||
+        mpw_kv_u64(&pk, "evaluations", c->evaluations) != 0 ||
+        mpw_kv_u64(&pk, "next_eval_id", c->next_eval_id) != 0)
         return -1;
 
     int nfoods = c->phase == COLONY_INIT ? 0 : p->sn;
-    if (pack_cstr(&pk, "foods") != 0 ||
+    if (mpw_str(&pk, "foods") != 0 ||
         msgpack_pack_array(&pk, (size_t)nfoods) != 0)
         return -1;
     for (int i = 0; i < nfoods; i++) {
         const struct colony_food *f = &c->foods[i];
-        if (msgpack_pack_map(&pk, 3) != 0 || pack_cstr(&pk, "code") != 0 ||
-            pack_code(&pk, f->code, p->nlayers) != 0 ||
-            pack_kv_double(&pk, "fitness", f->fitness) != 0 ||
-            pack_kv_int(&pk, "trial", f->trial) != 0)
+        if (msgpack_pack_map(&pk, 3) != 0 || mpw_str(&pk, "code") != 0 ||
+            mpw_ints(&pk, f->code, p->nlayers) != 0 ||
+            mpw_kv_double(&pk, "fitness", f->fitness) != 0 ||
+            mpw_kv_int(&pk, "trial", f->trial) != 0)
             return -1;
     }
 
-    if (pack_cstr(&pk, "best") != 0) return -1;
+    if (mpw_str(&pk, "best") != 0) return -1;
     if (!c->has_best) {
         if (msgpack_pack_nil(&pk) != 0) return -1;
-    } else if (msgpack_pack_map(&pk, 4) != 0 || pack_cstr(&pk, "code") != 0 ||
-               pack_code(&pk, c->best_code, p->nlayers) != 0 ||
-               pack_kv_double(&pk, "fitness", c->best_fitness) != 0 ||
-               pack_kv_u64(&pk, "eval_id", c->best_eval_id) != 0 ||
-               pack_kv_u64(&pk, "seed", c->best_seed) != 0) {
+    } else if (msgpack_pack_map(&pk, 4) != 0 || mpw_str(&pk, "code") != 0 ||
+               mpw_ints(&pk, c->best_code, p->nlayers) != 0 ||
+               mpw_kv_double(&pk, "fitness", c->best_fitness) != 0 ||
+               mpw_kv_u64(&pk, "eval_id", c->best_eval_id) != 0 ||
+               mpw_kv_u64(&pk, "seed", c->best_seed) != 0) {
         return -1;
     }
 
     if (c->has_final &&
-        (pack_cstr(&pk, "final") != 0 || msgpack_pack_map(&pk, 5) != 0 ||
-         pack_cstr(&pk, "code") != 0 ||
-         pack_code(&pk, c->final_code, p->nlayers) != 0 ||
-         pack_kv_double(&pk, "fitness", c->final_fitness) != 0 ||
-         pack_kv_u64(&pk, "seed", c->final_seed) != 0 ||
-         pack_kv_int(&pk, "candidates", c->final_candidates) != 0 ||
-         pack_kv_int(&pk, "seeds", c->final_seeds) != 0))
+        (mpw_str(&pk, "final") != 0 || msgpack_pack_map(&pk, 5) != 0 ||
+         mpw_str(&pk, "code") != 0 ||
+         mpw_ints(&pk, c->final_code, p->nlayers) != 0 ||
+         mpw_kv_double(&pk, "fitness", c->final_fitness) != 0 ||
+         mpw_kv_u64(&pk, "seed", c->final_seed) != 0 ||
+         mpw_kv_int(&pk, "candidates", c->final_candidates) != 0 ||
+         mpw_kv_int(&pk, "seeds", c->final_seeds) != 0))
         return -1;
 
-    if (pack_cstr(&pk, "batch") != 0) return -1;
+    if (mpw_str(&pk, "batch") != 0) return -1;
     if (c->async)
         return msgpack_pack_nil(&pk) != 0 || pack_async(&pk, c) != 0 ? -1 : 0;
     if (!c->batch_ready) return msgpack_pack_nil(&pk) != 0 ? -1 : 0;
@@ -905,14 +876,14 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
     for (int i = 0; i < c->nbatch; i++) {
         const struct candidate *cd = &c->batch[i];
         if (msgpack_pack_map(&pk, 7) != 0 ||
-            pack_kv_int(&pk, "index", cd->index) != 0 ||
-            pack_kv_int(&pk, "source", cd->source) != 0 ||
-            pack_kv_int(&pk, "partner", cd->partner) != 0 ||
-            pack_cstr(&pk, "code") != 0 ||
-            pack_code(&pk, cd->code, p->nlayers) != 0 ||
-            pack_kv_u64(&pk, "seed", cd->seed) != 0 ||
-            pack_kv_u64(&pk, "eval_id", cd->eval_id) != 0 ||
-            pack_cstr(&pk, "fitness") != 0)
+            mpw_kv_int(&pk, "index", cd->index) != 0 ||
+            mpw_kv_int(&pk, "source", cd->source) != 0 ||
+            mpw_kv_int(&pk, "partner", cd->partner) != 0 ||
+            mpw_str(&pk, "code") != 0 ||
+            mpw_ints(&pk, cd->code, p->nlayers) != 0 ||
+            mpw_kv_u64(&pk, "seed", cd->seed) != 0 ||
+            mpw_kv_u64(&pk, "eval_id", cd->eval_id) != 0 ||
+            mpw_str(&pk, "fitness") != 0)
             return -1;
         if (c->have[i] ? msgpack_pack_double(&pk, c->results[i]) != 0
                        : msgpack_pack_nil(&pk) != 0)
@@ -945,19 +916,6 @@ int colony_save(const struct colony *c, const char *path, char *err)
 /* Sorts the entries of map o into vals[] by keys[] and checks that every
  * key is known, none appears twice and all are present. where names the
  * map in messages. */
-static int get_map(const char *path, const char *where, const msgpack_object *o,
-                   const char *const *keys, int nkeys,
-                   const msgpack_object **vals, char *err)
-{
-    const msgpack_object *unk;
-    int rc = mpread_map_fields(path, where, o, keys, nkeys, vals, &unk, err);
-    if (rc) return rc;
-    if (unk) return mpread_err_unknown_key(path, where, unk, err);
-    for (int i = 0; i < nkeys; i++)
-        if (!vals[i]) return mpread_err_missing_key(path, where, keys[i], err);
-    return 0;
-}
-
 /* mpread_get_int into an int. */
 static int get_i32(const char *path, const char *field, const msgpack_object *o,
                    int64_t lo, int64_t hi, int *out, char *err)
@@ -1143,7 +1101,8 @@ static int load_foods(const char *path, const msgpack_object *o,
         char where[64], f[96];
         struct colony_food *fd = &c->foods[i];
         snprintf(where, sizeof where, "foods[%u]", i);
-        int rc = get_map(path, where, &o->via.array.ptr[i], keys, 3, v, err);
+        int rc =
+            mpread_get_map(path, where, &o->via.array.ptr[i], keys, 3, v, err);
         if (rc) return rc;
         snprintf(f, sizeof f, "%s.code", where);
         if ((rc = get_code(path, f, v[0], &c->p, fd->code, err))) return rc;
@@ -1169,7 +1128,7 @@ static int load_best(const char *path, const msgpack_object *o,
                             path, mpread_type_name(o->type));
         return 0;
     }
-    int rc = get_map(path, "best", o, keys, 4, v, err);
+    int rc = mpread_get_map(path, "best", o, keys, 4, v, err);
     if (rc) return rc;
     if ((rc = get_code(path, "best.code", v[0], &c->p, c->best_code, err)) ||
         (rc = get_double(path, "best.fitness", v[1], &c->best_fitness, err)) ||
@@ -1205,7 +1164,7 @@ static int load_final(const char *path, const msgpack_object *o,
                         "%s: final: a final choice in a colony that is not "
                         "done (phase %s)",
                         path, colony_phase_name(c->phase));
-    int rc = get_map(path, "final", o, keys, 5, v, err);
+    int rc = mpread_get_map(path, "final", o, keys, 5, v, err);
     if (rc) return rc;
     if ((rc = get_code(path, "final.code", v[0], &c->p, c->final_code, err)) ||
         (rc =
@@ -1230,7 +1189,7 @@ static int load_async(const char *path, const msgpack_object *o,
     const msgpack_object *v[3];
     const struct colony_params *p = &c->p;
     uint64_t total = roles_total(p), R = roles_per_cycle(p);
-    int rc = get_map(path, "async", o, keys, 3, v, err);
+    int rc = mpread_get_map(path, "async", o, keys, 3, v, err);
     if (rc) return rc;
     if ((rc = mpread_get_u64(path, "async.next_role", v[0], &c->role_next,
                              err)) ||
@@ -1342,7 +1301,7 @@ static int load_batch(const char *path, const msgpack_object *o,
         int index, source, partner;
         uint64_t seed = 0, eval_id = 0;
         snprintf(where, sizeof where, "batch[%d]", i);
-        rc = get_map(path, where, &o->via.array.ptr[i], keys, 7, v, err);
+        rc = mpread_get_map(path, where, &o->via.array.ptr[i], keys, 7, v, err);
         if (rc) break;
         char fi[96], fs[96], fp[96], fc[96], fe[96], fd[96];
         snprintf(fi, sizeof fi, "%s.index", where);
@@ -1409,44 +1368,11 @@ static int load_object(const char *path, const msgpack_object *o,
         "format",       "version", "params", "phase", "cycle", "evaluations",
         "next_eval_id", "foods",   "best",   "batch", "async", "final"};
     const msgpack_object *v[K_N] = {0};
-    char show[64];
     int rc;
 
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return abc_errf(err, ABC_EFORMAT,
-                        "%s: not a colony checkpoint: top level is a msgpack "
-                        "%s, expected a map",
-                        path, mpread_type_name(o->type));
-    /* format and version first, so another file type or version is named
-     * as such rather than by its first unexpected key */
-    for (uint32_t j = 0; j < o->via.map.size; j++) {
-        const msgpack_object *k = &o->via.map.ptr[j].key;
-        if (mpread_str_eq(k, "format")) v[K_FORMAT] = &o->via.map.ptr[j].val;
-        if (mpread_str_eq(k, "version")) v[K_VERSION] = &o->via.map.ptr[j].val;
-    }
-    if (!v[K_FORMAT])
-        return abc_errf(err, ABC_EFORMAT,
-                        "%s: not a colony checkpoint: no \"format\" key", path);
-    if (!mpread_str_eq(v[K_FORMAT], COLONY_FORMAT)) {
-        if (v[K_FORMAT]->type == MSGPACK_OBJECT_STR)
-            return abc_errf(err, ABC_EFORMAT,
-                            "%s: not a colony checkpoint: format is \"%s\", "
-                            "expected \"%s\"",
-                            path,
-                            mpread_str_show(v[K_FORMAT], show, sizeof show),
-                            COLONY_FORMAT);
-        return abc_errf(err, ABC_EFORMAT,
-                        "%s: not a colony checkpoint: format is a %s, "
-                        "expected str \"%s\"",
-                        path, mpread_type_name(v[K_FORMAT]->type),
-                        COLONY_FORMAT);
-    }
-    if (!v[K_VERSION])
-        return abc_errf(err, ABC_EFORMAT, "%s: top level: missing \"version\"",
-                        path);
     int64_t ver = 0;
-    if ((rc = mpread_get_int(path, "version", v[K_VERSION], INT64_MIN,
-                             INT64_MAX, &ver, err)))
+    if ((rc = mpread_header(path, "colony checkpoint", o, COLONY_FORMAT, &ver,
+                            err)))
         return rc;
     if (ver != COLONY_VERSION && ver != COLONY_VERSION_ASYNC)
         return abc_errf(err, ABC_EFORMAT,

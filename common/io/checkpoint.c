@@ -61,6 +61,7 @@
 #include "core/err.h"
 #include "core/fileio.h"
 #include "io/mpread.h"
+#include "io/mpwrite.h"
 
 /* ---------------------------------------------------------------------
  * float32 <-> little-endian bytes
@@ -104,12 +105,6 @@ static size_t first_nonfinite(const float *x, size_t n)
 /* ---------------------------------------------------------------------
  * Saving
  * ------------------------------------------------------------------- */
-
-/* Packs a str. Returns msgpack's code (0 or -1). */
-static int pack_cstr(msgpack_packer *pk, const char *s)
-{
-    return msgpack_pack_str_with_body(pk, s, strlen(s));
-}
 
 /* Packs n floats as one bin of little-endian float32, converted through a
  * small staging buffer. Returns 0 or -1. */
@@ -168,78 +163,75 @@ static int pack_checkpoint(msgpack_sbuffer *sb, const struct model *m,
 
     if (msgpack_pack_map(&pk, st ? 8 : 7) != 0) return -1;
 
-    if (pack_cstr(&pk, "format") != 0 || pack_cstr(&pk, CHECKPOINT_FORMAT) != 0)
+    if (mpw_str(&pk, "format") != 0 || mpw_str(&pk, CHECKPOINT_FORMAT) != 0)
         return -1;
-    if (pack_cstr(&pk, "version") != 0 ||
+    if (mpw_str(&pk, "version") != 0 ||
         msgpack_pack_int(&pk, CHECKPOINT_VERSION) != 0)
         return -1;
-    if (pack_cstr(&pk, "arch") != 0 || pack_cstr(&pk, arch_name(m->arch)) != 0)
+    if (mpw_str(&pk, "arch") != 0 || mpw_str(&pk, arch_name(m->arch)) != 0)
         return -1;
 
-    if (pack_cstr(&pk, "structure") != 0 ||
+    if (mpw_str(&pk, "structure") != 0 ||
         msgpack_pack_array(&pk, (size_t)m->nprunable) != 0)
         return -1;
     for (int i = 0; i < m->nprunable; i++)
         if (msgpack_pack_int(&pk, m->channels[i]) != 0) return -1;
 
-    if (pack_cstr(&pk, "input") != 0 || msgpack_pack_array(&pk, 3) != 0 ||
+    if (mpw_str(&pk, "input") != 0 || msgpack_pack_array(&pk, 3) != 0 ||
         msgpack_pack_int(&pk, m->in_c) != 0 ||
         msgpack_pack_int(&pk, m->in_h) != 0 ||
         msgpack_pack_int(&pk, m->in_w) != 0)
         return -1;
-    if (pack_cstr(&pk, "classes") != 0 ||
+    if (mpw_str(&pk, "classes") != 0 ||
         msgpack_pack_int(&pk, m->num_classes) != 0)
         return -1;
 
-    if (pack_cstr(&pk, "tensors") != 0 ||
+    if (mpw_str(&pk, "tensors") != 0 ||
         msgpack_pack_array(&pk, (size_t)m->ntensors) != 0)
         return -1;
     for (int i = 0; i < m->ntensors; i++) {
         const struct tensor_info *t = &m->tensors[i];
         if (msgpack_pack_map(&pk, 5) != 0) return -1;
-        if (pack_cstr(&pk, "name") != 0 || pack_cstr(&pk, t->name) != 0)
-            return -1;
-        if (pack_cstr(&pk, "shape") != 0 ||
+        if (mpw_str(&pk, "name") != 0 || mpw_str(&pk, t->name) != 0) return -1;
+        if (mpw_str(&pk, "shape") != 0 ||
             msgpack_pack_array(&pk, (size_t)t->ndim) != 0)
             return -1;
         for (int d = 0; d < t->ndim; d++)
             if (msgpack_pack_int(&pk, t->shape[d]) != 0) return -1;
-        if (pack_cstr(&pk, "buffer") != 0 ||
+        if (mpw_str(&pk, "buffer") != 0 ||
             (t->is_buffer ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)))
             return -1;
-        if (pack_cstr(&pk, "data") != 0 ||
+        if (mpw_str(&pk, "data") != 0 ||
             pack_f32_bin(&pk, model_tensor_data(m, t), t->numel) != 0)
             return -1;
-        if (pack_cstr(&pk, "crc32") != 0 ||
+        if (mpw_str(&pk, "crc32") != 0 ||
             msgpack_pack_uint32(
                 &pk, f32_crc32(model_tensor_data(m, t), t->numel)) != 0)
             return -1;
     }
 
     if (st) {
-        if (pack_cstr(&pk, "train") != 0 ||
+        if (mpw_str(&pk, "train") != 0 ||
             msgpack_pack_map(&pk, 3 + (st->velocity ? 2 : 0) +
                                       (st->has_split ? 2 : 0)) != 0)
             return -1;
-        if (pack_cstr(&pk, "epoch") != 0 ||
-            msgpack_pack_int(&pk, st->epoch) != 0)
+        if (mpw_str(&pk, "epoch") != 0 || msgpack_pack_int(&pk, st->epoch) != 0)
             return -1;
-        if (pack_cstr(&pk, "step") != 0 ||
-            msgpack_pack_int64(&pk, st->step) != 0)
+        if (mpw_str(&pk, "step") != 0 || msgpack_pack_int64(&pk, st->step) != 0)
             return -1;
-        if (pack_cstr(&pk, "best_val_acc") != 0 ||
+        if (mpw_str(&pk, "best_val_acc") != 0 ||
             msgpack_pack_double(&pk, st->best_val_acc) != 0)
             return -1;
         if (st->velocity &&
-            (pack_cstr(&pk, "velocity") != 0 ||
+            (mpw_str(&pk, "velocity") != 0 ||
              pack_f32_bin(&pk, st->velocity, m->nparams) != 0 ||
-             pack_cstr(&pk, "velocity_crc32") != 0 ||
+             mpw_str(&pk, "velocity_crc32") != 0 ||
              msgpack_pack_uint32(&pk, f32_crc32(st->velocity, m->nparams)) !=
                  0))
             return -1;
-        if (st->has_split && (pack_cstr(&pk, "split_seed") != 0 ||
+        if (st->has_split && (mpw_str(&pk, "split_seed") != 0 ||
                               msgpack_pack_uint64(&pk, st->split_seed) != 0 ||
-                              pack_cstr(&pk, "val_size") != 0 ||
+                              mpw_str(&pk, "val_size") != 0 ||
                               msgpack_pack_int(&pk, st->val_size) != 0))
             return -1;
     }
@@ -491,10 +483,9 @@ static int load_tensor(const char *path, int version, int idx,
 static int load_train(const char *path, int version, const msgpack_object *o,
                       const struct model *m, struct train_state *st, char *err)
 {
-    static const char *const keys[] = {"epoch",      "step",
-                                       "best_val_acc", "velocity",
-                                       "split_seed", "val_size",
-                                       "velocity_crc32"};
+    static const char *const keys[] = {
+        "epoch",      "step",     "best_val_acc",  "velocity",
+        "split_seed", "val_size", "velocity_crc32"};
     const msgpack_object *v[7], *unk;
     int rc = mpread_map_fields(path, "train", o, keys, 7, v, &unk, err);
     if (rc) return rc;
@@ -535,8 +526,7 @@ static int load_train(const char *path, int version, const msgpack_object *o,
     st->velocity = NULL;
     if (v[3]) {
         if (version >= 2 && !v[6])
-            return mpread_err_missing_key(path, "train", "velocity_crc32",
-                                          err);
+            return mpread_err_missing_key(path, "train", "velocity_crc32", err);
         if (v[6] && v[3]->type == MSGPACK_OBJECT_BIN &&
             (rc = check_crc(path, "train.velocity", v[3], v[6], err)))
             return rc;
@@ -581,44 +571,12 @@ static int load_object(const char *path, const msgpack_object *o,
     struct train_state ts = {0};
     int rc;
 
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return abc_errf(err, ABC_EFORMAT,
-                        "%s: not a checkpoint: top level is a msgpack %s, "
-                        "expected a map",
-                        path, mpread_type_name(o->type));
+    int64_t ver;
+    if ((rc = mpread_header(path, "checkpoint", o, CHECKPOINT_FORMAT, &ver,
+                            err)))
+        return rc;
     rc = mpread_map_fields(path, "top level", o, keys, K_N, v, &unk, err);
     if (rc) return rc;
-
-    if (!v[K_FORMAT])
-        return abc_errf(err, ABC_EFORMAT,
-                        "%s: not a checkpoint: no \"format\" key", path);
-    if (!mpread_str_eq(v[K_FORMAT], CHECKPOINT_FORMAT)) {
-        if (v[K_FORMAT]->type == MSGPACK_OBJECT_STR)
-            return abc_errf(err, ABC_EFORMAT,
-                            "%s: not a checkpoint: format is \"%s\", "
-                            "expected \"%s\"",
-                            path,
-                            mpread_str_show(v[K_FORMAT], show, sizeof show),
-                            CHECKPOINT_FORMAT);
-        return abc_errf(err, ABC_EFORMAT,
-                        "%s: not a checkpoint: format is a %s, expected str "
-                        "\"%s\"",
-                        path, mpread_type_name(v[K_FORMAT]->type),
-                        CHECKPOINT_FORMAT);
-    }
-    if (!v[K_VERSION])
-        return mpread_err_missing_key(path, "top level", "version", err);
-    int64_t ver;
-    if (v[K_VERSION]->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
-        v[K_VERSION]->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        return abc_errf(err, ABC_EFORMAT,
-                        "%s: version: expected an integer, got %s", path,
-                        mpread_type_name(v[K_VERSION]->type));
-    ver = v[K_VERSION]->type == MSGPACK_OBJECT_POSITIVE_INTEGER
-              ? (v[K_VERSION]->via.u64 > INT64_MAX
-                     ? INT64_MAX
-                     : (int64_t)v[K_VERSION]->via.u64)
-              : v[K_VERSION]->via.i64;
     if (ver != CHECKPOINT_VERSION && ver != 1)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: unsupported checkpoint version %lld (this build "
@@ -712,8 +670,8 @@ static int load_object(const char *path, const msgpack_object *o,
         goto fail;
     }
     for (uint32_t i = 0; i < ta->via.array.size; i++) {
-        rc = load_tensor(path, (int)ver, (int)i, &ta->via.array.ptr[i], m,
-                         seen, err);
+        rc = load_tensor(path, (int)ver, (int)i, &ta->via.array.ptr[i], m, seen,
+                         err);
         if (rc) goto fail;
     }
     for (int i = 0; i < m->ntensors; i++) {

@@ -14,9 +14,10 @@
 #include "nn/model.h"
 
 #define CHECKPOINT_FORMAT "abcprune-checkpoint"
-#define CHECKPOINT_VERSION 2 /* 2: CRC-32 of every tensor and of the
-                                velocity; version 1 files (no checksums)
-                                are still read */
+#define CHECKPOINT_VERSION                                                     \
+    2 /* 2: CRC-32 of every tensor and of the                                  \
+         velocity; version 1 files (no checksums)                              \
+         are still read */
 
 /* Largest file checkpoint_load reads: well above vgg16 with velocity
  * (about 120 MB), well below what a 32-bit msgpack length can address. */

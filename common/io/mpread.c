@@ -348,3 +348,49 @@ int mpread_get_u64(const char *name, const char *field, const msgpack_object *o,
     return abc_errf(err, ABC_EFORMAT, "%s: %s: expected an integer, got %s",
                     name, field, mpread_type_name(o->type));
 }
+
+int mpread_header(const char *name, const char *what, const msgpack_object *o,
+                  const char *format, int64_t *version, char *err)
+{
+    char show[64];
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: not a %s: top level is a msgpack %s, expected a "
+                        "map",
+                        name, what, mpread_type_name(o->type));
+    const msgpack_object *f = NULL, *v = NULL;
+    for (uint32_t j = 0; j < o->via.map.size; j++) {
+        const msgpack_object *k = &o->via.map.ptr[j].key;
+        if (mpread_str_eq(k, "format")) f = &o->via.map.ptr[j].val;
+        if (mpread_str_eq(k, "version")) v = &o->via.map.ptr[j].val;
+    }
+    if (!f)
+        return abc_errf(err, ABC_EFORMAT, "%s: not a %s: no \"format\" key",
+                        name, what);
+    if (!mpread_str_eq(f, format)) {
+        if (f->type == MSGPACK_OBJECT_STR)
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: not a %s: format is \"%s\", expected \"%s\"",
+                            name, what, mpread_str_show(f, show, sizeof show),
+                            format);
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: not a %s: format is a %s, expected str \"%s\"",
+                        name, what, mpread_type_name(f->type), format);
+    }
+    if (!v) return mpread_err_missing_key(name, "top level", "version", err);
+    return mpread_get_int(name, "version", v, INT64_MIN, INT64_MAX, version,
+                          err);
+}
+
+int mpread_get_map(const char *name, const char *where, const msgpack_object *o,
+                   const char *const *keys, int nkeys,
+                   const msgpack_object **vals, char *err)
+{
+    const msgpack_object *unk;
+    int rc = mpread_map_fields(name, where, o, keys, nkeys, vals, &unk, err);
+    if (rc) return rc;
+    if (unk) return mpread_err_unknown_key(name, where, unk, err);
+    for (int i = 0; i < nkeys; i++)
+        if (!vals[i]) return mpread_err_missing_key(name, where, keys[i], err);
+    return 0;
+}

@@ -120,4 +120,19 @@ int mpread_get_int(const char *name, const char *field, const msgpack_object *o,
 int mpread_get_u64(const char *name, const char *field, const msgpack_object *o,
                    uint64_t *out, char *err);
 
+/* The header every abcprune msgpack file starts its top-level map with:
+ * checks that o is a map whose "format" is the str `format` and reads its
+ * integer "version" into *version (the caller checks which it reads).
+ * Errors say "<name>: not a <what>: ..." for another file type. Other keys
+ * are not looked at. Returns 0, ABC_EFORMAT or ABC_EVALUE. */
+int mpread_header(const char *name, const char *what, const msgpack_object *o,
+                  const char *format, int64_t *version, char *err);
+
+/* The map o at `where` with exactly the keys keys[0..nkeys), each once,
+ * no other: vals[i] set for each. Returns 0 or ABC_EFORMAT naming the
+ * missing or unknown key. */
+int mpread_get_map(const char *name, const char *where, const msgpack_object *o,
+                   const char *const *keys, int nkeys,
+                   const msgpack_object **vals, char *err);
+
 #endif
