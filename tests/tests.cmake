@@ -37,6 +37,7 @@ abc_add_script_test(test_methods TIMEOUT 900 ARGS $<TARGET_FILE:abcprune>
                     ${MPIEXEC_EXECUTABLE} "${ABC_PREFLAGS_ARG}"
                     ${ABC_TEST_DATA_DIR})
 abc_add_test(test_colony LIBS abc_coordinator)
+abc_add_test(test_colony_file LIBS abc_coordinator)
 # The search on a virtual clock (coordinator/simulate.c).
 abc_add_test(test_simulate LIBS abc_coordinator)
 
