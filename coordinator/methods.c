@@ -16,6 +16,7 @@
 #include "prune/budget.h"
 #include "prune/lasso.h"
 #include "prune/prune.h"
+#include "prune/slim.h"
 #include "search.h"
 #include "train/train.h"
 
@@ -86,9 +87,11 @@ static int slim_train(struct mrun *r, struct model **sparse, char *err)
                     "epochs\n",
                     config_choice_name("slim.inherit", c->slim.inherit),
                     c->slim.sparsity, c->slim.epochs);
+        struct slim_penalty pen = {.s = c->slim.sparsity,
+                                   .all_bn = c->slim.sparsity_all_bn};
         rc = pipeline_train_files(
             m, c, &c->slim, &r->s, rng_derive(c->seed, SEED_SLIM, 0, 0), &st,
-            ckpt, logp, "slim", r->stop, r->progress, err);
+            ckpt, logp, "slim", r->stop, r->progress, &pen, err);
     }
     free(st.velocity);
     if (rc) {
@@ -110,7 +113,7 @@ static int gamma_scores(const struct model *m, float **out, char *err)
     int found = 0;
     for (int t = 0; t < m->ntensors; t++) {
         const struct tensor_info *ti = &m->tensors[t];
-        if (!train_is_prunable_gamma(ti)) continue;
+        if (!slim_is_prunable_gamma(ti)) continue;
         int j = ti->prune_out;
         const float *g = model_tensor_data(m, ti);
         float *dst = score + prune_keep_offset(m->channels, j);
@@ -270,7 +273,7 @@ static int run_method(struct mrun *r, FILE *out, char *err)
     if (!done && (rc = pipeline_train_files(
                       m, c, &c->finetune, &r->s,
                       rng_derive(c->seed, SEED_FINETUNE, 0, 0), &st, ckpt, logp,
-                      "finetune", r->stop, r->progress, err)))
+                      "finetune", r->stop, r->progress, NULL, err)))
         goto out;
     double base_acc, base_ips, acc, ips;
     int batch = c->finetune.batch_size;

@@ -91,7 +91,7 @@ int pipeline_train_files(struct model *m, const struct config *c,
                          struct train_state *st, const char *ckpt,
                          const char *logp, const char *tag,
                          const volatile sig_atomic_t *stop, FILE *progress,
-                         char *err)
+                         const struct slim_penalty *sparsity, char *err)
 {
     if (st->epoch > 0) { /* resumed: it must go on with its own split */
         int rc = checkpoint_check_split(ckpt, st, c, err);
@@ -104,7 +104,10 @@ int pipeline_train_files(struct model *m, const struct config *c,
                           .log = log,
                           .progress = progress,
                           .tag = tag,
-                          .stop = stop};
+                          .stop = stop,
+                          .after_backward =
+                              sparsity ? slim_after_backward : NULL,
+                          .hook_ctx = (void *)sparsity};
     int rc = train_model(m, tc, s, seed, st, &io, err);
     if (fclose(log) != 0 && !rc)
         rc = abc_errf(err, ABC_EIO, "%s: cannot write the log", logp);
@@ -162,7 +165,7 @@ int pipeline_train(const struct config *c, int force,
                 config_choice_name("data.dataset", c->data.dataset), s.train.n,
                 s.val.n, s.test.n);
     rc = pipeline_train_files(m, c, &c->train, &s, c->seed, &st, ckpt, logp,
-                              "train", stop, progress, err);
+                              "train", stop, progress, NULL, err);
     double acc = 0, loss = 0;
     if (!rc)
         rc =
@@ -373,9 +376,9 @@ int pipeline_finetune(const struct config *c, int random,
                     filter_init_name(how));
     }
     if (!done) {
-        rc = pipeline_train_files(m, c, &c->finetune, &s,
-                                  rng_derive(c->seed, SEED_FINETUNE, 0, 0), &st,
-                                  ckpt, logp, "finetune", stop, progress, err);
+        rc = pipeline_train_files(
+            m, c, &c->finetune, &s, rng_derive(c->seed, SEED_FINETUNE, 0, 0),
+            &st, ckpt, logp, "finetune", stop, progress, NULL, err);
         if (rc) goto out;
     }
     double base_acc, base_ips, acc, ips;

@@ -12,6 +12,7 @@
 
 #include "io/config.h"
 #include "nn/model.h"
+#include "prune/slim.h"
 #include "train/train.h"
 
 #define PIPELINE_PRUNED "pruned.ckpt"
@@ -69,14 +70,15 @@ int pipeline_load_resume(const char *path, const struct model *want, int epochs,
                          char *err);
 
 /* Trains m with schedule tc from st (resumable), checkpointing to ckpt
- * after every epoch and appending JSON lines to logp. */
+ * after every epoch and appending JSON lines to logp; with sparsity (may
+ * be NULL) Network Slimming's term is added every step. */
 int pipeline_train_files(struct model *m, const struct config *c,
                          const struct train_config *tc,
                          const struct data_splits *s, uint64_t seed,
                          struct train_state *st, const char *ckpt,
                          const char *logp, const char *tag,
                          const volatile sig_atomic_t *stop, FILE *progress,
-                         char *err);
+                         const struct slim_penalty *sparsity, char *err);
 
 /* Test accuracy and inference images/s of m on the whole test split. */
 int pipeline_measure(struct model *m, const struct data_splits *s, int batch,

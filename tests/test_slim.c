@@ -9,7 +9,7 @@
 #include "check.h"
 #include "core/err.h"
 #include "nn/model.h"
-#include "train/train.h"
+#include "prune/slim.h"
 
 static void test_arch(enum arch a, int expect_gammas)
 {
@@ -24,7 +24,7 @@ static void test_arch(enum arch a, int expect_gammas)
     int ngamma = 0;
     for (int t = 0; t < m->ntensors; t++) {
         struct tensor_info *ti = &m->tensors[t];
-        if (!train_is_prunable_gamma(ti)) continue;
+        if (!slim_is_prunable_gamma(ti)) continue;
         ngamma++;
         float *g = model_tensor_data(m, ti);
         for (size_t i = 0; i < ti->numel; i++)
@@ -37,7 +37,7 @@ static void test_arch(enum arch a, int expect_gammas)
     for (size_t i = 0; i < m->nparams; i++)
         m->grads[i] = before[i] = (float)((i % 7) - 3) * 0.01f;
     const float s = 0.125f;
-    train_add_sparsity(m, s, 0);
+    slim_add_sparsity(m, s, 0);
     size_t changed = 0, bad = 0;
     for (int t = 0; t < m->ntensors; t++) {
         struct tensor_info *ti = &m->tensors[t];
@@ -46,7 +46,7 @@ static void test_arch(enum arch a, int expect_gammas)
         for (size_t i = 0; i < ti->numel; i++) {
             size_t k = ti->offset + i;
             float want = before[k];
-            if (train_is_prunable_gamma(ti)) {
+            if (slim_is_prunable_gamma(ti)) {
                 /* d/dg s|g| by central difference (0 at g = 0: the
                  * subgradient chosen) */
                 double h = 1e-3, g = p[i];
@@ -85,22 +85,22 @@ static void test_all_bn(void)
     size_t want = 0;
     for (int t = 0; t < m->ntensors; t++) {
         struct tensor_info *ti = &m->tensors[t];
-        if (!train_is_bn_gamma(ti)) continue;
+        if (!slim_is_bn_gamma(ti)) continue;
         nbn++;
-        nprun += train_is_prunable_gamma(ti);
+        nprun += slim_is_prunable_gamma(ti);
         float *g = model_tensor_data(m, ti);
         for (size_t i = 0; i < ti->numel; i++)
             g[i] = i % 2 ? 0.5f : -0.25f;
         want += ti->numel;
     }
     memset(m->grads, 0, sizeof(float) * m->nparams);
-    train_add_sparsity(m, 0.5f, 1);
+    slim_add_sparsity(m, 0.5f, 1);
     size_t moved = 0, right = 0;
     for (size_t i = 0; i < m->nparams; i++)
         moved += m->grads[i] != 0;
     for (int t = 0; t < m->ntensors; t++) {
         struct tensor_info *ti = &m->tensors[t];
-        if (!train_is_bn_gamma(ti)) continue;
+        if (!slim_is_bn_gamma(ti)) continue;
         for (size_t i = 0; i < ti->numel; i++)
             right += m->grads[ti->offset + i] == (i % 2 ? 0.5f : -0.5f);
     }

@@ -140,29 +140,6 @@ static void format_duration(char *buf, size_t n, double s)
         snprintf(buf, n, "%lds", t);
 }
 
-void train_add_sparsity(struct model *m, float s, int all_bn)
-{
-    for (int t = 0; t < m->ntensors; t++) {
-        const struct tensor_info *ti = &m->tensors[t];
-        if (!(all_bn ? train_is_bn_gamma(ti) : train_is_prunable_gamma(ti)))
-            continue;
-        const float *g = m->params + ti->offset;
-        float *d = m->grads + ti->offset;
-        for (size_t i = 0; i < ti->numel; i++)
-            d[i] += g[i] > 0 ? s : g[i] < 0 ? -s : 0.0f;
-    }
-}
-
-int train_is_bn_gamma(const struct tensor_info *ti)
-{
-    return ti->role == TENSOR_BN_GAMMA;
-}
-
-int train_is_prunable_gamma(const struct tensor_info *ti)
-{
-    return train_is_bn_gamma(ti) && ti->prune_out >= 0;
-}
-
 int train_model(struct model *m, const struct train_config *tc,
                 const struct data_splits *s, uint64_t seed,
                 struct train_state *st, const struct train_io *io, char *err)
@@ -225,8 +202,7 @@ int train_model(struct model *m, const struct train_config *tc,
                 goto out;
             }
             model_backward(m);
-            if (tc->sparsity > 0)
-                train_add_sparsity(m, tc->sparsity, tc->sparsity_all_bn);
+            if (io && io->after_backward) io->after_backward(io->hook_ctx, m);
             sgd_step(&opt, m->params, m->grads, lr);
             lsum += (double)loss * n;
             seen += n;

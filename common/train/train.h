@@ -26,6 +26,10 @@ struct train_io {
     int skip_val;          /* 1: no validation after each epoch */
     const volatile sig_atomic_t *stop; /* set: return ABC_ESTOPPED at the
                                           next step (no checkpoint) */
+    /* called every step after the backward pass, before the update: adds
+     * a method's own term to m->grads (Network Slimming's sparsity) */
+    void (*after_backward)(void *ctx, struct model *m);
+    void *hook_ctx;
 };
 
 /* Trains m on s->train for tc->epochs epochs from st->epoch on (st->epoch
@@ -36,18 +40,6 @@ struct train_io {
 int train_model(struct model *m, const struct train_config *tc,
                 const struct data_splits *s, uint64_t seed,
                 struct train_state *st, const struct train_io *io, char *err);
-
-/* Network Slimming's sparsity term s * sum |gamma| over the BN gammas of
- * the prunable layers (the channels pruning can remove), or with all_bn
- * over every BN layer's (the paper's setting): adds its subgradient
- * s * sign(gamma) to m->grads. train_model calls it every step when
- * tc->sparsity > 0 (all_bn: tc->sparsity_all_bn). */
-void train_add_sparsity(struct model *m, float s, int all_bn);
-/* 1 when ti is a BN gamma (1-D trainable ".weight"). */
-int train_is_bn_gamma(const struct tensor_info *ti);
-/* 1 when ti is the BN gamma of a prunable layer (dimension 0 is a prunable
- * layer's channels). */
-int train_is_prunable_gamma(const struct tensor_info *ti);
 
 /* Learning rate at fractional epoch t in [0, epochs] for schedule tc:
  * warm-up ramps linearly from ~0 to lr over warmup_epochs (cosine then
