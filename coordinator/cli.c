@@ -4,6 +4,7 @@
  * command; for `search` and `run`, ranks 1..N-1 serve evaluations through
  * the worker role that main() hands in (coordinator/ never includes
  * worker/). */
+#include <errno.h>
 #include <mpi.h>
 #include <signal.h>
 #include <stdio.h>
@@ -339,6 +340,23 @@ static int cmd_finetune(int argc, char **argv)
     return finish(rc, err);
 }
 
+/* Parses "CxHxW" (three integers 1..65536 joined by 'x', nothing after)
+ * into *c, *h, *w. Returns 0, or -1 for anything else. */
+static int parse_shape(const char *s, int *c, int *h, int *w)
+{
+    int *out[3] = {c, h, w};
+    for (int k = 0; k < 3; k++) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < 1 || v > 65536) return -1;
+        *out[k] = (int)v;
+        if (*end != (k < 2 ? 'x' : '\0')) return -1;
+        s = end + 1;
+    }
+    return 0;
+}
+
 /* 1 when this one-rank MPI job is one of several copies srun started
  * without PMI (srun -n N with no MPI plugin starts N singletons that would
  * each run the whole command into the same directory): the srun step has
@@ -347,7 +365,8 @@ static int cmd_finetune(int argc, char **argv)
 static int slurm_singleton(const char *cmd, char *err)
 {
     const char *tasks = getenv("SLURM_STEP_NUM_TASKS");
-    if (!tasks || atoi(tasks) <= 1) return 0;
+    char *end;
+    if (!tasks || strtol(tasks, &end, 10) <= 1 || *end) return 0;
     const char *procid = getenv("SLURM_PROCID");
     abc_errf(err, ABC_EUSAGE,
              "srun started %s copies of `abcprune %s` (this is task %s) but "
@@ -542,9 +561,7 @@ static int cmd_info(int argc, char **argv)
             fputs(usage_info, stdout);
             return 0;
         } else if (strcmp(argv[i], "--input") == 0) {
-            char tail;
-            if (i + 1 >= argc ||
-                sscanf(argv[i + 1], "%dx%dx%d%c", &ich, &ih, &iw, &tail) != 3)
+            if (i + 1 >= argc || parse_shape(argv[i + 1], &ich, &ih, &iw))
                 return usage_error(usage_info,
                                    "info: --input expects CxHxW, e.g. "
                                    "3x32x32%s",

@@ -16,7 +16,7 @@ packages=(
   python3 python3-torch python3-numpy python3-msgpack  # reference tests
   procps                                # pkill in the signal tests
   gnuplot-nox                           # scaling-study and search plots (headless)
-  clang-format                          # test_style: the code's formatting
+  clang-format clang-tidy               # test_style: formatting, bug checks
   slurm-wlm slurmctld slurmd slurm-client munge  # the Slurm batch-script test
 )
 

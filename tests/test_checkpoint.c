@@ -940,12 +940,11 @@ static void test_checksums(void)
     free(got.velocity);
     int regions = 0, refused = 0, named = 0, tries = 0;
     for (int t = 0; t <= m->ntensors; t++) {
-        const float *x = t < m->ntensors
-                             ? model_tensor_data(m, &m->tensors[t])
-                             : vel;
+        const float *x =
+            t < m->ntensors ? model_tensor_data(m, &m->tensors[t]) : vel;
         size_t n = t < m->ntensors ? m->tensors[t].numel : m->nparams;
-        const char *want = t < m->ntensors ? m->tensors[t].name
-                                           : "train.velocity";
+        const char *want =
+            t < m->ntensors ? m->tensors[t].name : "train.velocity";
         if (n < 8) continue; /* too short to find by its bytes */
         unsigned char head[32];
         memcpy(head, x, 32); /* little-endian host (checked in main) */

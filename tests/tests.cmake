@@ -73,4 +73,5 @@ abc_add_script_test(test_proxycheck TIMEOUT 600 ARGS $<TARGET_FILE:abcprune>
                     ${ABC_TEST_DATA_DIR})
 
 # Formatting: every C file as .clang-format says (clang-format --dry-run).
-abc_add_script_test(test_style TIMEOUT 120 ARGS ${CMAKE_SOURCE_DIR})
+abc_add_script_test(test_style TIMEOUT 300 ARGS ${CMAKE_SOURCE_DIR}
+                    ${CMAKE_BINARY_DIR})

@@ -496,7 +496,7 @@ static int walk_mapping(const struct walk *w, yaml_node_t *map,
                                 qk->start_mark.line + 1);
         }
         const struct key_desc *k = table;
-        while (k->name && strcmp(k->name, name))
+        while (k->name && strcmp(k->name, name) != 0)
             k++;
         if (!k->name) {
             char known[ABC_ERRLEN / 2];
