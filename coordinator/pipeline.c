@@ -225,10 +225,12 @@ int pipeline_write_report(const struct config *c, const struct report_info *ri,
     reduction(fr, sizeof fr, bm, pm);
     reduction(pr, sizeof pr, bp, pp);
     if (ri->search_fitness >= 0)
-        snprintf(how, sizeof how,
-                 "search fitness (val acc after the fitness budget): "
-                 "%.2f%%\n",
-                 100 * ri->search_fitness);
+        snprintf(
+            how, sizeof how,
+            "search fitness (validation accuracy under the %s proxy): "
+            "%.2f%%\n",
+            config_choice_name("search.fitness.proxy", c->search.fitness.proxy),
+            100 * ri->search_fitness);
     char text[4096];
     int len =
         snprintf(text, sizeof text,
