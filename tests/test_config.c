@@ -296,6 +296,46 @@ static void test_errors(void)
 
 /* --set KEY=VALUE overrides: values land in the right fields, later ones
  * win, errors name the assignment and leave the config untouched. */
+/* Every enumerated key's spellings parse back to their values. */
+static void test_choice_names(void)
+{
+    static const struct {
+        const char *key;
+        int n;
+    } keys[] = {{"data.dataset", 2},     {"train.schedule", 3},
+                {"search.schedule", 2},  {"search.filter_init", 2},
+                {"finetune.inherit", 2}, {"slim.inherit", 2},
+                {"slim.bn", 2},          {"search.fitness.proxy", 2}};
+    char err[ABC_ERRLEN], set[128];
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+        for (int v = 0; v < keys[k].n; v++) {
+            struct config c;
+            config_defaults(&c);
+            const char *name = config_choice_name(keys[k].key, v);
+            snprintf(set, sizeof set, "%s=%s", keys[k].key, name);
+            int rc = config_set(&c, set, err);
+            int got = -1;
+            if (!strcmp(keys[k].key, "data.dataset")) got = c.data.dataset;
+            if (!strcmp(keys[k].key, "train.schedule")) got = c.train.schedule;
+            if (!strcmp(keys[k].key, "search.schedule"))
+                got = c.search.schedule;
+            if (!strcmp(keys[k].key, "search.filter_init"))
+                got = c.search.filter_init;
+            if (!strcmp(keys[k].key, "finetune.inherit"))
+                got = c.finetune.inherit;
+            if (!strcmp(keys[k].key, "slim.inherit")) got = c.slim.inherit;
+            if (!strcmp(keys[k].key, "slim.bn")) got = c.slim.sparsity_all_bn;
+            if (!strcmp(keys[k].key, "search.fitness.proxy"))
+                got = c.search.fitness.proxy;
+            CHECK(rc == 0 && got == v,
+                  "%s: '%s' parses to %d, expected %d (%s)", keys[k].key, name,
+                  got, v, rc ? err : "");
+        }
+    CHECK(!strcmp(config_choice_name("slim.bn", 2), "?") &&
+              !strcmp(config_choice_name("no.such", 0), "?"),
+          "unknown values and keys are \"?\"");
+}
+
 static void test_set(void)
 {
     struct config c, before;
@@ -353,5 +393,6 @@ int main(void)
     test_defaults();
     test_errors();
     test_set();
+    test_choice_names();
     return check_finish("test_config");
 }

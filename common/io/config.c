@@ -881,32 +881,32 @@ int config_set(struct config *c, const char *assignment, char *err)
 
 const char *config_choice_name(const char *key, int v)
 {
+    /* the spellings of CHOICES_*, in their enums' order (test_config checks
+     * that every name parses back to its value) */
+    static const char *const dataset[] = {"fashion-mnist", "cifar10"};
+    static const char *const lr[] = {"cosine", "step", "constant"};
+    static const char *const sched[] = {"sync", "async"};
+    static const char *const filters[] = {"random", "l1"};
+    static const char *const inherit[] = {"best", "baseline"};
+    static const char *const start[] = {"baseline", "scratch"};
+    static const char *const bn[] = {"prunable", "all"};
+    static const char *const proxy[] = {"train", "adaptive_bn"};
     static const struct {
-        const char *key, *choices;
+        const char *key;
+        const char *const *names;
+        int n;
     } table[] = {
-        {"data.dataset", CHOICES_DATASET},
-        {"train.schedule", CHOICES_LR_SCHEDULE},
-        {"search.schedule", CHOICES_SEARCH_SCHEDULE},
-        {"search.filter_init", CHOICES_FILTER_INIT},
-        {"finetune.inherit", CHOICES_FINETUNE_INHERIT},
-        {"slim.inherit", CHOICES_SLIM_START},
-        {"slim.bn", CHOICES_SLIM_BN},
-        {"search.fitness.proxy", CHOICES_PROXY},
+        {"data.dataset", dataset, 2},
+        {"train.schedule", lr, 3},
+        {"search.schedule", sched, 2},
+        {"search.filter_init", filters, 2},
+        {"finetune.inherit", inherit, 2},
+        {"slim.inherit", start, 2},
+        {"slim.bn", bn, 2},
+        {"search.fitness.proxy", proxy, 2},
     };
-    /* the names live in static strings: one slot per (key, value) */
-    static char names[sizeof table / sizeof table[0]][4][24];
-    for (size_t k = 0; k < sizeof table / sizeof table[0]; k++) {
-        if (strcmp(table[k].key, key) != 0) continue;
-        const char *c = table[k].choices;
-        for (int i = 0; *c; i++) {
-            size_t m = strcspn(c, "|");
-            if (i == v && i < 4 && m < sizeof names[k][i]) {
-                memcpy(names[k][i], c, m);
-                names[k][i][m] = '\0';
-                return names[k][i];
-            }
-            c += m + (c[m] == '|');
-        }
-    }
+    for (size_t k = 0; k < sizeof table / sizeof table[0]; k++)
+        if (strcmp(table[k].key, key) == 0)
+            return v >= 0 && v < table[k].n ? table[k].names[v] : "?";
     return "?";
 }
