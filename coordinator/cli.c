@@ -442,7 +442,7 @@ static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
             if (rc) search_release_workers(comm);
         }
         if (!rc) rc = search_run(comm, &c, &o, err);
-        if (!rc && (is_run || random))
+        if (!rc && (is_run || what == MPI_RANDSEARCH)) /* not search */
             rc = pipeline_finetune(&c, random, &g_stop, stderr, stdout, err);
         if (!rc && what == MPI_SEARCH && o.progress) {
             char best[CONFIG_PATH_MAX + 32];

@@ -151,9 +151,15 @@ for l in open(sys.argv[1]):
 " "$1"; }
 check "the budgeted search is the same on 1 and 2 ranks" test "$(strip s1/search.jsonl)" = "$(strip s2/search.jsonl)"
 
-# randsearch: the colony's fair null, on 2 ranks, from the same baseline.
-"$mpiexec" -n 2 "${preflags[@]}" "$exe" --out "$work/s2" --set prune.flops_target=0.35 randsearch m.yaml >rs.out 2>rs.err
-check "randsearch on 2 ranks exits 0" test $? -eq 0
+# randsearch: the colony's fair null, on 2 ranks, from the same baseline,
+# in compare.sh's two steps: search --random (only the search), then
+# finetune --random.
+"$mpiexec" -n 2 "${preflags[@]}" "$exe" --out "$work/s2" --set prune.flops_target=0.35 search --random m.yaml >/dev/null 2>rs.err
+check "search --random on 2 ranks exits 0" test $? -eq 0
+check "search --random searched and fine-tuned nothing" \
+  test -f s2/randsearch/best.yaml -a ! -e s2/randsearch/pruned.ckpt
+"$exe" --out "$work/s2" --set prune.flops_target=0.35 finetune --random m.yaml >rs.out 2>>rs.err
+check "finetune --random exits 0" test $? -eq 0
 check "randsearch wrote its report, checkpoint and log in randsearch/" \
   test -f s2/randsearch/report.json -a -f s2/randsearch/pruned.ckpt -a -f s2/randsearch/search.jsonl
 check "randsearch: paired with ABC, random moves, same count, at the target" $py - s2/search.jsonl s2/randsearch/search.jsonl s2/randsearch/report.json <<'PY'
