@@ -357,11 +357,12 @@ static int parse_shape(const char *s, int *c, int *h, int *w)
     return 0;
 }
 
-/* 1 when this one-rank MPI job is one of several copies srun started
- * without PMI (srun -n N with no MPI plugin starts N singletons that would
- * each run the whole command into the same directory): the srun step has
- * more than one task (SLURM_STEP_NUM_TASKS, set by srun only) but the MPI
- * world has one rank. err says how to launch. */
+/* 1 when this process is one of several copies srun started without PMI
+ * (srun -n N with no MPI plugin starts N copies that would each run the
+ * whole command into the same directory, or abort in MPI_Init): the srun
+ * step has more than one task (SLURM_STEP_NUM_TASKS, set by srun only) while
+ * no launcher gave this process its rank (checked before MPI_Init) or the
+ * MPI world has one rank (after). err says how to launch. */
 static int slurm_singleton(const char *cmd, char *err)
 {
     const char *tasks = getenv("SLURM_STEP_NUM_TASKS");
@@ -369,8 +370,9 @@ static int slurm_singleton(const char *cmd, char *err)
     if (!tasks || strtol(tasks, &end, 10) <= 1 || *end) return 0;
     const char *procid = getenv("SLURM_PROCID");
     abc_errf(err, ABC_EUSAGE,
-             "srun started %s copies of `abcprune %s` (this is task %s) but "
-             "MPI sees 1 rank in each: srun has no PMI for Open MPI here. "
+             "srun started %s copies of `abcprune %s` (this is task %s) "
+             "that are not one MPI job: srun was given no PMI plugin for "
+             "Open MPI. "
              "Launch with `srun --mpi=pmix abcprune %s ...`, or with mpirun "
              "inside the allocation (see deploy/slurm/abcprune.sbatch)",
              tasks, cmd, procid ? procid : "?", cmd);
@@ -398,6 +400,14 @@ static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
                        what == MPI_SEARCH ? 2 : 0, &path, cmd);
     int resume = flags[0], random = flags[1] || what == MPI_RANDSEARCH;
     if (u) return u < 0 ? 0 : u;
+    char early[ABC_ERRLEN];
+    if (!getenv("PMIX_RANK") && !getenv("PMI_RANK") &&
+        !getenv("OMPI_COMM_WORLD_SIZE") && slurm_singleton(cmd, early)) {
+        /* srun without an MPI plugin: Open MPI's MPI_Init would abort
+         * with a message about building PMI support; say what to do */
+        fprintf(stderr, "abcprune: error: %s\n", early);
+        return 1;
+    }
     if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
         fprintf(stderr, "abcprune: error: MPI_Init failed\n");
         return 1;
