@@ -744,3 +744,12 @@ int colony_set_final(struct colony *c, const int *code, double fitness,
     c->has_final = 1;
     return 0;
 }
+
+struct colony_choice colony_chosen(const struct colony *c)
+{
+    struct colony_choice ch = {c->best_code, c->best_fitness, c->best_seed};
+    if (c->has_final)
+        ch = (struct colony_choice){c->final_code, c->final_fitness,
+                                    c->final_seed};
+    return ch;
+}

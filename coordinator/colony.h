@@ -222,6 +222,15 @@ int colony_top_codes(const struct colony *c, int k, int *codes);
 int colony_set_final(struct colony *c, const int *code, double fitness,
                      uint64_t seed, int candidates, int seeds, char *err);
 
+/* What a finished search hands to fine-tuning: the final choice when it
+ * was made (colony_set_final), else the best single draw. */
+struct colony_choice {
+    const int *code; /* nlayers entries, colony-owned */
+    double fitness;  /* the final mean, or the best draw's fitness */
+    uint64_t seed;   /* the evaluation seed that reproduces its weights */
+};
+struct colony_choice colony_chosen(const struct colony *c);
+
 /* Reads a colony written by colony_save. Every field is validated (type,
  * range, codes in 1..K, lengths against nlayers and sn, counters against
  * phase and cycle, best against the sources, the saved batch against the

@@ -334,8 +334,9 @@ int pipeline_finetune(const struct config *c, int random,
         goto out;
     }
     /* the final choice when the search made one, else the best draw */
-    const int *final_code = col->has_final ? col->final_code : col->best_code;
-    uint64_t final_seed = col->has_final ? col->final_seed : col->best_seed;
+    struct colony_choice chosen = colony_chosen(col);
+    const int *final_code = chosen.code;
+    uint64_t final_seed = chosen.seed;
     int ch[PIPELINE_MAX_LAYERS];
     struct structure_map map;
     if ((rc = structure_map_init(&map, base, col->p.nlayers,
@@ -367,8 +368,7 @@ int pipeline_finetune(const struct config *c, int random,
                     "finetune: inherited the chosen candidate's weights "
                     "(its evaluation re-run: val acc %.4f, search had "
                     "%.4f)\n",
-                    fr.val_acc,
-                    col->has_final ? col->final_fitness : col->best_fitness);
+                    fr.val_acc, chosen.fitness);
     } else {
         if ((rc = prune_slice(base, ch, how, final_seed, &m, err))) goto out;
         if (progress)
@@ -410,8 +410,7 @@ int pipeline_finetune(const struct config *c, int random,
     struct report_info ri = {
         .method = random ? "randsearch" : "abc",
         .prune_epochs = s.train.n > 0 ? evals * per / s.train.n : 0,
-        .search_fitness =
-            col->has_final ? col->final_fitness : col->best_fitness,
+        .search_fitness = chosen.fitness,
     };
     rc = pipeline_write_report(&oc, &ri, base, m, base_acc, base_ips, acc, ips,
                                out, err);

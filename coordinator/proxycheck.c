@@ -118,9 +118,6 @@ static void make_requests(struct pc *p)
     f.momentum = c->finetune.momentum;
     f.weight_decay = c->finetune.weight_decay;
     proto_budget_from_config(&ref_b, &f);
-    if (ref_b.train_images <= 0) ref_b.train_images = INT32_MAX; /* all */
-    if (proxy_b[0].train_images <= 0) proxy_b[0].train_images = INT32_MAX;
-    if (proxy_b[1].train_images <= 0) proxy_b[1].train_images = INT32_MAX;
     for (int i = 0; i < p->n; i++) {
         for (int j = 0; j < p->r + NPROXY; j++) {
             int q = i * (p->r + NPROXY) + j;

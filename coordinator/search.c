@@ -105,13 +105,6 @@ struct run {
     int cycles_logged; /* async: cycle lines written */
 };
 
-/* The structure of a code (see structure.h); MACs/params may be NULL. */
-static int code_channels(const struct run *r, const int *code, int *ch,
-                         int64_t *macs, int64_t *params, char *err)
-{
-    return structure_from_code(&r->map, code, ch, macs, params, err);
-}
-
 static int make_request(const struct run *r, const struct candidate *cd,
                         struct proto_eval_request *rq, char *err)
 {
@@ -119,7 +112,8 @@ static int make_request(const struct run *r, const struct candidate *cd,
     memset(rq, 0, sizeof *rq);
     rq->eval_id = cd->eval_id;
     rq->nlayers = col->p.nlayers;
-    int rc = code_channels(r, cd->code, rq->structure, NULL, NULL, err);
+    int rc =
+        structure_from_code(&r->map, cd->code, rq->structure, NULL, NULL, err);
     if (rc) return rc;
     rq->seed = cd->seed;
     proto_budget_from_config(&rq->budget, &r->c->search.fitness);
@@ -186,10 +180,11 @@ static int write_best(struct run *r, char *err)
     int ch[PROTO_MAX_LAYERS];
     int64_t macs, params;
     /* once made, the final choice (the top codes re-evaluated) */
-    const int *code = col->has_final ? col->final_code : col->best_code;
-    double fit = col->has_final ? col->final_fitness : col->best_fitness;
-    uint64_t seed = col->has_final ? col->final_seed : col->best_seed;
-    int rc = code_channels(r, code, ch, &macs, &params, err);
+    struct colony_choice chosen = colony_chosen(col);
+    const int *code = chosen.code;
+    double fit = chosen.fitness;
+    uint64_t seed = chosen.seed;
+    int rc = structure_from_code(&r->map, code, ch, &macs, &params, err);
     if (rc) return rc;
     char text[8192];
     int len =
@@ -297,7 +292,8 @@ static int final_choice(struct run *r, char *err)
             mean[a] += fitness_of(&res[a * ns + j]) / ns;
         if (mean[a] > mean[best]) best = a;
         int ch[PROTO_MAX_LAYERS];
-        if ((rc = code_channels(r, codes + (size_t)a * L, ch, NULL, NULL, err)))
+        if ((rc = structure_from_code(&r->map, codes + (size_t)a * L, ch, NULL,
+                                      NULL, err)))
             break;
         fprintf(r->log, "{\"event\":\"reeval\",\"rank\":%d,\"structure\":", a);
         jsonl_ints(r->log, ch, L);
@@ -349,7 +345,7 @@ static int log_eval(struct run *r, const struct candidate *cd,
 {
     FILE *f = r->log;
     int ch[PROTO_MAX_LAYERS];
-    int rc = code_channels(r, cd->code, ch, NULL, NULL, err);
+    int rc = structure_from_code(&r->map, cd->code, ch, NULL, NULL, err);
     if (rc) return rc;
     fprintf(f,
             "{\"event\":\"eval\",\"cycle\":%d,\"phase\":\"%s\","
@@ -432,7 +428,7 @@ static int log_cycle(struct run *r, int cycle, char *err)
 {
     const struct colony *col = r->col;
     int ch[PROTO_MAX_LAYERS];
-    int rc = code_channels(r, col->best_code, ch, NULL, NULL, err);
+    int rc = structure_from_code(&r->map, col->best_code, ch, NULL, NULL, err);
     if (rc) return rc;
     fprintf(r->log,
             "{\"event\":\"cycle\",\"cycle\":%d,\"best_fitness\":%.6f,"
@@ -460,7 +456,8 @@ static void print_progress(struct run *r, int cycle, int phase)
     int ch[PROTO_MAX_LAYERS];
     char e[ABC_ERRLEN];
     int64_t m = 0;
-    code_channels(r, col->best_code, ch, &m, NULL, e); /* 0 MACs if not */
+    structure_from_code(&r->map, col->best_code, ch, &m, NULL,
+                        e); /* 0 MACs if not */
     double macs = (double)m;
     fprintf(r->o->progress,
             "search cycle %d/%d %-8s evals %llu/%llu  best %.4f  "

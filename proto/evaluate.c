@@ -15,7 +15,8 @@ void proto_budget_from_config(struct proto_budget *b,
                               const struct fitness_config *f)
 {
     memset(b, 0, sizeof *b);
-    b->train_images = f->train_images;
+    /* the config's 0 ("all") travels as "as many as there are" */
+    b->train_images = f->train_images > 0 ? f->train_images : INT32_MAX;
     b->val_images = f->val_images;
     b->epochs = f->epochs;
     b->steps = f->steps;

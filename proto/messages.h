@@ -47,7 +47,7 @@ int proto_phase_parse(const char *name, enum proto_phase *out);
 /* How much training one fitness evaluation gets. Ranges (checked on pack
  * and on unpack) in the comments. */
 struct proto_budget {
-    int train_images;    /* >= 1: training images used */
+    int train_images;    /* >= 1: training images used (INT32_MAX: all) */
     int epochs;          /* >= 0 */
     int steps;           /* >= 0; > 0 overrides epochs */
     int batch;           /* 1..PROTO_MAX_BATCH */
