@@ -12,8 +12,12 @@ packages=(
   libmsgpack-dev                        # msgpack-c (messages, checkpoints)
   libyaml-dev                           # configs
   zlib1g-dev                            # gzip'd IDX files
+  libcjson-dev                          # JSON: safetensors headers, search.jsonl
+  libprotobuf-c-dev protobuf-c-compiler libonnx-dev  # ONNX export (onnx.proto)
   dataset-fashion-mnist                 # the data
   python3 python3-torch python3-numpy python3-msgpack  # reference tests
+  python3-onnx                          # onnx.checker in the ONNX export test
+  clang libclang-rt-14-dev              # libFuzzer targets (tests/fuzz)
   procps                                # pkill in the signal tests
   gnuplot-nox                           # scaling-study and search plots (headless)
   clang-format clang-tidy               # test_style: formatting, bug checks
