@@ -12,15 +12,22 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/fileio.h"
 #include "core/threads.h"
+#include "dp.h"
+#include "groups.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
+#include "io/onnx.h"
+#include "io/safetensors.h"
+#include "io/stmodel.h"
 #include "methods.h"
 #include "pipeline.h"
 #include "proxycheck.h"
 #include "roles.h"
 #include "search.h"
 #include "simulate.h"
+#include "train/memory.h"
 #include "train/train.h"
 #include "transport.h"
 
@@ -75,6 +82,8 @@ static const char *usage_main =
     "  eval CONFIG CKPT    test accuracy of a checkpoint on the config's data\n"
     "  info CONFIG|CKPT    per-layer channels, parameters and FLOPs\n"
     "  simulate CONFIG     predict the search on many workers from a log\n"
+    "  import CONFIG FILE  a PyTorch model (.safetensors) as the baseline\n"
+    "  export CKPT OUT     a checkpoint as .safetensors (PyTorch) or .onnx\n"
     "\n"
     "Launch search and run with mpirun/srun for workers (mpirun -np 3\n"
     "abcprune run CONFIG); with one rank the search runs in-process.\n"
@@ -220,9 +229,9 @@ static int is_help(const char *a)
 static int finish(int rc, const char *err)
 {
     if (rc == 0) return 0;
-    fprintf(stderr, "abcprune: %s: %s\n",
-            rc == ABC_ESTOPPED ? "stopped" : "error", err);
-    return rc == ABC_ESTOPPED ? EXIT_STOPPED : 1;
+    int stopped = rc == ABC_ESTOPPED || rc == ABC_ETIMEOUT; /* resumable */
+    fprintf(stderr, "abcprune: %s: %s\n", stopped ? "stopped" : "error", err);
+    return stopped ? EXIT_STOPPED : 1;
 }
 
 /* Parses "[flags] CONFIG": flags[i] is set when its name is given.
@@ -263,6 +272,15 @@ static int load_config(struct config *c, const char *path, char *err)
         snprintf(c->out_dir, sizeof c->out_dir, "%s", g_out_dir) >=
             (int)sizeof c->out_dir)
         rc = abc_errf(err, ABC_EVALUE, "--out: path too long: %s", g_out_dir);
+    if (!rc) { /* absurd sizes are refused before anything is allocated
+                  (a bad model is left to the step, which names it) */
+        struct memory_estimate me;
+        int ch, h, w;
+        pipeline_input_shape(c, &ch, &h, &w);
+        if (memory_estimate_config(c, ch, h, w, &me, err) == 0)
+            rc = memory_check(&me, memory_host_bytes(), "this host's memory",
+                              c->path, err);
+    }
     if (!rc) threads_setup(c->threads);
     return rc;
 }
@@ -297,6 +315,81 @@ static int take_out_dir(int *argc, char **argv)
     return 0;
 }
 
+/* A command whose trainings may run data-parallel: fn(c, arg, err). */
+typedef int (*dp_command_fn)(const struct config *c, void *arg, char *err);
+
+/* 1 when an MPI launcher (mpirun, srun with PMI) started this process. */
+static int mpi_launched(void)
+{
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") ||
+           getenv("PMI_RANK");
+}
+
+/* train, finetune and the methods: loads the config at path and runs fn.
+ * Started by an MPI launcher with more than one rank, rank 0 runs fn and
+ * every training in it is data-parallel over all ranks (the others follow
+ * it, proto/dp.h); else fn runs alone, without MPI. Returns the exit
+ * status. */
+static int run_data_parallel(const char *path, dp_command_fn fn, void *arg)
+{
+    char err[ABC_ERRLEN] = "";
+    struct config c;
+    if (!mpi_launched()) {
+        int rc = load_config(&c, path, err);
+        if (!rc) rc = fn(&c, arg, err);
+        return finish(rc, err);
+    }
+    if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
+        fprintf(stderr, "abcprune: error: MPI_Init failed\n");
+        return 1;
+    }
+    MPI_Comm comm = MPI_COMM_WORLD;
+    int rank = 0, size = 1;
+    if (MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
+        proto_comm_info(comm, &rank, &size, err) != 0) {
+        fprintf(stderr, "abcprune: error: %s\n",
+                err[0] ? err : "MPI_Comm_set_errhandler failed");
+        MPI_Abort(comm, 1);
+    }
+    struct dp *dp = NULL;
+    int rc = load_config(&c, path, err); /* every rank fails alike */
+    if (!rc && size > 1 && (rc = dp_create(&dp, comm, err)) != 0 &&
+        rc != ABC_EVALUE) { /* ABC_EVALUE: the environment, alike too */
+        fprintf(stderr, "abcprune: rank %d: error: %s\n", rank, err);
+        MPI_Abort(comm, 1);
+    }
+    if (rc) {
+        /* nothing collective happened yet */
+    } else if (!dp) {
+        rc = fn(&c, arg, err);
+    } else if (rank == 0) {
+        pipeline_set_data_parallel(dp);
+        rc = fn(&c, arg, err);
+        pipeline_set_data_parallel(NULL);
+        char rerr[ABC_ERRLEN];
+        if (dp_release(dp, rerr) != 0) {
+            fprintf(stderr, "abcprune: error: %s\n", rerr);
+            MPI_Abort(comm, 1);
+        }
+    } else if (dp_follow(dp, &c, &g_stop, err) != 0) {
+        fprintf(stderr, "abcprune: error: %s\n", err);
+        MPI_Abort(comm, 1);
+    }
+    dp_destroy(dp);
+    char berr[ABC_ERRLEN];
+    if (proto_barrier(comm, berr) != 0) {
+        fprintf(stderr, "abcprune: %s\n", berr);
+        MPI_Abort(comm, 1);
+    }
+    MPI_Finalize();
+    return rank == 0 ? finish(rc, err) : 0;
+}
+
+static int train_command(const struct config *c, void *arg, char *err)
+{
+    return pipeline_train(c, *(int *)arg, &g_stop, stderr, err);
+}
+
 static int cmd_train(int argc, char **argv)
 {
     static const char *const names[] = {"--force"};
@@ -305,11 +398,12 @@ static int cmd_train(int argc, char **argv)
     int u =
         parse_args(argc, argv, usage_train, names, &force, 1, &path, "train");
     if (u) return u < 0 ? 0 : u;
-    char err[ABC_ERRLEN];
-    struct config c;
-    int rc = load_config(&c, path, err);
-    if (!rc) rc = pipeline_train(&c, force, &g_stop, stderr, err);
-    return finish(rc, err);
+    return run_data_parallel(path, train_command, &force);
+}
+
+static int method_command(const struct config *c, void *arg, char *err)
+{
+    return method_run(c, *(enum method *)arg, &g_stop, stderr, stdout, err);
 }
 
 static int cmd_method(int argc, char **argv, enum method m)
@@ -318,11 +412,12 @@ static int cmd_method(int argc, char **argv, enum method m)
     int u = parse_args(argc, argv, usage_method, NULL, NULL, 0, &path,
                        method_name(m));
     if (u) return u < 0 ? 0 : u;
-    char err[ABC_ERRLEN];
-    struct config c;
-    int rc = load_config(&c, path, err);
-    if (!rc) rc = method_run(&c, m, &g_stop, stderr, stdout, err);
-    return finish(rc, err);
+    return run_data_parallel(path, method_command, &m);
+}
+
+static int finetune_command(const struct config *c, void *arg, char *err)
+{
+    return pipeline_finetune(c, *(int *)arg, &g_stop, stderr, stdout, err);
 }
 
 static int cmd_finetune(int argc, char **argv)
@@ -333,11 +428,7 @@ static int cmd_finetune(int argc, char **argv)
     int u = parse_args(argc, argv, usage_finetune, names, &random, 1, &path,
                        "finetune");
     if (u) return u < 0 ? 0 : u;
-    char err[ABC_ERRLEN];
-    struct config c;
-    int rc = load_config(&c, path, err);
-    if (!rc) rc = pipeline_finetune(&c, random, &g_stop, stderr, stdout, err);
-    return finish(rc, err);
+    return run_data_parallel(path, finetune_command, &random);
 }
 
 /* Parses "CxHxW" (three integers 1..65536 joined by 'x', nothing after)
@@ -429,13 +520,28 @@ static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
     }
     struct config c;
     int rc = load_config(&c, path, err);
+    int g = 1; /* every rank computes the same: all fail alike */
+    if (!rc) rc = eval_groups_size(&c, size, &g, err);
     if (rc) { /* every rank read the same file and failed alike */
         if (rank == 0) finish(rc, err);
         MPI_Finalize();
         return 1;
     }
+    /* run's baseline and fine-tune and randsearch's fine-tune train
+     * data-parallel: the workers follow rank 0 before and after serving */
+    int dp_before = is_run && size > 1,
+        dp_after = (is_run || what == MPI_RANDSEARCH) && size > 1;
+    struct dp *dp = NULL;
+    if ((dp_before || dp_after) && (rc = dp_create(&dp, comm, err)) != 0) {
+        fprintf(stderr, "abcprune: rank %d: error: %s\n", rank, err);
+        MPI_Abort(comm, 1);
+    }
     if (rank != 0) {
-        rc = serve(comm, &c, &g_stop, err);
+        if (dp_before && (rc = dp_follow(dp, &c, &g_stop, err)) == 0)
+            rc = serve(comm, &c, &g_stop, err);
+        else if (!dp_before)
+            rc = serve(comm, &c, &g_stop, err);
+        if (!rc && dp_after) rc = dp_follow(dp, &c, &g_stop, err);
         if (rc) {
             fprintf(stderr, "abcprune: worker error: %s\n", err);
             MPI_Abort(comm, 1);
@@ -447,18 +553,36 @@ static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
                                 .stop = &g_stop,
                                 .progress = stderr,
                                 .random = random};
+        pipeline_set_data_parallel(dp);
+        char rerr[ABC_ERRLEN];
         if (is_run) {
             rc = pipeline_train(&c, 0, &g_stop, stderr, err);
+            if (dp_before && dp_release(dp, rerr) != 0) {
+                fprintf(stderr, "abcprune: error: %s\n", rerr);
+                MPI_Abort(comm, 1);
+            }
             if (rc) search_release_workers(comm);
         }
         if (!rc) rc = search_run(comm, &c, &o, err);
         if (!rc && (is_run || what == MPI_RANDSEARCH)) /* not search */
             rc = pipeline_finetune(&c, random, &g_stop, stderr, stdout, err);
+        pipeline_set_data_parallel(NULL);
+        if (dp_after && dp_release(dp, rerr) != 0) {
+            fprintf(stderr, "abcprune: error: %s\n", rerr);
+            MPI_Abort(comm, 1);
+        }
         if (!rc && what == MPI_SEARCH && o.progress) {
             char best[CONFIG_PATH_MAX + 32];
             if (search_path(best, sizeof best, &c, SEARCH_BEST, err) == 0)
                 fprintf(stderr, "search done: %s\n", best);
         }
+    }
+    dp_destroy(dp);
+    if (rank == 0 && rc == ABC_ETIMEOUT) {
+        /* a hung worker would never reach the barrier: end the job */
+        int code = finish(rc, err);
+        fflush(stderr);
+        MPI_Abort(comm, code);
     }
     /* Done ranks wait here sleeping, not spinning in MPI_Finalize. */
     char berr[ABC_ERRLEN];
@@ -591,6 +715,7 @@ static int cmd_info(int argc, char **argv)
         return usage_error(usage_info, "info: %s", "missing CONFIG or CKPT");
     char err[ABC_ERRLEN];
     struct model *m;
+    struct memory_estimate me = {0};
     int rc;
     if (has_suffix(path, ".yaml") || has_suffix(path, ".yml")) {
         struct config c;
@@ -602,7 +727,8 @@ static int cmd_info(int argc, char **argv)
         int ch, h, w;
         pipeline_input_shape(&c, &ch, &h, &w);
         if (ich) ch = ich, h = ih, w = iw;
-        if ((rc = pipeline_model_from_config(&m, &c, ch, h, w, err)))
+        if ((rc = pipeline_model_from_config(&m, &c, ch, h, w, err)) ||
+            (rc = memory_estimate_config(&c, ch, h, w, &me, err)))
             return finish(rc, err);
     } else {
         if (ich)
@@ -612,6 +738,20 @@ static int cmd_info(int argc, char **argv)
     }
     print_table(m);
     model_destroy(m);
+    if (me.total) {
+        const double M = 1048576.0;
+        uint64_t host = memory_host_bytes();
+        printf("memory per worker (estimate): %.1f MiB = params+buffers %.1f "
+               "+ grads %.1f + velocity %.1f + pretrained copy %.1f + "
+               "activations %.1f (batch %d, %s) + input batch %.1f + data "
+               "%.1f (%lld+%lld images, loading peak); this host has %.0f "
+               "MiB\n",
+               me.total / M, me.param_bytes / M, me.grad_bytes / M,
+               me.velocity_bytes / M, me.baseline_bytes / M,
+               me.activation_bytes / M, me.batch, me.batch_key,
+               me.input_bytes / M, me.data_bytes / M,
+               (long long)me.train_images, (long long)me.test_images, host / M);
+    }
     return 0;
 }
 
@@ -705,6 +845,156 @@ static int cmd_simulate(int argc, char **argv)
     return finish(rc, err);
 }
 
+static const char *usage_import =
+    "usage: abcprune import [--force] [-o PATH] CONFIG FILE.safetensors\n"
+    "\n"
+    "Makes a PyTorch model saved as safetensors (deploy/torch/'s\n"
+    "abcprune_torch.save_state_dict, or safetensors' save_file) the\n"
+    "baseline of CONFIG: writes OUT/baseline.ckpt (-o: PATH), which run,\n"
+    "search, finetune and the methods use as if `train` had made it: it\n"
+    "records CONFIG's data split and counts as trained for train.epochs\n"
+    "epochs. CONFIG gives the architecture (model.arch), the structure\n"
+    "(model.channels, default full), the input shape (its dataset) and the\n"
+    "classes; every tensor must fit them. Names: abcprune's (also those of\n"
+    "ABCPruner's resnet_cifar.py), or vgg_cifar.py's features.N/classifier\n"
+    "with a file that says __metadata__ arch vgg16; with or without\n"
+    "DataParallel's module. prefix. Conv biases are folded into the next\n"
+    "BN's running mean; F64, F16 and BF16 are converted to float32. An\n"
+    "existing file is left alone unless --force.\n";
+
+static const char *usage_export =
+    "usage: abcprune export CKPT OUT.safetensors|OUT.onnx\n"
+    "\n"
+    "Writes checkpoint CKPT (full or pruned) for use outside abcprune, by\n"
+    "the extension of OUT:\n"
+    "  .safetensors  every tensor as float32 in abcprune's names, with\n"
+    "                arch, structure, input_shape and classes in the\n"
+    "                __metadata__: abcprune_torch.load(OUT) (deploy/torch/)\n"
+    "                rebuilds the nn.Module and loads it with strict=True\n"
+    "  .onnx         the inference graph (BN folded into the convs)\n";
+
+/* import: a safetensors file -> the config's baseline checkpoint. */
+static int cmd_import(int argc, char **argv)
+{
+    const char *args[2], *out = NULL;
+    int nargs = 0, force = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage_import, stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--force") == 0) {
+            force = 1;
+        } else if (strcmp(argv[i], "-o") == 0) {
+            if (i + 1 >= argc || argv[i + 1][0] == '\0')
+                return usage_error(usage_import, "import: %s needs a path",
+                                   "-o");
+            out = argv[++i];
+        } else if (argv[i][0] == '-') {
+            return usage_error(usage_import, "import: %s is not an option",
+                               argv[i]);
+        } else if (nargs == 2) {
+            return usage_error(usage_import,
+                               "import: %s is one argument too many", argv[i]);
+        } else {
+            args[nargs++] = argv[i];
+        }
+    }
+    if (nargs != 2)
+        return usage_error(usage_import, "import: %s",
+                           "expected CONFIG and FILE.safetensors");
+    char err[ABC_ERRLEN], path[CONFIG_PATH_MAX + 32];
+    struct config c;
+    int rc = load_config(&c, args[0], err);
+    if (!rc && !out) {
+        rc = search_path(path, sizeof path, &c, SEARCH_BASELINE, err);
+        if (!rc) rc = file_make_dirs(c.out_dir, err);
+        out = path;
+    }
+    if (rc) return finish(rc, err);
+    if (!force && file_exists(out))
+        return finish(abc_errf(err, ABC_EVALUE,
+                               "%s exists; import --force replaces it", out),
+                      err);
+    int ch, h, w;
+    pipeline_input_shape(&c, &ch, &h, &w);
+    struct model *want = NULL, *m = NULL;
+    struct st_file f;
+    if ((rc = pipeline_model_from_config(&want, &c, ch, h, w, err)))
+        return finish(rc, err);
+    if ((rc = st_read(&f, args[1], err))) {
+        model_destroy(want);
+        return finish(rc, err);
+    }
+    struct stmodel_want sw = {.arch = want->arch,
+                              .in_c = ch,
+                              .in_h = h,
+                              .in_w = w,
+                              .classes = want->num_classes,
+                              .channels = want->channels,
+                              .config = c.path};
+    struct stmodel_report rep;
+    rc = stmodel_import(&m, &f, &sw, &rep, err);
+    st_free(&f);
+    model_destroy(want);
+    if (rc) return finish(rc, err);
+    struct train_state st = {.epoch = c.train.epochs};
+    checkpoint_set_split(&st, &c);
+    rc = checkpoint_save(out, m, &st, err);
+    if (!rc)
+        fprintf(stderr,
+                "imported %s: %s, %lld params, %.2fM MACs/image (%s names%s; "
+                "%d conv biases folded into BN, %d tensors converted to "
+                "float32, %d num_batches_tracked ignored) -> %s, on the "
+                "split of %s\n",
+                args[1], arch_name(m->arch), (long long)model_param_count(m),
+                model_macs(m) / 1e6,
+                rep.abcpruner_vgg ? "ABCPruner VGG" : "abcprune",
+                rep.module_prefix ? ", module. prefix" : "", rep.folded,
+                rep.converted, rep.ignored_batches, out, c.path);
+    model_destroy(m);
+    return finish(rc, err);
+}
+
+/* export: a checkpoint -> safetensors (PyTorch) or ONNX. */
+static int cmd_export(int argc, char **argv)
+{
+    const char *args[2];
+    int nargs = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage_export, stdout);
+            return 0;
+        }
+        if (argv[i][0] == '-')
+            return usage_error(usage_export, "export: %s is not an option",
+                               argv[i]);
+        if (nargs == 2)
+            return usage_error(usage_export,
+                               "export: %s is one argument too many", argv[i]);
+        args[nargs++] = argv[i];
+    }
+    if (nargs != 2)
+        return usage_error(usage_export, "export: %s",
+                           "expected CKPT and OUT.safetensors or OUT.onnx");
+    int onnx = has_suffix(args[1], ".onnx");
+    if (!onnx && !has_suffix(args[1], ".safetensors"))
+        return usage_error(usage_export,
+                           "export: %s: expected a name ending in "
+                           ".safetensors or .onnx",
+                           args[1]);
+    char err[ABC_ERRLEN];
+    struct model *m;
+    int rc = checkpoint_load(args[0], &m, NULL, err);
+    if (rc) return finish(rc, err);
+    rc = onnx ? onnx_export(m, args[1], err) : stmodel_export(m, args[1], err);
+    if (!rc)
+        fprintf(stderr, "exported %s (%s, %lld params) -> %s\n", args[0],
+                arch_name(m->arch), (long long)model_param_count(m), args[1]);
+    model_destroy(m);
+    return finish(rc, err);
+}
+
 int cli_main(int argc, char **argv, role_serve_fn serve)
 {
     if (argc < 2) {
@@ -746,5 +1036,7 @@ int cli_main(int argc, char **argv, role_serve_fn serve)
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 2, argv + 2);
     if (strcmp(cmd, "simulate") == 0) return cmd_simulate(argc - 2, argv + 2);
+    if (strcmp(cmd, "import") == 0) return cmd_import(argc - 2, argv + 2);
+    if (strcmp(cmd, "export") == 0) return cmd_export(argc - 2, argv + 2);
     return usage_error(usage_main, "unknown command '%s'", cmd);
 }

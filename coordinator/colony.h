@@ -12,13 +12,18 @@
 #ifndef ABC_COLONY_H
 #define ABC_COLONY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/rng.h"
 
 #define COLONY_FORMAT "abcprune-colony"
-#define COLONY_VERSION 1       /* checkpoints of the sync form */
-#define COLONY_VERSION_ASYNC 2 /* checkpoints of the async form */
+#define COLONY_VERSION                                                         \
+    3 /* checkpoints of the sync form, with a CRC-32                           \
+         per section (1: without, still read) */
+#define COLONY_VERSION_ASYNC                                                   \
+    4 /* of the async form (2: without, still read)                            \
+       */
 
 /* Limits colony_params_check enforces. */
 #define COLONY_MAX_LAYERS 4096
@@ -200,7 +205,7 @@ int colony_apply(struct colony *c, const double *fitness, char *err);
  * directory, fsync, rename; on failure the temp file is removed and what
  * was at path is untouched): format, version, params, foods, best, cycle,
  * phase, counters, and the current batch with its recorded results; in the
- * async schedule (version 2) the position in the role sequence and, as
+ * async schedule (version 4) the position in the role sequence and, as
  * roles to make again, the candidates in flight: their results are not
  * wanted after a load (a resumed search makes those roles again, from the
  * state then, under new eval ids; a late result is an error). Returns 0
@@ -238,6 +243,12 @@ struct colony_choice colony_chosen(const struct colony *c);
  * only read. Returns 0 and *out (the caller destroys it), or a negative
  * ABC_E* code with *out NULL. */
 int colony_load(const char *path, struct colony **out, char *err);
+
+/* colony_load of the bytes buf[0..len) (a file read whole): the same
+ * checks, with name (a path, or what the bytes are) in the messages. buf
+ * is only read and may be freed as soon as this returns. */
+int colony_load_mem(const char *name, const char *buf, size_t len,
+                    struct colony **out, char *err);
 
 /* --- the async (steady-state) schedule ---
  *

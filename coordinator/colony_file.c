@@ -1,12 +1,12 @@
 /* colony_file.c - the colony checkpoint: colony_save and colony_load (see
  * colony.h).
  *
- * Checkpoint format, version 1 (sync; version 2, async, below): exactly
+ * Checkpoint format, version 3 (sync; version 4, async, below): exactly
  * one msgpack map, nothing after it,
  * str keys, each key below required, none twice, unknown keys are errors:
  *
  *   "format"       str    "abcprune-colony"
- *   "version"      uint   1
+ *   "version"      uint   3
  *   "params"       map    "nlayers", "k", "sn", "limit", "change_dims",
  *                         "max_cycles": uint; "seed": uint64;
  *                         "redraw_same": bool; optional "random", "crn":
@@ -29,8 +29,14 @@
  *                         (nil until recorded, else float64). On load the
  *                         batch is generated again from the state and must
  *                         equal this one; only the fitnesses are taken.
+ *   "crc32"        map    last: for every key above except "format" and
+ *                         "version" (the sections), zlib's CRC-32 of the
+ *                         section's bytes (its key and value as written), a
+ *                         uint; a mismatch is an error naming the file and
+ *                         the section, checked before any field is read
+ *                         (mpread_check_sections, io/mpread.h)
  *
- * Version 2 is written by a colony in the async schedule (version 1 readers
+ * Version 4 is written by a colony in the async schedule (version 3 readers
  * refuse it by its version): the same keys plus one, and
  *
  *   "phase"        str    "async", or "done" once every role is applied
@@ -45,6 +51,11 @@
  *                         next_role, not in redo) account for the
  *                         evaluations: sn + their moves + up to one per
  *                         scout role.
+ *
+ * Versions 1 (sync) and 2 (async), written before the checksums, are the
+ * same without "crc32" and still load, unchecked, so a search started by
+ * an older build resumes; its next save writes version 3 or 4. A "crc32"
+ * key in them is an unknown key.
  *
  * Writers emit keys in this order. Floats are float64, so a loaded colony
  * is bit-identical to the saved one. */
@@ -66,6 +77,14 @@
 /* Largest colony file colony_load reads (a 4096-layer, 65536-source colony
  * is about 0.6 GB; real ones are kilobytes). */
 #define COLONY_MAX_BYTES ((size_t)1 << 30)
+
+/* Largest sn x nlayers a file may ask for (a resnet110 search has 54
+ * layers: 300000 sources would fit). */
+#define COLONY_FILE_MAX_CELLS (1 << 24)
+
+/* The versions written before the section checksums: still read. */
+#define COLONY_VERSION_OLD 1
+#define COLONY_VERSION_OLD_ASYNC 2
 
 /* ---------------------------------------------------------------------
  * Saving
@@ -105,8 +124,9 @@ static int pack_colony(msgpack_sbuffer *sb, const struct colony *c)
     const struct colony_params *p = &c->p;
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    /* + "crc32", packed by colony_save after the rest */
     if (msgpack_pack_map(&pk,
-                         10 + (c->async ? 1 : 0) + (c->has_final ? 1 : 0)) != 0)
+                         11 + (c->async ? 1 : 0) + (c->has_final ? 1 : 0)) != 0)
         return -1;
     if (mpw_str(&pk, "format") != 0 || mpw_str(&pk, COLONY_FORMAT) != 0)
         return -1;
@@ -205,7 +225,7 @@ int colony_save(const struct colony *c, const char *path, char *err)
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     int rc;
-    if (pack_colony(&sb, c) != 0)
+    if (pack_colony(&sb, c) != 0 || mpw_section_crcs(&sb, 0, "crc32") != 0)
         rc = abc_errf(err, ABC_ENOMEM,
                       "%s: out of memory serialising the colony", path);
     else
@@ -312,6 +332,12 @@ static int load_params(const char *path, const msgpack_object *o,
                             keys[i], mpread_type_name(v[i]->type));
         *(i == 8 ? &p->random : &p->crn) = v[i]->via.boolean ? 1 : 0;
     }
+    /* refused before colony_create allocates sn codes several times over */
+    if ((uint64_t)p->sn * (uint64_t)p->nlayers > COLONY_FILE_MAX_CELLS)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: params.sn x params.nlayers: %d x %d code entries, "
+                        "more than the limit %d",
+                        path, p->sn, p->nlayers, COLONY_FILE_MAX_CELLS);
     rc = colony_params_check(p, err);
     if (rc) return abc_errprefix(err, rc, "%s", path);
     return 0;
@@ -650,9 +676,10 @@ static int load_batch(const char *path, const msgpack_object *o,
     return rc;
 }
 
-/* Validates the top-level object o and builds the colony. */
-static int load_object(const char *path, const msgpack_object *o,
-                       struct colony **out, char *err)
+/* Validates the top-level object o, whose encoding is buf[0..len), and
+ * builds the colony. */
+static int load_object(const char *path, const char *buf, size_t len,
+                       const msgpack_object *o, struct colony **out, char *err)
 {
     enum {
         K_FORMAT,
@@ -667,11 +694,13 @@ static int load_object(const char *path, const msgpack_object *o,
         K_BATCH,
         K_ASYNC, /* version 2 only */
         K_FINAL, /* optional: once the final choice is made */
+        K_CRC,   /* versions 3 and 4 */
         K_N
     };
     static const char *const keys[K_N] = {
-        "format",       "version", "params", "phase", "cycle", "evaluations",
-        "next_eval_id", "foods",   "best",   "batch", "async", "final"};
+        "format",      "version",      "params", "phase", "cycle",
+        "evaluations", "next_eval_id", "foods",  "best",  "batch",
+        "async",       "final",        "crc32"};
     const msgpack_object *v[K_N] = {0};
     int rc;
 
@@ -679,13 +708,19 @@ static int load_object(const char *path, const msgpack_object *o,
     if ((rc = mpread_header(path, "colony checkpoint", o, COLONY_FORMAT, &ver,
                             err)))
         return rc;
-    if (ver != COLONY_VERSION && ver != COLONY_VERSION_ASYNC)
+    if (ver < COLONY_VERSION_OLD || ver > COLONY_VERSION_ASYNC)
         return abc_errf(err, ABC_EFORMAT,
                         "%s: version: unsupported colony checkpoint version "
-                        "%lld (this build reads %d and %d)",
-                        path, (long long)ver, COLONY_VERSION,
+                        "%lld (this build reads %d to %d)",
+                        path, (long long)ver, COLONY_VERSION_OLD,
                         COLONY_VERSION_ASYNC);
-    int async = ver == COLONY_VERSION_ASYNC;
+    int async = ver == COLONY_VERSION_ASYNC || ver == COLONY_VERSION_OLD_ASYNC;
+    int checked = ver >= COLONY_VERSION;
+    /* a damaged file is reported as damaged, naming the section, before a
+     * field of it is read */
+    if (checked &&
+        (rc = mpread_check_sections(path, buf, len, o, "crc32", err)))
+        return rc;
     if (async) {
         int has = 0;
         for (uint32_t j = 0; j < o->via.map.size; j++)
@@ -694,7 +729,7 @@ static int load_object(const char *path, const msgpack_object *o,
             return abc_errf(err, ABC_EFORMAT,
                             "%s: version %d (an async colony) without an "
                             "\"async\" key",
-                            path, COLONY_VERSION_ASYNC);
+                            path, (int)ver);
     }
     /* a sync file has no "async" key: it is unknown there; "final" is
      * optional in both */
@@ -708,7 +743,12 @@ static int load_object(const char *path, const msgpack_object *o,
             return abc_errf(err, ABC_EFORMAT,
                             "%s: top level: unknown key \"async\" (version "
                             "%d is a sync colony)",
-                            path, COLONY_VERSION);
+                            path, (int)ver);
+        if (!checked && v[K_CRC])
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: top level: unknown key \"crc32\" (version "
+                            "%d has no checksums)",
+                            path, (int)ver);
         for (int i = 0; i < K_ASYNC + async; i++)
             if (!v[i])
                 return mpread_err_missing_key(path, "top level", keys[i], err);
@@ -740,6 +780,43 @@ static int load_object(const char *path, const msgpack_object *o,
     return 0;
 }
 
+int colony_load_mem(const char *name, const char *buf, size_t len,
+                    struct colony **out, char *err)
+{
+    if (out) *out = NULL;
+    if (!name || !out || (!buf && len))
+        return abc_errf(err, ABC_EVALUE, "colony_load_mem: no %s",
+                        !name  ? "name"
+                        : !out ? "output"
+                               : "bytes");
+    if (len == 0)
+        return abc_errf(err, ABC_EFORMAT, "%s: empty, not a colony checkpoint",
+                        name);
+    if (len > COLONY_MAX_BYTES)
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: %zu bytes, larger than any colony checkpoint "
+                        "(%zu)",
+                        name, len, COLONY_MAX_BYTES);
+    msgpack_zone zone;
+    if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE))
+        return abc_errf(err, ABC_ENOMEM, "%s: out of memory", name);
+    msgpack_object obj;
+    int rc =
+        mpread_unpack(name, "colony checkpoint", buf, len, &zone, &obj, err);
+    if (rc && err) {
+        /* a cut or damaged file: say in which section it stops */
+        char sec[64];
+        mpread_cut_section(buf, len, sec, sizeof sec);
+        size_t at = strlen(err);
+        if (sec[0] && at < ABC_ERRLEN)
+            snprintf(err + at, ABC_ERRLEN - at, " (in section \"%s\")", sec);
+    }
+    /* load_object copies all it keeps before zone and buf go */
+    if (!rc) rc = load_object(name, buf, len, &obj, out, err);
+    msgpack_zone_destroy(&zone);
+    return rc;
+}
+
 int colony_load(const char *path, struct colony **out, char *err)
 {
     if (out) *out = NULL;
@@ -751,16 +828,7 @@ int colony_load(const char *path, struct colony **out, char *err)
     int rc = file_read_all(path, "colony checkpoint", COLONY_MAX_BYTES, &buf,
                            &len, err);
     if (rc) return rc;
-    msgpack_zone zone;
-    if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE)) {
-        free(buf);
-        return abc_errf(err, ABC_ENOMEM, "%s: out of memory", path);
-    }
-    msgpack_object obj;
-    rc = mpread_unpack(path, "colony checkpoint", buf, len, &zone, &obj, err);
-    /* load_object copies all it keeps before zone and buf go */
-    if (!rc) rc = load_object(path, &obj, out, err);
-    msgpack_zone_destroy(&zone);
+    rc = colony_load_mem(path, buf, len, out, err);
     free(buf);
     return rc;
 }

@@ -1,4 +1,5 @@
-/* evaluator.c - in-process and MPI evaluation (see evaluator.h). */
+/* evaluator.c - the two scheduling loops over any evaluator, and the
+ * evaluator on ranks: in process or the worker ranks (see evaluator.h). */
 #include "evaluator.h"
 
 #include <stdio.h>
@@ -62,131 +63,260 @@ void evaluator_shutdown(MPI_Comm comm, const char *reason)
     msgpack_sbuffer_destroy(&sb);
 }
 
-void evaluator_init(struct evaluator *ev, MPI_Comm comm,
-                    const struct model *pre, enum filter_init how,
-                    const struct data_splits *data,
-                    const volatile sig_atomic_t *stop)
+/* ---- the scheduling loops ---- */
+
+/* The lowest idle slot, or -1. */
+static int idle_slot(const int *job_of, int slots)
+{
+    for (int s = 0; s < slots; s++)
+        if (job_of[s] < 0) return s;
+    return -1;
+}
+
+int evaluator_run(struct evaluator *ev, const struct eval_job *jobs, int n,
+                  struct proto_eval_result *res, evaluator_done_fn done,
+                  void *ctx, char *err)
+{
+    int *job_of = malloc(sizeof(int) * (size_t)ev->slots);
+    if (!job_of) return abc_errf(err, ABC_ENOMEM, "out of memory");
+    for (int s = 0; s < ev->slots; s++)
+        job_of[s] = -1;
+    int next = 0, inflight = 0, rc = 0;
+    while (!rc && (next < n || inflight > 0)) {
+        int s;
+        while (!rc && next < n && (s = idle_slot(job_of, ev->slots)) >= 0) {
+            if ((rc = ev->ops->submit(ev, s, &jobs[next], err))) break;
+            job_of[s] = next++;
+            inflight++;
+        }
+        if (rc) break;
+        struct proto_eval_result got;
+        if ((rc = ev->ops->wait(ev, &s, &got, err))) break;
+        int i = job_of[s];
+        job_of[s] = -1;
+        inflight--;
+        if (res) res[i] = got;
+        if (done) rc = done(ctx, i, &got, err);
+    }
+    free(job_of);
+    return rc;
+}
+
+int evaluator_run_async(struct evaluator *ev, struct colony *col,
+                        const struct evaluator_async_hooks *h, void *ctx,
+                        char *err)
+{
+    const struct candidate **held = calloc((size_t)ev->slots, sizeof *held);
+    if (!held) return abc_errf(err, ABC_ENOMEM, "out of memory");
+    int inflight = 0, rc = 0;
+    for (;;) {
+        /* fill the idle slots, lowest first, while the colony has roles */
+        for (int s = 0; s < ev->slots && !rc; s++) {
+            if (held[s]) continue;
+            const struct candidate *cd;
+            if ((rc = colony_async_next(col, &cd, err)) < 0) break;
+            rc = 0;
+            if (h->issued && (rc = h->issued(ctx, err))) break;
+            if (!cd) break;
+            struct proto_eval_request rq;
+            struct eval_job job = {.rq = NULL, .cd = cd};
+            if (h->request) {
+                if ((rc = h->request(ctx, cd, &rq, err))) break;
+                job.rq = &rq;
+            }
+            if ((rc = ev->ops->submit(ev, s, &job, err))) break;
+            held[s] = cd;
+            inflight++;
+        }
+        if (rc || inflight == 0) break;
+        int s;
+        struct proto_eval_result res;
+        if ((rc = ev->ops->wait(ev, &s, &res, err))) break;
+        const struct candidate *cd = held[s];
+        held[s] = NULL;
+        inflight--;
+        if ((rc = h->take(ctx, cd, &res, err))) break;
+    }
+    free(held);
+    return rc;
+}
+
+/* ---- on ranks ---- */
+
+static int local_submit(struct evaluator *base, int slot,
+                        const struct eval_job *job, char *err)
+{
+    struct rank_evaluator *ev = (struct rank_evaluator *)base;
+    (void)slot;
+    if (!job->rq)
+        return abc_errf(err, ABC_EVALUE, "evaluator: a job without a request");
+    ev->here = *job->rq;
+    ev->busy[0] = 1;
+    return 0;
+}
+
+static int local_wait(struct evaluator *base, int *slot,
+                      struct proto_eval_result *res, char *err)
+{
+    struct rank_evaluator *ev = (struct rank_evaluator *)base;
+    if (!ev->busy[0])
+        return abc_errf(err, ABC_EVALUE, "evaluator: nothing to wait for");
+    ev->busy[0] = 0;
+    *slot = 0;
+    int rc = proto_evaluate(&ev->here, ev->pre, ev->how, ev->data, NULL, 0,
+                            ev->stop, res);
+    if (rc == ABC_ESTOPPED) return abc_errf(err, rc, "stopped by a signal");
+    if (rc)
+        return abc_errf(err, rc, "evaluation %llu failed",
+                        (unsigned long long)ev->here.eval_id);
+    ev->evals_here++;
+    ev->busy_s += res->wall_s;
+    return 0;
+}
+
+static int mpi_submit(struct evaluator *base, int slot,
+                      const struct eval_job *job, char *err)
+{
+    struct rank_evaluator *ev = (struct rank_evaluator *)base;
+    if (!job->rq)
+        return abc_errf(err, ABC_EVALUE, "evaluator: a job without a request");
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    int rc = proto_pack_eval_request(job->rq, &sb, err);
+    if (!rc)
+        rc = proto_send(ev->comm, ev->leader[slot], TAG_REQUEST, sb.data,
+                        sb.size, err);
+    msgpack_sbuffer_destroy(&sb);
+    if (!rc) {
+        ev->expect[slot] = job->rq->eval_id;
+        ev->started[slot] = MPI_Wtime();
+        ev->busy[slot] = 1;
+    }
+    return rc;
+}
+
+/* Reports a reply that is not taken as a result (and counts it). */
+static void note_ignored(struct rank_evaluator *ev, int src, const char *why)
+{
+    ev->ignored++;
+    if (ev->notes)
+        fprintf(ev->notes, "evaluator: ignored a reply from rank %d: %s\n", src,
+                why);
+}
+
+static int mpi_wait(struct evaluator *base, int *slot,
+                    struct proto_eval_result *res, char *err)
+{
+    struct rank_evaluator *ev = (struct rank_evaluator *)base;
+    for (;;) {
+        char *buf = NULL;
+        size_t len = 0;
+        int src = -1, late = -1; /* late: the slot sent to longest ago */
+        for (int s = 0; s < ev->base.slots; s++)
+            if (ev->busy[s] && (late < 0 || ev->started[s] < ev->started[late]))
+                late = s;
+        double deadline = ev->timeout_s > 0 && late >= 0
+                              ? ev->started[late] + ev->timeout_s
+                              : 0;
+        int rc =
+            proto_recv_until(ev->comm, MPI_ANY_SOURCE, TAG_RESULT, ev->stop,
+                             deadline, &buf, &len, &src, NULL, err);
+        if (rc == ABC_ESTOPPED)
+            return abc_errf(err, ABC_ESTOPPED, "stopped by a signal");
+        if (rc == ABC_ETIMEOUT)
+            return abc_errf(err, ABC_ETIMEOUT,
+                            "rank %d sent no result for evaluation %llu in "
+                            "%g s (search.eval_timeout_s): it is hung, or "
+                            "far slower than the limit allows",
+                            ev->leader[late],
+                            (unsigned long long)ev->expect[late],
+                            ev->timeout_s);
+        if (rc) return rc; /* ABC_EMPI */
+        int s = 0;
+        while (s < ev->base.slots && ev->leader[s] != src)
+            s++;
+        if (s == ev->base.slots || !ev->busy[s]) {
+            /* a rank with nothing to evaluate: nobody waits for this */
+            free(buf);
+            note_ignored(ev, src, "it has no evaluation in flight");
+            continue;
+        }
+        char uerr[ABC_ERRLEN];
+        uint64_t want = ev->expect[s];
+        if (proto_unpack_eval_result(buf, len, res, uerr) != 0) {
+            memset(res, 0, sizeof *res);
+            snprintf(res->error, sizeof res->error,
+                     "unreadable result from rank %d: %s", src, uerr);
+        } else if (res->eval_id != want) {
+            /* a result for an evaluation the rank was not sent: its real
+             * answer may still come (and search.eval_timeout_s bounds the
+             * wait if it does not) */
+            char why[96];
+            snprintf(why, sizeof why,
+                     "a result for evaluation %llu, which it was not sent "
+                     "(it has %llu)",
+                     (unsigned long long)res->eval_id,
+                     (unsigned long long)want);
+            free(buf);
+            note_ignored(ev, src, why);
+            continue;
+        }
+        free(buf);
+        res->worker = src;
+        res->eval_id = want;
+        ev->busy[s] = 0;
+        *slot = s;
+        if (proto_result_stopped(res)) /* not scored: made again later */
+            return abc_errf(err, ABC_ESTOPPED,
+                            "rank %d was stopped by a signal", src);
+        ev->evals_here++;
+        ev->busy_s += res->wall_s;
+        return 0;
+    }
+}
+
+static const struct evaluator_ops local_ops = {local_submit, local_wait};
+static const struct evaluator_ops mpi_ops = {mpi_submit, mpi_wait};
+
+int rank_evaluator_init(struct rank_evaluator *ev, MPI_Comm comm,
+                        const struct eval_groups *gr, const struct model *pre,
+                        enum filter_init how, const struct data_splits *data,
+                        const volatile sig_atomic_t *stop, FILE *notes,
+                        char *err)
 {
     memset(ev, 0, sizeof *ev);
     ev->comm = comm;
-    char err[ABC_ERRLEN];
-    if (proto_comm_info(comm, NULL, &ev->nranks, err))
-        ev->nranks = 1; /* then every evaluation runs here */
+    int rc = proto_comm_info(comm, NULL, &ev->nranks, err);
+    if (rc) return rc;
     ev->pre = pre;
     ev->how = how;
     ev->data = data;
     ev->stop = stop;
-}
-
-int evaluator_local(struct evaluator *ev, const struct proto_eval_request *rq,
-                    struct proto_eval_result *res, char *err)
-{
-    int rc = proto_evaluate(rq, ev->pre, ev->how, ev->data, 0, ev->stop, res);
-    if (rc == ABC_ESTOPPED) return abc_errf(err, rc, "stopped by a signal");
-    if (rc)
-        return abc_errf(err, rc, "evaluation %llu failed",
-                        (unsigned long long)rq->eval_id);
-    ev->evals_here++;
-    ev->busy_s += res->wall_s;
-    return 0;
-}
-
-int evaluator_send(struct evaluator *ev, int worker,
-                   const struct proto_eval_request *rq, char *err)
-{
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    int rc = proto_pack_eval_request(rq, &sb, err);
-    if (!rc)
-        rc = proto_send(ev->comm, worker, TAG_REQUEST, sb.data, sb.size, err);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
-}
-
-int evaluator_await(struct evaluator *ev, const uint64_t *expect, int *src,
-                    struct proto_eval_result *res, char *err)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    int rc = proto_recv_or_stop(ev->comm, MPI_ANY_SOURCE, TAG_RESULT, ev->stop,
-                                &buf, &len, src, NULL, err);
-    if (rc == ABC_ESTOPPED)
-        return abc_errf(err, ABC_ESTOPPED, "stopped by a signal");
-    if (rc) return rc; /* ABC_EMPI */
-    if (*src < 1 || *src >= ev->nranks) {
-        free(buf);
-        return abc_errf(err, ABC_EFORMAT, "result from rank %d", *src);
-    }
-    char uerr[ABC_ERRLEN];
-    uint64_t want = expect[*src];
-    if (proto_unpack_eval_result(buf, len, res, uerr) != 0) {
-        memset(res, 0, sizeof *res);
-        snprintf(res->error, sizeof res->error,
-                 "unreadable result from rank %d: %s", *src, uerr);
-    } else if (res->eval_id != want) {
-        uint64_t got = res->eval_id;
-        memset(res, 0, sizeof *res);
-        snprintf(res->error, sizeof res->error,
-                 "rank %d answered eval %llu, expected %llu", *src,
-                 (unsigned long long)got, (unsigned long long)want);
-    }
-    free(buf);
-    res->worker = *src;
-    res->eval_id = want;
-    if (proto_result_stopped(res)) /* not scored: made again later */
-        return abc_errf(err, ABC_ESTOPPED, "rank %d was stopped by a signal",
-                        *src);
-    ev->evals_here++;
-    ev->busy_s += res->wall_s;
-    return 0;
-}
-
-int evaluator_run(struct evaluator *ev, const struct proto_eval_request *rq,
-                  int n, struct proto_eval_result *res, evaluator_done_fn done,
-                  void *ctx, char *err)
-{
-    int rc = 0;
-    if (ev->nranks == 1) {
-        for (int i = 0; i < n && !rc; i++)
-            if (!(rc = evaluator_local(ev, &rq[i], &res[i], err)) && done)
-                rc = done(ctx, i, &res[i], err);
-        return rc;
-    }
-    int *busy = malloc(sizeof(int) * (size_t)ev->nranks);
-    uint64_t *expect = calloc((size_t)ev->nranks, sizeof *expect);
-    if (!busy || !expect) {
-        free(busy);
-        free(expect);
+    ev->notes = notes;
+    ev->base.ops = ev->nranks == 1 ? &local_ops : &mpi_ops;
+    ev->base.slots = ev->nranks == 1 ? 1 : ev->nranks - 1;
+    if (gr && ev->nranks > 1) ev->base.slots = gr->ngroups;
+    ev->leader = calloc((size_t)ev->base.slots, sizeof *ev->leader);
+    ev->expect = calloc((size_t)ev->base.slots, sizeof *ev->expect);
+    ev->started = calloc((size_t)ev->base.slots, sizeof *ev->started);
+    ev->busy = calloc((size_t)ev->base.slots, 1);
+    if (!ev->leader || !ev->expect || !ev->started || !ev->busy) {
+        rank_evaluator_free(ev);
         return abc_errf(err, ABC_ENOMEM, "out of memory");
     }
-    int next = 0, inflight = 0;
-    for (int w = 0; w < ev->nranks; w++)
-        busy[w] = -1;
-    for (int w = 1; w < ev->nranks && next < n && !rc; w++) {
-        rc = evaluator_send(ev, w, &rq[next], err);
-        if (!rc) expect[w] = rq[next].eval_id, busy[w] = next++, inflight++;
-    }
-    while (inflight > 0 && !rc) {
-        int src = -1;
-        struct proto_eval_result got;
-        if ((rc = evaluator_await(ev, expect, &src, &got, err))) break;
-        int i = busy[src];
-        if (i < 0) {
-            rc = abc_errf(err, ABC_EFORMAT,
-                          "result from rank %d, which has no evaluation", src);
-            break;
-        }
-        res[i] = got;
-        busy[src] = -1;
-        inflight--;
-        if (done) rc = done(ctx, i, &res[i], err);
-        if (!rc && next < n) {
-            rc = evaluator_send(ev, src, &rq[next], err);
-            if (!rc)
-                expect[src] = rq[next].eval_id, busy[src] = next++, inflight++;
-        }
-    }
-    free(busy);
-    free(expect);
-    return rc;
+    for (int s = 0; s < ev->base.slots; s++)
+        ev->leader[s] = gr && ev->nranks > 1 ? gr->leaders[s] : s + 1;
+    return 0;
+}
+
+void rank_evaluator_free(struct rank_evaluator *ev)
+{
+    free(ev->leader);
+    free(ev->expect);
+    free(ev->started);
+    free(ev->busy);
+    ev->leader = NULL;
+    ev->expect = NULL;
+    ev->started = NULL;
+    ev->busy = NULL;
 }

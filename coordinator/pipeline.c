@@ -10,6 +10,7 @@
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "core/seeds.h"
+#include "dp.h"
 #include "io/checkpoint.h"
 #include "io/jsonl.h"
 #include "prune/fitness.h"
@@ -19,6 +20,13 @@
 #include "train/train.h"
 
 /* Labels of rng_derive for the model's initial weights and fine-tuning. */
+
+static struct dp *g_dp; /* data-parallel trainings, or NULL */
+
+void pipeline_set_data_parallel(struct dp *dp)
+{
+    g_dp = dp;
+}
 
 void pipeline_input_shape(const struct config *c, int *ch, int *h, int *w)
 {
@@ -104,11 +112,15 @@ int pipeline_train_files(struct model *m, const struct config *c,
                           .log = log,
                           .progress = progress,
                           .tag = tag,
-                          .stop = stop,
-                          .after_backward =
-                              sparsity ? slim_after_backward : NULL,
-                          .hook_ctx = (void *)sparsity};
-    int rc = train_model(m, tc, s, seed, st, &io, err);
+                          .stop = stop};
+    int rc;
+    if (g_dp) { /* the other ranks train along (proto/dp.h) */
+        rc = dp_lead(g_dp, m, tc, s, seed, st, &io, sparsity, err);
+    } else {
+        io.after_backward = sparsity ? slim_after_backward : NULL;
+        io.hook_ctx = (void *)sparsity;
+        rc = train_model(m, tc, s, seed, st, &io, err);
+    }
     if (fclose(log) != 0 && !rc)
         rc = abc_errf(err, ABC_EIO, "%s: cannot write the log", logp);
     return rc;

@@ -20,6 +20,14 @@
 #define PIPELINE_REPORT_JSON "report.json"
 #define PIPELINE_MAX_LAYERS 4096
 
+struct dp;
+
+/* Makes every later training of this process (pipeline_train_files: the
+ * baseline, fine-tunes, slimming) data-parallel over dp's ranks, led by
+ * this rank (rank 0; the others run dp_follow, proto/dp.h); NULL: train
+ * alone (the default). The command line sets it once. */
+void pipeline_set_data_parallel(struct dp *dp);
+
 /* Input shape and classes of c's dataset, without loading it. */
 void pipeline_input_shape(const struct config *c, int *ch, int *h, int *w);
 

@@ -349,6 +349,9 @@ int proxycheck_run(MPI_Comm comm, const struct config *c,
     p.r = c->proxycheck.seeds;
     struct model *pre = NULL;
     struct data_splits data;
+    struct rank_evaluator ev = {0};
+    struct eval_groups gr = {.comm = MPI_COMM_NULL};
+    struct eval_job *jobs = NULL;
     int have_data = 0, rc = 0;
     char base[CONFIG_PATH_MAX + 32];
     p.oc = *c;
@@ -371,6 +374,8 @@ int proxycheck_run(MPI_Comm comm, const struct config *c,
         evaluator_share_baseline(comm, c, rc ? "" : base, &pre, rc ? e2 : err);
     if (!rc) rc = brc;
     if (rc) goto out;
+    /* collective with the workers', right after the baseline */
+    if ((rc = eval_groups_make(comm, c, &gr, err))) goto out;
     p.L = pre->nprunable;
     p.nreq = p.n * (p.r + NPROXY);
     p.ch = malloc(sizeof(int) * (size_t)p.n * p.L);
@@ -399,8 +404,16 @@ int proxycheck_run(MPI_Comm comm, const struct config *c,
         have_data = 1;
     }
     enum filter_init how = (enum filter_init)c->search.filter_init;
-    struct evaluator ev;
-    evaluator_init(&ev, comm, pre, how, have_data ? &data : NULL, stop);
+    if ((rc = rank_evaluator_init(&ev, comm, &gr, pre, how,
+                                  have_data ? &data : NULL, stop,
+                                  progress ? progress : stderr, err)))
+        goto out;
+    if (!(jobs = calloc((size_t)p.nreq, sizeof *jobs))) {
+        rc = abc_errf(err, ABC_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int q = 0; q < p.nreq; q++)
+        jobs[q].rq = &p.rq[q];
     if (progress)
         fprintf(progress,
                 "proxycheck: %s, %d structures at %.0f%% FLOPs, %d proxies + "
@@ -408,7 +421,7 @@ int proxycheck_run(MPI_Comm comm, const struct config *c,
                 arch_name(pre->arch), p.n, 100 * c->prune.flops_target, NPROXY,
                 p.r, p.r > 1 ? "s" : "", p.nreq, nranks > 1 ? nranks - 1 : 1,
                 nranks > 2 ? "s" : "");
-    if ((rc = evaluator_run(&ev, p.rq, p.nreq, p.res, on_done, &p, err)))
+    if ((rc = evaluator_run(&ev.base, jobs, p.nreq, p.res, on_done, &p, err)))
         goto out;
     collect(&p);
     if ((rc = write_csv(&p, err)) || (rc = write_md(&p, pre, out, err)))
@@ -418,6 +431,9 @@ out:
     evaluator_shutdown(comm,
                        rc == 0 ? "proxycheck done" : "proxycheck stopped");
     if (have_data) data_close(&data);
+    rank_evaluator_free(&ev);
+    eval_groups_free(&gr);
+    free(jobs);
     model_destroy(pre);
     free(p.ch);
     free(p.macs);

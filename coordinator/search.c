@@ -27,10 +27,14 @@
  * then differs from sync only in applying each result at once). */
 #include "search.h"
 
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "colony.h"
 #include "core/err.h"
@@ -82,6 +86,7 @@ int search_out_config(struct config *oc, const struct config *c, int random,
 struct run {
     MPI_Comm comm;
     int nranks;
+    struct eval_groups groups; /* workers evaluating one structure together */
     const struct config *c;
     const struct search_opts *o;
     struct model *pre; /* the baseline */
@@ -98,7 +103,7 @@ struct run {
     unsigned char *fresh;          /* res[i] was evaluated in this process */
     int64_t full_macs, full_params;
     struct structure_map map; /* codes to structures at the target */
-    struct evaluator ev;      /* in-process or the workers; counts
+    struct rank_evaluator ev; /* in-process or the workers; counts
                                  evaluations and their seconds */
     double t_start;
     double cpu_start;  /* this process's CPU seconds at start */
@@ -155,20 +160,25 @@ static int evaluate_batch(struct run *r, const struct candidate *batch, int n,
                           char *err)
 {
     struct colony *col = r->col;
-    int *todo = malloc(sizeof(int) * (n ? n : 1));
-    struct proto_eval_request *rq = malloc(sizeof *rq * (n ? n : 1));
-    struct proto_eval_result *res = malloc(sizeof *res * (n ? n : 1));
+    size_t m = (size_t)(n ? n : 1);
+    int *todo = malloc(sizeof(int) * m);
+    struct proto_eval_request *rq = malloc(sizeof *rq * m);
+    struct eval_job *jobs = malloc(sizeof *jobs * m);
     int ntodo = 0, rc = 0;
-    if (!todo || !rq || !res) rc = abc_errf(err, ABC_ENOMEM, "out of memory");
+    if (!todo || !rq || !jobs) rc = abc_errf(err, ABC_ENOMEM, "out of memory");
     for (int i = 0; i < n && !rc; i++)
         if (!col->have[i] &&
-            !(rc = make_request(r, &batch[i], &rq[ntodo], err)))
+            !(rc = make_request(r, &batch[i], &rq[ntodo], err))) {
+            jobs[ntodo] = (struct eval_job){.rq = &rq[ntodo], .cd = &batch[i]};
             todo[ntodo++] = i;
+        }
     struct batch_ctx ctx = {.r = r, .todo = todo};
-    if (!rc) rc = evaluator_run(&r->ev, rq, ntodo, res, batch_done, &ctx, err);
+    if (!rc)
+        rc = evaluator_run(&r->ev.base, jobs, ntodo, NULL, batch_done, &ctx,
+                           err);
     free(todo);
     free(rq);
-    free(res);
+    free(jobs);
     return rc;
 }
 
@@ -240,7 +250,13 @@ static int write_best(struct run *r, char *err)
     return file_write_atomic(r->best_path, text, (size_t)len, err);
 }
 
-static int stop_save(struct run *r, const char *why, char *err);
+static int stop_save(struct run *r, int code, const char *why, char *err);
+
+/* A stop that keeps the search resumable: a signal, or a hung worker. */
+static int is_stop(int rc)
+{
+    return rc == ABC_ESTOPPED || rc == ABC_ETIMEOUT;
+}
 
 /* Against the winner's curse: the best of many noisy draws is biased
  * upwards, so once the search is done its top search.final_topk distinct
@@ -256,9 +272,10 @@ static int final_choice(struct run *r, char *err)
     int *codes = malloc(sizeof(int) * (size_t)k * L);
     struct proto_eval_request *rq = malloc(sizeof *rq * (size_t)k * ns);
     struct proto_eval_result *res = calloc((size_t)k * ns, sizeof *res);
+    struct eval_job *jobs = calloc((size_t)k * ns, sizeof *jobs);
     double *mean = calloc((size_t)k, sizeof *mean);
     int rc = 0;
-    if (!codes || !rq || !res || !mean) {
+    if (!codes || !rq || !res || !jobs || !mean) {
         rc = abc_errf(err, ABC_ENOMEM, "out of memory");
         goto out;
     }
@@ -276,13 +293,15 @@ static int final_choice(struct run *r, char *err)
             cd.eval_id = col->next_eval_id + (uint64_t)(a * ns + j);
             rc = make_request(r, &cd, &rq[a * ns + j], err);
             rq[a * ns + j].phase = PROTO_PHASE_SCOUT; /* any: logging only */
+            jobs[a * ns + j].rq = &rq[a * ns + j];    /* cd: gone after here */
         }
-    if (!rc) rc = evaluator_run(&r->ev, rq, n * ns, res, NULL, NULL, err);
+    if (!rc)
+        rc = evaluator_run(&r->ev.base, jobs, n * ns, res, NULL, NULL, err);
     if (rc) {
-        if (rc == ABC_ESTOPPED) { /* made again on resume */
+        if (is_stop(rc)) { /* made again on resume */
             char why[ABC_ERRLEN];
             snprintf(why, sizeof why, "%s", err);
-            rc = stop_save(r, why, err);
+            rc = stop_save(r, rc, why, err);
         }
         goto out;
     }
@@ -323,6 +342,7 @@ out:
     free(codes);
     free(rq);
     free(res);
+    free(jobs);
     free(mean);
     return rc;
 }
@@ -507,7 +527,7 @@ static int share_baseline(struct run *r, char *err)
 
 /* Writes the colony after a stop and says how to go on. Returns
  * ABC_ESTOPPED, or ABC_EIO when the checkpoint could not be written. */
-static int stop_save(struct run *r, const char *why, char *err)
+static int stop_save(struct run *r, int code, const char *why, char *err)
 {
     char e2[ABC_ERRLEN];
     if (colony_save(r->col, r->colony_path, e2))
@@ -515,9 +535,109 @@ static int stop_save(struct run *r, const char *why, char *err)
                         "stopped, and the colony checkpoint could not be "
                         "written: %s",
                         e2);
-    return abc_errf(err, ABC_ESTOPPED,
-                    "%s; %s holds the search (resume with --resume)", why,
-                    r->colony_path);
+    return abc_errf(err, code, "%s; %s holds the search (resume with --resume)",
+                    why, r->colony_path);
+}
+
+/* Cuts path at the first line keep() refuses (it and everything after
+ * go), reporting on progress how many lines went. Returns 0 or ABC_EIO. */
+static int trim_at(const char *path, const struct colony *col,
+                   int (*keep)(const char *line, const struct colony *col),
+                   FILE *progress, char *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0; /* nothing written yet */
+    char *line = NULL;
+    size_t cap = 0;
+    long cut = -1, dropped = 0, at = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) != -1) {
+        if (cut < 0 && !keep(line, col)) cut = at;
+        if (cut >= 0) dropped++;
+        at += (long)len;
+    }
+    int bad = ferror(f);
+    free(line);
+    fclose(f);
+    if (bad) return abc_errf(err, ABC_EIO, "%s: read error", path);
+    if (cut < 0) return 0;
+    if (truncate(path, (off_t)cut) != 0)
+        return abc_errf(err, ABC_EIO, "%s: cannot truncate: %s", path,
+                        strerror(errno));
+    if (progress)
+        fprintf(progress,
+                "search: %s: dropped the last %ld line%s, written after the "
+                "colony checkpoint was (the search was killed): they are "
+                "made again\n",
+                path, dropped, dropped == 1 ? "" : "s");
+    return 0;
+}
+
+/* 1 when the colony counts evaluation id as done: an earlier batch's, or
+ * one of the current batch's recorded results (a stop saved mid-batch). */
+static int counted(const struct colony *col, uint64_t id)
+{
+    if (id < col->next_eval_id) return 1;
+    uint64_t i = id - col->next_eval_id;
+    return i < (uint64_t)col->nbatch && col->have[i];
+}
+
+/* A search.jsonl line the colony counts: an eval line of an evaluation it
+ * counts (see counted), a reeval line once it holds its final choice,
+ * every other line. */
+static int keep_log_line(const char *line, const struct colony *col)
+{
+    cJSON *o = cJSON_Parse(line);
+    if (!o) return 0; /* a line cut short by the kill */
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "event");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "eval_id");
+    int keep = 1;
+    if (cJSON_IsString(ev) && strcmp(ev->valuestring, "eval") == 0)
+        keep = cJSON_IsNumber(id) && id->valuedouble >= 0 &&
+               counted(col, (uint64_t)id->valuedouble);
+    else if (cJSON_IsString(ev) && strcmp(ev->valuestring, "reeval") == 0)
+        keep = col->has_final;
+    cJSON_Delete(o);
+    return keep;
+}
+
+/* A search.dat line ("eval_id flops fitness") the colony counts. */
+static int keep_dat_line(const char *line, const struct colony *col)
+{
+    char *end;
+    errno = 0;
+    unsigned long long id = strtoull(line, &end, 10);
+    return end != line && errno == 0 && counted(col, id);
+}
+
+/* On resume: the sync schedule writes a phase's lines before the colony
+ * that counts them, so after a kill (no chance to save) the logs can hold
+ * lines of a phase the colony has not got; they go, and the phase is
+ * evaluated again with the same seeds. (The async schedule applies results
+ * one by one: a kill can leave the line of one result per worker that the
+ * colony never applied; its role is made again under a new eval_id.) */
+static int trim_logs(struct run *r, const char *dat, char *err)
+{
+    if (r->col->async) return 0;
+    int rc = trim_at(r->log_path, r->col, keep_log_line, r->o->progress, err);
+    return rc ? rc : trim_at(dat, r->col, keep_dat_line, r->o->progress, err);
+}
+
+/* Where a search under Slurm ran: its job, array ids and node list as
+ * string fields (nothing outside Slurm). */
+static void log_slurm(FILE *f)
+{
+    static const char *const vars[][2] = {
+        {"slurm_job_id", "SLURM_JOB_ID"},
+        {"slurm_array_job_id", "SLURM_ARRAY_JOB_ID"},
+        {"slurm_array_task_id", "SLURM_ARRAY_TASK_ID"},
+        {"slurm_job_nodelist", "SLURM_JOB_NODELIST"}};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i][1]);
+        if (!v) continue;
+        fprintf(f, ",\"%s\":", vars[i][0]);
+        jsonl_string(f, v);
+    }
 }
 
 /* One phase of the sync schedule: make the batch, evaluate it, log it,
@@ -531,22 +651,24 @@ static int sync_step(struct run *r, char *err)
     int phase = r->col->phase;
     int cycle = phase == COLONY_INIT ? 0 : r->col->cycle + 1; /* logs */
     rc = evaluate_batch(r, batch, n, err);
-    if (rc == ABC_ESTOPPED) {
+    if (is_stop(rc)) {
         /* Keep what finished: its log lines now, its fitness in the
          * checkpoint (a resume does not evaluate it again). */
         char why[ABC_ERRLEN], e2[ABC_ERRLEN];
         snprintf(why, sizeof why, "%s", err);
         log_batch(r, batch, n, e2);
-        return stop_save(r, why, err);
+        return stop_save(r, rc, why, err);
     }
     if (rc) return rc;
     /* Log before applying: the batch is freed by colony_apply. */
     if ((rc = log_batch(r, batch, n, err))) return rc;
     if ((rc = colony_apply(r->col, NULL, err))) return rc;
-    if ((rc = colony_save(r->col, r->colony_path, err))) return rc;
+    /* every line of the phase is out before the colony that counts it is
+     * saved: a kill in between leaves lines that trim_logs drops */
     if ((phase == COLONY_SCOUT || phase == COLONY_INIT) &&
         (rc = log_cycle(r, cycle, err)))
         return rc;
+    if ((rc = colony_save(r->col, r->colony_path, err))) return rc;
     if ((rc = write_best(r, err))) return rc;
     print_progress(r, cycle, phase);
     return 0;
@@ -576,9 +698,10 @@ static int async_after(struct run *r, int best_moved, int result, char *err)
 
 /* One async result: its log line, the update (which releases cd), the
  * colony checkpoint, then what async_after writes. */
-static int async_take(struct run *r, const struct candidate *cd,
+static int async_take(void *ctx, const struct candidate *cd,
                       const struct proto_eval_result *res, char *err)
 {
+    struct run *r = ctx;
     struct colony *col = r->col;
     uint64_t best_id = col->best_eval_id;
     int rc = log_eval(r, cd, res, err);
@@ -589,27 +712,15 @@ static int async_take(struct run *r, const struct candidate *cd,
     return async_after(r, col->best_eval_id != best_id, 1, err);
 }
 
-/* Gives every idle worker (busy[w] NULL) the next async candidate, while
- * the colony has one. */
-static int async_fill(struct run *r, const struct candidate **busy,
-                      uint64_t *expect, int *inflight, char *err)
+static int async_request(void *ctx, const struct candidate *cd,
+                         struct proto_eval_request *rq, char *err)
 {
-    for (int w = 1; w < r->nranks; w++) {
-        if (busy[w]) continue;
-        const struct candidate *cd;
-        int rc = colony_async_next(r->col, &cd, err);
-        if (rc < 0) return rc;
-        if ((rc = async_after(r, 0, 0, err))) return rc; /* skipped scouts */
-        if (!cd) return 0;
-        struct proto_eval_request rq;
-        if ((rc = make_request(r, cd, &rq, err)) ||
-            (rc = evaluator_send(&r->ev, w, &rq, err)))
-            return rc;
-        expect[w] = cd->eval_id;
-        busy[w] = cd;
-        (*inflight)++;
-    }
-    return 0;
+    return make_request(ctx, cd, rq, err);
+}
+
+static int async_issued(void *ctx, char *err)
+{
+    return async_after(ctx, 0, 0, err); /* skipped scouts end cycles */
 }
 
 /* The async schedule from the colony's state to the end (the init batch is
@@ -617,59 +728,16 @@ static int async_fill(struct run *r, const struct candidate **busy,
 static int async_run(struct run *r, char *err)
 {
     struct colony *col = r->col;
-    struct proto_eval_result res;
-    int rc = 0;
     r->cycles_logged = col->cycle;
-    if (r->nranks == 1) {
-        while (!colony_done(col)) {
-            const struct candidate *cd;
-            if ((rc = colony_async_next(col, &cd, err)) < 0) return rc;
-            if ((rc = async_after(r, 0, 0, err))) return rc;
-            if (!cd) break; /* done (nothing is ever in flight here) */
-            struct proto_eval_request rq;
-            if ((rc = make_request(r, cd, &rq, err))) return rc;
-            rc = evaluator_local(&r->ev, &rq, &res, err);
-            if (rc == ABC_ESTOPPED)
-                return stop_save(r, "stopped by a signal", err);
-            if (rc) return rc;
-            if ((rc = async_take(r, cd, &res, err))) return rc;
-        }
-    } else {
-        const struct candidate **busy = calloc((size_t)r->nranks, sizeof *busy);
-        uint64_t *expect = calloc((size_t)r->nranks, sizeof *expect);
-        int inflight = 0;
-        if (!busy || !expect) {
-            free(busy);
-            free(expect);
-            return abc_errf(err, ABC_ENOMEM, "out of memory");
-        }
-        rc = async_fill(r, busy, expect, &inflight, err);
-        while (inflight > 0 && !rc) {
-            int src = -1;
-            if ((rc = evaluator_await(&r->ev, expect, &src, &res, err))) {
-                if (rc == ABC_ESTOPPED) { /* in flight: made again on resume */
-                    char why[ABC_ERRLEN];
-                    snprintf(why, sizeof why, "%s", err);
-                    rc = stop_save(r, why, err);
-                }
-                break;
-            }
-            const struct candidate *cd = busy[src];
-            if (!cd) {
-                rc = abc_errf(err, ABC_EFORMAT,
-                              "result from rank %d, which has no evaluation",
-                              src);
-                break;
-            }
-            busy[src] = NULL;
-            inflight--;
-            if ((rc = async_take(r, cd, &res, err))) break;
-            rc = async_fill(r, busy, expect, &inflight, err);
-        }
-        free(busy);
-        free(expect);
-        if (rc) return rc;
+    static const struct evaluator_async_hooks hooks = {
+        async_request, async_issued, async_take};
+    int rc = evaluator_run_async(&r->ev.base, col, &hooks, r, err);
+    if (is_stop(rc)) { /* in flight: made again on resume */
+        char why[ABC_ERRLEN];
+        snprintf(why, sizeof why, "%s", err);
+        return stop_save(r, rc, why, err);
     }
+    if (rc) return rc;
     if (!colony_done(col))
         return abc_errf(err, ABC_EVALUE,
                         "async search: no candidate left and none in flight, "
@@ -694,6 +762,11 @@ int search_run(MPI_Comm comm, const struct config *c,
     if (rc) return rc; /* nothing sent: the job cannot talk (ABC_EMPI) */
     rc = share_baseline(&r, err);
     if (rc) return rc; /* the workers got length 0 and returned */
+    /* collective with the workers', right after the baseline */
+    if ((rc = eval_groups_make(comm, c, &r.groups, err))) {
+        model_destroy(r.pre);
+        return rc;
+    }
     r.how = (enum filter_init)c->search.filter_init;
     int async = c->search.schedule == SCHEDULE_ASYNC;
     {
@@ -763,6 +836,7 @@ int search_run(MPI_Comm comm, const struct config *c,
         char dat[CONFIG_PATH_MAX + 32];
         if ((rc = search_path(dat, sizeof dat, &oc, "search.dat", err)))
             goto out;
+        if (resuming && (rc = trim_logs(&r, dat, err))) goto out;
         if (!(r.dat = fopen(dat, resuming ? "a" : "w"))) {
             rc = abc_errf(err, ABC_EIO, "%s: cannot open", dat);
             goto out;
@@ -776,8 +850,11 @@ int search_run(MPI_Comm comm, const struct config *c,
         if ((rc = data_open(&r.data, c, 0, err))) goto out;
         r.have_data = 1;
     }
-    evaluator_init(&r.ev, comm, r.pre, r.how, r.have_data ? &r.data : NULL,
-                   o->stop);
+    if ((rc = rank_evaluator_init(&r.ev, comm, &r.groups, r.pre, r.how,
+                                  r.have_data ? &r.data : NULL, o->stop,
+                                  o->progress ? o->progress : stderr, err)))
+        goto out;
+    r.ev.timeout_s = c->search.eval_timeout_s;
     r.res = calloc((size_t)p.sn + 1, sizeof *r.res);
     r.fresh = calloc((size_t)p.sn + 1, 1);
     if (!r.res || !r.fresh) {
@@ -795,6 +872,19 @@ int search_run(MPI_Comm comm, const struct config *c,
                 (unsigned long long)lo, (unsigned long long)hi,
                 r.nranks > 1 ? r.nranks - 1 : 1, r.nranks > 2 ? "s" : "",
                 async ? "async" : "sync", resuming ? " (resumed)" : "");
+        if (r.groups.g > 1)
+            fprintf(o->progress,
+                    "search: %d group%s of %d ranks, each training one "
+                    "structure data-parallel (search.ranks_per_eval)%s\n",
+                    r.groups.ngroups, r.groups.ngroups > 1 ? "s" : "",
+                    r.groups.g,
+                    r.groups.idle ? "; the last workers have no group" : "");
+        if (r.groups.idle)
+            fprintf(o->progress,
+                    "search: %d worker rank%s idle: %d workers are not a "
+                    "multiple of search.ranks_per_eval %d\n",
+                    r.groups.idle, r.groups.idle > 1 ? "s" : "", r.nranks - 1,
+                    r.groups.g);
     }
 
     /* sync: phase by phase; async: the init batch, then steady state */
@@ -809,17 +899,22 @@ int search_run(MPI_Comm comm, const struct config *c,
         /* Utilisation, and rank 0's own CPU time: with workers, all of it
          * is coordination (it must not spin while it waits). */
         double el = now_seconds() - r.t_start;
-        int nw = r.nranks > 1 ? r.nranks - 1 : 1;
+        /* worker ranks per busy second of a slot: a group's g ranks are
+         * all busy with its evaluation */
+        double nw = (r.nranks > 1 ? r.nranks - 1 : 1) / (double)r.groups.g;
         double cpu = cpu_seconds() - r.cpu_start;
         fprintf(r.log,
                 "{\"event\":\"done\",\"schedule\":\"%s\","
                 "\"evaluations\":%llu,\"evaluated_here\":%llu,"
                 "\"elapsed_s\":%.2f,\"ranks\":%d,\"worker_busy\":%.4f,"
-                "\"rank0_cpu_s\":%.3f,\"best_fitness\":%.6f}",
+                "\"rank0_cpu_s\":%.3f,\"best_fitness\":%.6f,"
+                "\"ranks_per_eval\":%d",
                 config_choice_name("search.schedule", c->search.schedule),
                 (unsigned long long)r.col->evaluations,
                 (unsigned long long)r.ev.evals_here, el, r.nranks,
-                r.ev.busy_s / (nw * el), cpu, r.col->best_fitness);
+                r.ev.busy_s / (nw * el), cpu, r.col->best_fitness, r.groups.g);
+        log_slurm(r.log);
+        fputc('}', r.log);
         if (jsonl_end(r.log))
             rc = abc_errf(err, ABC_EIO, "cannot write the search log");
         if (o->progress)
@@ -843,6 +938,8 @@ out:
     if (r.log) fclose(r.log);
     if (r.dat) fclose(r.dat);
     if (r.have_data) data_close(&r.data);
+    rank_evaluator_free(&r.ev);
+    eval_groups_free(&r.groups);
     free(r.res);
     free(r.fresh);
     colony_destroy(r.col);

@@ -1,8 +1,10 @@
-/* simulate.c - the search on a virtual clock (see simulate.h): a reader for
- * the fields of search.jsonl the model needs, the cost-model fits, and the
- * two dispatch loops of search.c replayed against virtual workers. */
+/* simulate.c - the search on a virtual clock (see simulate.h): the fields
+ * of search.jsonl the model needs (read with cJSON), the cost-model fits,
+ * and the virtual clock: an evaluator (evaluator.h) whose slots are
+ * virtual workers, driven by the same scheduling loops as the search. */
 #include "simulate.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,174 +14,11 @@
 #include "core/err.h"
 #include "core/rng.h"
 #include "core/seeds.h"
+#include "evaluator.h"
 #include "pipeline.h"
 #include "search.h"
 
-/* Label of rng_derive for the residual draws. */
-
-/* ---- a minimal reader for one flat JSON object per line ---- */
-
-enum jtype { J_NUM, J_STR, J_ARR, J_OBJ, J_LIT };
-
-struct jfield {
-    const char *key;
-    size_t klen;
-    enum jtype type;
-    const char *val; /* the value's text (strings: without the quotes) */
-    size_t vlen;
-};
-
-#define JMAX_FIELDS 64
-
-static const char *skip_ws(const char *s)
-{
-    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-        s++;
-    return s;
-}
-
-/* s at an opening quote: returns the closing quote, or NULL. */
-static const char *scan_string(const char *s)
-{
-    for (s++; *s; s++) {
-        if (*s == '\\') {
-            if (!s[1]) return NULL;
-            s++;
-        } else if (*s == '"') {
-            return s;
-        }
-    }
-    return NULL;
-}
-
-/* s at '[' or '{': returns its matching bracket, or NULL. */
-static const char *scan_nested(const char *s)
-{
-    int depth = 0;
-    for (; *s; s++) {
-        if (*s == '"') {
-            if (!(s = scan_string(s))) return NULL;
-        } else if (*s == '[' || *s == '{') {
-            depth++;
-        } else if (*s == ']' || *s == '}') {
-            if (--depth == 0) return s;
-        }
-    }
-    return NULL;
-}
-
-/* Splits one JSON object into its top-level fields. Returns 0, or -1 with
- * *why and the column (1-based) of the problem. */
-static int json_fields(const char *line, struct jfield *f, int *nf,
-                       const char **why, int *col)
-{
-    const char *s = skip_ws(line);
-    *nf = 0;
-    if (*s != '{') {
-        *why = "expected a JSON object ('{')";
-        goto bad;
-    }
-    s = skip_ws(s + 1);
-    if (*s == '}') goto end;
-    for (;;) {
-        if (*s != '"') {
-            *why = "expected a quoted field name";
-            goto bad;
-        }
-        const char *q = scan_string(s);
-        if (!q) {
-            *why = "unterminated string";
-            goto bad;
-        }
-        if (*nf == JMAX_FIELDS) {
-            *why = "too many fields";
-            goto bad;
-        }
-        struct jfield *x = &f[(*nf)++];
-        x->key = s + 1;
-        x->klen = (size_t)(q - s - 1);
-        s = skip_ws(q + 1);
-        if (*s != ':') {
-            *why = "expected ':' after a field name";
-            goto bad;
-        }
-        s = skip_ws(s + 1);
-        const char *e;
-        if (*s == '"') {
-            if (!(e = scan_string(s))) {
-                *why = "unterminated string";
-                goto bad;
-            }
-            x->type = J_STR;
-            x->val = s + 1;
-            x->vlen = (size_t)(e - s - 1);
-            s = e + 1;
-        } else if (*s == '[' || *s == '{') {
-            if (!(e = scan_nested(s))) {
-                *why = "unterminated array or object";
-                goto bad;
-            }
-            x->type = *s == '[' ? J_ARR : J_OBJ;
-            x->val = s;
-            x->vlen = (size_t)(e - s + 1);
-            s = e + 1;
-        } else {
-            e = s;
-            while (*e && *e != ',' && *e != '}' && *e != ' ' && *e != '\t' &&
-                   *e != '\r' && *e != '\n')
-                e++;
-            if (e == s) {
-                *why = "expected a value";
-                goto bad;
-            }
-            x->type = (*s == '-' || (*s >= '0' && *s <= '9')) ? J_NUM : J_LIT;
-            x->val = s;
-            x->vlen = (size_t)(e - s);
-            s = e;
-        }
-        s = skip_ws(s);
-        if (*s == ',') {
-            s = skip_ws(s + 1);
-            continue;
-        }
-        if (*s == '}') break;
-        *why = "expected ',' or '}'";
-        goto bad;
-    }
-end:
-    s = skip_ws(s + 1);
-    if (*s) {
-        *why = "text after the object";
-        goto bad;
-    }
-    return 0;
-bad:
-    *col = (int)(s - line) + 1;
-    return -1;
-}
-
-static const struct jfield *json_find(const struct jfield *f, int nf,
-                                      const char *key)
-{
-    size_t n = strlen(key);
-    for (int i = 0; i < nf; i++)
-        if (f[i].klen == n && memcmp(f[i].key, key, n) == 0) return &f[i];
-    return NULL;
-}
-
-/* Parses text[0..n) as one finite number. Returns 0 or -1. */
-static int parse_number(const char *text, size_t n, double *v)
-{
-    char buf[64];
-    if (n == 0 || n >= sizeof buf) return -1;
-    memcpy(buf, text, n);
-    buf[n] = '\0';
-    char *end;
-    errno = 0;
-    *v = strtod(buf, &end);
-    if (*end || errno || !isfinite(*v)) return -1;
-    return 0;
-}
+/* ---- the search log, read with cJSON ---- */
 
 /* The reader's context for error messages: file and line. */
 struct where {
@@ -194,21 +33,31 @@ static int field_err(const struct where *w, const char *key, const char *what,
                     w->line, key, what);
 }
 
-static int get_num(const struct jfield *f, int nf, const char *key,
-                   const struct where *w, double *v, char *err)
+/* The field key of object o, or NULL after an error naming it missing. */
+static const cJSON *field(const cJSON *o, const char *key,
+                          const struct where *w, char *err)
 {
-    const struct jfield *x = json_find(f, nf, key);
-    if (!x) return field_err(w, key, "missing", err);
-    if (x->type != J_NUM || parse_number(x->val, x->vlen, v))
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!x) field_err(w, key, "missing", err);
+    return x;
+}
+
+static int get_num(const cJSON *o, const char *key, const struct where *w,
+                   double *v, char *err)
+{
+    const cJSON *x = field(o, key, w, err);
+    if (!x) return ABC_EFORMAT;
+    if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
         return field_err(w, key, "expected a finite number", err);
+    *v = x->valuedouble;
     return 0;
 }
 
 /* A number that must be >= lo. */
-static int get_num_min(const struct jfield *f, int nf, const char *key,
-                       const struct where *w, double lo, double *v, char *err)
+static int get_num_min(const cJSON *o, const char *key, const struct where *w,
+                       double lo, double *v, char *err)
 {
-    int rc = get_num(f, nf, key, w, v, err);
+    int rc = get_num(o, key, w, v, err);
     if (rc) return rc;
     if (*v < lo) {
         char what[64];
@@ -219,74 +68,60 @@ static int get_num_min(const struct jfield *f, int nf, const char *key,
 }
 
 /* A non-negative integer below 2^53 (exact in a double). */
-static int get_count(const struct jfield *f, int nf, const char *key,
-                     const struct where *w, double *v, char *err)
+static int get_count(const cJSON *o, const char *key, const struct where *w,
+                     double *v, char *err)
 {
-    int rc = get_num_min(f, nf, key, w, 0, v, err);
+    int rc = get_num_min(o, key, w, 0, v, err);
     if (rc) return rc;
     if (*v != floor(*v) || *v > 9007199254740992.0)
         return field_err(w, key, "expected a non-negative integer", err);
     return 0;
 }
 
-/* An unsigned 64-bit integer (seeds exceed a double's exact range). */
-static int get_u64(const struct jfield *f, int nf, const char *key,
-                   const struct where *w, uint64_t *v, char *err)
+/* An unsigned 64-bit integer, as the nearest double (cJSON reads every
+ * number as a double; seeds are compared as doubles, see sim_log). */
+static int get_u64(const cJSON *o, const char *key, const struct where *w,
+                   double *v, char *err)
 {
-    const struct jfield *x = json_find(f, nf, key);
-    if (!x) return field_err(w, key, "missing", err);
-    char buf[32];
-    int ok = x->type == J_NUM && x->vlen < sizeof buf && x->val[0] != '-';
-    if (ok) {
-        memcpy(buf, x->val, x->vlen);
-        buf[x->vlen] = '\0';
-        char *end;
-        errno = 0;
-        *v = strtoull(buf, &end, 10);
-        ok = !*end && !errno;
-    }
-    return ok ? 0
-              : field_err(w, key, "expected an unsigned 64-bit integer", err);
+    const cJSON *x = field(o, key, w, err);
+    if (!x) return ABC_EFORMAT;
+    if (!cJSON_IsNumber(x) || !(x->valuedouble >= 0) ||
+        x->valuedouble != floor(x->valuedouble) ||
+        x->valuedouble > 18446744073709551616.0) /* 2^64-1 rounds up */
+        return field_err(w, key, "expected an unsigned 64-bit integer", err);
+    *v = x->valuedouble;
+    return 0;
 }
 
-static int get_str(const struct jfield *f, int nf, const char *key,
-                   const struct where *w, char *buf, size_t size, char *err)
+static int get_str(const cJSON *o, const char *key, const struct where *w,
+                   char *buf, size_t size, char *err)
 {
-    const struct jfield *x = json_find(f, nf, key);
-    if (!x) return field_err(w, key, "missing", err);
-    if (x->type != J_STR || x->vlen >= size)
+    const cJSON *x = field(o, key, w, err);
+    if (!x) return ABC_EFORMAT;
+    if (!cJSON_IsString(x) || strlen(x->valuestring) >= size)
         return field_err(w, key, "expected a short string", err);
-    memcpy(buf, x->val, x->vlen);
-    buf[x->vlen] = '\0';
+    memcpy(buf, x->valuestring, strlen(x->valuestring) + 1);
     return 0;
 }
 
 /* An array of integers into out[0..max); *n entries. */
-static int get_ints(const struct jfield *f, int nf, const char *key,
-                    const struct where *w, int *out, int max, int *n, char *err)
+static int get_ints(const cJSON *o, const char *key, const struct where *w,
+                    int *out, int max, int *n, char *err)
 {
-    const struct jfield *x = json_find(f, nf, key);
-    if (!x) return field_err(w, key, "missing", err);
-    if (x->type != J_ARR) return field_err(w, key, "expected an array", err);
-    const char *s = skip_ws(x->val + 1), *end = x->val + x->vlen - 1;
+    const cJSON *x = field(o, key, w, err);
+    if (!x) return ABC_EFORMAT;
+    if (!cJSON_IsArray(x)) return field_err(w, key, "expected an array", err);
     *n = 0;
-    if (s == end) return 0;
-    for (;;) {
-        const char *e = s;
-        while (e < end && *e != ',' && *e != ' ')
-            e++;
-        double v;
-        if (parse_number(s, (size_t)(e - s), &v) || v != floor(v) ||
-            fabs(v) > 1e9)
+    const cJSON *e;
+    cJSON_ArrayForEach(e, x)
+    {
+        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) ||
+            fabs(e->valuedouble) > 1e9)
             return field_err(w, key, "expected an array of integers", err);
         if (*n == max) return field_err(w, key, "too many entries", err);
-        out[(*n)++] = (int)v;
-        s = skip_ws(e);
-        if (s == end) return 0;
-        if (*s != ',')
-            return field_err(w, key, "expected an array of integers", err);
-        s = skip_ws(s + 1);
+        out[(*n)++] = (int)e->valuedouble;
     }
+    return 0;
 }
 
 static int phase_parse(const char *name, int *ph)
@@ -313,7 +148,7 @@ static int log_grow(struct sim_log *g)
     double *fit = realloc(g->fitness, sizeof(double) * cap);
     if (!fit) return -1;
     g->fitness = fit;
-    uint64_t *sd = realloc(g->seed, sizeof(uint64_t) * cap);
+    double *sd = realloc(g->seed, sizeof(double) * cap);
     if (!sd) return -1;
     g->seed = sd;
     int *ph = realloc(g->phase, sizeof(int) * cap);
@@ -327,15 +162,14 @@ static int log_grow(struct sim_log *g)
 }
 
 /* One eval line into g. */
-static int read_eval(struct sim_log *g, const struct jfield *f, int nf,
-                     const struct where *w, char *err)
+static int read_eval(struct sim_log *g, const cJSON *f, const struct where *w,
+                     char *err)
 {
     int code[COLONY_MAX_LAYERS], n = 0, rc;
-    double flops, sec, fit, cyc;
-    uint64_t seed = 0;
+    double flops, sec, fit, cyc, seed = 0;
     char ph[16];
     int phase;
-    if ((rc = get_ints(f, nf, "code", w, code, COLONY_MAX_LAYERS, &n, err)))
+    if ((rc = get_ints(f, "code", w, code, COLONY_MAX_LAYERS, &n, err)))
         return rc;
     if (n == 0) return field_err(w, "code", "empty", err);
     for (int j = 0; j < n; j++)
@@ -348,12 +182,12 @@ static int read_eval(struct sim_log *g, const struct jfield *f, int nf,
                  g->nlayers);
         return field_err(w, "code", what, err);
     }
-    if ((rc = get_count(f, nf, "flops", w, &flops, err)) ||
-        (rc = get_num_min(f, nf, "seconds", w, 0, &sec, err)) ||
-        (rc = get_num_min(f, nf, "fitness", w, 0, &fit, err)) ||
-        (rc = get_count(f, nf, "cycle", w, &cyc, err)) ||
-        (rc = get_u64(f, nf, "seed", w, &seed, err)) ||
-        (rc = get_str(f, nf, "phase", w, ph, sizeof ph, err)))
+    if ((rc = get_count(f, "flops", w, &flops, err)) ||
+        (rc = get_num_min(f, "seconds", w, 0, &sec, err)) ||
+        (rc = get_num_min(f, "fitness", w, 0, &fit, err)) ||
+        (rc = get_count(f, "cycle", w, &cyc, err)) ||
+        (rc = get_u64(f, "seed", w, &seed, err)) ||
+        (rc = get_str(f, "phase", w, ph, sizeof ph, err)))
         return rc;
     if (fit > 1) return field_err(w, "fitness", "above 1", err);
     if (cyc > COLONY_MAX_CYCLES) return field_err(w, "cycle", "too large", err);
@@ -373,19 +207,19 @@ static int read_eval(struct sim_log *g, const struct jfield *f, int nf,
     return 0;
 }
 
-static int read_done(struct sim_log *g, const struct jfield *f, int nf,
-                     const struct where *w, char *err)
+static int read_done(struct sim_log *g, const cJSON *f, const struct where *w,
+                     char *err)
 {
     char sched[16];
     double ev, here, el, ranks, busy, cpu;
     int rc;
-    if ((rc = get_str(f, nf, "schedule", w, sched, sizeof sched, err)) ||
-        (rc = get_count(f, nf, "evaluations", w, &ev, err)) ||
-        (rc = get_count(f, nf, "evaluated_here", w, &here, err)) ||
-        (rc = get_num_min(f, nf, "elapsed_s", w, 0, &el, err)) ||
-        (rc = get_count(f, nf, "ranks", w, &ranks, err)) ||
-        (rc = get_num_min(f, nf, "worker_busy", w, 0, &busy, err)) ||
-        (rc = get_num_min(f, nf, "rank0_cpu_s", w, 0, &cpu, err)))
+    if ((rc = get_str(f, "schedule", w, sched, sizeof sched, err)) ||
+        (rc = get_count(f, "evaluations", w, &ev, err)) ||
+        (rc = get_count(f, "evaluated_here", w, &here, err)) ||
+        (rc = get_num_min(f, "elapsed_s", w, 0, &el, err)) ||
+        (rc = get_count(f, "ranks", w, &ranks, err)) ||
+        (rc = get_num_min(f, "worker_busy", w, 0, &busy, err)) ||
+        (rc = get_num_min(f, "rank0_cpu_s", w, 0, &cpu, err)))
         return rc;
     if (strcmp(sched, "sync") != 0 && strcmp(sched, "async") != 0)
         return field_err(w, "schedule", "expected sync or async", err);
@@ -416,26 +250,44 @@ int sim_log_read(const char *path, struct sim_log **out, char *err)
     }
     snprintf(g->path, sizeof g->path, "%s", path);
     struct where w = {path, 0};
-    struct jfield f[JMAX_FIELDS];
     char *line = NULL;
     size_t cap = 0;
     int rc = 0;
     while (getline(&line, &cap, fp) != -1) {
         w.line++;
-        if (*skip_ws(line) == '\0') continue; /* blank line */
-        int nf, col;
-        const char *why;
-        if (json_fields(line, f, &nf, &why, &col)) {
-            rc = abc_errf(err, ABC_EFORMAT, "%s:%ld:%d: %s", path, w.line, col,
-                          why);
+        const char *s = line;
+        while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+            s++;
+        if (*s == '\0') continue; /* blank line */
+        if (*s != '{') {
+            rc = abc_errf(err, ABC_EFORMAT, "%s:%ld:%d: expected a JSON object",
+                          path, w.line, (int)(s - line) + 1);
             break;
         }
-        char event[16];
-        if ((rc = get_str(f, nf, "event", &w, event, sizeof event, err))) break;
-        if (strcmp(event, "eval") == 0)
-            rc = read_eval(g, f, nf, &w, err);
-        else if (strcmp(event, "done") == 0)
-            rc = read_done(g, f, nf, &w, err);
+        const char *end = NULL;
+        cJSON *f = cJSON_ParseWithOpts(line, &end, 0);
+        if (!f) {
+            const char *at = cJSON_GetErrorPtr();
+            int col = at && at >= line ? (int)(at - line) + 1 : 1;
+            rc = abc_errf(err, ABC_EFORMAT, "%s:%ld:%d: not valid JSON", path,
+                          w.line, col);
+            break;
+        }
+        const char *t = end;
+        while (*t == ' ' || *t == '\t' || *t == '\r' || *t == '\n')
+            t++;
+        if (*t) {
+            rc = abc_errf(err, ABC_EFORMAT, "%s:%ld:%d: text after the object",
+                          path, w.line, (int)(t - line) + 1);
+        } else {
+            char event[16];
+            rc = get_str(f, "event", &w, event, sizeof event, err);
+            if (!rc && strcmp(event, "eval") == 0)
+                rc = read_eval(g, f, &w, err);
+            else if (!rc && strcmp(event, "done") == 0)
+                rc = read_done(g, f, &w, err);
+        }
+        cJSON_Delete(f);
         if (rc) break;
     }
     if (!rc && ferror(fp)) rc = abc_errf(err, ABC_EIO, "%s: read error", path);
@@ -578,86 +430,9 @@ static void heap_free(struct heap *h)
     free(h->w);
 }
 
-/* One sync batch as search.c's dynamic queue runs it from time t0 on W
- * workers: candidate i goes to the worker free first (the lower on ties)
- * and keeps it o + dur[i] seconds. Returns the time the last result is in
- * (t0 for an empty batch). h has room for min(n, W) entries. */
-static double batch_wall(struct heap *h, double t0, const double *dur, int n,
-                         int W, double o)
-{
-    int k = n < W ? n : W;
-    double end = t0;
-    h->n = 0;
-    for (int w = 0; w < k; w++)
-        heap_push(h, t0, w);
-    for (int i = 0; i < n; i++) {
-        double t;
-        int w;
-        heap_pop(h, &t, &w);
-        t += o + dur[i];
-        if (t > end) end = t;
-        heap_push(h, t, w);
-    }
-    return end;
-}
-
 static int log_workers(const struct sim_log *g)
 {
     return g->ranks > 1 ? g->ranks - 1 : 1;
-}
-
-double sim_replay_wall(const struct sim_log *g, double o)
-{
-    int W = log_workers(g);
-    struct heap h;
-    if (heap_init(&h, W < g->n ? W : g->n)) {
-        heap_free(&h);
-        return NAN;
-    }
-    double t = 0;
-    for (int i = 0; i < g->n;) {
-        int j = i + 1;
-        if (g->async && g->phase[i] != COLONY_INIT)
-            j = g->n; /* the steady state: one queue */
-        else
-            while (j < g->n && g->phase[j] == g->phase[i] &&
-                   g->cycle[j] == g->cycle[i])
-                j++;
-        t = batch_wall(&h, t, g->seconds + i, j - i, W, o);
-        i = j;
-    }
-    heap_free(&h);
-    return t;
-}
-
-int sim_overhead_fit(const struct sim_log *g, double *o, char *err)
-{
-    *o = 0;
-    if (!g->has_done)
-        return abc_errf(err, ABC_EVALUE,
-                        "%s: no \"done\" line (an unfinished search): give "
-                        "the overhead per dispatch yourself",
-                        g->path);
-    if (g->evaluated_here != (uint64_t)g->n)
-        return abc_errf(err, ABC_EVALUE,
-                        "%s: %d eval lines but the done line says %llu "
-                        "evaluations in its session (a resumed search): give "
-                        "the overhead per dispatch yourself",
-                        g->path, g->n, (unsigned long long)g->evaluated_here);
-    double want = g->elapsed_s;
-    if (sim_replay_wall(g, 0) >= want) return 0;
-    double lo = 0, hi = want;
-    while (sim_replay_wall(g, hi) < want)
-        hi *= 2; /* monotone in o */
-    for (int it = 0; it < 100 && hi - lo > 1e-9 * (1 + hi); it++) {
-        double mid = 0.5 * (lo + hi);
-        if (sim_replay_wall(g, mid) < want)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    *o = 0.5 * (lo + hi);
-    return 0;
 }
 
 /* ---- the simulated search ---- */
@@ -696,7 +471,7 @@ static double surrogate_fitness(const struct sim_log *g, const int *code,
         long d = 0;
         for (int j = 0; j < L && (best < 0 || d <= best); j++)
             d += labs((long)x[j] - code[j]);
-        if (d == 0 && g->seed[i] == seed) return g->fitness[i];
+        if (d == 0 && g->seed[i] == (double)seed) return g->fitness[i];
         if (best < 0 || d < best) best = d, sum = 0, count = 0;
         if (d == best) sum += g->fitness[i], count++;
     }
@@ -719,6 +494,76 @@ static int eval_candidate(const struct sim_setup *s, const struct candidate *cd,
     return 0;
 }
 
+/* The virtual clock: an evaluator (evaluator.h) whose slots are virtual
+ * workers. A submitted candidate costs the overhead per dispatch plus its
+ * predicted (or, replaying a log, logged) seconds from now on; waiting advances
+ * the clock to the first finish (the lower slot on ties) and returns the
+ * surrogate fitness as the result's val_acc. */
+struct vclock {
+    struct evaluator base;
+    const struct sim_setup *s; /* the cost model and fitness surrogate */
+    const double *replay_s;    /* instead: seconds of eval_id k (a log) */
+    double o;                  /* seconds per dispatch */
+    struct heap h;             /* (finish time, slot) of the busy slots */
+    double now;                /* virtual seconds */
+    double busy_s;             /* evaluation seconds over all slots */
+    struct sim_eval *slot;     /* per slot: what it is evaluating */
+    uint64_t *id;              /* per slot: its eval_id */
+};
+
+static int vclock_submit(struct evaluator *base, int slot,
+                         const struct eval_job *job, char *err)
+{
+    struct vclock *v = (struct vclock *)base;
+    if (!job->cd)
+        return abc_errf(err, ABC_EVALUE, "simulate: a job without a candidate");
+    if (v->replay_s) {
+        v->slot[slot].dur = v->replay_s[job->cd->eval_id];
+        v->slot[slot].fitness = 0;
+    } else {
+        int rc = eval_candidate(v->s, job->cd, &v->slot[slot], err);
+        if (rc) return rc;
+    }
+    v->id[slot] = job->cd->eval_id;
+    v->busy_s += v->slot[slot].dur;
+    heap_push(&v->h, v->now + v->o + v->slot[slot].dur, slot);
+    return 0;
+}
+
+static int vclock_wait(struct evaluator *base, int *slot,
+                       struct proto_eval_result *res, char *err)
+{
+    struct vclock *v = (struct vclock *)base;
+    if (v->h.n == 0)
+        return abc_errf(err, ABC_EVALUE, "simulate: nothing to wait for");
+    heap_pop(&v->h, &v->now, slot);
+    memset(res, 0, sizeof *res);
+    res->ok = 1;
+    res->eval_id = v->id[*slot];
+    res->worker = *slot + 1;
+    res->val_acc = v->slot[*slot].fitness;
+    res->wall_s = v->slot[*slot].dur;
+    return 0;
+}
+
+static const struct evaluator_ops vclock_ops = {vclock_submit, vclock_wait};
+
+static int vclock_init(struct vclock *v, int slots)
+{
+    v->base.ops = &vclock_ops;
+    v->base.slots = slots;
+    v->slot = malloc(sizeof *v->slot * (size_t)slots);
+    v->id = malloc(sizeof *v->id * (size_t)slots);
+    return v->slot && v->id && !heap_init(&v->h, slots) ? 0 : ABC_ENOMEM;
+}
+
+static void vclock_free(struct vclock *v)
+{
+    heap_free(&v->h);
+    free(v->slot);
+    free(v->id);
+}
+
 /* Best fitness per finished cycle: r->best[k] once col->cycle reached k
  * (init counts as cycle 0, done once the init batch is applied). */
 static void note_cycles(const struct colony *col, struct sim_result *r,
@@ -730,91 +575,139 @@ static void note_cycles(const struct colony *col, struct sim_result *r,
         r->best[++*logged] = col->best_fitness;
 }
 
-/* The sync phases (all of them, or with init_only the init batch). */
-static int run_sync(const struct sim_setup *s, struct colony *col, int W,
-                    int init_only, struct heap *h, double *t,
-                    struct sim_result *r, int *logged, char *err)
+double sim_replay_wall(const struct sim_log *g, double o)
 {
-    int sn = s->p.sn;
-    double *dur = malloc(sizeof(double) * (sn + 1));
-    double *fit = malloc(sizeof(double) * (sn + 1));
-    int rc = 0;
-    if (!dur || !fit) rc = abc_errf(err, ABC_ENOMEM, "out of memory");
+    struct vclock v = {.replay_s = g->seconds, .o = o};
+    size_t m = (size_t)(g->n > 0 ? g->n : 1);
+    struct candidate *cd = calloc(m, sizeof *cd);
+    struct eval_job *jobs = calloc(m, sizeof *jobs);
+    char err[ABC_ERRLEN];
+    int rc = vclock_init(&v, log_workers(g));
+    if (!cd || !jobs) rc = ABC_ENOMEM;
+    for (int i = 0; i < g->n && !rc; i++) {
+        cd[i].eval_id = (uint64_t)i; /* the log line */
+        jobs[i].cd = &cd[i];
+    }
+    /* the batches as the search ran them: each sync phase, or the async
+     * init batch and then the steady state as one queue */
+    for (int i = 0; i < g->n && !rc;) {
+        int j = i + 1;
+        if (g->async && g->phase[i] != COLONY_INIT)
+            j = g->n;
+        else
+            while (j < g->n && g->phase[j] == g->phase[i] &&
+                   g->cycle[j] == g->cycle[i])
+                j++;
+        rc = evaluator_run(&v.base, jobs + i, j - i, NULL, NULL, NULL, err);
+        i = j;
+    }
+    vclock_free(&v);
+    free(cd);
+    free(jobs);
+    return rc ? NAN : v.now;
+}
+
+int sim_overhead_fit(const struct sim_log *g, double *o, char *err)
+{
+    *o = 0;
+    if (!g->has_done)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: no \"done\" line (an unfinished search): give "
+                        "the overhead per dispatch yourself",
+                        g->path);
+    if (g->evaluated_here != (uint64_t)g->n)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: %d eval lines but the done line says %llu "
+                        "evaluations in its session (a resumed search): give "
+                        "the overhead per dispatch yourself",
+                        g->path, g->n, (unsigned long long)g->evaluated_here);
+    double want = g->elapsed_s;
+    if (sim_replay_wall(g, 0) >= want) return 0;
+    double lo = 0, hi = want;
+    while (sim_replay_wall(g, hi) < want)
+        hi *= 2; /* monotone in o */
+    for (int it = 0; it < 100 && hi - lo > 1e-9 * (1 + hi); it++) {
+        double mid = 0.5 * (lo + hi);
+        if (sim_replay_wall(g, mid) < want)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    *o = 0.5 * (lo + hi);
+    return 0;
+}
+
+/* What the simulated search does with results. */
+struct sim_ctx {
+    struct colony *col;
+    struct sim_result *r;
+    int logged; /* cycles noted in r->best */
+};
+
+static int sim_batch_done(void *ctx, int i, const struct proto_eval_result *res,
+                          char *err)
+{
+    struct sim_ctx *x = ctx;
+    return colony_record(x->col, i, res->val_acc, err);
+}
+
+static int sim_issued(void *ctx, char *err)
+{
+    struct sim_ctx *x = ctx;
+    (void)err;
+    note_cycles(x->col, x->r, &x->logged); /* skipped scouts end cycles */
+    return 0;
+}
+
+static int sim_take(void *ctx, const struct candidate *cd,
+                    const struct proto_eval_result *res, char *err)
+{
+    struct sim_ctx *x = ctx;
+    int rc = colony_async_apply(x->col, cd->eval_id, res->val_acc, err);
+    if (!rc) note_cycles(x->col, x->r, &x->logged);
+    return rc;
+}
+
+/* The sync phases (all of them, or with init_only the init batch), each
+ * through evaluator_run as search.c's sync_step runs it. */
+static int run_sync(struct vclock *v, struct sim_ctx *x, int init_only,
+                    char *err)
+{
+    struct colony *col = x->col;
+    struct eval_job *jobs = malloc(sizeof *jobs * (size_t)(col->p.sn + 1));
+    int rc = jobs ? 0 : abc_errf(err, ABC_ENOMEM, "out of memory");
     while (!rc && !colony_done(col) &&
            (!init_only || col->phase == COLONY_INIT)) {
         const struct candidate *batch;
         int n;
         if ((rc = colony_next_batch(col, &batch, &n, err))) break;
-        for (int i = 0; i < n && !rc; i++) {
-            struct sim_eval e;
-            if ((rc = eval_candidate(s, &batch[i], &e, err))) break;
-            dur[i] = e.dur;
-            fit[i] = e.fitness;
-            r->busy_s += e.dur;
-            rc = colony_record(col, i, e.fitness, err);
-        }
-        if (rc) break;
-        *t = batch_wall(h, *t, dur, n, W, s->cost->overhead);
-        if ((rc = colony_apply(col, NULL, err))) break;
-        note_cycles(col, r, logged);
+        for (int i = 0; i < n; i++)
+            jobs[i] = (struct eval_job){.rq = NULL, .cd = &batch[i]};
+        if ((rc = evaluator_run(&v->base, jobs, n, NULL, sim_batch_done, x,
+                                err)) ||
+            (rc = colony_apply(col, NULL, err)))
+            break;
+        note_cycles(col, x->r, &x->logged);
     }
-    free(dur);
-    free(fit);
+    free(jobs);
     return rc;
 }
 
-/* The async steady state after the init batch: a free worker gets the next
- * role's candidate at once; results are applied as they finish. */
-static int run_async(const struct sim_setup *s, struct colony *col, int W,
-                     struct heap *h, double *t, struct sim_result *r,
-                     int *logged, char *err)
+/* The async steady state after the init batch, as search.c's async_run. */
+static int run_async(struct vclock *v, struct sim_ctx *x, char *err)
 {
-    int rc = colony_async_begin(col, err);
+    int rc = colony_async_begin(x->col, err);
     if (rc) return rc;
-    note_cycles(col, r, logged);
-    uint64_t *id = malloc(sizeof(uint64_t) * W);
-    double *fit = malloc(sizeof(double) * W);
-    unsigned char *busy = calloc((size_t)W, 1);
-    if (!id || !fit || !busy) rc = abc_errf(err, ABC_ENOMEM, "out of memory");
-    h->n = 0;
-    int more = 1; /* the colony may still have roles to issue */
-    while (!rc) {
-        /* fill the idle workers in order, as search.c's async_fill */
-        for (int w = 0; w < W && more && !rc; w++) {
-            if (busy[w]) continue;
-            const struct candidate *cd;
-            if ((rc = colony_async_next(col, &cd, err)) < 0) break;
-            rc = 0;
-            note_cycles(col, r, logged); /* skipped scouts end cycles */
-            if (!cd) {
-                more = 0;
-                break;
-            }
-            struct sim_eval e;
-            if ((rc = eval_candidate(s, cd, &e, err))) break;
-            id[w] = cd->eval_id;
-            fit[w] = e.fitness;
-            busy[w] = 1;
-            r->busy_s += e.dur;
-            heap_push(h, *t + s->cost->overhead + e.dur, w);
-        }
-        if (rc || h->n == 0) break;
-        int w;
-        heap_pop(h, t, &w);
-        busy[w] = 0;
-        if ((rc = colony_async_apply(col, id[w], fit[w], err))) break;
-        note_cycles(col, r, logged);
-        more = 1;
-    }
-    if (!rc && !colony_done(col))
-        rc = abc_errf(err, ABC_EVALUE,
-                      "simulated async search: nothing in flight, but not "
-                      "done (cycle %d)",
-                      col->cycle);
-    free(id);
-    free(fit);
-    free(busy);
-    return rc;
+    note_cycles(x->col, x->r, &x->logged);
+    static const struct evaluator_async_hooks hooks = {NULL, sim_issued,
+                                                       sim_take};
+    if ((rc = evaluator_run_async(&v->base, x->col, &hooks, x, err))) return rc;
+    if (!colony_done(x->col))
+        return abc_errf(err, ABC_EVALUE,
+                        "simulated async search: nothing in flight, but not "
+                        "done (cycle %d)",
+                        x->col->cycle);
+    return 0;
 }
 
 int sim_run(const struct sim_setup *s, int workers, int async,
@@ -834,22 +727,20 @@ int sim_run(const struct sim_setup *s, int workers, int async,
     r->ncycles = s->p.max_cycles + 1;
     r->best = calloc((size_t)r->ncycles, sizeof(double));
     if (!r->best) return abc_errf(err, ABC_ENOMEM, "out of memory");
-    struct colony *col = NULL;
-    struct heap h = {0};
-    int rc = colony_create(&col, &s->p, err);
-    if (rc) goto out;
-    int hcap = workers < s->p.sn + 1 ? workers : s->p.sn + 1;
-    if (async) hcap = workers;
-    if (heap_init(&h, hcap)) {
+    struct vclock v = {.s = s, .o = s->cost->overhead};
+    struct sim_ctx x = {.r = r, .logged = -1};
+    int rc = 0;
+    if (vclock_init(&v, workers)) {
         rc = abc_errf(err, ABC_ENOMEM, "out of memory");
         goto out;
     }
-    double t = 0;
-    int logged = -1;
-    rc = run_sync(s, col, workers, async, &h, &t, r, &logged, err);
-    if (!rc && async && !colony_done(col))
-        rc = run_async(s, col, workers, &h, &t, r, &logged, err);
+    if ((rc = colony_create(&x.col, &s->p, err))) goto out;
+    rc = run_sync(&v, &x, async, err);
+    if (!rc && async && !colony_done(x.col)) rc = run_async(&v, &x, err);
     if (rc) goto out;
+    struct colony *col = x.col;
+    double t = v.now;
+    r->busy_s = v.busy_s;
     r->wall_s = t;
     r->evaluations = col->evaluations;
     r->util = t > 0 ? r->busy_s / (workers * t) : 0;
@@ -862,8 +753,8 @@ int sim_run(const struct sim_setup *s, int workers, int async,
     }
     r->best_flops = macs;
 out:
-    heap_free(&h);
-    colony_destroy(col);
+    vclock_free(&v);
+    colony_destroy(x.col);
     if (rc) sim_result_free(r);
     return rc;
 }

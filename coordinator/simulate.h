@@ -46,12 +46,14 @@ struct sim_log {
     int64_t *flops;  /* per eval line */
     double *seconds; /* the worker's wall time of the evaluation */
     double *fitness;
-    uint64_t *seed; /* the evaluation's seed */
-    int *phase;     /* enum colony_phase of the line (async lines: their
-                       role's phase) */
-    int *cycle;     /* the line's "cycle" (0 = init) */
-    int has_done;   /* a done line was read: the fields below are set */
-    int async;      /* its schedule */
+    double *seed; /* the evaluation's seed, as the nearest double (JSON
+                     numbers are read as doubles; two of the 2^64 seeds
+                     share a double only when within ~2^11 of each other) */
+    int *phase;   /* enum colony_phase of the line (async lines: their
+                     role's phase) */
+    int *cycle;   /* the line's "cycle" (0 = init) */
+    int has_done; /* a done line was read: the fields below are set */
+    int async;    /* its schedule */
     int ranks;
     uint64_t evaluations;    /* the colony's, over all sessions */
     uint64_t evaluated_here; /* by the session that wrote the done line */

@@ -42,6 +42,14 @@ options:
              default out_dir, so a baseline trained there is reused)
   -b BINARY  abcprune binary (default build/abcprune)
   -M CMD     MPI launcher (default "mpirun --oversubscribe --allow-run-as-root")
+  -A OPTS    submit to Slurm instead of running here: a baseline job, then
+             the points (target x seed) as a job array (--array, one point
+             per task, RANKS tasks each, logs OUT/slurm/point_%A_%a.log)
+             after it (--dependency=afterok), then the report job after the
+             array. OPTS are more sbatch options for every job ("" for
+             none), e.g. -A "-p batch --time=120". Each point records its
+             Slurm job, array ids and node list (OUT/t*/s*/slurm.txt, and
+             the search log's done line).
   -h         this help
 Lists are comma-separated. Extra --set options for every run go after --:
   deploy/compare.sh -t 0.3,0.5 configs/compare.yaml -- --set finetune.epochs=2
@@ -52,7 +60,15 @@ die() { echo "compare.sh: $*" >&2; exit 2; }
 
 targets=0.5 seeds=1,2 methods=abc,randsearch,slim,lasso,uniform,random ranks=3 wthreads=1
 out="" bin=build/abcprune mpirun_cmd="mpirun --oversubscribe --allow-run-as-root"
-while getopts ":t:s:m:n:w:o:b:M:h" opt; do
+slurm=0 sbatch_opts=""
+argv=("$@") # for the jobs that -A submits: the same command, one stage each
+# COMPARE_STAGE (set in those jobs): baseline | point (the array task's
+# point) | report; unset: all of it here.
+stage=${COMPARE_STAGE:-all}
+case $stage in all | baseline | point | report) ;;
+  *) echo "compare.sh: COMPARE_STAGE=$stage: expected baseline, point or report" >&2; exit 2 ;;
+esac
+while getopts ":t:s:m:n:w:o:b:M:A:h" opt; do
   case $opt in
     t) targets=$OPTARG ;;
     s) seeds=$OPTARG ;;
@@ -62,6 +78,7 @@ while getopts ":t:s:m:n:w:o:b:M:h" opt; do
     o) out=$OPTARG ;;
     b) bin=$OPTARG ;;
     M) mpirun_cmd=$OPTARG ;;
+    A) slurm=1 sbatch_opts=$OPTARG ;;
     h) usage; exit 0 ;;
     :) die "-$OPTARG needs a value (see -h)" ;;
     *) die "unknown option -$OPTARG (see -h)" ;;
@@ -119,13 +136,66 @@ run_timed() {
   awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }' >"$file"
 }
 
-echo "== baseline: $bin --out $out train $config"
-"$bin" --out "$out" "${extra[@]}" train "$config"
+# The points in order: point k is targets[k / seeds] x seeds[k % seeds].
+npoints=$((${#target_list[@]} * ${#seed_list[@]}))
 
+if [ "$slurm" = 1 ] && [ "$stage" = all ]; then
+  command -v sbatch >/dev/null || die "-A: sbatch not found (is this a Slurm cluster?)"
+  read -r -a sbatch_argv <<<"$sbatch_opts"
+  mkdir -p "$out/slurm"
+  self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+  # the same command without -A, as each job's one stage
+  again=()
+  skip_next=0
+  for a in "${argv[@]}"; do
+    if [ $skip_next = 1 ]; then skip_next=0; continue; fi
+    case $a in -A) skip_next=1; continue ;; -A*) continue ;; esac
+    again+=("$a")
+  done
+  job() { # job STAGE SBATCH-OPTIONS...: submits one stage, prints its id
+    local st=$1
+    shift
+    sbatch --parsable "${sbatch_argv[@]}" "$@" \
+      --export=ALL,COMPARE_STAGE="$st" \
+      --wrap "$(printf '%q ' bash "$self" "${again[@]}")"
+  }
+  jb=$(job baseline --job-name=compare-baseline \
+    --output="$out/slurm/baseline_%j.log") || die "sbatch of the baseline job failed"
+  ja=$(job point --job-name=compare-point --array="0-$((npoints - 1))" \
+    --ntasks="$ranks" --dependency="afterok:$jb" \
+    --output="$out/slurm/point_%A_%a.log") || die "sbatch of the point array failed"
+  jr=$(job report --job-name=compare-report --dependency="afterok:$ja" \
+    --output="$out/slurm/report_%j.log") || die "sbatch of the report job failed"
+  printf 'baseline %s\npoints %s 0-%d\nreport %s\n' "$jb" "$ja" \
+    "$((npoints - 1))" "$jr" >"$out/slurm/jobs.txt"
+  echo "compare.sh: submitted baseline job $jb, points as array job $ja (tasks 0-$((npoints - 1)), logs $out/slurm/point_${ja}_<task>.log), report job $jr after them"
+  exit 0
+fi
+
+if [ "$stage" = all ] || [ "$stage" = baseline ]; then
+  echo "== baseline: $bin --out $out train $config"
+  "$bin" --out "$out" "${extra[@]}" train "$config"
+fi
+only=-1 # the point of an array task, or -1: all
+if [ "$stage" = point ]; then
+  only=${SLURM_ARRAY_TASK_ID:-}
+  [[ $only =~ ^[0-9]+$ ]] && [ "$only" -lt "$npoints" ] ||
+    die "COMPARE_STAGE=point needs SLURM_ARRAY_TASK_ID in 0..$((npoints - 1)), got '$only'"
+fi
+
+k=-1
 for t in "${target_list[@]}"; do
   for s in "${seed_list[@]}"; do
+    k=$((k + 1))
+    [ "$stage" = baseline ] || [ "$stage" = report ] && continue
+    [ "$only" -ge 0 ] && [ "$k" -ne "$only" ] && continue
     p="$out/t$t/s$s"
     mkdir -p "$p"
+    if [ -n "${SLURM_JOB_ID:-}" ]; then
+      printf 'slurm_job_id %s\nslurm_array_job_id %s\nslurm_array_task_id %s\nslurm_job_nodelist %s\n' \
+        "$SLURM_JOB_ID" "${SLURM_ARRAY_JOB_ID:-}" "${SLURM_ARRAY_TASK_ID:-}" \
+        "${SLURM_JOB_NODELIST:-}" >"$p/slurm.txt"
+    fi
     ln -f "$out/baseline.ckpt" "$p/baseline.ckpt" 2>/dev/null ||
       cp "$out/baseline.ckpt" "$p/baseline.ckpt"
     sets=(--set "seed=$s" --set "prune.flops_target=$t" "${extra[@]}")
@@ -148,6 +218,7 @@ for t in "${target_list[@]}"; do
   done
 done
 
+[ "$stage" = all ] || [ "$stage" = report ] || exit 0
 /usr/bin/python3 "$here/compare_report.py" "$out"
 if command -v gnuplot >/dev/null; then
   gnuplot -e "datafile='$out/compare_means.dat'; methods='$(cat "$out/compare_methods.txt")'; outfile='$out/accuracy_vs_flops.png'" \

@@ -40,6 +40,14 @@ usage: deploy/scaling-study.sh [options] CONFIG
   --mpi-flags FLAGS   flags before the binary (default
                       "--oversubscribe --allow-run-as-root")
   --no-plots          skip gnuplot
+  --slurm OPTS        submit to Slurm instead of running here: the baseline
+                      job, the points as a job array (--array, one point per
+                      task with max(--ranks) tasks, logs
+                      OUT/slurm/point_%A_%a.log) after it, then the tables,
+                      simulation and plots as a job after the array
+                      (--dependency=afterok). OPTS: more sbatch options for
+                      every job ("" for none), e.g. "-p batch --time=60".
+                      Each point's search log records its Slurm ids.
   -h, --help          this help
 Lists are comma-separated positive integers (schedules: names).
 USAGE
@@ -56,6 +64,14 @@ out=runs/scaling baseline="" sim_workers=1,2,4,8,16,32,64,128,256,512,1024
 sim_sns="" sim_log="" exe="$here/../build/abcprune" mpiexec=mpirun
 mpi_flags="--oversubscribe --allow-run-as-root" plots=1 config=""
 sets=()
+slurm=0 sbatch_opts=""
+argv=("$@") # for the jobs --slurm submits: the same command, one stage each
+# SCALING_STAGE (set in those jobs): baseline | point (the array task's
+# point) | report; unset: all of it here.
+stage=${SCALING_STAGE:-all}
+case $stage in all | baseline | point | report) ;;
+  *) echo "scaling-study.sh: SCALING_STAGE=$stage: expected baseline, point or report" >&2; exit 2 ;;
+esac
 while [ $# -gt 0 ]; do
   case "$1" in
     --sn) need "$@"; intlist "$1" "$2"; sns="$2"; shift 2 ;;
@@ -80,6 +96,8 @@ while [ $# -gt 0 ]; do
     --mpi-flags) [ $# -ge 2 ] || die "--mpi-flags needs a value"
       mpi_flags="$2"; shift 2 ;;
     --no-plots) plots=0; shift ;;
+    --slurm) [ $# -ge 2 ] || die "--slurm needs a value (\"\" for no options)"
+      slurm=1; sbatch_opts="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) die "unknown option '$1'" ;;
     *) [ -z "$config" ] || die "one CONFIG only ('$config', then '$1')"
@@ -109,20 +127,67 @@ export OMP_NUM_THREADS="$threads"
 mkdir -p "$out/points" "$out/validation"
 
 # 1. The baseline, once.
+npoints=$((${#SN[@]} * ${#RANKS[@]} * ${#SEEDS[@]} * ${#SCHED[@]}))
+if [ "$slurm" = 1 ] && [ "$stage" = all ]; then
+  command -v sbatch >/dev/null || die "--slurm: sbatch not found (is this a Slurm cluster?)"
+  read -r -a sbatch_argv <<<"$sbatch_opts"
+  mkdir -p "$out/slurm"
+  self="$here/$(basename "${BASH_SOURCE[0]}")"
+  again=() # the same command without --slurm
+  skip_next=0
+  for a in "${argv[@]}"; do
+    if [ $skip_next = 1 ]; then skip_next=0; continue; fi
+    [ "$a" = --slurm ] && { skip_next=1; continue; }
+    again+=("$a")
+  done
+  job() { # job STAGE SBATCH-OPTIONS...: submits one stage, prints its id
+    local st=$1
+    shift
+    sbatch --parsable "${sbatch_argv[@]}" "$@" --export=ALL,SCALING_STAGE="$st" \
+      --wrap "$(printf '%q ' bash "$self" "${again[@]}")"
+  }
+  maxr=$(printf '%s\n' "${RANKS[@]}" | sort -n | tail -n 1)
+  dep=()
+  if [ -z "$baseline" ]; then
+    jb=$(job baseline --job-name=scaling-baseline \
+      --output="$out/slurm/baseline_%j.log") || die "sbatch of the baseline job failed"
+    dep=(--dependency="afterok:$jb")
+  fi
+  ja=$(job point --job-name=scaling-point --array="0-$((npoints - 1))" \
+    --ntasks="$maxr" "${dep[@]}" --output="$out/slurm/point_%A_%a.log") ||
+    die "sbatch of the point array failed"
+  jr=$(job report --job-name=scaling-report --dependency="afterok:$ja" \
+    --output="$out/slurm/report_%j.log") || die "sbatch of the report job failed"
+  printf 'baseline %s\npoints %s 0-%d\nreport %s\n' "${jb:-}" "$ja" \
+    "$((npoints - 1))" "$jr" >"$out/slurm/jobs.txt"
+  echo "scaling-study: submitted ${jb:+baseline job $jb, }points as array job $ja (tasks 0-$((npoints - 1)), logs $out/slurm/point_${ja}_<task>.log), report job $jr after them" >&2
+  exit 0
+fi
+only=-1 # the point of an array task, or -1: all
+if [ "$stage" = point ]; then
+  only=${SLURM_ARRAY_TASK_ID:-}
+  [[ $only =~ ^[0-9]+$ ]] && [ "$only" -lt "$npoints" ] ||
+    die "SCALING_STAGE=point needs SLURM_ARRAY_TASK_ID in 0..$((npoints - 1)), got '$only'"
+fi
+
+own_base=0
 if [ -z "$baseline" ]; then
   baseline="$out/baseline/baseline.ckpt"
+  own_base=1
+fi
+if [ "$own_base" = 1 ] && { [ "$stage" = all ] || [ "$stage" = baseline ]; }; then
   echo "scaling-study: baseline -> $baseline" >&2
   "$exe" --out "$out/baseline" "${sets[@]}" train "$config" \
     >"$out/baseline.log" 2>&1 ||
     { echo "scaling-study.sh: training the baseline failed, see $out/baseline.log" >&2; exit 1; }
 fi
+[ "$stage" = baseline ] && exit 0
 
 # 2. The real sweep.
 workers_of() { if [ "$1" -gt 1 ]; then echo $(($1 - 1)); else echo 1; fi; }
 name_of() { echo "sn$1_r$2_$3_s$4"; } # sn ranks schedule seed
-npoints=$((${#SN[@]} * ${#RANKS[@]} * ${#SEEDS[@]} * ${#SCHED[@]}))
 k=0
-: >"$out/points.txt"
+[ "$stage" = point ] || : >"$out/points.txt"
 for sn in "${SN[@]}"; do
   for r in "${RANKS[@]}"; do
     for sch in "${SCHED[@]}"; do
@@ -130,7 +195,12 @@ for sn in "${SN[@]}"; do
         k=$((k + 1))
         name=$(name_of "$sn" "$r" "$sch" "$seed")
         dir="$out/points/$name"
-        echo "$sn $r $(workers_of "$r") $threads $sch $seed points/$name" >>"$out/points.txt"
+        if [ "$stage" = point ]; then
+          [ $((k - 1)) -eq "$only" ] || continue
+        else
+          echo "$sn $r $(workers_of "$r") $threads $sch $seed points/$name" >>"$out/points.txt"
+        fi
+        [ "$stage" = report ] && continue # the array ran them
         if grep -qs '"event":"done"' "$dir/search.jsonl"; then
           echo "scaling-study: point $k/$npoints $name: done before, kept" >&2
           continue
@@ -148,6 +218,7 @@ for sn in "${SN[@]}"; do
     done
   done
 done
+[ "$stage" = point ] && exit 0
 "$py" "$collect" real "$out"
 
 # 3. The simulated sweep, from one real run's log.

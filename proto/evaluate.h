@@ -29,10 +29,12 @@ void proto_budget_to_config(struct fitness_config *f,
  * and fills res, ok or with the error text: a failed evaluation (bad
  * structure, NaN loss, no memory) is a result, not a failure of the caller.
  * rank goes into res->worker. stop (may be NULL) cuts the training short;
- * returns ABC_ESTOPPED then (res not meaningful), else 0. */
+ * returns ABC_ESTOPPED then (res not meaningful), else 0. With dp (an
+ * evaluation group, groups.h) the training is data-parallel over its ranks
+ * and the call is COLLECTIVE over them; NULL: this rank alone. */
 int proto_evaluate(const struct proto_eval_request *rq,
                    const struct model *pretrained, enum filter_init how,
-                   const struct data_splits *d, int rank,
+                   const struct data_splits *d, struct train_dp *dp, int rank,
                    const volatile sig_atomic_t *stop,
                    struct proto_eval_result *res);
 

@@ -26,6 +26,8 @@ const char *proto_type_name(enum proto_type t)
         return "eval_result";
     case PROTO_SHUTDOWN:
         return "shutdown";
+    case PROTO_TRAIN_PHASE:
+        return "train_phase";
     }
     return "?";
 }
@@ -174,7 +176,7 @@ static int read_header(const msgpack_object *o, const char *what,
                         "%s: field \"type\": expected a str, got %s", what,
                         mpread_type_name(type->type));
     static const enum proto_type all[] = {PROTO_EVAL_REQUEST, PROTO_EVAL_RESULT,
-                                          PROTO_SHUTDOWN};
+                                          PROTO_SHUTDOWN, PROTO_TRAIN_PHASE};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (mpread_str_eq(type, proto_type_name(all[i]))) {
             *t = all[i];
@@ -200,6 +202,8 @@ enum field_kind {
     F_PHASE,     /* enum proto_phase as its name */
     F_STRUCTURE, /* int[PROTO_MAX_LAYERS] at off, count (int) at off2 */
     F_BUDGET,    /* struct proto_budget as a nested map */
+    F_INTLIST,   /* int[cap] at off, count (int, 0..cap) at off2, each
+                    entry in [ilo, ihi] */
 };
 
 struct field {
@@ -252,15 +256,16 @@ struct table {
 
 static const struct field budget_fields[] = {
     FINT("train_images", struct proto_budget, train_images, 1, INT32_MAX),
-    FINT("epochs", struct proto_budget, epochs, 0, INT32_MAX),
-    FINT("steps", struct proto_budget, steps, 0, INT32_MAX),
+    FINT("epochs", struct proto_budget, epochs, 0, PROTO_MAX_EPOCHS),
+    FINT("steps", struct proto_budget, steps, 0, PROTO_MAX_STEPS),
     FINT("batch", struct proto_budget, batch, 1, PROTO_MAX_BATCH),
     FF64("lr", struct proto_budget, lr, 0, 1, DBL_MAX, 0),
     FF64("momentum", struct proto_budget, momentum, 0, 0, 1, 1),
     FF64("weight_decay", struct proto_budget, weight_decay, 0, 0, DBL_MAX, 0),
     FINT("val_images", struct proto_budget, val_images, 0, INT32_MAX),
     FINT("proxy", struct proto_budget, proxy, 0, 1),
-    FINT("bn_batches", struct proto_budget, bn_batches, 1, INT32_MAX),
+    FINT("bn_batches", struct proto_budget, bn_batches, 1,
+         PROTO_MAX_BN_BATCHES),
 };
 static const struct table budget_table = {
     "budget", budget_fields, sizeof budget_fields / sizeof budget_fields[0]};
@@ -315,6 +320,41 @@ static const struct field shutdown_fields[] = {
 static const struct table shutdown_table = {"shutdown", shutdown_fields,
                                             sizeof shutdown_fields /
                                                 sizeof shutdown_fields[0]};
+
+#define TP struct proto_train_phase
+static const struct field train_phase_fields[] = {
+    FHEAD("type", F_TYPE),
+    FHEAD("version", F_VERSION),
+    FU64("seed", TP, seed),
+    FINT("epochs", TP, epochs, 1, INT32_MAX),
+    FINT("batch", TP, batch, 1, PROTO_MAX_BATCH),
+    FF64("lr", TP, lr, 0, 1, DBL_MAX, 0),
+    FF64("momentum", TP, momentum, 0, 0, 1, 1),
+    FBOOL("nesterov", TP, nesterov),
+    FF64("weight_decay", TP, weight_decay, 0, 0, DBL_MAX, 0),
+    FINT("schedule", TP, schedule, 0, 2),
+    {.name = "milestones",
+     .kind = F_INTLIST,
+     .off = offsetof(TP, milestones),
+     .off2 = offsetof(TP, nmilestones),
+     .ilo = 0,
+     .ihi = INT32_MAX,
+     .cap = PROTO_MAX_MILESTONES},
+    FF64("gamma", TP, gamma, 0, 0, DBL_MAX, 0),
+    FINT("warmup_epochs", TP, warmup_epochs, 0, INT32_MAX),
+    FINT("stop_at_epoch", TP, stop_at_epoch, 0, INT32_MAX),
+    FI64("stop_at_step", TP, stop_at_step, 0, INT64_MAX),
+    FBOOL("skip_val", TP, skip_val),
+    FF64("sparsity", TP, sparsity, 0, 0, DBL_MAX, 0),
+    FBOOL("sparsity_all_bn", TP, sparsity_all_bn),
+    FINT("train_images", TP, train_images, 1, INT32_MAX),
+    FINT("val_images", TP, val_images, 0, INT32_MAX),
+    FU64("data_crc", TP, data_crc),
+};
+#undef TP
+static const struct table train_phase_table = {
+    "train_phase", train_phase_fields,
+    sizeof train_phase_fields / sizeof train_phase_fields[0]};
 
 /* ---- validation of values (shared by pack and unpack) ------------------- */
 
@@ -412,6 +452,19 @@ static int check_struct(const char *what, const char *prefix,
         case F_BUDGET:
             rc = check_struct(what, "budget.", &budget_table, p, err);
             break;
+        case F_INTLIST: {
+            int cnt = *(const int *)(base + f->off2);
+            if (cnt < 0 || (size_t)cnt > f->cap) {
+                rc = abc_errf(err, ABC_EVALUE,
+                              "%s: field \"%s%s\": %d entries, expected "
+                              "0..%zu",
+                              what, prefix, f->name, cnt, f->cap);
+                break;
+            }
+            for (int j = 0; j < cnt && !rc; j++)
+                rc = check_int(what, prefix, f, ((const int *)p)[j], err);
+            break;
+        }
         }
         if (rc) return rc;
     }
@@ -487,6 +540,13 @@ static int pack_table(msgpack_packer *pk, const struct table *t, const void *s)
         case F_BUDGET:
             rc = pack_table(pk, &budget_table, p);
             break;
+        case F_INTLIST: {
+            int cnt = *(const int *)(base + f->off2);
+            rc = msgpack_pack_array(pk, (size_t)cnt);
+            for (int j = 0; j < cnt && !rc; j++)
+                rc = msgpack_pack_int(pk, ((const int *)p)[j]);
+            break;
+        }
         }
         if (rc) return -1;
     }
@@ -540,6 +600,12 @@ int proto_pack_shutdown(const struct proto_shutdown *m, msgpack_sbuffer *out,
                         char *err)
 {
     return pack_message(&shutdown_table, m, out, err);
+}
+
+int proto_pack_train_phase(const struct proto_train_phase *m,
+                           msgpack_sbuffer *out, char *err)
+{
+    return pack_message(&train_phase_table, m, out, err);
 }
 
 /* ---- unpacking ---------------------------------------------------------- */
@@ -678,6 +744,27 @@ static int decode_field(const char *what, const char *prefix,
             return wrong_type(what, prefix, f->name, "a map", o, err);
         return decode_map(what, "budget.", &budget_table, &o->via.map, p, NULL,
                           err);
+    case F_INTLIST: {
+        if (o->type != MSGPACK_OBJECT_ARRAY)
+            return wrong_type(what, prefix, f->name, "an array", o, err);
+        uint32_t n = o->via.array.size;
+        if (n > f->cap)
+            return abc_errf(err, ABC_EVALUE,
+                            "%s: field \"%s%s\": %u entries, expected 0..%zu",
+                            what, prefix, f->name, n, f->cap);
+        int *c = p;
+        for (uint32_t i = 0; i < n; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "%s[%u]", f->name, i);
+            int64_t v = 0;
+            int rc =
+                get_int(what, prefix, name, f, &o->via.array.ptr[i], &v, err);
+            if (rc) return rc;
+            c[i] = (int)v;
+        }
+        *(int *)(base + f->off2) = (int)n;
+        return 0;
+    }
     }
     return abc_errf(err, ABC_EFORMAT, "%s: field \"%s%s\": bad table", what,
                     prefix, f->name);
@@ -781,6 +868,14 @@ int proto_unpack_shutdown(const char *buf, size_t len, struct proto_shutdown *m,
     memset(m, 0, sizeof *m);
     return unpack_message(&shutdown_table, PROTO_SHUTDOWN, buf, len, m, NULL,
                           err);
+}
+
+int proto_unpack_train_phase(const char *buf, size_t len,
+                             struct proto_train_phase *m, char *err)
+{
+    memset(m, 0, sizeof *m);
+    return unpack_message(&train_phase_table, PROTO_TRAIN_PHASE, buf, len, m,
+                          NULL, err);
 }
 
 int proto_peek_type(const char *buf, size_t len, enum proto_type *t, char *err)

@@ -18,6 +18,11 @@
 #define PROTO_MAX_LAYERS 256     /* entries of a structure vector */
 #define PROTO_MAX_CHANNELS 65536 /* kept channels of one layer */
 #define PROTO_MAX_BATCH 65536
+/* Training a budget may ask for (the config's own limits): larger values
+ * are refused on pack and unpack, naming the field and the limit. */
+#define PROTO_MAX_EPOCHS 100000
+#define PROTO_MAX_STEPS 100000000
+#define PROTO_MAX_BN_BATCHES 100000
 #define PROTO_MAX_ERROR 1024    /* bytes of an eval_result error text */
 #define PROTO_MAX_REASON 256    /* bytes of a shutdown reason */
 #define PROTO_MAX_MESSAGE 65536 /* bytes of any encoded message */
@@ -27,6 +32,7 @@ enum proto_type {
     PROTO_EVAL_REQUEST = 1,
     PROTO_EVAL_RESULT = 2,
     PROTO_SHUTDOWN = 3,
+    PROTO_TRAIN_PHASE = 4,
 };
 
 /* The ABC phase that produced a candidate (logging only). */
@@ -37,7 +43,8 @@ enum proto_phase {
     PROTO_PHASE_SCOUT = 3,
 };
 
-/* "eval_request", "eval_result", "shutdown"; "?" for anything else. */
+/* "eval_request", "eval_result", "shutdown", "train_phase"; "?" for
+ * anything else. */
 const char *proto_type_name(enum proto_type t);
 /* "init", "employed", "onlooker", "scout"; "?" for anything else. */
 const char *proto_phase_name(enum proto_phase p);
@@ -48,15 +55,16 @@ int proto_phase_parse(const char *name, enum proto_phase *out);
  * and on unpack) in the comments. */
 struct proto_budget {
     int train_images;    /* >= 1: training images used (INT32_MAX: all) */
-    int epochs;          /* >= 0 */
-    int steps;           /* >= 0; > 0 overrides epochs */
+    int epochs;          /* 0..PROTO_MAX_EPOCHS */
+    int steps;           /* 0..PROTO_MAX_STEPS; > 0 overrides epochs */
     int batch;           /* 1..PROTO_MAX_BATCH */
     double lr;           /* finite, > 0 */
     double momentum;     /* [0, 1) */
     double weight_decay; /* finite, >= 0 */
     int val_images;      /* >= 0; 0 = the whole validation split */
     int proxy;           /* enum fitness_proxy: 0 train, 1 adaptive_bn */
-    int bn_batches;      /* >= 1: adaptive_bn's recalibration batches */
+    int bn_batches;      /* 1..PROTO_MAX_BN_BATCHES: adaptive_bn's
+                            recalibration batches */
 };
 
 /* Rank 0 -> worker: evaluate one structure. */
@@ -91,6 +99,35 @@ struct proto_eval_result {
                                         bytes, no NUL inside */
 };
 
+/* Rank 0 -> every other rank (broadcast, proto/dp.h): join one data-
+ * parallel training. The model and its training state follow as a
+ * checkpoint; the schedule is the train_config's (train/train.h), the
+ * data is the receiver's own split of the same config, checked by size
+ * and CRC-32. Ranges (checked on pack and unpack) in the comments. */
+#define PROTO_MAX_MILESTONES 64
+struct proto_train_phase {
+    uint64_t seed;       /* the training's seed (shuffling, augmentation) */
+    int epochs;          /* 1..INT32_MAX */
+    int batch;           /* 1..PROTO_MAX_BATCH: the global batch */
+    double lr;           /* finite, > 0 */
+    double momentum;     /* [0, 1) */
+    int nesterov;        /* 0 or 1 */
+    double weight_decay; /* finite, >= 0 */
+    int schedule;        /* enum lr_schedule: 0..2 */
+    int nmilestones;     /* 0..PROTO_MAX_MILESTONES */
+    int milestones[PROTO_MAX_MILESTONES]; /* each >= 0 */
+    double gamma;                         /* finite, >= 0 */
+    int warmup_epochs;                    /* >= 0 */
+    int stop_at_epoch;                    /* >= 0 (train_io) */
+    int64_t stop_at_step;                 /* >= 0 (train_io) */
+    int skip_val;                         /* 0 or 1 (train_io) */
+    double sparsity;     /* finite, >= 0: slimming's s (0: none) */
+    int sparsity_all_bn; /* 0 or 1 */
+    int train_images;    /* >= 1: size of the training split */
+    int val_images;      /* >= 0: size of the validation split */
+    uint64_t data_crc;   /* CRC-32 of both splits' images and labels */
+};
+
 /* Rank 0 -> worker: leave the message loop. */
 struct proto_shutdown {
     char reason[PROTO_MAX_REASON + 1]; /* optional; "" = not sent */
@@ -106,6 +143,8 @@ int proto_pack_eval_result(const struct proto_eval_result *m,
                            msgpack_sbuffer *out, char *err);
 int proto_pack_shutdown(const struct proto_shutdown *m, msgpack_sbuffer *out,
                         char *err);
+int proto_pack_train_phase(const struct proto_train_phase *m,
+                           msgpack_sbuffer *out, char *err);
 
 /* Unpacking. Each decodes exactly one message of its type from buf[0..len)
  * into *m (zeroed first; it copies everything out, buf is not kept).
@@ -121,6 +160,8 @@ int proto_unpack_eval_result(const char *buf, size_t len,
                              struct proto_eval_result *m, char *err);
 int proto_unpack_shutdown(const char *buf, size_t len, struct proto_shutdown *m,
                           char *err);
+int proto_unpack_train_phase(const char *buf, size_t len,
+                             struct proto_train_phase *m, char *err);
 
 /* Reads the type of a message (checking that it is well-formed msgpack, a
  * map, of a known type and of this version; the other fields are checked

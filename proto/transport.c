@@ -99,6 +99,15 @@ int proto_recv_or_stop(MPI_Comm comm, int source, int tag,
                        const volatile sig_atomic_t *stop, char **buf,
                        size_t *len, int *src_out, int *tag_out, char *err)
 {
+    return proto_recv_until(comm, source, tag, stop, 0, buf, len, src_out,
+                            tag_out, err);
+}
+
+int proto_recv_until(MPI_Comm comm, int source, int tag,
+                     const volatile sig_atomic_t *stop, double deadline,
+                     char **buf, size_t *len, int *src_out, int *tag_out,
+                     char *err)
+{
     *buf = NULL;
     *len = 0;
     MPI_Status st;
@@ -107,6 +116,10 @@ int proto_recv_or_stop(MPI_Comm comm, int source, int tag,
         if (stop && *stop)
             return abc_errf(err, ABC_ESTOPPED,
                             "rank %d: receive stopped by the stop flag",
+                            comm_rank(comm));
+        if (deadline > 0 && MPI_Wtime() > deadline)
+            return abc_errf(err, ABC_ETIMEOUT,
+                            "rank %d: nothing received by the deadline",
                             comm_rank(comm));
         int flag = 0;
         int rc = MPI_Iprobe(source, tag, comm, &flag, &st);
@@ -218,6 +231,20 @@ int proto_barrier(MPI_Comm comm, char *err)
     int rc = MPI_Ibarrier(comm, &req);
     if (rc != MPI_SUCCESS) return mpi_fail(comm, rc, err, "MPI_Ibarrier");
     return wait_request(comm, &req, "barrier", err);
+}
+
+int proto_wait_all(MPI_Comm comm, int n, MPI_Request *reqs, const char *what,
+                   char *err)
+{
+    struct backoff b = {0, 0};
+    for (;;) {
+        int done = 0;
+        int rc = MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(comm, rc, err, "MPI_Testall (%s)", what);
+        if (done) return 0;
+        backoff_pause(&b);
+    }
 }
 
 int proto_comm_info(MPI_Comm comm, int *rank, int *size, char *err)

@@ -53,6 +53,13 @@ int proto_recv_or_stop(MPI_Comm comm, int source, int tag,
                        const volatile sig_atomic_t *stop, char **buf,
                        size_t *len, int *src_out, int *tag_out, char *err);
 
+/* proto_recv_or_stop that also returns ABC_ETIMEOUT, receiving nothing,
+ * once MPI_Wtime() passes deadline (<= 0: no deadline). */
+int proto_recv_until(MPI_Comm comm, int source, int tag,
+                     const volatile sig_atomic_t *stop, double deadline,
+                     char **buf, size_t *len, int *src_out, int *tag_out,
+                     char *err);
+
 /* Broadcasts a blob from root to every rank of comm. COLLECTIVE: every rank
  * of comm calls it with the same root. On root, *buf / *len are the data
  * (read only; the caller keeps ownership). On the others *buf receives a
@@ -69,6 +76,13 @@ int proto_bcast_bytes(MPI_Comm comm, int root, char **buf, size_t *len,
  * and sleep), so ranks that are done do not burn the cores of ranks still
  * working (Open MPI's MPI_Barrier and MPI_Finalize spin). */
 int proto_barrier(MPI_Comm comm, char *err);
+
+/* Waits for the n requests reqs[0..n) (nonblocking point-to-point or
+ * collective calls this rank started) to complete, polling MPI_Testall
+ * and sleeping as every wait here does. what names them in errors. Not
+ * collective by itself. Returns 0 or ABC_EMPI. */
+int proto_wait_all(MPI_Comm comm, int n, MPI_Request *reqs, const char *what,
+                   char *err);
 
 /* This rank's number and the communicator's size (either may be NULL).
  * Returns 0 or ABC_EMPI. */

@@ -1,7 +1,8 @@
 /* colony_test_util.h - what test_colony.c and test_colony_file.c share:
  * the reference parameters, the deterministic test fitness, file helpers,
  * colony comparison, and the checkpoint mutator (repack a saved colony
- * with one field changed). Static inline: each test uses a part. */
+ * with one field changed, reseal its checksums). Static inline: each test uses
+ * a part. */
 #ifndef ABC_COLONY_TEST_UTIL_H
 #define ABC_COLONY_TEST_UTIL_H
 
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include <msgpack.h>
+#include <zlib.h>
 
 #include "check.h"
 #include "colony.h"
@@ -172,6 +174,93 @@ static inline void repack(msgpack_packer *pk, const msgpack_object *o,
     } else {
         msgpack_pack_object(pk, *o);
     }
+}
+
+/* The "crc32" map a colony file should carry, computed independently of
+ * the product (io/mpread.c): for each top-level entry but format, version
+ * and crc32, zlib's CRC-32 of its key and value as msgpack-c encodes them
+ * (the writer's bytes). reseal() rebuilds the file in sb with that map, so
+ * a mutated file reaches the field checks; a file without "crc32" is left
+ * as it is. */
+static inline uint32_t entry_crc(const msgpack_object_kv *kv)
+{
+    msgpack_sbuffer t;
+    msgpack_sbuffer_init(&t);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &t, msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, kv->key);
+    msgpack_pack_object(&pk, kv->val);
+    uint32_t c = (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)t.data,
+                                 (uInt)t.size);
+    msgpack_sbuffer_destroy(&t);
+    return c;
+}
+
+static inline int is_section(const msgpack_object *k)
+{
+    static const char *const not [] = {"format", "version", "crc32"};
+    for (int i = 0; i < 3; i++)
+        if (k->type == MSGPACK_OBJECT_STR &&
+            k->via.str.size == strlen(not [i]) &&
+            !memcmp(k->via.str.ptr, not [i], k -> via.str.size))
+            return 0;
+    return 1;
+}
+
+/* 1 for a top-level key that carries a CRC. */
+static inline int is_section_name(const char *k)
+{
+    return strcmp(k, "format") && strcmp(k, "version") && strcmp(k, "crc32");
+}
+
+static inline void reseal(msgpack_sbuffer *sb)
+{
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    msgpack_object o;
+    size_t off = 0;
+    if (msgpack_unpack(sb->data, sb->size, &off, &zone, &o) !=
+            MSGPACK_UNPACK_SUCCESS ||
+        o.type != MSGPACK_OBJECT_MAP) {
+        msgpack_zone_destroy(&zone);
+        return;
+    }
+    uint32_t n = o.via.map.size, nsec = 0;
+    int has = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        const msgpack_object *k = &o.via.map.ptr[j].key;
+        has |= k->type == MSGPACK_OBJECT_STR && k->via.str.size == 5 &&
+               !memcmp(k->via.str.ptr, "crc32", 5);
+        nsec += (uint32_t)is_section(k);
+    }
+    if (has) {
+        msgpack_sbuffer out;
+        msgpack_sbuffer_init(&out);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, n);
+        for (uint32_t j = 0; j < n; j++) {
+            const msgpack_object_kv *kv = &o.via.map.ptr[j];
+            msgpack_pack_object(&pk, kv->key);
+            int is_crc = kv->key.type == MSGPACK_OBJECT_STR &&
+                         kv->key.via.str.size == 5 &&
+                         !memcmp(kv->key.via.str.ptr, "crc32", 5);
+            if (!is_crc) {
+                msgpack_pack_object(&pk, kv->val);
+                continue;
+            }
+            msgpack_pack_map(&pk, nsec);
+            for (uint32_t i = 0; i < n; i++)
+                if (is_section(&o.via.map.ptr[i].key)) {
+                    msgpack_pack_object(&pk, o.via.map.ptr[i].key);
+                    msgpack_pack_uint32(&pk, entry_crc(&o.via.map.ptr[i]));
+                }
+        }
+        msgpack_sbuffer_clear(sb);
+        msgpack_sbuffer_write(sb, out.data, out.size);
+        msgpack_sbuffer_destroy(&out);
+    }
+    msgpack_zone_destroy(&zone);
 }
 
 /* Loads path expecting a failure whose message names the path and holds

@@ -1376,7 +1376,7 @@ static void test_async_checkpoint(void)
     struct mut muts[] = {
         {"version", M_INT, 1, 0, NULL, "unknown key \"async\""},
         {"version", M_INT, 3, 0, NULL, "version 3"},
-        {"async", M_DELETE, 0, 0, NULL, "version 2"},
+        {"async", M_DELETE, 0, 0, NULL, "version 4"},
         {"async", M_NIL, 0, 0, NULL, "async"},
         {"async", M_ADD, 0, 0, NULL, "async: unknown key \"extra\""},
         {"async.walk", M_INT, 10, 0, NULL, "async.walk"},
@@ -1405,6 +1405,7 @@ static void test_async_checkpoint(void)
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
         repack(&pk, &obj, "", &muts[i]);
+        reseal(&sb);
         write_all(bad, sb.data, sb.size);
         msgpack_sbuffer_destroy(&sb);
         char what[128];

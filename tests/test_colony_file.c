@@ -3,8 +3,10 @@
  * same for the same state; every field is validated (type, range, codes in
  * 1..K, lengths, counters against phase and cycle, best against sources,
  * the saved batch against the one the state makes), each refusal naming
- * the file and the field; single-byte corruptions never crash. Writes its
- * files in the working directory. */
+ * the file and the field; the section checksums (version 3/4) refuse
+ * every single-byte flip and truncation, naming the file and the section;
+ * files of versions 1/2 (no checksums) still load. Writes its files in the
+ * working directory. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,8 +124,8 @@ static void test_checkpoint_bytes(void)
         write_all(bad, ext, len);
         struct colony *x = NULL;
         if (colony_load(bad, &x, err) == 0) {
-            /* a flip may land in a fitness or a recorded result: what
-             * loads must be a consistent colony that saves again */
+            /* a flip in a fitness or a recorded result: the checksums
+             * must catch it */
             flips_loaded++;
             CHECK(colony_save(x, "colony_resaved.msgpack", err) == 0,
                   "resave: %s", err);
@@ -132,7 +134,9 @@ static void test_checkpoint_bytes(void)
             CHECK(x == NULL && strstr(err, bad), "flip at %zu: %s", at, err);
         }
     }
-    printf("400 single-byte corruptions: %d loaded (fitness bits), the rest "
+    CHECK(flips_loaded == 0, "%d of 400 single-byte corruptions loaded",
+          flips_loaded);
+    printf("400 random single-byte corruptions: %d loaded, the rest "
            "rejected\n",
            flips_loaded);
     free(ext);
@@ -228,6 +232,7 @@ static void test_checkpoint_fields(void)
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
         repack(&pk, &obj, "", &muts[i]);
+        reseal(&sb);
         write_all(bad, sb.data, sb.size);
         msgpack_sbuffer_destroy(&sb);
         char what[128];
@@ -243,6 +248,7 @@ static void test_checkpoint_fields(void)
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
         repack(&pk, &obj, "", &m);
+        reseal(&sb);
         write_all(bad, sb.data, sb.size);
         msgpack_sbuffer_destroy(&sb);
         struct colony *x;
@@ -294,8 +300,240 @@ static void test_checkpoint_fields(void)
     remove("colony_resume.msgpack");
 }
 
+/* The byte spans of the top-level entries of the file in buf, worked out
+ * by re-encoding each key and value (the writer's encoding): offsets of
+ * key, value and end, and the key names. Returns the count. */
+struct span {
+    size_t key, val, end;
+    char name[32];
+};
+static int spans_of(const unsigned char *buf, size_t len, struct span *sp,
+                    int max)
+{
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    msgpack_object o;
+    size_t off = 0;
+    int n = 0;
+    if (msgpack_unpack((const char *)buf, len, &off, &zone, &o) ==
+            MSGPACK_UNPACK_SUCCESS &&
+        o.type == MSGPACK_OBJECT_MAP) {
+        size_t at = o.via.map.size < 16 ? 1 : 3;
+        for (uint32_t j = 0; j < o.via.map.size && n < max; j++) {
+            msgpack_sbuffer t;
+            msgpack_sbuffer_init(&t);
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &t, msgpack_sbuffer_write);
+            msgpack_pack_object(&pk, o.via.map.ptr[j].key);
+            size_t kl = t.size;
+            msgpack_pack_object(&pk, o.via.map.ptr[j].val);
+            sp[n].key = at;
+            sp[n].val = at + kl;
+            sp[n].end = at + t.size;
+            snprintf(sp[n].name, sizeof sp[n].name, "%.*s",
+                     (int)o.via.map.ptr[j].key.via.str.size,
+                     o.via.map.ptr[j].key.via.str.ptr);
+            at += t.size;
+            n++;
+            msgpack_sbuffer_destroy(&t);
+        }
+        CHECK(at == len, "re-encoded spans end at %zu, file has %zu", at, len);
+    }
+    msgpack_zone_destroy(&zone);
+    return n;
+}
+
+/* One colony file (sync or async) against its checksums: the stored CRCs
+ * equal an independent computation; every single-byte flip (3 patterns at
+ * every offset) and every truncation is refused naming the file, and
+ * naming the section of the byte whenever the damage leaves the msgpack
+ * readable (flips) or cuts inside a value (truncations); the same file
+ * without checksums as version 1/2 still loads, equal. */
+static void check_sums(const char *what, const struct colony *c,
+                       const char *good)
+{
+    char err[ABC_ERRLEN];
+    const char *bad = "colony_sum_bad.msgpack";
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    read_all(good, &buf, &len);
+    struct span sp[32];
+    int n = spans_of(buf, len, sp, 32);
+
+    /* the stored CRCs, recomputed independently */
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    msgpack_object o;
+    size_t off = 0;
+    msgpack_unpack((const char *)buf, len, &off, &zone, &o);
+    const msgpack_object *crcs = NULL;
+    int nsec = 0;
+    for (uint32_t j = 0; j < o.via.map.size; j++) {
+        if (!strcmp(sp[j].name, "crc32")) crcs = &o.via.map.ptr[j].val;
+        nsec += is_section(&o.via.map.ptr[j].key);
+    }
+    CHECK(crcs && crcs->type == MSGPACK_OBJECT_MAP &&
+              (int)crcs->via.map.size == nsec &&
+              !strcmp(sp[n - 1].name, "crc32"),
+          "%s: a crc32 map last, one CRC per section (%d)", what, nsec);
+    int matched = 0;
+    for (uint32_t i = 0; crcs && i < crcs->via.map.size; i++)
+        for (uint32_t j = 0; j < o.via.map.size; j++) {
+            const msgpack_object *k = &o.via.map.ptr[j].key;
+            const msgpack_object_kv *ck = &crcs->via.map.ptr[i];
+            if (k->via.str.size == ck->key.via.str.size &&
+                !memcmp(k->via.str.ptr, ck->key.via.str.ptr, k->via.str.size))
+                matched += ck->val.via.u64 == entry_crc(&o.via.map.ptr[j]);
+        }
+    CHECK(matched == nsec, "%s: %d of %d stored CRCs equal the recomputed ones",
+          what, matched, nsec);
+
+    /* every single-byte flip */
+    unsigned char *x = malloc(len);
+    static const unsigned char pats[] = {0x01, 0x20, 0xff};
+    int flips = 0, refused = 0, by_section = 0, readable = 0;
+    for (size_t at = 0; at < len; at++)
+        for (int q = 0; q < 3; q++) {
+            memcpy(x, buf, len);
+            x[at] ^= pats[q];
+            write_all(bad, x, len);
+            struct colony *y = (struct colony *)1;
+            err[0] = '\0';
+            int rc = colony_load(bad, &y, err);
+            flips++;
+            if (rc < 0 && y == NULL && strstr(err, bad)) refused++;
+            if (rc == 0) colony_destroy(y);
+            /* the flip kept the msgpack readable with the same keys: the
+             * error must name the section the byte is in */
+            struct span fs[32];
+            int fn = spans_of(x, len, fs, 32), same = fn == n;
+            for (int j = 0; same && j < n; j++)
+                same = !strcmp(fs[j].name, sp[j].name);
+            if (!same) continue;
+            int j = 0;
+            while (j < n && !(at >= sp[j].key && at < sp[j].end))
+                j++;
+            if (j == n || !is_section_name(sp[j].name)) continue;
+            readable++;
+            char want[64];
+            snprintf(want, sizeof want, "section \"%s\"", sp[j].name);
+            if (strstr(err, want))
+                by_section++;
+            else
+                CHECK(0, "%s: flip %02x at %zu (in %s): %s", what, pats[q], at,
+                      sp[j].name, err);
+        }
+    CHECK(refused == flips, "%s: %d of %d flips refused naming the file", what,
+          refused, flips);
+    printf("%s: %zu bytes, %d sections; %d single-byte flips all refused, "
+           "%d of the %d that leave the msgpack readable named the section\n",
+           what, len, nsec, flips, by_section, readable);
+
+    /* every truncation: a cut inside a value names its section */
+    int cuts = 0, cut_named = 0, in_value = 0;
+    for (size_t k = 0; k < len; k++) {
+        write_all(bad, buf, k);
+        struct colony *y = (struct colony *)1;
+        err[0] = '\0';
+        int rc = colony_load(bad, &y, err);
+        cuts += rc < 0 && y == NULL && strstr(err, bad) != NULL;
+        if (rc == 0) colony_destroy(y);
+        for (int j = 0; j < n; j++)
+            if (k > sp[j].val && k < sp[j].end) {
+                char want[64];
+                snprintf(want, sizeof want, "(in section \"%s\")", sp[j].name);
+                in_value++;
+                if (strstr(err, want))
+                    cut_named++;
+                else
+                    CHECK(0, "%s: cut at %zu (in %s): %s", what, k, sp[j].name,
+                          err);
+            }
+    }
+    CHECK(cuts == (int)len, "%s: %d of %zu truncations refused naming the file",
+          what, cuts, len);
+    printf("%s: %zu truncations all refused; the %d inside a value named its "
+           "section (%d)\n",
+           what, len, in_value, cut_named);
+
+    /* the same file as written before the checksums: version 1 (sync) or 2
+     * (async) without "crc32" loads, equal; with "crc32" it is refused */
+    {
+        int async = c->async;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, o.via.map.size - 1);
+        for (uint32_t j = 0; j < o.via.map.size; j++) {
+            if (!strcmp(sp[j].name, "crc32")) continue;
+            msgpack_pack_object(&pk, o.via.map.ptr[j].key);
+            if (!strcmp(sp[j].name, "version"))
+                msgpack_pack_int(&pk, async ? 2 : 1);
+            else
+                msgpack_pack_object(&pk, o.via.map.ptr[j].val);
+        }
+        write_all(bad, sb.data, sb.size);
+        struct colony *y = NULL;
+        CHECK(colony_load(bad, &y, err) == 0 && same_colony(c, y),
+              "%s: the version %d file without checksums: %s", what,
+              async ? 2 : 1, err);
+        if (y) colony_destroy(y);
+        /* and as version 3/4 without "crc32": refused */
+        msgpack_sbuffer_clear(&sb);
+        msgpack_pack_map(&pk, o.via.map.size - 1);
+        for (uint32_t j = 0; j < o.via.map.size; j++) {
+            if (strcmp(sp[j].name, "crc32")) {
+                msgpack_pack_object(&pk, o.via.map.ptr[j].key);
+                msgpack_pack_object(&pk, o.via.map.ptr[j].val);
+            }
+        }
+        write_all(bad, sb.data, sb.size);
+        expect_load_fails(bad, "missing \"crc32\"", "no crc32 in a v3/4 file");
+        msgpack_sbuffer_destroy(&sb);
+    }
+    msgpack_zone_destroy(&zone);
+    free(x);
+    free(buf);
+    remove(bad);
+}
+
+static void test_checksums(void)
+{
+    char err[ABC_ERRLEN];
+    struct colony_params p = ref_params(9);
+    p.nlayers = 4, p.sn = 3;
+    struct colony *c = saved_colony(&p, "colony_sum_sync.msgpack");
+    check_sums("sync colony (with batch)", c, "colony_sum_sync.msgpack");
+    /* async, two in flight, one result back */
+    struct colony *a;
+    colony_create(&a, &p, err);
+    const struct candidate *b, *cd;
+    int n;
+    double f[8];
+    colony_next_batch(a, &b, &n, err);
+    for (int i = 0; i < n; i++)
+        f[i] = test_fitness(&p, b[i].code, b[i].seed);
+    colony_apply(a, f, err);
+    CHECK(colony_async_begin(a, err) == 0, "async_begin: %s", err);
+    uint64_t id0 = 0;
+    for (int i = 0; i < 3; i++) {
+        colony_async_next(a, &cd, err);
+        if (i == 0) id0 = cd->eval_id;
+    }
+    colony_async_apply(a, id0, 0.5, err);
+    CHECK(colony_save(a, "colony_sum_async.msgpack", err) == 0, "save: %s",
+          err);
+    check_sums("async colony", a, "colony_sum_async.msgpack");
+    colony_destroy(a);
+    colony_destroy(c);
+    remove("colony_sum_sync.msgpack");
+    remove("colony_sum_async.msgpack");
+}
+
 int main(void)
 {
+    test_checksums();
     test_checkpoint_bytes();
     test_checkpoint_fields();
     return check_finish("test_colony_file");

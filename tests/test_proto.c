@@ -238,19 +238,41 @@ static void test_roundtrips(void)
     for (int i = 0; i < PROTO_MAX_LAYERS; i++)
         rq.structure[i] = PROTO_MAX_CHANNELS;
     rq.budget = (struct proto_budget){.train_images = INT_MAX,
-                                      .epochs = INT_MAX,
-                                      .steps = INT_MAX,
+                                      .epochs = PROTO_MAX_EPOCHS,
+                                      .steps = PROTO_MAX_STEPS,
                                       .batch = PROTO_MAX_BATCH,
                                       .lr = DBL_MAX,
                                       .momentum = nextafter(1.0, 0.0),
                                       .weight_decay = DBL_MAX,
                                       .val_images = INT_MAX,
                                       .proxy = 1,
-                                      .bn_batches = INT_MAX};
+                                      .bn_batches = PROTO_MAX_BN_BATCHES};
     rq.cycle = INT_MAX;
     rq.phase = PROTO_PHASE_SCOUT;
     rq.candidate = INT_MAX;
     roundtrip_request("request maximal (256 layers)", &rq);
+    /* absurd training is refused, naming the field and the limit */
+    {
+        struct {
+            int *f;
+            int v;
+            const char *want;
+        } big[] = {{&rq.budget.epochs, PROTO_MAX_EPOCHS + 1,
+                    "\"budget.epochs\": 100001 out of range [0, 100000]"},
+                   {&rq.budget.steps, PROTO_MAX_STEPS + 1, "budget.steps"},
+                   {&rq.budget.bn_batches, INT_MAX, "budget.bn_batches"}};
+        for (int i = 0; i < 3; i++) {
+            struct proto_eval_request b = rq;
+            *(int *)((char *)&b + ((char *)big[i].f - (char *)&rq)) = big[i].v;
+            char err[ABC_ERRLEN] = "";
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            int rc = proto_pack_eval_request(&b, &sb, err);
+            CHECK(rc == ABC_EVALUE && sb.size == 0 && strstr(err, big[i].want),
+                  "absurd %s: rc %d, %s", big[i].want, rc, err);
+            msgpack_sbuffer_destroy(&sb);
+        }
+    }
 
     struct proto_eval_result rs = sample_result(1);
     roundtrip_result("result ok", &rs);

@@ -50,6 +50,7 @@ search:
   change_dims: 2
   max_cycles: ${CYCLES:-3}
   alpha: 0.9
+${3:-}
   fitness:
     train_images: ${FIT_IMAGES:-256}
     val_images: 200
@@ -116,6 +117,28 @@ check "fitness values are real accuracies (some > 0.3)" \
   $py -c 'import json,sys
 f=[json.loads(l)["fitness"] for l in open("np1/search.jsonl") if "\"eval\"" in l]
 sys.exit(0 if max(f)>0.3 and min(f)>=0 else 1)'
+
+# 1b. Evaluation groups (search.ranks_per_eval 2): each structure trained
+# data-parallel by a group of two ranks; with the group size fixed the sync
+# search is the same for one group (3 ranks) and two (5 ranks).
+for n in 3 5; do
+  mkdir -p g2n$n && cp base/baseline.ckpt g2n$n/
+  config g2n$n.yaml g2n$n "  ranks_per_eval: 2"
+  mpirun_n "$n" "$exe" search g2n$n.yaml 2>g2n$n.err
+  check "ranks_per_eval 2 on $n ranks exits 0" test $? -eq 0
+  evals g2n$n/search.jsonl >g2n$n.seq
+done
+check "ranks_per_eval 2: 2 groups (5 ranks) = 1 group (3 ranks), structures and fitness" \
+  cmp -s g2n3.seq g2n5.seq
+check "ranks_per_eval 2 on 5 ranks: both group leaders (ranks 1, 3) evaluated" \
+  test "$($py -c 'import json
+print(sorted({json.loads(l).get("worker") for l in open("g2n5/search.jsonl") if "\"eval\"" in l}))')" = "[1, 3]"
+check "the done line records the group size" grep -q '"ranks_per_eval":2' g2n5/search.jsonl
+mkdir -p g3 && cp base/baseline.ckpt g3/
+config g3.yaml g3 "  ranks_per_eval: 3"
+mpirun_n 3 "$exe" search g3.yaml 2>g3.err
+check "ranks_per_eval 3 with 2 workers: refused (exit $?), naming the key" \
+  grep -q "search.ranks_per_eval 3, but the job has 2 worker ranks" g3.err
 
 # 2. The best never decreases and best.yaml holds the maximum.
 check "best fitness is non-decreasing over cycles" $py -c 'import json,sys

@@ -359,8 +359,15 @@ static void test_bad_logs(void)
          "\"code\":[1,2],\"fitness\":0.5,\"flops\":100,\"seconds\":1}",
          ":2: field \"code\": 2 entries, earlier lines have 3"},
         {"{\"event\":\"eval\",\"cycle\":0,\"phase\":\"init\",\"seed\":3,"
-         "\"code\":[1,x,3],\"fitness\":0.5,\"flops\":100,\"seconds\":1}",
+         "\"code\":[1,\"x\",3],\"fitness\":0.5,\"flops\":100,\"seconds\":1}",
          ":2: field \"code\": expected an array of integers"},
+        {"{\"event\":\"eval\",\"cycle\":0,\"phase\":\"init\",\"seed\":3,"
+         "\"code\":[1,x,3],\"fitness\":0.5,\"flops\":100,\"seconds\":1}",
+         ":2:61: not valid JSON"},
+        {"{\"event\":\"eval\",\"cycle\":0,\"phase\":\"init\",\"seed\":"
+         "18446744073709551617000,\"code\":[1,2,3],\"fitness\":0.5,"
+         "\"flops\":100,\"seconds\":1}",
+         ":2: field \"seed\": expected an unsigned 64-bit integer"},
         {"{\"event\":\"eval\",\"cycle\":0,\"phase\":\"init\",\"seed\":3,"
          "\"code\":[1,2,3],\"fitness\":1.5,\"flops\":100,\"seconds\":1}",
          ":2: field \"fitness\": above 1"},
@@ -409,6 +416,21 @@ static void test_bad_logs(void)
     CHECK(sim_log_read("simulate_bad.jsonl", &g, err) == 0 && g->n == 1 &&
               g->seconds[0] == 1.5 && g->seed[0] == 3 && !g->has_done,
           "the good line: %s", err);
+    sim_log_destroy(g);
+    /* seeds are 64-bit: read as the nearest double, as the search's are
+     * compared (the largest one rounds up to 2^64 and still reads) */
+    f = fopen("simulate_bad.jsonl", "w");
+    fprintf(f, "{\"event\":\"eval\",\"cycle\":0,\"phase\":\"init\","
+               "\"seed\":10564845661727487041,\"code\":[1,2,3],\"fitness\":0.5,"
+               "\"flops\":100,\"seconds\":1}\n"
+               "{\"event\":\"eval\",\"cycle\":0,\"phase\":\"init\","
+               "\"seed\":18446744073709551615,\"code\":[1,2,3],\"fitness\":0.5,"
+               "\"flops\":100,\"seconds\":1}\n");
+    fclose(f);
+    CHECK(sim_log_read("simulate_bad.jsonl", &g, err) == 0 && g->n == 2 &&
+              g->seed[0] == (double)10564845661727487041ULL &&
+              g->seed[1] == (double)18446744073709551615ULL,
+          "64-bit seeds: %s", err);
     sim_log_destroy(g);
     f = fopen("simulate_bad.jsonl", "w");
     fclose(f);

@@ -180,4 +180,44 @@ check "requeued search ends with the uninterrupted best structure and fitness" \
   sh -c '[ "$(wc -l <want.best)" -eq 5 ] && cmp -s want.best got.best'
 check "and the search is done" grep -q 'done: true' "job/runs/job-$id2/best.yaml"
 
+# 4. compare.sh -A: the baseline job, the points as a job array after it,
+#    the report job after the array.
+src=$(dirname "$sbatch_script")/../..
+sed -e 's/max_cycles: 12/max_cycles: 1/' job/cfg.yaml >job/cmp.yaml
+(cd job && bash "$src/deploy/compare.sh" -t 0.5 -s 1,2 -m abc,uniform -n 2 \
+   -o cmp -b "$exe" -A "--overcommit --time=10" cmp.yaml) >cmp.submit 2>&1
+check "compare.sh -A submits (exit $?)" grep -q "submitted baseline job" cmp.submit
+read -r _ jb <job/cmp/slurm/jobs.txt
+ja=$(sed -n 's/^points \([0-9]*\) .*/\1/p' job/cmp/slurm/jobs.txt)
+jr=$(sed -n 's/^report //p' job/cmp/slurm/jobs.txt)
+state=$(wait_job "$jr" 400)
+check "the report job $jr COMPLETED after the array $ja (got $state)" test "$state" = COMPLETED
+check "one log per array task: point_${ja}_0.log, point_${ja}_1.log" \
+  test -s "job/cmp/slurm/point_${ja}_0.log" -a -s "job/cmp/slurm/point_${ja}_1.log"
+check "the baseline job's log" test -s "job/cmp/slurm/baseline_$jb.log"
+check "each point records its array job, task and node list" sh -c \
+  "grep -qx 'slurm_array_job_id $ja' job/cmp/t0.5/s1/slurm.txt &&
+   grep -qx 'slurm_array_task_id 0' job/cmp/t0.5/s1/slurm.txt &&
+   grep -qx 'slurm_array_task_id 1' job/cmp/t0.5/s2/slurm.txt &&
+   grep -qx 'slurm_job_nodelist localhost' job/cmp/t0.5/s2/slurm.txt"
+check "the search log's done line names the array job and task" \
+  grep -q "\"slurm_array_job_id\":\"$ja\",\"slurm_array_task_id\":\"1\"" job/cmp/t0.5/s2/search.jsonl
+check "the report has both seeds of both methods" \
+  test "$(grep -Ec '^0.5,[12],(abc|uniform),' job/cmp/compare.csv)" -eq 4
+
+# 5. scaling-study.sh --slurm: the same shape (points as an array).
+(cd job && bash "$src/deploy/scaling-study.sh" --sn 4 --ranks 1,2 --seeds 1 \
+   --schedules sync --set search.max_cycles=1 --sim-workers 1,4 --no-plots \
+   --out scl --abcprune "$exe" --slurm "--overcommit --time=10" cfg.yaml) \
+  >scl.submit 2>&1
+check "scaling-study.sh --slurm submits" grep -q "submitted baseline job" scl.submit
+jr=$(sed -n 's/^report //p' job/scl/slurm/jobs.txt)
+ja=$(sed -n 's/^points \([0-9]*\) .*/\1/p' job/scl/slurm/jobs.txt)
+state=$(wait_job "$jr" 400)
+check "scaling: the report job COMPLETED (got $state)" test "$state" = COMPLETED
+check "scaling: a log per array task and the tables" \
+  test -s "job/scl/slurm/point_${ja}_0.log" -a -s "job/scl/slurm/point_${ja}_1.log" \
+  -a -s job/scl/real.csv -a -s job/scl/sim.csv
+check "scaling: real.csv has both points" test "$(tail -n +2 job/scl/real.csv | wc -l)" -eq 2
+
 check_finish test_slurm

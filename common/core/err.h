@@ -19,6 +19,7 @@ enum abc_error {
     ABC_EUSAGE = -6,   /* bad command-line usage */
     ABC_ESTOPPED = -7, /* stopped by a signal (SIGTERM/SIGUSR1) */
     ABC_EMPI = -8,     /* an MPI call failed (err has MPI's message) */
+    ABC_ETIMEOUT = -9, /* a worker gave no answer in time */
 };
 
 /* Formats a message into err (when err is not NULL) and returns code.

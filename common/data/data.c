@@ -140,6 +140,38 @@ static uint32_t be32(const unsigned char *b)
            (uint32_t)b[3];
 }
 
+/* Refuses, before anything is allocated, a header that declares more data
+ * bytes than the file can hold: a plain file its size less the header_bytes
+ * read (the same "truncated" error idx_read would give after reading), a
+ * gzip'd one IDX_MAX_INFLATE times its size (deflate's largest expansion
+ * is 1032:1). what describes the data for the message. */
+#define IDX_MAX_INFLATE 1032
+static int idx_check_room(struct idx_file *x, int header_bytes, size_t bytes,
+                          const char *what, char *err)
+{
+    struct stat st;
+    if (stat(x->path, &st) != 0)
+        return abc_errf(err, ABC_EIO, "%s: cannot stat: %s", x->path,
+                        strerror(errno));
+    uint64_t size = (uint64_t)st.st_size;
+    uint64_t total = (uint64_t)header_bytes + (uint64_t)bytes;
+    if (gzdirect(x->f)) {
+        if (total > size)
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: truncated: data ran out at byte offset "
+                            "%" PRIu64 " while reading %s (expected %" PRIu64
+                            " bytes in all)",
+                            x->path, size, what, total);
+    } else if (bytes / IDX_MAX_INFLATE > size) {
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: byte offset 4: the header declares %s (%zu "
+                        "bytes), more than a %" PRIu64 "-byte gzip file can "
+                        "hold (deflate expands at most %d:1)",
+                        x->path, what, bytes, size, IDX_MAX_INFLATE);
+    }
+    return 0;
+}
+
 static int check_dim(const char *path, int byte_off, const char *name,
                      uint32_t v, uint32_t max, char *err)
 {
@@ -176,15 +208,16 @@ static int read_idx_images(struct dataset *d, const char *path, char *err)
         (rc = check_dim(path, 12, "image width", w, DATA_MAX_DIM, err)))
         goto fail;
     size_t bytes = (size_t)n * h * w;
+    char what[96];
+    snprintf(what, sizeof what, "%" PRIu32 " images of %" PRIu32 "x%" PRIu32, n,
+             h, w);
+    if ((rc = idx_check_room(&x, 16, bytes, what, err))) goto fail;
     d->images = malloc(bytes);
     if (!d->images) {
         rc = abc_errf(err, ABC_ENOMEM, "%s: cannot allocate %zu bytes", path,
                       bytes);
         goto fail;
     }
-    char what[96];
-    snprintf(what, sizeof what, "%" PRIu32 " images of %" PRIu32 "x%" PRIu32, n,
-             h, w);
     if ((rc = idx_read(&x, d->images, bytes, 16 + (uint64_t)bytes, what, err)))
         goto fail;
     if ((rc = idx_finish(&x, err))) goto fail;

@@ -174,6 +174,8 @@ static const struct key_desc search_keys[] = {
     BOOL_KEY(search_config, redraw_same),
     INT_KEY(search_config, final_topk, 0, 1000),
     INT_KEY(search_config, final_seeds, 1, 1000),
+    FLOAT_KEY(search_config, eval_timeout_s, 0, 1e7, 0),
+    INT_KEY(search_config, ranks_per_eval, 0, 65536),
     SECTION_KEY(search_config, fitness, fitness_keys),
     END_KEYS,
 };
@@ -273,6 +275,7 @@ void config_defaults(struct config *c)
     s->redraw_same = 1; /* a move that changes nothing wastes an evaluation */
     s->final_topk = 3;
     s->final_seeds = 2;
+    s->ranks_per_eval = 1;
 
     /* Fine-tuning: the train schedule at a tenth of the learning rate. */
     c->finetune = *t;
@@ -731,7 +734,10 @@ static void default_out_dir(char *out, size_t len, const char *path)
         snprintf(out, len, "runs/%.*s", stem, base);
 }
 
-int config_load(struct config *c, const char *path, char *err)
+/* Loads the one YAML document parser reads (its input set by the caller)
+ * over *c, naming the input path in messages; *c is untouched on error. */
+static int load_parsed(struct config *c, yaml_parser_t *parser,
+                       const char *path, char *err)
 {
     struct config tmp = *c;
     size_t plen = strlen(path);
@@ -741,29 +747,11 @@ int config_load(struct config *c, const char *path, char *err)
     memcpy(tmp.path, path, plen + 1);
     default_out_dir(tmp.out_dir, sizeof tmp.out_dir, path);
 
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return abc_errf(err, ABC_EIO, "%s: cannot open config: %s", path,
-                        strerror(errno));
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        return abc_errf(err, ABC_ENOMEM,
-                        "%s: cannot initialise the YAML "
-                        "parser",
-                        path);
-    }
-    yaml_parser_set_input_file(&parser, f);
-
     yaml_document_t doc;
     int rc = 0;
-    if (!yaml_parser_load(&parser, &doc)) {
+    if (!yaml_parser_load(parser, &doc))
         /* On failure libyaml has already deleted the document. */
-        rc = parser_error(&parser, path, err);
-        yaml_parser_delete(&parser);
-        fclose(f);
-        return rc;
-    }
+        return parser_error(parser, path, err);
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (!root) {
         rc = abc_errf(err, ABC_EVALUE,
@@ -773,8 +761,8 @@ int config_load(struct config *c, const char *path, char *err)
     } else {
         /* A second document in the same file is a mistake, not ignored. */
         yaml_document_t extra;
-        if (!yaml_parser_load(&parser, &extra)) {
-            rc = parser_error(&parser, path, err);
+        if (!yaml_parser_load(parser, &extra)) {
+            rc = parser_error(parser, path, err);
         } else {
             yaml_node_t *xroot = yaml_document_get_root_node(&extra);
             if (xroot)
@@ -791,11 +779,48 @@ int config_load(struct config *c, const char *path, char *err)
         rc = walk_mapping(&w, root, top_keys, &tmp, "");
     }
     yaml_document_delete(&doc);
+    if (!rc) *c = tmp;
+    return rc;
+}
+
+int config_load(struct config *c, const char *path, char *err)
+{
+    if (strlen(path) >= CONFIG_PATH_MAX)
+        return abc_errf(err, ABC_EVALUE, "config path too long: %.80s...",
+                        path);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return abc_errf(err, ABC_EIO, "%s: cannot open config: %s", path,
+                        strerror(errno));
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        fclose(f);
+        return abc_errf(err, ABC_ENOMEM,
+                        "%s: cannot initialise the YAML "
+                        "parser",
+                        path);
+    }
+    yaml_parser_set_input_file(&parser, f);
+    int rc = load_parsed(c, &parser, path, err);
     yaml_parser_delete(&parser);
     if (fclose(f) != 0 && !rc)
         rc = abc_errf(err, ABC_EIO, "%s: error closing: %s", path,
                       strerror(errno));
-    if (!rc) *c = tmp;
+    return rc;
+}
+
+int config_load_mem(struct config *c, const char *name, const char *buf,
+                    size_t len, char *err)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return abc_errf(err, ABC_ENOMEM,
+                        "%s: cannot initialise the YAML "
+                        "parser",
+                        name);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    int rc = load_parsed(c, &parser, name, err);
+    yaml_parser_delete(&parser);
     return rc;
 }
 

@@ -5,6 +5,7 @@
 #ifndef ABC_CONFIG_H
 #define ABC_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CONFIG_PATH_MAX 1024
@@ -99,20 +100,26 @@ struct fitness_config {
 
 /* The ABC structure search (search:). */
 struct search_config {
-    int sn;          /* food sources: 10 */
-    int limit;       /* trials before a scout: 5 */
-    int change_dims; /* layers mutated per neighbour move: 2 */
-    int max_cycles;  /* 10 */
-    float alpha;     /* largest kept fraction; K = 10*alpha: 0.7 */
-    int schedule;    /* enum search_schedule: sync
-                        (deterministic) */
-    int filter_init; /* enum filter_init: random (ABCPruner) */
-    int redraw_same; /* redraw moves that change nothing: 1
-                        (0: ABCPruner's reference behaviour) */
-    int final_topk;  /* the final choice: re-evaluate the top k
-                        distinct structures (0: the best ever
-                        draw, ABCPruner's): 3 */
-    int final_seeds; /* with this many seeds each: 2 */
+    int sn;               /* food sources: 10 */
+    int limit;            /* trials before a scout: 5 */
+    int change_dims;      /* layers mutated per neighbour move: 2 */
+    int max_cycles;       /* 10 */
+    float alpha;          /* largest kept fraction; K = 10*alpha: 0.7 */
+    int schedule;         /* enum search_schedule: sync
+                             (deterministic) */
+    int filter_init;      /* enum filter_init: random (ABCPruner) */
+    int redraw_same;      /* redraw moves that change nothing: 1
+                             (0: ABCPruner's reference behaviour) */
+    int final_topk;       /* the final choice: re-evaluate the top k
+                             distinct structures (0: the best ever
+                             draw, ABCPruner's): 3 */
+    int final_seeds;      /* with this many seeds each: 2 */
+    float eval_timeout_s; /* a worker silent this long on one evaluation
+                             is hung: the search stops with its colony
+                             saved (resumable); 0: wait forever (0) */
+    int ranks_per_eval;   /* worker ranks that evaluate one structure
+                             together, training it data-parallel (0: auto,
+                             floor(workers / sn)): 1 */
     struct fitness_config fitness;
 };
 
@@ -163,6 +170,12 @@ struct config {
 void config_defaults(struct config *c);
 /* Loads path over the defaults. Errors name path:line:col and the key. */
 int config_load(struct config *c, const char *path, char *err);
+
+/* config_load of the YAML text buf[0..len) (need not end in NUL): the same
+ * checks, with name (a path, or what the text is) in the messages and as
+ * the path out_dir's default is made from. c is untouched on error. */
+int config_load_mem(struct config *c, const char *name, const char *buf,
+                    size_t len, char *err);
 
 /* Applies one command-line override "KEY=VALUE" (--set): KEY is a dotted
  * path (seed, search.sn, search.fitness.steps, model.channels), VALUE is

@@ -2,7 +2,10 @@
  * run before msgpack-c, one-shot unpacking, and object readers. */
 #include "io/mpread.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include <zlib.h>
 
 #include "core/err.h"
 
@@ -392,5 +395,162 @@ int mpread_get_map(const char *name, const char *where, const msgpack_object *o,
     if (unk) return mpread_err_unknown_key(name, where, unk, err);
     for (int i = 0; i < nkeys; i++)
         if (!vals[i]) return mpread_err_missing_key(name, where, keys[i], err);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Section checksums
+ * ------------------------------------------------------------------- */
+
+int mpread_map_spans(const char *buf, size_t len, struct mpread_span *sp,
+                     int max, uint32_t *declared)
+{
+    const unsigned char *p = (const unsigned char *)buf;
+    size_t off;
+    uint32_t n;
+    if (len < 1) return -1;
+    if (p[0] >= 0x80 && p[0] <= 0x8f) {
+        n = p[0] & 0x0f;
+        off = 1;
+    } else if (p[0] == 0xde && len >= 3) {
+        n = (uint32_t)read_be(p + 1, 2);
+        off = 3;
+    } else if (p[0] == 0xdf && len >= 5) {
+        n = (uint32_t)read_be(p + 1, 4);
+        off = 5;
+    } else {
+        return -1;
+    }
+    *declared = n;
+    int found = 0;
+    for (uint32_t i = 0; i < n && found < max && off < len; i++) {
+        struct mpread_scan s;
+        size_t key = off;
+        mpread_scan(buf + off, len - off, MPREAD_MAX_DEPTH - 1,
+                    MPREAD_BOUND_EACH, &s);
+        if (s.status != MPREAD_OK) break;
+        off += s.end;
+        size_t val = off;
+        mpread_scan(buf + off, len - off, MPREAD_MAX_DEPTH - 1,
+                    MPREAD_BOUND_EACH, &s);
+        if (s.status != MPREAD_OK) break;
+        off += s.end;
+        sp[found].key = key;
+        sp[found].val = val;
+        sp[found].end = off;
+        found++;
+    }
+    return found;
+}
+
+void mpread_cut_section(const char *buf, size_t len, char *out, size_t n)
+{
+    struct mpread_span sp[MPREAD_MAX_SECTIONS];
+    uint32_t declared = 0;
+    out[0] = '\0';
+    int k = mpread_map_spans(buf, len, sp, MPREAD_MAX_SECTIONS, &declared);
+    if (k < 0 || (uint32_t)k >= declared || k == MPREAD_MAX_SECTIONS) return;
+    const unsigned char *p = (const unsigned char *)buf;
+    size_t off = k ? sp[k - 1].end : p[0] == 0xde ? 3 : p[0] == 0xdf ? 5 : 1;
+    size_t klen = 0, at = 0;
+    if (off < len && p[off] >= 0xa0 && p[off] <= 0xbf) {
+        klen = p[off] & 0x1fu;
+        at = off + 1;
+    } else if (off + 1 < len && p[off] == 0xd9) {
+        klen = p[off + 1];
+        at = off + 2;
+    }
+    if (!klen || at + klen > len || klen >= n) return;
+    for (size_t i = 0; i < klen; i++)
+        out[i] = p[at + i] >= 0x20 && p[at + i] < 0x7f ? (char)p[at + i] : '?';
+    out[klen] = '\0';
+}
+
+/* 1 for the keys every abcprune file starts with, which carry no CRC. */
+static int is_header_key(const msgpack_object *k)
+{
+    return mpread_str_eq(k, "format") || mpread_str_eq(k, "version");
+}
+
+int mpread_check_sections(const char *name, const char *buf, size_t len,
+                          const msgpack_object *top, const char *crc_key,
+                          char *err)
+{
+    struct mpread_span sp[MPREAD_MAX_SECTIONS];
+    uint32_t declared = 0;
+    char show[64];
+    if (top->type != MSGPACK_OBJECT_MAP)
+        return abc_errf(err, ABC_EFORMAT, "%s: top level: expected a map",
+                        name);
+    int n = mpread_map_spans(buf, len, sp, MPREAD_MAX_SECTIONS, &declared);
+    if (n < 0 || (uint32_t)n != declared || declared != top->via.map.size ||
+        (n > 0 && sp[n - 1].end != len))
+        return abc_errf(err, ABC_EFORMAT,
+                        "%s: top level: %u entries, expected at most %d "
+                        "sections with checksums",
+                        name, top->via.map.size, MPREAD_MAX_SECTIONS);
+    const msgpack_object_kv *kv = top->via.map.ptr;
+    const msgpack_object *crcs = NULL;
+    for (int i = 0; i < n; i++)
+        if (mpread_str_eq(&kv[i].key, crc_key)) crcs = &kv[i].val;
+    if (!crcs) return mpread_err_missing_key(name, "top level", crc_key, err);
+    if (crcs->type != MSGPACK_OBJECT_MAP)
+        return abc_errf(err, ABC_EFORMAT, "%s: %s: expected a map, got %s",
+                        name, crc_key, mpread_type_name(crcs->type));
+    /* which section each checksum is for: each once, each known */
+    int have[MPREAD_MAX_SECTIONS] = {0};
+    for (uint32_t j = 0; j < crcs->via.map.size; j++) {
+        const msgpack_object_kv *c = &crcs->via.map.ptr[j];
+        int at = -1;
+        for (int i = 0; i < n && at < 0; i++)
+            if (c->key.type == MSGPACK_OBJECT_STR &&
+                kv[i].key.type == MSGPACK_OBJECT_STR &&
+                !is_header_key(&kv[i].key) &&
+                !mpread_str_eq(&kv[i].key, crc_key) &&
+                c->key.via.str.size == kv[i].key.via.str.size &&
+                !memcmp(c->key.via.str.ptr, kv[i].key.via.str.ptr,
+                        c->key.via.str.size))
+                at = i;
+        if (at < 0)
+            return abc_errf(
+                err, ABC_EFORMAT,
+                "%s: %s: a checksum for \"%s\", which is not a section "
+                "of this file",
+                name, crc_key,
+                c->key.type == MSGPACK_OBJECT_STR
+                    ? mpread_str_show(&c->key, show, sizeof show)
+                    : mpread_type_name(c->key.type));
+        if (have[at])
+            return abc_errf(
+                err, ABC_EFORMAT, "%s: %s: two checksums for section \"%s\"",
+                name, crc_key, mpread_str_show(&c->key, show, sizeof show));
+        have[at] = 1;
+        char field[96];
+        snprintf(field, sizeof field, "%s.%s", crc_key,
+                 mpread_str_show(&c->key, show, sizeof show));
+        int64_t want = 0;
+        int rc =
+            mpread_get_int(name, field, &c->val, 0, UINT32_MAX, &want, err);
+        if (rc) return rc;
+        uLong crc = crc32(0L, Z_NULL, 0);
+        crc = crc32(crc, (const Bytef *)buf + sp[at].key,
+                    (uInt)(sp[at].end - sp[at].key));
+        if ((uint32_t)crc != (uint32_t)want)
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: section \"%s\": checksum mismatch (CRC-32 "
+                            "%08x, the file records %08x): the file is "
+                            "corrupted",
+                            name, mpread_str_show(&c->key, show, sizeof show),
+                            (unsigned)crc, (unsigned)want);
+    }
+    for (int i = 0; i < n; i++)
+        if (!have[i] && !is_header_key(&kv[i].key) &&
+            !mpread_str_eq(&kv[i].key, crc_key))
+            return abc_errf(err, ABC_EFORMAT,
+                            "%s: section \"%s\": no checksum in \"%s\"", name,
+                            kv[i].key.type == MSGPACK_OBJECT_STR
+                                ? mpread_str_show(&kv[i].key, show, sizeof show)
+                                : mpread_type_name(kv[i].key.type),
+                            crc_key);
     return 0;
 }

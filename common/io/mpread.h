@@ -135,4 +135,47 @@ int mpread_get_map(const char *name, const char *where, const msgpack_object *o,
                    const char *const *keys, int nkeys,
                    const msgpack_object **vals, char *err);
 
+/* ---- section checksums ----
+ * A file whose top-level map carries, under one key (crc_key, e.g.
+ * "crc32"), a map from each of its other top-level keys ("sections")
+ * except "format" and "version" to zlib's CRC-32 of that entry's encoded
+ * bytes (key and value, as written). mpw_section_crcs (io/mpwrite.h)
+ * writes it; mpread_check_sections checks it. */
+
+/* Largest number of top-level entries a checksummed map may have. */
+#define MPREAD_MAX_SECTIONS 32
+
+/* Where one map entry lies in its encoding: offsets of the key's first
+ * byte, of the value's first byte, and just past the value. */
+struct mpread_span {
+    size_t key, val, end;
+};
+
+/* Walks the map that starts at buf[0] and fills sp[i] for each entry that
+ * lies whole in buf[0..len), at most max of them, in file order (which is
+ * msgpack-c's order of via.map.ptr), stopping at the first entry that is
+ * cut, malformed or nested deeper than MPREAD_MAX_DEPTH. *declared
+ * receives the map's count. Returns the number of whole entries found
+ * (fewer than *declared when it stopped early), or -1 when buf does not
+ * start with a map. */
+int mpread_map_spans(const char *buf, size_t len, struct mpread_span *sp,
+                     int max, uint32_t *declared);
+
+/* For bytes buf[0..len) that start a map but stop inside it (a truncated
+ * or damaged file): writes the key of the first entry not whole, as
+ * printable text, into out (n bytes), or "" when that key cannot be read
+ * (the bytes end in the map's header or in the key). */
+void mpread_cut_section(const char *buf, size_t len, char *out, size_t n);
+
+/* Checks the section checksums of the top-level map top, which must be the
+ * whole of buf[0..len) (as mpread_unpack accepted it): crc_key must be
+ * present and a map with one uint CRC per section, no more, no fewer, and
+ * each must equal the CRC-32 of the section's bytes. Returns 0, or
+ * ABC_EFORMAT naming name and the section ("<name>: section \"foods\":
+ * checksum mismatch ...: the file is corrupted") or what is wrong with the
+ * checksum map. */
+int mpread_check_sections(const char *name, const char *buf, size_t len,
+                          const msgpack_object *top, const char *crc_key,
+                          char *err);
+
 #endif

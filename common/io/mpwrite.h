@@ -18,4 +18,11 @@ int mpw_kv_str(msgpack_packer *pk, const char *key, const char *v);
 /* n ints as an array. */
 int mpw_ints(msgpack_packer *pk, const int *x, int n);
 
+/* Appends the checksum entry (see mpread.h, "section checksums") to the
+ * top-level map that starts at byte start of sb: the map's header must
+ * already count it, and every other entry must be in sb. Packs crc_key
+ * and a map from each section's key to the CRC-32 of its bytes. Returns 0,
+ * or -1 (out of memory, or sb does not hold such a map). */
+int mpw_section_crcs(msgpack_sbuffer *sb, size_t start, const char *crc_key);
+
 #endif

@@ -939,3 +939,40 @@ int model_layer_consuming(const struct model *m, int j)
     }
     return -1;
 }
+
+/* ---- read-only view of the program -------------------------------------- */
+
+int model_op_count(const struct model *m)
+{
+    return m->prog->nops;
+}
+
+int model_op_get(const struct model *m, int i, struct model_op_info *info,
+                 char *err)
+{
+    memset(info, 0, sizeof *info);
+    const struct model_program *P = m->prog;
+    if (i < 0 || i >= P->nops)
+        return abc_errf(err, ABC_EVALUE, "%s: op %d, expected 0..%d",
+                        arch_name(m->arch), i, P->nops - 1);
+    const struct op *o = &P->ops[i];
+    const struct slot *si = &P->slots[o->in], *so = &P->slots[o->out];
+    static const enum model_op_kind kinds[] = {
+        [OP_CONV] = MODEL_OP_CONV, [OP_BN] = MODEL_OP_BN,
+        [OP_RELU] = MODEL_OP_RELU, [OP_MAXPOOL] = MODEL_OP_MAXPOOL,
+        [OP_GAP] = MODEL_OP_GAP,   [OP_LINEAR] = MODEL_OP_LINEAR,
+        [OP_ADD] = MODEL_OP_ADD,   [OP_SHORTCUT] = MODEL_OP_SHORTCUT,
+    };
+    info->kind = kinds[o->kind];
+    info->in = o->in, info->in2 = o->in2, info->out = o->out;
+    info->in_c = si->c, info->in_h = si->h, info->in_w = si->w;
+    info->out_c = so->c, info->out_h = so->h, info->out_w = so->w;
+    info->weight = o->w, info->bias = o->b;
+    info->mean = o->rm, info->var = o->rv;
+    info->relu = o->relu;
+    if (o->kind == OP_CONV)
+        info->k = o->g.K, info->stride = o->g.stride, info->pad = o->g.pad;
+    else if (o->kind == OP_MAXPOOL || o->kind == OP_SHORTCUT)
+        info->k = o->k, info->stride = o->stride;
+    return 0;
+}

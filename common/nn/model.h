@@ -169,6 +169,45 @@ int model_layer_io(const struct model *m, int layer, struct model_layer_io *io,
 int model_layer_producing(const struct model *m, int j);
 int model_layer_consuming(const struct model *m, int j);
 
+/* ---- read-only view of the program (exporters: ONNX) -------------------
+ * A model runs as a flat list of ops over activation slots. Slot 0 is the
+ * input image (in_c,in_h,in_w); op i reads slot in (and in2 for an add) and
+ * writes slot out; ops run in list order and the last op writes the logits
+ * (num_classes,1,1). Every op but RELU writes a new slot; a RELU rewrites
+ * its input (in == out). Per image, slot shapes are (c,h,w). */
+enum model_op_kind {
+    MODEL_OP_CONV,     /* weight (cout,cin,k,k), no bias; stride, pad */
+    MODEL_OP_BN,       /* eval: (x - mean) / sqrt(var + bn_eps) * gamma +
+                          beta, then max(.,0) when relu is set */
+    MODEL_OP_RELU,     /* max(x, 0) */
+    MODEL_OP_MAXPOOL,  /* k x k window, stride, no padding, floor */
+    MODEL_OP_GAP,      /* global average pool to (c,1,1) */
+    MODEL_OP_LINEAR,   /* over the flattened input: weight (out,in), bias */
+    MODEL_OP_ADD,      /* in + in2 */
+    MODEL_OP_SHORTCUT, /* option A: out[co] = in[co - (out_c - in_c) / 2]
+                          sampled at (oh*stride, ow*stride) where that input
+                          channel exists, else 0 */
+};
+
+struct model_op_info {
+    enum model_op_kind kind;
+    int in, in2, out;                          /* slots; in2 -1 but for ADD */
+    int in_c, in_h, in_w, out_c, out_h, out_w; /* shapes of in and out */
+    int weight, bias;   /* tensor indices (conv/linear weight and bias, bn gamma
+                           and beta), -1 where the op has none */
+    int mean, var;      /* bn running mean and variance tensors, else -1 */
+    int k, stride, pad; /* conv and maxpool window; shortcut stride */
+    int relu;           /* bn: a ReLU is fused in */
+};
+
+/* Number of ops in m's program. */
+int model_op_count(const struct model *m);
+/* Describes op i (0..model_op_count-1) in info. Returns 0, or ABC_EVALUE
+ * for a bad index (info zeroed, message in err). Reads nothing but the
+ * model's structure: valid before any forward. */
+int model_op_get(const struct model *m, int i, struct model_op_info *info,
+                 char *err);
+
 /* Per-image multiply-accumulates of conv and linear layers, and trainable
  * parameter count (conv/linear weights and biases, BN gamma and beta). */
 int64_t model_macs(const struct model *m);

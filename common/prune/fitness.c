@@ -21,6 +21,18 @@ int fitness_evaluate(const struct model *pretrained, const int *channels,
                      struct fitness_result *r, struct model **trained,
                      char *err)
 {
+    return fitness_evaluate_dp(pretrained, channels, nchannels, how, b, seed, d,
+                               NULL, stop, r, trained, err);
+}
+
+int fitness_evaluate_dp(const struct model *pretrained, const int *channels,
+                        int nchannels, enum filter_init how,
+                        const struct fitness_config *b, uint64_t seed,
+                        const struct data_splits *d, struct train_dp *dp,
+                        const volatile sig_atomic_t *stop,
+                        struct fitness_result *r, struct model **trained,
+                        char *err)
+{
     double t0 = now_seconds();
     memset(r, 0, sizeof *r);
     if (trained) *trained = NULL;
@@ -51,7 +63,7 @@ int fitness_evaluate(const struct model *pretrained, const int *channels,
         tc.schedule = LR_CONSTANT;
         struct train_state st = {0};
         struct train_io io = {
-            .skip_val = 1, .stop_at_step = b->steps, .stop = stop};
+            .skip_val = 1, .stop_at_step = b->steps, .stop = stop, .dp = dp};
         rc = train_model(m, &tc, &view, seed, &st, &io, err);
         images = (double)st.step * b->batch_size;
     }

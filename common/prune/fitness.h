@@ -40,4 +40,17 @@ int fitness_evaluate(const struct model *pretrained, const int *channels,
                      struct fitness_result *r, struct model **trained,
                      char *err);
 
+/* fitness_evaluate trained data-parallel: COLLECTIVE over dp's ranks (an
+ * evaluation group), which all call it with the same arguments; the short
+ * training splits every batch over them (train_io.dp), everything else
+ * (slicing, BN recalibration, validation) each rank does whole, so every
+ * rank gets the same result. dp NULL: fitness_evaluate. */
+int fitness_evaluate_dp(const struct model *pretrained, const int *channels,
+                        int nchannels, enum filter_init how,
+                        const struct fitness_config *b, uint64_t seed,
+                        const struct data_splits *d, struct train_dp *dp,
+                        const volatile sig_atomic_t *stop,
+                        struct fitness_result *r, struct model **trained,
+                        char *err);
+
 #endif

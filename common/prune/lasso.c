@@ -184,6 +184,20 @@ void lasso_stats_free(struct lasso_stats *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Copies rows x width floats to doubles, refusing a non-finite one
+ * (named as `what` entry j of point r0 + row). Returns 0 or ABC_EVALUE. */
+static int widen_finite(double *dst, const float *src, int rows, size_t width,
+                        int r0, const char *what, char *err)
+{
+    for (size_t i = 0; i < (size_t)rows * width; i++) {
+        dst[i] = src[i];
+        if (!isfinite(dst[i]))
+            return abc_errf(err, ABC_EVALUE, "lasso: %s %zu of point %zu is %g",
+                            what, i % width, (size_t)r0 + i / width, dst[i]);
+    }
+    return 0;
+}
+
 int lasso_stats_compute(struct lasso_stats *s, const float *x, const float *y,
                         int N, int c, int kk, int n, char *err)
 {
@@ -209,29 +223,18 @@ int lasso_stats_compute(struct lasso_stats *s, const float *x, const float *y,
     double yy = 0;
     for (int r0 = 0; r0 < N; r0 += CHUNK) {
         int rows = N - r0 < CHUNK ? N - r0 : CHUNK;
-        for (size_t i = 0; i < (size_t)rows * D; i++) {
-            xd[i] = x[(size_t)r0 * D + i];
-            if (!isfinite(xd[i])) {
-                double bad = xd[i]; /* read before the buffer is freed */
-                free(xd), free(yd);
-                lasso_stats_free(s);
-                return abc_errf(err, ABC_EVALUE,
-                                "lasso: input %zu of point %zu is %g", i % D,
-                                r0 + i / D, bad);
-            }
+        int rc =
+            widen_finite(xd, x + (size_t)r0 * D, rows, D, r0, "input", err);
+        if (!rc)
+            rc = widen_finite(yd, y + (size_t)r0 * n, rows, (size_t)n, r0,
+                              "output", err);
+        if (rc) {
+            free(xd), free(yd);
+            lasso_stats_free(s);
+            return rc;
         }
-        for (size_t i = 0; i < (size_t)rows * n; i++) {
-            yd[i] = y[(size_t)r0 * n + i];
-            if (!isfinite(yd[i])) {
-                double bad = yd[i]; /* read before the buffer is freed */
-                free(xd), free(yd);
-                lasso_stats_free(s);
-                return abc_errf(err, ABC_EVALUE,
-                                "lasso: output %zu of point %zu is %g", i % n,
-                                r0 + i / n, bad);
-            }
+        for (size_t i = 0; i < (size_t)rows * n; i++)
             yy += yd[i] * yd[i];
-        }
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)D, rows, 1.0,
                     xd, (int)D, 1.0, s->xtx, (int)D);
         cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, n, rows,

@@ -140,41 +140,155 @@ static void format_duration(char *buf, size_t n, double s)
         snprintf(buf, n, "%lds", t);
 }
 
+void train_shard(int n, int rank, int size, int *first, int *count)
+{
+    int base = n / size, rem = n % size;
+    *count = base + (rank < rem);
+    *first = rank * base + (rank < rem ? rank : rem);
+}
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+uint64_t train_weights_hash(const struct model *m, const float *velocity)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    h = fnv1a(h, m->params, m->nparams * sizeof(float));
+    h = fnv1a(h, m->buffers, m->nbuffers * sizeof(float));
+    if (velocity) h = fnv1a(h, velocity, m->nparams * sizeof(float));
+    return h;
+}
+
+/* COLLECTIVE: combines every rank's outcome rc of `what`. Returns rc when
+ * this rank failed, an error saying that another rank failed (marked
+ * shared: that rank reports its own) when only others did, else 0. */
+static int dp_agree(struct train_dp *dp, int rc, const char *what, char *err)
+{
+    double failed = rc != 0;
+    char merr[ABC_ERRLEN];
+    int mrc = dp->sum_doubles(dp->ctx, &failed, 1, merr);
+    if (rc) return rc;
+    if (mrc) return abc_errf(err, mrc, "%s", merr);
+    if (failed > 0) {
+        dp->shared_error = 1;
+        return abc_errf(err, ABC_EVALUE,
+                        "data-parallel training: %d other rank(s) failed %s "
+                        "(their output has the error)",
+                        (int)failed, what);
+    }
+    return 0;
+}
+
+/* COLLECTIVE: accuracy and mean loss of m on d, each rank evaluating its
+ * contiguous part (train_shard) and the correct counts and loss sums added
+ * up (in rank order: the same on every rank). */
+static int evaluate_shared(struct model *m, const struct dataset *d,
+                           const struct augment *aug, int batch,
+                           struct train_dp *dp, double *acc, double *loss,
+                           char *err)
+{
+    int first, count;
+    train_shard(d->n, dp->rank, dp->size, &first, &count);
+    struct dataset part = *d;
+    part.n = count;
+    part.images = d->images + (size_t)first * d->c * d->h * d->w;
+    part.labels = d->labels + first;
+    double a = 0, l = 0;
+    int rc = count > 0 ? evaluate(m, &part, aug, batch, &a, &l, err) : 0;
+    /* correct images (exact: acc is correct/count), loss sum, failures */
+    double v[3] = {rc ? 0 : (double)lround(a * count), rc ? 0 : l * count,
+                   rc != 0};
+    char merr[ABC_ERRLEN];
+    int mrc = dp->sum_doubles(dp->ctx, v, 3, merr);
+    if (rc) return rc;
+    if (mrc) return abc_errf(err, mrc, "%s", merr);
+    if (v[2] > 0) {
+        dp->shared_error = 1;
+        return abc_errf(err, ABC_EVALUE,
+                        "data-parallel validation: %d other rank(s) failed "
+                        "(their output has the error)",
+                        (int)v[2]);
+    }
+    *acc = d->n ? v[0] / d->n : 0;
+    *loss = d->n ? v[1] / d->n : 0;
+    return 0;
+}
+
+/* COLLECTIVE: makes every rank's BN running statistics the shard-size
+ * weighted mean of all ranks' (count of batch images on this rank): the
+ * running means become exactly those of the whole batches (the running
+ * average is linear), the variances the mean of the shards' variances. */
+static int dp_sync_buffers(struct model *m, struct train_dp *dp, int count,
+                           int batch, char *err)
+{
+    if (m->nbuffers == 0) return 0;
+    const float w = (float)count / (float)batch;
+    for (size_t i = 0; i < m->nbuffers; i++)
+        m->buffers[i] *= w;
+    return dp->sum_floats(dp->ctx, m->buffers, m->nbuffers, err);
+}
+
 int train_model(struct model *m, const struct train_config *tc,
                 const struct data_splits *s, uint64_t seed,
                 struct train_state *st, const struct train_io *io, char *err)
 {
     const struct dataset *d = &s->train;
     const int batch = tc->batch_size;
-    if (d->n < batch)
+    struct train_dp *dp = io && io->dp && io->dp->size > 1 ? io->dp : NULL;
+    if (io && io->dp) io->dp->shared_error = 0;
+    /* Checks every rank makes alike on the same inputs. */
+    if (d->n < batch) {
+        if (dp) dp->shared_error = 1;
         return abc_errf(err, ABC_EVALUE,
                         "training set has %d images, fewer than one batch "
                         "of %d",
                         d->n, batch);
+    }
+    if (dp && batch < dp->size) {
+        dp->shared_error = 1;
+        return abc_errf(err, ABC_EVALUE,
+                        "batch size %d is smaller than the %d ranks training "
+                        "data-parallel: every rank needs at least one image "
+                        "of every batch",
+                        batch, dp->size);
+    }
+    /* This rank's part of every global batch: all of it when alone. */
+    int first = 0, count = batch;
+    if (dp) train_shard(batch, dp->rank, dp->size, &first, &count);
+    const size_t img = (size_t)d->c * d->h * d->w;
     struct loader l;
     struct sgd opt;
+    float *x = NULL;
+    int *y = NULL;
+    memset(&opt, 0, sizeof opt);
     int rc = loader_init(&l, d, batch, 1, 1, &s->aug,
                          rng_derive(seed, SEED_LOADER, 0, 0), err);
-    if (rc) return rc;
-    if ((rc = sgd_init(&opt, m->nparams, tc->momentum, tc->weight_decay,
-                       tc->nesterov, err))) {
-        loader_free(&l);
-        return rc;
+    if (rc) {
+        memset(&l, 0, sizeof l);
+    } else if (!(rc = sgd_init(&opt, m->nparams, tc->momentum, tc->weight_decay,
+                               tc->nesterov, err))) {
+        x = malloc((size_t)batch * img * sizeof(float));
+        y = malloc((size_t)batch * sizeof(int));
+        if (!x || !y)
+            rc = abc_errf(err, ABC_ENOMEM, "out of memory for a batch");
+        else
+            rc = model_reserve(m, count, err);
     }
+    if (dp) rc = dp_agree(dp, rc, "to set up", err);
+    if (rc) goto out;
     float *const resumed_velocity = st->velocity;
     if (st->epoch > 0 && resumed_velocity)
         memcpy(opt.velocity, resumed_velocity, m->nparams * sizeof(float));
-    float *x = malloc((size_t)batch * d->c * d->h * d->w * sizeof(float));
-    int *y = malloc((size_t)batch * sizeof(int));
-    if (!x || !y) {
-        rc = abc_errf(err, ABC_ENOMEM, "out of memory for a batch");
-        goto out;
-    }
-    if ((rc = model_reserve(m, batch, err))) goto out;
 
     /* Full batches only (drop_last): batch statistics of a tiny last batch
      * would be noise, and every image is still seen across epochs. */
     const int steps = d->n / batch;
+    const float shard_weight = (float)count / (float)batch;
     const double t_start = now_seconds();
     const int first_epoch = st->epoch;
     for (int epoch = st->epoch; epoch < tc->epochs; epoch++) {
@@ -183,7 +297,8 @@ int train_model(struct model *m, const struct train_config *tc,
         float lr = 0;
         loader_start(&l, epoch);
         for (int i = 0; i < steps; i++) {
-            if (io && io->stop && *io->stop) {
+            int stop = io && io->stop && *io->stop;
+            if (stop && !dp) {
                 rc = abc_errf(err, ABC_ESTOPPED,
                               "training stopped by a signal at epoch %d "
                               "step %d",
@@ -193,7 +308,29 @@ int train_model(struct model *m, const struct train_config *tc,
             int n = loader_next(&l, x, y);
             lr = lr_at(tc, epoch + (double)i / steps);
             model_zero_grad(m);
-            float loss = model_forward(m, x, y, n, 1, &correct);
+            int corr = 0;
+            /* with dp: this rank's images of the global batch (n == batch:
+             * full batches only) */
+            int k = dp ? count : n;
+            float loss = model_forward(m, x + (size_t)first * img, y + first, k,
+                                       1, &corr);
+            if (dp) {
+                /* The step's statistics and every rank's stop flag first,
+                 * so that all ranks stop (or give up) at the same step. */
+                double v[4] = {isfinite(loss) ? (double)loss * k : 0, corr,
+                               stop, !isfinite(loss)};
+                if ((rc = dp->sum_doubles(dp->ctx, v, 4, err))) goto out;
+                if (v[2] > 0 || v[3] > 0) dp->shared_error = 1;
+                if (v[2] > 0) {
+                    rc = abc_errf(err, ABC_ESTOPPED,
+                                  "training stopped by a signal at epoch %d "
+                                  "step %d (on %d of %d ranks)",
+                                  epoch + 1, i, (int)v[2], dp->size);
+                    goto out;
+                }
+                loss = v[3] > 0 ? NAN : (float)(v[0] / n);
+                corr = (int)v[1];
+            }
             if (!isfinite(loss)) {
                 rc = abc_errf(err, ABC_ENUMERIC,
                               "training loss became %f at epoch %d step %d "
@@ -202,20 +339,34 @@ int train_model(struct model *m, const struct train_config *tc,
                 goto out;
             }
             model_backward(m);
+            if (dp) {
+                /* Our loss is a mean over this rank's k images: weighted
+                 * by k/batch, the ranks' gradients add up to the mean over
+                 * the global batch, as one rank would compute it. */
+                for (size_t j = 0; j < m->nparams; j++)
+                    m->grads[j] *= shard_weight;
+                if ((rc = dp->sum_floats(dp->ctx, m->grads, m->nparams, err)))
+                    goto out;
+            }
             if (io && io->after_backward) io->after_backward(io->hook_ctx, m);
             sgd_step(&opt, m->params, m->grads, lr);
+            correct += corr;
             lsum += (double)loss * n;
             seen += n;
             st->step++;
             if (io && io->stop_at_step > 0 && st->step >= io->stop_at_step)
                 break;
         }
+        if (dp && (rc = dp_sync_buffers(m, dp, count, batch, err))) goto out;
         double train_s = now_seconds() - t0;
         double val_acc = 0, val_loss = 0;
-        if (s->val.n > 0 && !(io && io->skip_val) &&
-            (rc = evaluate(m, &s->val, &s->aug, batch, &val_acc, &val_loss,
-                           err)))
-            goto out;
+        if (s->val.n > 0 && !(io && io->skip_val)) {
+            rc = dp ? evaluate_shared(m, &s->val, &s->aug, batch, dp, &val_acc,
+                                      &val_loss, err)
+                    : evaluate(m, &s->val, &s->aug, batch, &val_acc, &val_loss,
+                               err);
+            if (rc) goto out;
+        }
         st->epoch = epoch + 1;
         if (val_acc > st->best_val_acc) st->best_val_acc = val_acc;
         double elapsed = now_seconds() - t_start;
@@ -242,20 +393,41 @@ int train_model(struct model *m, const struct train_config *tc,
                     st->epoch, tc->epochs, (long long)st->step, lsum / seen,
                     (double)correct / seen, val_acc, val_loss, lr, ips,
                     now_seconds() - t0);
-            if (jsonl_end(io->log)) {
+            if (jsonl_end(io->log))
                 rc = abc_errf(err, ABC_EIO, "cannot write the training log");
-                goto out;
-            }
         }
-        if (io && io->ckpt_path) {
+        if (!rc && io && io->ckpt_path) {
             st->velocity = opt.velocity;
             rc = checkpoint_save(io->ckpt_path, m, st, err);
             st->velocity = resumed_velocity;
-            if (rc) goto out;
         }
+        /* the log and the checkpoint are one rank's: the others learn
+         * whether it could write them */
+        if (dp) rc = dp_agree(dp, rc, "to write the log or checkpoint", err);
+        if (rc) goto out;
         if (io && io->stop_at_epoch > 0 && st->epoch >= io->stop_at_epoch)
             break;
         if (io && io->stop_at_step > 0 && st->step >= io->stop_at_step) break;
+    }
+    if (dp) {
+        /* Same update on every rank: the weights must be the same bits. */
+        uint64_t h = train_weights_hash(m, opt.velocity);
+        int same = 0;
+        if ((rc = dp->same_u64(dp->ctx, h, &same, err))) goto out;
+        if (!same) {
+            dp->shared_error = 1;
+            rc = abc_errf(err, ABC_EVALUE,
+                          "data-parallel training: the %d ranks ended with "
+                          "different weights (rank %d hash %016llx)",
+                          dp->size, dp->rank, (unsigned long long)h);
+            goto out;
+        }
+        if (io && io->progress)
+            fprintf(io->progress,
+                    "%s: data-parallel over %d ranks, weights agree (hash "
+                    "%016llx)\n",
+                    io->tag ? io->tag : "train", dp->size,
+                    (unsigned long long)h);
     }
 out:
     free(x);

@@ -6,6 +6,8 @@
 #define ABC_TRAIN_H
 
 #include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "data/data.h"
@@ -13,6 +15,43 @@
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "nn/model.h"
+
+/* Data-parallel training (DESIGN: the engine stays MPI-free). A transport
+ * (proto/dp.h) fills this in with collective operations over the `size`
+ * ranks that train one model together. Every rank calls train_model with
+ * the same model, config, seed, data and schedule (train_io's stop_at_*,
+ * skip_val, after_backward) and its own train_dp; each takes its shard of
+ * every global batch (train_shard), the gradients are combined so that the
+ * update equals one rank's on the whole batch, and every rank applies it.
+ * Only the rank whose train_io has them writes the log, the progress and
+ * the checkpoint. Each function below is COLLECTIVE over the ranks (all
+ * call it in the same order with the same n) and gives every rank the same
+ * bits, whatever the timing (a fixed summation order). */
+struct train_dp {
+    int rank, size; /* this rank, 0..size-1, and the number of ranks */
+    /* v[0..n) := the sum over the ranks of every rank's v[0..n). Returns 0
+     * or an error (the transport failed: the job cannot go on). */
+    int (*sum_floats)(void *ctx, float *v, size_t n, char *err);
+    /* The same for a few doubles (statistics, agreement flags). */
+    int (*sum_doubles)(void *ctx, double *v, int n, char *err);
+    /* *same := 1 when every rank passed the same v, else 0. */
+    int (*same_u64)(void *ctx, uint64_t v, int *same, char *err);
+    void *ctx;
+    /* Set by train_model: 1 when the error it returned is shared by every
+     * rank (a stop, a non-finite loss, an input every rank refuses alike,
+     * or another rank's failure, which that rank reports), 0 when it is
+     * this rank's own (then the others saw it as another rank's). */
+    int shared_error;
+};
+
+/* Rank `rank` of `size`'s part of n items (a global batch, the validation
+ * set): the contiguous range [*first, *first + *count). Sizes differ by at
+ * most one, the larger ones first: n = 10 over 4 ranks gives 3, 3, 2, 2. */
+void train_shard(int n, int rank, int size, int *first, int *count);
+
+/* FNV-1a hash of m's parameters and buffers and, when not NULL, the
+ * optimizer's velocity (m->nparams floats): equal models hash equally. */
+uint64_t train_weights_hash(const struct model *m, const float *velocity);
 
 /* Where training reports. Any field may be NULL. */
 struct train_io {
@@ -30,13 +69,22 @@ struct train_io {
      * a method's own term to m->grads (Network Slimming's sparsity) */
     void (*after_backward)(void *ctx, struct model *m);
     void *hook_ctx;
+    /* data-parallel training over dp->size ranks (NULL, or size 1: this
+     * rank trains alone). after_backward then sees the combined gradient
+     * of the global batch. BatchNorm uses each rank's shard's statistics;
+     * the running statistics are combined (shard-size weighted) at the end
+     * of every epoch, and the validation set is split over the ranks. */
+    struct train_dp *dp;
 };
 
 /* Trains m on s->train for tc->epochs epochs from st->epoch on (st->epoch
  * > 0 resumes: the optimizer state st->velocity must then be set), with
  * shuffling and augmentation seeded by `seed`, validating on s->val after
  * every epoch. Updates st. Returns 0, ABC_ENUMERIC if the loss becomes
- * NaN/Inf, or another error. */
+ * NaN/Inf, or another error. With io->dp (size > 1) it is COLLECTIVE over
+ * the ranks (see struct train_dp): a stop on any rank stops them all at
+ * the same step, and at the end the ranks check that their weights agree
+ * (ABC_EVALUE if not). */
 int train_model(struct model *m, const struct train_config *tc,
                 const struct data_splits *s, uint64_t seed,
                 struct train_state *st, const struct train_io *io, char *err);
