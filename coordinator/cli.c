@@ -198,7 +198,8 @@ static const char *usage_info =
 
 static const char *usage_simulate =
     "usage: abcprune simulate [--workers LIST] [--schedule sync|async|both]\n"
-    "                         [--log FILE] [--csv FILE] [--overhead S] CONFIG\n"
+    "                         [--log FILE] [--csv FILE] [--overhead S]\n"
+    "                         [--group G] [--allreduce ALPHA,BETA] CONFIG\n"
     "\n"
     "Runs CONFIG's colony (the real one, sync or async) against virtual\n"
     "workers on a virtual clock and prints, per worker count and schedule,\n"
@@ -210,7 +211,12 @@ static const char *usage_simulate =
     "the log's own config replays its search); each dispatch adds S\n"
     "seconds, the worker idle (default: fitted so that the\n"
     "log's own run replays to its wall time). --workers 1,2,3,16,64,256,1024\n"
-    "(default), --schedule both (default), --csv FILE instead of stdout.\n";
+    "(default), --schedule both (default), --csv FILE instead of stdout.\n"
+    "--group G: G workers evaluate each candidate together, data-parallel\n"
+    "(default: the config's search.ranks_per_eval; 0 there: W / sn); a\n"
+    "candidate's time is then its training share / G, the rest whole, plus\n"
+    "one gradient sum per step costing ALPHA s + BETA s/byte for 2 ranks\n"
+    "(--allreduce; measure with mpirun -np 2 bench_allreduce).\n";
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -594,25 +600,38 @@ static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
     return rank == 0 ? finish(rc, err) : 0;
 }
 
-static int cmd_eval(int argc, char **argv)
+/* Parses "A B" (two arguments, no options) of command cmd into args;
+ * what names them for the error. Returns 0, -1 after printing help, or
+ * EXIT_USAGE after printing the error and usage. */
+static int two_args(int argc, char **argv, const char *usage, const char *cmd,
+                    const char *what, const char *args[2])
 {
-    const char *args[2];
+    char fmt[64];
     int nargs = 0;
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
-            fputs(usage_eval, stdout);
-            return 0;
+            fputs(usage, stdout);
+            return -1;
         }
-        if (argv[i][0] == '-')
-            return usage_error(usage_eval, "eval: %s is not an option",
-                               argv[i]);
-        if (nargs == 2)
-            return usage_error(usage_eval, "eval: %s is one argument too many",
-                               argv[i]);
+        const char *why = argv[i][0] == '-' ? "is not an option"
+                          : nargs == 2      ? "is one argument too many"
+                                            : NULL;
+        if (why) {
+            snprintf(fmt, sizeof fmt, "%s: %%s %s", cmd, why);
+            return usage_error(usage, fmt, argv[i]);
+        }
         args[nargs++] = argv[i];
     }
-    if (nargs != 2)
-        return usage_error(usage_eval, "eval: %s", "expected CONFIG and CKPT");
+    if (nargs == 2) return 0;
+    snprintf(fmt, sizeof fmt, "%s: expected %%s", cmd);
+    return usage_error(usage, fmt, what);
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+    const char *args[2];
+    int u = two_args(argc, argv, usage_eval, "eval", "CONFIG and CKPT", args);
+    if (u) return u < 0 ? 0 : u;
     char err[ABC_ERRLEN];
     struct config c;
     int rc = load_config(&c, args[0], err);
@@ -787,7 +806,8 @@ static int cmd_simulate(int argc, char **argv)
         }
         int opt = strcmp(a, "--workers") == 0 || strcmp(a, "--schedule") == 0 ||
                   strcmp(a, "--log") == 0 || strcmp(a, "--csv") == 0 ||
-                  strcmp(a, "--overhead") == 0;
+                  strcmp(a, "--overhead") == 0 || strcmp(a, "--group") == 0 ||
+                  strcmp(a, "--allreduce") == 0;
         if (opt && (i + 1 >= argc || argv[i + 1][0] == '\0'))
             return usage_error(usage_simulate, "simulate: %s needs a value", a);
         const char *v = opt ? argv[++i] : NULL;
@@ -818,6 +838,25 @@ static int cmd_simulate(int argc, char **argv)
                                    "simulate: --overhead '%s': expected "
                                    "seconds >= 0",
                                    v);
+        } else if (strcmp(a, "--group") == 0) {
+            long gv = strtol(v, &end, 10);
+            if (*end || gv < 1 || gv > 65536)
+                return usage_error(usage_simulate,
+                                   "simulate: --group '%s': expected ranks "
+                                   "per evaluation, 1..65536",
+                                   v);
+            o.group = (int)gv;
+        } else if (strcmp(a, "--allreduce") == 0) {
+            o.ar_alpha = strtod(v, &end);
+            if (*end == ',') o.ar_beta = strtod(end + 1, &end);
+            if (*end || !(o.ar_alpha >= 0 && o.ar_alpha < 10) ||
+                !(o.ar_beta >= 0 && o.ar_beta < 1) || !strchr(v, ','))
+                return usage_error(usage_simulate,
+                                   "simulate: --allreduce '%s': expected "
+                                   "ALPHA,BETA: seconds per gradient sum and "
+                                   "seconds per byte, e.g. 2e-5,1e-9",
+                                   v);
+            o.have_ar = 1;
         } else if (a[0] == '-') {
             return usage_error(usage_simulate, "simulate: %s is not an option",
                                a);
@@ -960,23 +999,9 @@ static int cmd_import(int argc, char **argv)
 static int cmd_export(int argc, char **argv)
 {
     const char *args[2];
-    int nargs = 0;
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(usage_export, stdout);
-            return 0;
-        }
-        if (argv[i][0] == '-')
-            return usage_error(usage_export, "export: %s is not an option",
-                               argv[i]);
-        if (nargs == 2)
-            return usage_error(usage_export,
-                               "export: %s is one argument too many", argv[i]);
-        args[nargs++] = argv[i];
-    }
-    if (nargs != 2)
-        return usage_error(usage_export, "export: %s",
-                           "expected CKPT and OUT.safetensors or OUT.onnx");
+    int u = two_args(argc, argv, usage_export, "export",
+                     "CKPT and OUT.safetensors or OUT.onnx", args);
+    if (u) return u < 0 ? 0 : u;
     int onnx = has_suffix(args[1], ".onnx");
     if (!onnx && !has_suffix(args[1], ".safetensors"))
         return usage_error(usage_export,

@@ -145,6 +145,9 @@ static int log_grow(struct sim_log *g)
     double *sec = realloc(g->seconds, sizeof(double) * cap);
     if (!sec) return -1;
     g->seconds = sec;
+    double *ips = realloc(g->ips, sizeof(double) * cap);
+    if (!ips) return -1;
+    g->ips = ips;
     double *fit = realloc(g->fitness, sizeof(double) * cap);
     if (!fit) return -1;
     g->fitness = fit;
@@ -200,6 +203,11 @@ static int read_eval(struct sim_log *g, const cJSON *f, const struct where *w,
     memcpy(g->codes + (size_t)i * g->nlayers, code, sizeof(int) * n);
     g->flops[i] = (int64_t)flops;
     g->seconds[i] = sec;
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(f, "images_per_s");
+    g->ips[i] =
+        cJSON_IsNumber(x) && isfinite(x->valuedouble) && x->valuedouble > 0
+            ? x->valuedouble
+            : 0; /* optional: older logs, failed evaluations */
     g->fitness[i] = fit;
     g->seed[i] = seed;
     g->phase[i] = phase;
@@ -310,6 +318,7 @@ void sim_log_destroy(struct sim_log *g)
     free(g->codes);
     free(g->flops);
     free(g->seconds);
+    free(g->ips);
     free(g->fitness);
     free(g->seed);
     free(g->phase);
@@ -443,8 +452,10 @@ struct sim_eval {
     double fitness; /* the surrogate's */
 };
 
-/* MACs of code's structure (as the search maps it), or a negative error. */
-static int64_t code_macs(const struct sim_setup *s, const int *code, char *err)
+/* MACs of code's structure (as the search maps it; its parameters into
+ * *params when not NULL), or a negative error. */
+static int64_t code_macs(const struct sim_setup *s, const int *code,
+                         int64_t *params, char *err)
 {
     struct structure_map plain;
     const struct structure_map *map = s->map;
@@ -455,7 +466,7 @@ static int64_t code_macs(const struct sim_setup *s, const int *code, char *err)
         if (rc) return rc;
         map = &plain;
     }
-    int rc = structure_from_code(map, code, ch, &macs, NULL, err);
+    int rc = structure_from_code(map, code, ch, &macs, params, err);
     return rc ? rc : macs;
 }
 
@@ -481,7 +492,8 @@ static double surrogate_fitness(const struct sim_log *g, const int *code,
 static int eval_candidate(const struct sim_setup *s, const struct candidate *cd,
                           struct sim_eval *e, char *err)
 {
-    int64_t macs = code_macs(s, cd->code, err);
+    int64_t params = 0;
+    int64_t macs = code_macs(s, cd->code, &params, err);
     if (macs < 0) return (int)macs;
     double m = 1;
     if (s->cost->nres > 0) {
@@ -490,6 +502,12 @@ static int eval_candidate(const struct sim_setup *s, const struct candidate *cd,
         m = s->cost->res[rng_below(&r, (uint64_t)s->cost->nres)];
     }
     e->dur = cost_predict(s->cost, (double)macs) * m;
+    int g = s->group > 1 ? s->group : 1;
+    if (g > 1)
+        e->dur =
+            e->dur * (s->train_frac / g + 1 - s->train_frac) +
+            s->steps * (s->ar_alpha * ceil(log2((double)g)) +
+                        s->ar_beta * 4.0 * (double)params * 2.0 * (g - 1) / g);
     e->fitness = surrogate_fitness(s->log, cd->code, cd->seed, s->p.nlayers);
     return 0;
 }
@@ -722,6 +740,12 @@ int sim_run(const struct sim_setup *s, int workers, int async,
                         "%s: codes of %d layers, the model has %d prunable "
                         "layers: a log of another model",
                         s->log->path, s->log->nlayers, s->p.nlayers);
+    int g = s->group > 1 ? s->group : 1;
+    if (workers < g)
+        return abc_errf(err, ABC_EVALUE,
+                        "simulate: %d workers cannot form a group of %d "
+                        "(search.ranks_per_eval)",
+                        workers, g);
     r->workers = workers;
     r->async = async;
     r->ncycles = s->p.max_cycles + 1;
@@ -730,7 +754,7 @@ int sim_run(const struct sim_setup *s, int workers, int async,
     struct vclock v = {.s = s, .o = s->cost->overhead};
     struct sim_ctx x = {.r = r, .logged = -1};
     int rc = 0;
-    if (vclock_init(&v, workers)) {
+    if (vclock_init(&v, workers / g)) { /* a slot per group */
         rc = abc_errf(err, ABC_ENOMEM, "out of memory");
         goto out;
     }
@@ -743,10 +767,10 @@ int sim_run(const struct sim_setup *s, int workers, int async,
     r->busy_s = v.busy_s;
     r->wall_s = t;
     r->evaluations = col->evaluations;
-    r->util = t > 0 ? r->busy_s / (workers * t) : 0;
+    r->util = t > 0 ? r->busy_s * g / (workers * t) : 0; /* rank-seconds */
     r->evals_per_s = t > 0 ? (double)r->evaluations / t : 0;
     r->best_fitness = col->best_fitness;
-    int64_t macs = code_macs(s, col->best_code, err);
+    int64_t macs = code_macs(s, col->best_code, NULL, err);
     if (macs < 0) {
         rc = (int)macs;
         goto out;
@@ -766,6 +790,68 @@ void sim_result_free(struct sim_result *r)
 }
 
 /* ---- the subcommand's work ---- */
+
+/* The group size for W workers: o's, else the config's, else (0, auto)
+ * floor(W / sn), at least 1. */
+static int group_of(const struct config *c, const struct sim_opts *o, int W)
+{
+    int g = o->group > 0 ? o->group : c->search.ranks_per_eval;
+    if (g == 0) g = W / (c->search.sn > 0 ? c->search.sn : 1);
+    return g > 1 ? g : 1;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The group model's inputs (see sim_setup): the training share of an
+ * evaluation, the median over the log of (images trained / images per
+ * second) / seconds; the gradient sums per evaluation from the fitness
+ * budget; the alpha-beta cost from o. */
+static int group_model(struct sim_setup *s, const struct config *c,
+                       const struct sim_opts *o, const struct sim_log *g,
+                       FILE *progress, char *err)
+{
+    const struct fitness_config *f = &c->search.fitness;
+    s->ar_alpha = o->ar_alpha;
+    s->ar_beta = o->ar_beta;
+    int per_epoch = f->train_images > 0
+                        ? (f->train_images + f->batch_size - 1) / f->batch_size
+                        : 0;
+    s->steps =
+        f->steps > 0 ? f->steps : per_epoch * (f->epochs > 0 ? f->epochs : 1);
+    double images = f->steps > 0 ? (double)f->steps * f->batch_size
+                                 : (double)(f->epochs > 0 ? f->epochs : 1) *
+                                       f->train_images;
+    double *frac = malloc(sizeof(double) * (size_t)(g->n > 0 ? g->n : 1));
+    if (!frac) return abc_errf(err, ABC_ENOMEM, "out of memory");
+    int n = 0;
+    for (int i = 0; i < g->n; i++)
+        if (g->ips[i] > 0 && g->seconds[i] > 0 && images > 0) {
+            double x = images / g->ips[i] / g->seconds[i];
+            frac[n++] = x < 1 ? x : 1;
+        }
+    qsort(frac, (size_t)n, sizeof *frac, cmp_double);
+    s->train_frac = n ? frac[n / 2] : 1; /* no data: all of it scales */
+    free(frac);
+    if (f->proxy == FITNESS_ADAPTIVE_BN) s->train_frac = 0, s->steps = 0;
+    if (progress && o->have_ar)
+        fprintf(progress,
+                "simulate: groups: training %.0f%% of an evaluation (median "
+                "of %d logged), %d gradient sums per evaluation at %.3g s + "
+                "%.3g s/MB\n",
+                100 * s->train_frac, n, s->steps, s->ar_alpha,
+                s->ar_beta * 1e6);
+    if (s->steps == 0 && f->proxy != FITNESS_ADAPTIVE_BN && o->have_ar)
+        return abc_errf(err, ABC_EVALUE,
+                        "%s: the group model needs the gradient sums per "
+                        "evaluation: set search.fitness.steps or "
+                        "train_images",
+                        c->path);
+    return 0;
+}
 
 int sim_sweep(const struct config *c, const struct sim_opts *o, FILE *csv,
               FILE *progress, char *err)
@@ -801,6 +887,7 @@ int sim_sweep(const struct config *c, const struct sim_opts *o, FILE *csv,
     s.cost = &cost;
     s.log = g;
     s.seed = c->seed;
+    if ((rc = group_model(&s, c, o, g, progress, err))) goto out;
     if (progress) {
         double lo = INFINITY, hi = 0;
         for (int i = 0; i < cost.nres; i++) {
@@ -819,15 +906,24 @@ int sim_sweep(const struct config *c, const struct sim_opts *o, FILE *csv,
         for (int a = 0; a < 2 && !rc; a++) {
             if (!(a ? o->async : o->sync)) continue;
             struct sim_result r;
+            s.group = group_of(c, o, o->workers[k]);
+            if (s.group > 1 && !o->have_ar) {
+                rc = abc_errf(err, ABC_EVALUE,
+                              "simulate: groups of %d ranks need the cost of "
+                              "a gradient sum: --allreduce ALPHA,BETA "
+                              "(measure it: mpirun -np 2 bench_allreduce)",
+                              s.group);
+                break;
+            }
             if ((rc = sim_run(&s, o->workers[k], a, &r, err))) break;
             fprintf(csv, "%s,%d,%d,%.3f,%llu,%.4f,%.4f,", a ? "async" : "sync",
                     r.workers, s.p.sn, r.wall_s,
                     (unsigned long long)r.evaluations, r.evals_per_s, r.util);
             for (int i = 0; i < r.ncycles; i++)
                 fprintf(csv, i ? ";%.6f" : "%.6f", r.best[i]);
-            fprintf(csv, ",%.6f,%lld,%.6g,%.6g,%.6g\n", r.best_fitness,
+            fprintf(csv, ",%.6f,%lld,%.6g,%.6g,%.6g,%d\n", r.best_fitness,
                     (long long)r.best_flops, cost.a, cost.b * 1e6,
-                    cost.overhead);
+                    cost.overhead, s.group > 1 ? s.group : 1);
             if (progress)
                 fprintf(progress,
                         "simulate: %-5s %5d workers: %8.1fs, %llu "

@@ -45,6 +45,7 @@ struct sim_log {
     int *codes;      /* n*nlayers */
     int64_t *flops;  /* per eval line */
     double *seconds; /* the worker's wall time of the evaluation */
+    double *ips;     /* its training images per second (0: not logged) */
     double *fitness;
     double *seed; /* the evaluation's seed, as the nearest double (JSON
                      numbers are read as doubles; two of the 2^64 seeds
@@ -115,6 +116,20 @@ struct sim_setup {
     const struct sim_cost *cost;
     const struct sim_log *log; /* fitness surrogate: nearest logged code */
     uint64_t seed;             /* residual draws */
+    /* Evaluation groups (search.ranks_per_eval): g ranks train one
+     * candidate data-parallel, so a slot of the virtual clock is g
+     * workers. A candidate's seconds t (the single-rank fit) become
+     *   t * (train_frac / g + 1 - train_frac)
+     *     + steps * (ar_alpha * ceil(log2 g) + ar_beta * bytes * 2(g-1)/g)
+     * with bytes = 4 * its parameters: the training share split over g
+     * ranks, the rest (slicing, validation) done by each, and one gradient
+     * sum per step on the alpha-beta cost measured for 2 ranks
+     * (bench_allreduce). g 0 in sim_run: this group (1 if unset). */
+    int group;
+    double train_frac; /* of an evaluation's seconds: training (the log) */
+    int steps;         /* gradient sums per evaluation */
+    double ar_alpha;   /* seconds per gradient sum (latency) */
+    double ar_beta;    /* seconds per byte summed */
 };
 
 /* One simulated search. */
@@ -151,13 +166,17 @@ struct sim_opts {
     int nworkers;
     int sync, async; /* schedules to simulate (at least one) */
     double overhead; /* seconds per dispatch; < 0: sim_overhead_fit */
+    int group;       /* ranks per evaluation: 1, or 0 = the config's
+                        search.ranks_per_eval (0 there: floor(W / sn)) */
+    int have_ar;     /* ar_alpha and ar_beta given (needed for groups) */
+    double ar_alpha, ar_beta; /* see sim_setup */
 };
 
 /* The CSV header sim_sweep writes (no newline). */
 #define SIM_CSV_HEADER                                                         \
     "schedule,workers,sn,wall_s,evaluations,evals_per_s,worker_util,"          \
     "best_fitness_per_cycle,final_best_fitness,final_flops,cost_a_s,"          \
-    "cost_b_s_per_mflop,overhead_s"
+    "cost_b_s_per_mflop,overhead_s,ranks_per_eval"
 
 /* Simulates the search config c describes (its colony: search section,
  * seed, model) from the log o->log_path: fits the cost model and the

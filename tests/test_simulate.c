@@ -170,6 +170,49 @@ static void test_constant_time(const struct model *pre, const struct sim_log *g)
         sim_result_free(&r);
     }
 
+    /* Evaluation groups: W workers in W/g slots, each candidate
+     * t * (phi/g + 1 - phi) + steps * alpha * ceil(log2 g) (beta 0: the
+     * parameters do not enter); utilisation counts all g ranks busy. */
+    static const int gW[][2] = {{2, 2}, {2, 6}, {4, 16}, {16, 1024}, {3, 7}};
+    for (size_t i = 0; i < sizeof gW / sizeof gW[0]; i++) {
+        int G = gW[i][0], W = gW[i][1], slots = W / G;
+        s.group = G;
+        s.train_frac = 0.8;
+        s.steps = 10;
+        s.ar_alpha = 0.01;
+        s.ar_beta = 0;
+        double tg = t * (0.8 / G + 0.2) + 10 * 0.01 * ceil(log2((double)G));
+        double want = 0;
+        for (int k = 0; k < nph; k++)
+            want += ceil((double)n[k] / slots) * tg;
+        struct sim_result r;
+        int rc = sim_run(&s, W, 0, &r, err);
+        CHECK(rc == 0 && fabs(r.wall_s - want) < 1e-9 &&
+                  fabs(r.util - total * tg * G / (W * want)) < 1e-12,
+              "groups of %d on %d workers: wall %.6f want %.6f, util %.6f (%s)",
+              G, W, rc ? 0 : r.wall_s, want, rc ? 0 : r.util, err);
+        if (!rc) {
+            printf("ok   sync  g=%2d W=%4d: wall %7.2f = sum ceil(batch/(W/g)) "
+                   "* t_g, util %.4f\n",
+                   G, W, r.wall_s, r.util);
+            sim_result_free(&r);
+        }
+        s.ar_beta = 1e-9; /* the sums' bytes: every candidate costs more */
+        double busy0 = total * tg;
+        rc = sim_run(&s, W, 0, &r, err);
+        CHECK(rc == 0 && r.busy_s > busy0, "beta > 0: busy %.6f vs %.6f",
+              rc ? 0 : r.busy_s, busy0);
+        if (!rc) sim_result_free(&r);
+    }
+    s.group = 4;
+    {
+        struct sim_result r;
+        CHECK(sim_run(&s, 3, 0, &r, err) == ABC_EVALUE &&
+                  strstr(err, "3 workers cannot form a group of 4"),
+              "3 workers, groups of 4: %s", err);
+    }
+    s.group = 0;
+
     /* One worker: N*(t+o) on both schedules, busy t/(t+o). */
     cost.overhead = 0.5;
     for (int a = 0; a < 2; a++) {
