@@ -199,7 +199,8 @@ static const char *usage_info =
 static const char *usage_simulate =
     "usage: abcprune simulate [--workers LIST] [--schedule sync|async|both]\n"
     "                         [--log FILE] [--csv FILE] [--overhead S]\n"
-    "                         [--group G] [--allreduce ALPHA,BETA] CONFIG\n"
+    "                         [--group G] [--allreduce ALPHA,BETA]\n"
+    "                         [--dp-efficiency E] CONFIG\n"
     "\n"
     "Runs CONFIG's colony (the real one, sync or async) against virtual\n"
     "workers on a virtual clock and prints, per worker count and schedule,\n"
@@ -216,7 +217,8 @@ static const char *usage_simulate =
     "(default: the config's search.ranks_per_eval; 0 there: W / sn); a\n"
     "candidate's time is then its training share / G, the rest whole, plus\n"
     "one gradient sum per step costing ALPHA s + BETA s/byte for 2 ranks\n"
-    "(--allreduce; measure with mpirun -np 2 bench_allreduce).\n";
+    "(--allreduce; measure with mpirun -np 2 bench_allreduce), the training\n"
+    "share scaling at efficiency E (default 1: ideal).\n";
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -807,7 +809,8 @@ static int cmd_simulate(int argc, char **argv)
         int opt = strcmp(a, "--workers") == 0 || strcmp(a, "--schedule") == 0 ||
                   strcmp(a, "--log") == 0 || strcmp(a, "--csv") == 0 ||
                   strcmp(a, "--overhead") == 0 || strcmp(a, "--group") == 0 ||
-                  strcmp(a, "--allreduce") == 0;
+                  strcmp(a, "--allreduce") == 0 ||
+                  strcmp(a, "--dp-efficiency") == 0;
         if (opt && (i + 1 >= argc || argv[i + 1][0] == '\0'))
             return usage_error(usage_simulate, "simulate: %s needs a value", a);
         const char *v = opt ? argv[++i] : NULL;
@@ -846,6 +849,13 @@ static int cmd_simulate(int argc, char **argv)
                                    "per evaluation, 1..65536",
                                    v);
             o.group = (int)gv;
+        } else if (strcmp(a, "--dp-efficiency") == 0) {
+            o.dp_eff = strtod(v, &end);
+            if (*end || !(o.dp_eff > 0 && o.dp_eff <= 1))
+                return usage_error(usage_simulate,
+                                   "simulate: --dp-efficiency '%s': expected "
+                                   "a fraction in (0, 1]",
+                                   v);
         } else if (strcmp(a, "--allreduce") == 0) {
             o.ar_alpha = strtod(v, &end);
             if (*end == ',') o.ar_beta = strtod(end + 1, &end);

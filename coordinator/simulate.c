@@ -505,7 +505,8 @@ static int eval_candidate(const struct sim_setup *s, const struct candidate *cd,
     int g = s->group > 1 ? s->group : 1;
     if (g > 1)
         e->dur =
-            e->dur * (s->train_frac / g + 1 - s->train_frac) +
+            e->dur * (s->train_frac / (g * (s->dp_eff > 0 ? s->dp_eff : 1)) +
+                      1 - s->train_frac) +
             s->steps * (s->ar_alpha * ceil(log2((double)g)) +
                         s->ar_beta * 4.0 * (double)params * 2.0 * (g - 1) / g);
     e->fitness = surrogate_fitness(s->log, cd->code, cd->seed, s->p.nlayers);
@@ -806,10 +807,10 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The group model's inputs (see sim_setup): the training share of an
- * evaluation, the median over the log of (images trained / images per
- * second) / seconds; the gradient sums per evaluation from the fitness
- * budget; the alpha-beta cost from o. */
+/* The group model's inputs (see sim_setup): the share of an evaluation
+ * the group splits, the median over the log of ((images trained + a third
+ * of the images validated) / images per second) / seconds; the gradient sums
+ * per evaluation from the fitness budget; the alpha-beta cost from o. */
 static int group_model(struct sim_setup *s, const struct config *c,
                        const struct sim_opts *o, const struct sim_log *g,
                        FILE *progress, char *err)
@@ -817,6 +818,7 @@ static int group_model(struct sim_setup *s, const struct config *c,
     const struct fitness_config *f = &c->search.fitness;
     s->ar_alpha = o->ar_alpha;
     s->ar_beta = o->ar_beta;
+    s->dp_eff = o->dp_eff > 0 ? o->dp_eff : 1;
     int per_epoch = f->train_images > 0
                         ? (f->train_images + f->batch_size - 1) / f->batch_size
                         : 0;
@@ -825,12 +827,17 @@ static int group_model(struct sim_setup *s, const struct config *c,
     double images = f->steps > 0 ? (double)f->steps * f->batch_size
                                  : (double)(f->epochs > 0 ? f->epochs : 1) *
                                        f->train_images;
+    /* validation is split over the group too: its images, at a third of a
+     * training image's cost (forward only) */
+    double val = f->val_images > 0 && f->val_images < c->data.val_size
+                     ? f->val_images
+                     : c->data.val_size;
     double *frac = malloc(sizeof(double) * (size_t)(g->n > 0 ? g->n : 1));
     if (!frac) return abc_errf(err, ABC_ENOMEM, "out of memory");
     int n = 0;
     for (int i = 0; i < g->n; i++)
         if (g->ips[i] > 0 && g->seconds[i] > 0 && images > 0) {
-            double x = images / g->ips[i] / g->seconds[i];
+            double x = (images + val / 3) / g->ips[i] / g->seconds[i];
             frac[n++] = x < 1 ? x : 1;
         }
     qsort(frac, (size_t)n, sizeof *frac, cmp_double);
@@ -839,10 +846,11 @@ static int group_model(struct sim_setup *s, const struct config *c,
     if (f->proxy == FITNESS_ADAPTIVE_BN) s->train_frac = 0, s->steps = 0;
     if (progress && o->have_ar)
         fprintf(progress,
-                "simulate: groups: training %.0f%% of an evaluation (median "
-                "of %d logged), %d gradient sums per evaluation at %.3g s + "
-                "%.3g s/MB\n",
-                100 * s->train_frac, n, s->steps, s->ar_alpha,
+                "simulate: groups: training + validation %.0f%% of an "
+                "evaluation (median "
+                "of %d logged), at %.0f%% parallel efficiency; %d gradient "
+                "sums per evaluation at %.3g s + %.3g s/MB\n",
+                100 * s->train_frac, n, 100 * s->dp_eff, s->steps, s->ar_alpha,
                 s->ar_beta * 1e6);
     if (s->steps == 0 && f->proxy != FITNESS_ADAPTIVE_BN && o->have_ar)
         return abc_errf(err, ABC_EVALUE,

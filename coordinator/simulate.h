@@ -119,17 +119,22 @@ struct sim_setup {
     /* Evaluation groups (search.ranks_per_eval): g ranks train one
      * candidate data-parallel, so a slot of the virtual clock is g
      * workers. A candidate's seconds t (the single-rank fit) become
-     *   t * (train_frac / g + 1 - train_frac)
+     *   t * (train_frac / (g * dp_eff) + 1 - train_frac)
      *     + steps * (ar_alpha * ceil(log2 g) + ar_beta * bytes * 2(g-1)/g)
-     * with bytes = 4 * its parameters: the training share split over g
-     * ranks, the rest (slicing, validation) done by each, and one gradient
+     * with bytes = 4 * its parameters: the training and validation share
+     * split over g ranks, the rest (slicing, set-up) done by each, and one
+     * gradient
      * sum per step on the alpha-beta cost measured for 2 ranks
      * (bench_allreduce). g 0 in sim_run: this group (1 if unset). */
     int group;
-    double train_frac; /* of an evaluation's seconds: training (the log) */
+    double train_frac; /* of an evaluation's seconds: training and
+                          validation (the log; see group_model) */
     int steps;         /* gradient sums per evaluation */
     double ar_alpha;   /* seconds per gradient sum (latency) */
     double ar_beta;    /* seconds per byte summed */
+    double dp_eff;     /* parallel efficiency of the training share (1:
+                          ideal; a measured value: images/s on g ranks over
+                          g times one rank's) */
 };
 
 /* One simulated search. */
@@ -170,6 +175,7 @@ struct sim_opts {
                         search.ranks_per_eval (0 there: floor(W / sn)) */
     int have_ar;     /* ar_alpha and ar_beta given (needed for groups) */
     double ar_alpha, ar_beta; /* see sim_setup */
+    double dp_eff;            /* see sim_setup; 0: 1 */
 };
 
 /* The CSV header sim_sweep writes (no newline). */

@@ -1,6 +1,7 @@
 /* fitness.c - inherit, train briefly, validate (see fitness.h). */
 #include "prune/fitness.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "core/err.h"
@@ -11,6 +12,39 @@ static struct dataset head_view(const struct dataset *d, int n)
     struct dataset v = *d;
     if (n > 0 && n < v.n) v.n = n;
     return v;
+}
+
+/* Accuracy and loss of m on v's validation images; with dp (more than one
+ * rank) each rank scores its shard and the correct counts and loss sums
+ * are added up (COLLECTIVE), so every rank gets the whole set's. */
+static int validate(struct model *m, const struct data_splits *v, int batch,
+                    struct train_dp *dp, struct fitness_result *r, char *err)
+{
+    struct dataset part = v->val;
+    int first = 0, count = part.n;
+    if (dp && dp->size > 1) {
+        train_shard(part.n, dp->rank, dp->size, &first, &count);
+        part.images += (size_t)first * part.c * part.h * part.w;
+        part.labels += first;
+        part.n = count;
+    }
+    double acc = 0, loss = 0;
+    int rc =
+        count > 0 ? evaluate(m, &part, &v->aug, batch, &acc, &loss, err) : 0;
+    if (dp && dp->size > 1) {
+        /* every rank joins the sum, failed or not: a failure is a NaN */
+        double s[2] = {rc ? NAN : round(acc * count), rc ? NAN : loss * count};
+        int src = dp->sum_doubles(dp->ctx, s, 2, err);
+        if (!rc && src) rc = src;
+        if (!rc && !(isfinite(s[0]) && isfinite(s[1])))
+            rc = abc_errf(err, ABC_ENUMERIC,
+                          "validation failed on another rank of the group");
+        acc = s[0] / v->val.n;
+        loss = s[1] / v->val.n;
+    }
+    r->val_acc = acc;
+    r->val_loss = loss;
+    return rc;
 }
 
 int fitness_evaluate(const struct model *pretrained, const int *channels,
@@ -70,8 +104,7 @@ int fitness_evaluate_dp(const struct model *pretrained, const int *channels,
     double work_s = now_seconds() - t1;
     if (!rc) {
         r->images_per_s = work_s > 0 ? images / work_s : 0;
-        rc = evaluate(m, &view.val, &view.aug, b->batch_size, &r->val_acc,
-                      &r->val_loss, err);
+        rc = validate(m, &view, b->batch_size, dp, r, err);
     }
     r->wall_s = now_seconds() - t0;
     if (rc || !trained)
