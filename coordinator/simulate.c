@@ -241,6 +241,29 @@ static int read_done(struct sim_log *g, const cJSON *f, const struct where *w,
     g->elapsed_s = el;
     g->worker_busy = busy;
     g->rank0_cpu_s = cpu;
+    g->ranks_per_eval = 1;
+    if (cJSON_GetObjectItemCaseSensitive(f, "ranks_per_eval")) {
+        double rpe;
+        if ((rc = get_count(f, "ranks_per_eval", w, &rpe, err))) return rc;
+        if (rpe < 1 || rpe > ranks)
+            return field_err(w, "ranks_per_eval", "expected 1..ranks", err);
+        g->ranks_per_eval = (int)rpe;
+    }
+    return 0;
+}
+
+/* The cycle 0 line: where the start-up and the init batch end. */
+static int read_cycle(struct sim_log *g, const cJSON *f, const struct where *w,
+                      char *err)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(f, "cycle");
+    if (!cJSON_IsNumber(c) || c->valuedouble != 0 || g->has_start) return 0;
+    double el;
+    int rc = get_num_min(f, "elapsed_s", w, 0, &el, err);
+    if (rc) return rc;
+    g->has_start = 1;
+    g->start_n = g->n;
+    g->start_s = el;
     return 0;
 }
 
@@ -294,6 +317,8 @@ int sim_log_read(const char *path, struct sim_log **out, char *err)
                 rc = read_eval(g, f, &w, err);
             else if (!rc && strcmp(event, "done") == 0)
                 rc = read_done(g, f, &w, err);
+            else if (!rc && strcmp(event, "cycle") == 0)
+                rc = read_cycle(g, f, &w, err);
         }
         cJSON_Delete(f);
         if (rc) break;
@@ -439,9 +464,12 @@ static void heap_free(struct heap *h)
     free(h->w);
 }
 
+/* The evaluation slots of the log's run: its workers, or their groups. */
 static int log_workers(const struct sim_log *g)
 {
-    return g->ranks > 1 ? g->ranks - 1 : 1;
+    int w = g->ranks > 1 ? g->ranks - 1 : 1;
+    int per = g->ranks_per_eval > 1 ? g->ranks_per_eval : 1;
+    return w / per > 0 ? w / per : 1;
 }
 
 /* ---- the simulated search ---- */
@@ -609,7 +637,7 @@ double sim_replay_wall(const struct sim_log *g, double o)
     }
     /* the batches as the search ran them: each sync phase, or the async
      * init batch and then the steady state as one queue */
-    for (int i = 0; i < g->n && !rc;) {
+    for (int i = g->has_start ? g->start_n : 0; i < g->n && !rc;) {
         int j = i + 1;
         if (g->async && g->phase[i] != COLONY_INIT)
             j = g->n;
@@ -640,8 +668,8 @@ int sim_overhead_fit(const struct sim_log *g, double *o, char *err)
                         "evaluations in its session (a resumed search): give "
                         "the overhead per dispatch yourself",
                         g->path, g->n, (unsigned long long)g->evaluated_here);
-    double want = g->elapsed_s;
-    if (sim_replay_wall(g, 0) >= want) return 0;
+    double want = g->elapsed_s - (g->has_start ? g->start_s : 0);
+    if (!(want > 0) || sim_replay_wall(g, 0) >= want) return 0;
     double lo = 0, hi = want;
     while (sim_replay_wall(g, hi) < want)
         hi *= 2; /* monotone in o */

@@ -61,6 +61,10 @@ struct sim_log {
     double elapsed_s;
     double worker_busy;
     double rank0_cpu_s;
+    int ranks_per_eval; /* its evaluation groups' size (1 if not logged) */
+    int has_start;      /* a cycle 0 line was read: */
+    int start_n;        /* eval lines before it (the init batch) */
+    double start_s;     /* its elapsed_s: start-up plus the init batch */
 };
 
 /* Reads path (JSON lines, one object per line; eval, cycle and done events
@@ -98,12 +102,16 @@ void sim_cost_free(struct sim_cost *cost);
  * dynamic queue per batch, a batch being a run of lines of the same cycle
  * and phase; async: the init batch, then one queue), the overhead o found
  * by bisection such that the replay's wall time equals the done line's
- * elapsed_s (so o also carries the run's start-up, spread over its
- * dispatches). 0 when the replay alone already takes longer. Returns 0 and
- * *o, or ABC_EVALUE when the log has no done line. */
+ * elapsed_s. When the log has its cycle 0 line, only what came after it
+ * is replayed, against the elapsed time after it, so that the run's
+ * start-up (the baseline broadcast, the workers' data loading) is not
+ * taken for dispatch overhead; else o also carries the start-up, spread
+ * over the dispatches. 0 when the replay alone already takes longer.
+ * Returns 0 and *o, or ABC_EVALUE when the log has no done line. */
 int sim_overhead_fit(const struct sim_log *log, double *o, char *err);
 
-/* Wall time of the replay sim_overhead_fit solves for, with overhead o. */
+/* Wall time of the replay sim_overhead_fit solves for, with overhead o
+ * (from the cycle 0 line on, when the log has it). */
 double sim_replay_wall(const struct sim_log *log, double o);
 
 /* What a simulated search runs on. */
