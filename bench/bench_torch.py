@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """PyTorch CPU side of the throughput benchmark: the identical network
 (tests/torch_ref.py's definitions), batch and input, one JSON line like
-bench_train's. usage: bench_torch.py ARCH THREADS [BATCH] [STEPS] [H]"""
+bench_train's. usage: bench_torch.py ARCH THREADS [BATCH] [STEPS] [H]
+[STRUCTURE|full] [--channels-last]. PyTorch's best CPU configuration here is
+--channels-last with GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:
+glibc.malloc.trim_threshold=1073741824 in the environment (run_bench.sh
+sets it for the "best" runs)."""
 import json
 import os
 import sys
@@ -21,17 +25,24 @@ FULL = {"smallnet": [16, 32, 64],
 
 
 def main():
-    arch, threads = sys.argv[1], int(sys.argv[2])
-    b = int(sys.argv[3]) if len(sys.argv) > 3 else 128
-    steps = int(sys.argv[4]) if len(sys.argv) > 4 else 10
-    h = int(sys.argv[5]) if len(sys.argv) > 5 else 28
+    cl = "--channels-last" in sys.argv
+    argv = [a for a in sys.argv if a != "--channels-last"]
+    arch, threads = argv[1], int(argv[2])
+    b = int(argv[3]) if len(argv) > 3 else 128
+    steps = int(argv[4]) if len(argv) > 4 else 10
+    h = int(argv[5]) if len(argv) > 5 else 28
+    spec = argv[6] if len(argv) > 6 else "full"
+    structure = FULL[arch] if spec == "full" else [int(c) for c in spec.split(",")]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = build({"arch": arch, "structure": FULL[arch], "input": [1, h, h],
+    net = build({"arch": arch, "structure": structure, "input": [1, h, h],
                  "classes": 10})
+    x = torch.randn(b, 1, h, h)
+    if cl:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9,
                           weight_decay=5e-4)
-    x = torch.randn(b, 1, h, h)
     y = torch.randint(0, 10, (b,))
     net.train()
     times = []
@@ -52,7 +63,10 @@ def main():
             if i >= 1:
                 times.append(time.perf_counter() - t0)
     infer = sorted(times)[steps // 2]
-    print(json.dumps({"impl": "pytorch", "model": arch, "threads": threads,
+    print(json.dumps({"impl": os.environ.get("BENCH_IMPL", "pytorch"),
+                      "channels_last": cl,
+                      "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+                      "model": arch, "structure": spec, "threads": threads,
                       "batch": b, "train_step_s": round(train, 5),
                       "train_img_s": round(b / train, 1),
                       "infer_batch_s": round(infer, 5),

@@ -1,8 +1,12 @@
 /* bench_train.c - training and inference throughput of our engine on one
  * model at batch B, 1xHxW input, with T threads. Prints one JSON line:
  * median train-step seconds over the timed steps, train and inference
- * images/s. Run by bench/run_bench.sh next to PyTorch; never a test.
- * usage: bench_train ARCH THREADS [BATCH] [STEPS] [H] */
+ * images/s, and the BLAS kernel path that ran (OpenBLAS's core: its
+ * runtime dispatch, e.g. SkylakeX = AVX-512, Haswell = AVX2). Run by
+ * bench/run_bench.sh next to PyTorch; never a test.
+ * usage: bench_train ARCH THREADS [BATCH] [STEPS] [H] [STRUCTURE]
+ * STRUCTURE: kept channels per prunable layer, comma-separated (default:
+ * the full model). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +17,8 @@
 #include "nn/model.h"
 #include "nn/optim.h"
 #include "train/train.h"
+
+char *openblas_get_corename(void); /* OpenBLAS: the kernels it chose */
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -36,10 +42,22 @@ int main(int argc, char **argv)
     int B = argc > 3 ? atoi(argv[3]) : 128;
     int steps = argc > 4 ? atoi(argv[4]) : 10;
     int H = argc > 5 ? atoi(argv[5]) : 28;
+    int ch[1024], nch = 0;
+    const char *structure = argc > 6 ? argv[6] : NULL;
+    for (const char *s = structure; s && *s && nch < 1024;) {
+        ch[nch++] = (int)strtol(s, (char **)&s, 10);
+        if (*s == ',') s++;
+    }
     char err[ABC_ERRLEN];
     struct model *m;
     struct sgd opt;
-    if (model_create(&m, a, NULL, 1, H, H, 10, err) ||
+    int nfull = arch_prunable(a, NULL);
+    if (nch && nfull != nch) {
+        fprintf(stderr, "%s: the structure has %d entries, the model %d\n",
+                argv[1], nch, nfull);
+        return 2;
+    }
+    if (model_create(&m, a, nch ? ch : NULL, 1, H, H, 10, err) ||
         model_reserve(m, B, err) ||
         sgd_init(&opt, m->nparams, 0.9f, 5e-4f, 0, err)) {
         fprintf(stderr, "%s\n", err);
@@ -72,11 +90,14 @@ int main(int argc, char **argv)
     }
     qsort(t, steps, sizeof(double), cmp_double);
     double infer_med = t[steps / 2];
-    printf("{\"impl\":\"abcprune\",\"model\":\"%s\",\"threads\":%d,"
-           "\"batch\":%d,\"train_step_s\":%.5f,\"train_img_s\":%.1f,"
-           "\"infer_batch_s\":%.5f,\"infer_img_s\":%.1f}\n",
-           argv[1], threads, B, train_med, B / train_med, infer_med,
-           B / infer_med);
+    printf(
+        "{\"impl\":\"abcprune\",\"model\":\"%s\",\"structure\":\"%s\","
+        "\"macs\":%lld,\"threads\":%d,"
+        "\"batch\":%d,\"train_step_s\":%.5f,\"train_img_s\":%.1f,"
+        "\"infer_batch_s\":%.5f,\"infer_img_s\":%.1f,\"blas_core\":\"%s\"}\n",
+        argv[1], structure ? structure : "full", (long long)model_macs(m),
+        threads, B, train_med, B / train_med, infer_med, B / infer_med,
+        openblas_get_corename());
     free(t);
     free(x);
     free(y);

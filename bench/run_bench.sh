@@ -1,33 +1,67 @@
 #!/usr/bin/env bash
-# Throughput benchmark: our engine vs PyTorch CPU (Debian python3-torch) on
-# the identical network and batch, measured side by side in one run,
-# reported as ratios ours/PyTorch (> 1 = we are faster). Not a test.
-# usage: bench/run_bench.sh [BUILD_DIR] [STEPS]   (writes bench-results.jsonl)
+# Throughput benchmark: our engine against PyTorch CPU (Debian's
+# python3-torch, oneDNN) in its default configuration and in its best one
+# here (channels_last + GLIBC_TUNABLES, see bench_torch.py), on the
+# identical network, batch and input, measured side by side in one run:
+# ROUNDS rounds, each running the three alternately for every model,
+# structure and thread count, so machine noise hits all alike; the medians
+# over rounds and the ratios ours / PyTorch (> 1 = we are faster) are
+# printed with the CPU model and the BLAS kernel path that ran, and every
+# measurement goes to a JSON-lines file. Not a test.
+# usage: bench/run_bench.sh [BUILD_DIR] [STEPS] [ROUNDS] [CASES_FILE]
+#   CASES_FILE: lines "ARCH STRUCTURE LABEL" (STRUCTURE: full or kept
+#   channels per prunable layer, comma-separated); default bench/cases.txt
+#   BENCH_OUT: the JSON-lines file (default bench-results.jsonl)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="${1:-$here/../build}"
 steps="${2:-10}"
+rounds="${3:-2}"
+cases="${4:-$here/cases.txt}"
 out="${BENCH_OUT:-bench-results.jsonl}"
+best_env="glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
+[ -x "$build/bench_train" ] || { echo "run_bench.sh: no $build/bench_train (build first)" >&2; exit 2; }
+[ -r "$cases" ] || { echo "run_bench.sh: cannot read $cases" >&2; exit 2; }
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+echo "run_bench: $cpu, $(nproc) CPUs, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $rounds rounds x $steps steps" >&2
 : >"$out"
-for model in resnet20 resnet56 vgg16; do
-  for threads in 1 2; do
-    # Alternate the two implementations so machine noise hits both alike.
-    OMP_NUM_THREADS=$threads "$build/bench_train" "$model" "$threads" 128 "$steps" | tee -a "$out"
-    OMP_NUM_THREADS=$threads /usr/bin/python3 "$here/bench_torch.py" "$model" "$threads" 128 "$steps" | tee -a "$out"
-  done
+for r in $(seq 1 "$rounds"); do
+  while read -r arch structure label; do
+    [ -z "$arch" ] || [ "${arch:0:1}" = "#" ] && continue
+    for threads in 1 2; do
+      tag() { sed "s/^{/{\"round\":$r,\"label\":\"$label\",\"cpu\":\"$cpu\",/"; }
+      OMP_NUM_THREADS=$threads "$build/bench_train" "$arch" "$threads" 128 "$steps" 28 \
+        "$([ "$structure" = full ] && echo "" || echo "$structure")" | tag >>"$out"
+      OMP_NUM_THREADS=$threads BENCH_IMPL=pytorch-default /usr/bin/python3 \
+        "$here/bench_torch.py" "$arch" "$threads" 128 "$steps" 28 "$structure" | tag >>"$out"
+      OMP_NUM_THREADS=$threads BENCH_IMPL=pytorch-best GLIBC_TUNABLES="$best_env" \
+        /usr/bin/python3 "$here/bench_torch.py" "$arch" "$threads" 128 "$steps" 28 \
+        "$structure" --channels-last | tag >>"$out"
+      echo "run_bench: round $r $label $threads thread(s) done" >&2
+    done
+  done <"$cases"
 done
 /usr/bin/python3 - "$out" <<'PY'
-import json, sys
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-key = lambda r: (r["model"], r["threads"])
-ours = {key(r): r for r in rows if r["impl"] == "abcprune"}
-ref = {key(r): r for r in rows if r["impl"] == "pytorch"}
-print(f"\n{'model':10} {'thr':>3} {'train img/s ours':>17} {'torch':>8} {'ratio':>6}"
-      f" {'infer img/s ours':>17} {'torch':>8} {'ratio':>6}")
-for k in sorted(ours):
-    o, t = ours[k], ref[k]
-    print(f"{k[0]:10} {k[1]:>3} {o['train_img_s']:>17.0f} {t['train_img_s']:>8.0f}"
-          f" {o['train_img_s'] / t['train_img_s']:>6.2f}"
-          f" {o['infer_img_s']:>17.0f} {t['infer_img_s']:>8.0f}"
-          f" {o['infer_img_s'] / t['infer_img_s']:>6.2f}")
+med = {}
+for r in rows:
+    k = (r["label"], r["threads"], r["impl"])
+    med.setdefault(k, []).append(r)
+m = lambda k, f: statistics.median(x[f] for x in med[k])
+labels = list(dict.fromkeys(r["label"] for r in rows))
+print("CPU: %s; BLAS kernels: %s" % (rows[0]["cpu"], rows[0].get("blas_core", "?")))
+print("| net | threads | MMACs | train img/s ours | PyTorch default | PyTorch best | ours/best "
+      "| infer img/s ours | PyTorch best | ours/best |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for lab in labels:
+    for t in (1, 2):
+        o, d, b = (lab, t, "abcprune"), (lab, t, "pytorch-default"), (lab, t, "pytorch-best")
+        if o not in med:
+            continue
+        macs = med[o][0]["macs"] / 1e6
+        print("| %s | %d | %.1f | %.0f | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f |" % (
+            lab, t, macs, m(o, "train_img_s"), m(d, "train_img_s"), m(b, "train_img_s"),
+            m(o, "train_img_s") / m(b, "train_img_s"), m(o, "infer_img_s"),
+            m(b, "infer_img_s"), m(o, "infer_img_s") / m(b, "infer_img_s")))
 PY

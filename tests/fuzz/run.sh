@@ -4,7 +4,8 @@
 # checkpoint colony proto idx cifar safetensors searchlog), from their seed corpus
 # tests/fuzz/corpus/<target> (read only: new inputs go to a scratch folder),
 # with memory (-rss_limit_mb, -malloc_limit_mb) and per-input time
-# (-timeout) limits. Builds build-fuzz with clang first (-DABC_FUZZ=ON) unless
+# (-timeout) limits, and tests/fuzz/<target>.dict as a dictionary where
+# one exists. Builds build-fuzz with clang first (-DABC_FUZZ=ON) unless
 # ABC_FUZZ_BUILD names an existing fuzz build. Prints the executions per
 # target; exits non-zero when any target finds a crash, leak, timeout or
 # out-of-memory: the input is saved as build-fuzz/findings/<target>/crash-*
@@ -44,6 +45,9 @@ for t in "${targets[@]}"; do
   findings="$build/findings/$t"
   mkdir -p "$scratch" "$findings"
   log="$build/findings/$t.log"
+  # a dictionary of the format's words, where there is one (config keys)
+  dict=()
+  [ -f "$here/$t.dict" ] && dict=(-dict="$here/$t.dict")
   # scratch first: new inputs are written there, the seeds stay untouched.
   # OMP_NUM_THREADS=1: the loaders are serial; one thread keeps runs
   # deterministic and leaves the other core free.
@@ -52,7 +56,7 @@ for t in "${targets[@]}"; do
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     "$build/fuzz_$t" -max_total_time="$secs" -rss_limit_mb=2048 \
     -malloc_limit_mb=1024 -timeout=10 -max_len=65536 -print_final_stats=1 \
-    -artifact_prefix="$findings/" "$scratch" "$corpus" >"$log" 2>&1
+    -artifact_prefix="$findings/" "${dict[@]}" "$scratch" "$corpus" >"$log" 2>&1
   rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
