@@ -17,7 +17,7 @@ packages=(
   dataset-fashion-mnist                 # the data
   python3 python3-torch python3-numpy python3-msgpack  # reference tests
   python3-onnx                          # onnx.checker in the ONNX export test
-  clang libclang-rt-14-dev              # libFuzzer targets (tests/fuzz)
+  clang libclang-rt-14-dev libomp-dev   # libFuzzer targets (tests/fuzz)
   procps                                # pkill in the signal tests
   gnuplot-nox                           # scaling-study and search plots (headless)
   clang-format clang-tidy               # test_style: formatting, bug checks
