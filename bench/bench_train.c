@@ -14,6 +14,7 @@
 #include "core/err.h"
 #include "core/rng.h"
 #include "core/threads.h"
+#include "nn/gemm.h"
 #include "nn/model.h"
 #include "nn/optim.h"
 #include "train/train.h"
@@ -90,14 +91,16 @@ int main(int argc, char **argv)
     }
     qsort(t, steps, sizeof(double), cmp_double);
     double infer_med = t[steps / 2];
-    printf(
-        "{\"impl\":\"abcprune\",\"model\":\"%s\",\"structure\":\"%s\","
-        "\"macs\":%lld,\"threads\":%d,"
-        "\"batch\":%d,\"train_step_s\":%.5f,\"train_img_s\":%.1f,"
-        "\"infer_batch_s\":%.5f,\"infer_img_s\":%.1f,\"blas_core\":\"%s\"}\n",
-        argv[1], structure ? structure : "full", (long long)model_macs(m),
-        threads, B, train_med, B / train_med, infer_med, B / infer_med,
-        openblas_get_corename());
+    printf("{\"impl\":\"abcprune\",\"model\":\"%s\",\"structure\":\"%s\","
+           "\"macs\":%lld,\"threads\":%d,"
+           "\"batch\":%d,\"train_step_s\":%.5f,\"train_img_s\":%.1f,"
+           "\"infer_batch_s\":%.5f,\"infer_img_s\":%.1f,\"gemm\":\"%s\","
+           "\"blas_core\":\"%s\"}\n",
+           argv[1], structure ? structure : "full", (long long)model_macs(m),
+           threads, B, train_med, B / train_med, infer_med, B / infer_med,
+           gemm_get_backend() == GEMM_BACKEND_AVX512 ? "avx512 (ours)"
+                                                     : "openblas",
+           openblas_get_corename());
     free(t);
     free(x);
     free(y);

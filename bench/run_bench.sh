@@ -50,7 +50,10 @@ for r in rows:
     med.setdefault(k, []).append(r)
 m = lambda k, f: statistics.median(x[f] for x in med[k])
 labels = list(dict.fromkeys(r["label"] for r in rows))
-print("CPU: %s; BLAS kernels: %s" % (rows[0]["cpu"], rows[0].get("blas_core", "?")))
+o = [r for r in rows if r["impl"] == "abcprune"][0]
+print("CPU: %s; our GEMM: %s; OpenBLAS kernels: %s; rounds: %d" % (
+    rows[0]["cpu"], o.get("gemm", "?"), o.get("blas_core", "?"),
+    max(r["round"] for r in rows)))
 print("| net | threads | MMACs | train img/s ours | PyTorch default | PyTorch best | ours/best "
       "| infer img/s ours | PyTorch best | ours/best |")
 print("|---|---|---|---|---|---|---|---|---|---|")
