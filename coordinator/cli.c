@@ -242,6 +242,20 @@ static int finish(int rc, const char *err)
     return stopped ? EXIT_STOPPED : 1;
 }
 
+/* The end of an MPI command on every rank: done ranks wait in a barrier
+ * sleeping (not spinning in MPI_Finalize), then finalize; rank 0 prints
+ * rc's message. Returns the process exit status. */
+static int mpi_end(MPI_Comm comm, int rank, int rc, const char *err)
+{
+    char berr[ABC_ERRLEN];
+    if (proto_barrier(comm, berr) != 0) {
+        fprintf(stderr, "abcprune: %s\n", berr);
+        MPI_Abort(comm, 1);
+    }
+    MPI_Finalize();
+    return rank == 0 ? finish(rc, err) : 0;
+}
+
 /* Parses "[flags] CONFIG": flags[i] is set when its name is given.
  * Returns 0, EXIT_USAGE after printing usage, or -1 after printing help. */
 static int parse_args(int argc, char **argv, const char *usage,
@@ -384,13 +398,7 @@ static int run_data_parallel(const char *path, dp_command_fn fn, void *arg)
         MPI_Abort(comm, 1);
     }
     dp_destroy(dp);
-    char berr[ABC_ERRLEN];
-    if (proto_barrier(comm, berr) != 0) {
-        fprintf(stderr, "abcprune: %s\n", berr);
-        MPI_Abort(comm, 1);
-    }
-    MPI_Finalize();
-    return rank == 0 ? finish(rc, err) : 0;
+    return mpi_end(comm, rank, rc, err);
 }
 
 static int train_command(const struct config *c, void *arg, char *err)
@@ -592,14 +600,7 @@ static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
         fflush(stderr);
         MPI_Abort(comm, code);
     }
-    /* Done ranks wait here sleeping, not spinning in MPI_Finalize. */
-    char berr[ABC_ERRLEN];
-    if (proto_barrier(comm, berr) != 0) {
-        fprintf(stderr, "abcprune: %s\n", berr);
-        MPI_Abort(comm, 1);
-    }
-    MPI_Finalize();
-    return rank == 0 ? finish(rc, err) : 0;
+    return mpi_end(comm, rank, rc, err);
 }
 
 /* Parses "A B" (two arguments, no options) of command cmd into args;
