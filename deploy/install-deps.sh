@@ -78,7 +78,11 @@ elif ! command -v npm >/dev/null 2>&1; then
 else
   echo "install-deps.sh: installing onnxruntime-node $ORT_VERSION into $ORT_DIR"
   mkdir -p "$ORT_DIR"
+  # a failure here is a warning: abcprune itself does not need it (the
+  # main job runs), and test_onnx fails saying onnxruntime is missing
   ONNXRUNTIME_NODE_INSTALL=skip npm install --prefix "$ORT_DIR" --no-audit \
-    --no-fund --save-exact "onnxruntime-node@$ORT_VERSION"
-  ort_installed || { echo "install-deps.sh: onnxruntime-node did not install" >&2; exit 1; }
+    --no-fund --save-exact "onnxruntime-node@$ORT_VERSION" || true
+  ort_installed ||
+    echo "install-deps.sh: WARNING: onnxruntime-node $ORT_VERSION did not" \
+         "install (test-only: test_onnx will fail)" >&2
 fi
