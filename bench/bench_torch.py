@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch CPU side of the throughput benchmark: the identical network
-(tests/torch_ref.py's definitions), batch and input, one JSON line like
+(deploy/torch/abcprune_torch.py's build), batch and input, one JSON line like
 bench_train's. usage: bench_torch.py ARCH THREADS [BATCH] [STEPS] [H]
 [STRUCTURE|full] [--channels-last]. PyTorch's best CPU configuration here is
 --channels-last with GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:
@@ -14,15 +14,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from torch_ref import build  # noqa: E402
-
-FULL = {"smallnet": [16, 32, 64],
-        "vgg16": [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512],
-        "resnet20": [16] * 3 + [32] * 3 + [64] * 3,
-        "resnet56": [16] * 9 + [32] * 9 + [64] * 9,
-        "resnet110": [16] * 18 + [32] * 18 + [64] * 18}
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "deploy", "torch"))
+import abcprune_torch  # noqa: E402
 
 def main():
     cl = "--channels-last" in sys.argv
@@ -32,11 +26,10 @@ def main():
     steps = int(argv[4]) if len(argv) > 4 else 10
     h = int(argv[5]) if len(argv) > 5 else 28
     spec = argv[6] if len(argv) > 6 else "full"
-    structure = FULL[arch] if spec == "full" else [int(c) for c in spec.split(",")]
+    structure = None if spec == "full" else [int(c) for c in spec.split(",")]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = build({"arch": arch, "structure": structure, "input": [1, h, h],
-                 "classes": 10})
+    net = abcprune_torch.build(arch, structure, (1, h, h), 10)
     x = torch.randn(b, 1, h, h)
     if cl:
         net = net.to(memory_format=torch.channels_last)

@@ -7,6 +7,7 @@
  * usage: bench_train ARCH THREADS [BATCH] [STEPS] [H] [STRUCTURE]
  * STRUCTURE: kept channels per prunable layer, comma-separated (default:
  * the full model). */
+#include <cblas.h> /* OpenBLAS's: openblas_get_corename */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,6 @@
 #include "nn/model.h"
 #include "nn/optim.h"
 #include "train/train.h"
-
-char *openblas_get_corename(void); /* OpenBLAS: the kernels it chose */
 
 static int cmp_double(const void *a, const void *b)
 {

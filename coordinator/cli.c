@@ -242,6 +242,25 @@ static int finish(int rc, const char *err)
     return stopped ? EXIT_STOPPED : 1;
 }
 
+/* The start of an MPI command: MPI_Init, errors returned (not fatal) on
+ * MPI_COMM_WORLD, this rank and the size. Returns 0, or 1 after saying
+ * that MPI_Init failed; aborts the job when MPI fails after MPI_Init. */
+static int mpi_begin(int *rank, int *size, char *err)
+{
+    if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
+        fprintf(stderr, "abcprune: error: MPI_Init failed\n");
+        return 1;
+    }
+    if (MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN) !=
+            MPI_SUCCESS ||
+        proto_comm_info(MPI_COMM_WORLD, rank, size, err) != 0) {
+        fprintf(stderr, "abcprune: error: %s\n",
+                err[0] ? err : "MPI_Comm_set_errhandler failed");
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    return 0;
+}
+
 /* The end of an MPI command on every rank: done ranks wait in a barrier
  * sleeping (not spinning in MPI_Finalize), then finalize; rank 0 prints
  * rc's message. Returns the process exit status. */
@@ -361,18 +380,9 @@ static int run_data_parallel(const char *path, dp_command_fn fn, void *arg)
         if (!rc) rc = fn(&c, arg, err);
         return finish(rc, err);
     }
-    if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
-        fprintf(stderr, "abcprune: error: MPI_Init failed\n");
-        return 1;
-    }
     MPI_Comm comm = MPI_COMM_WORLD;
     int rank = 0, size = 1;
-    if (MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
-        proto_comm_info(comm, &rank, &size, err) != 0) {
-        fprintf(stderr, "abcprune: error: %s\n",
-                err[0] ? err : "MPI_Comm_set_errhandler failed");
-        MPI_Abort(comm, 1);
-    }
+    if (mpi_begin(&rank, &size, err)) return 1;
     struct dp *dp = NULL;
     int rc = load_config(&c, path, err); /* every rank fails alike */
     if (!rc && size > 1 && (rc = dp_create(&dp, comm, err)) != 0 &&
@@ -515,19 +525,10 @@ static int mpi_main(int argc, char **argv, const char *usage, const char *cmd,
         fprintf(stderr, "abcprune: error: %s\n", early);
         return 1;
     }
-    if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
-        fprintf(stderr, "abcprune: error: MPI_Init failed\n");
-        return 1;
-    }
     MPI_Comm comm = MPI_COMM_WORLD;
     char err[ABC_ERRLEN] = "";
     int rank = 0, size = 1;
-    if (MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
-        proto_comm_info(comm, &rank, &size, err) != 0) {
-        fprintf(stderr, "abcprune: error: %s\n",
-                err[0] ? err : "MPI_Comm_set_errhandler failed");
-        MPI_Abort(comm, 1);
-    }
+    if (mpi_begin(&rank, &size, err)) return 1;
     if (size == 1 && slurm_singleton(cmd, err)) {
         /* every copy says so and stops before writing anything */
         fprintf(stderr, "abcprune: error: %s\n", err);

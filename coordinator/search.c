@@ -753,6 +753,7 @@ int search_run(MPI_Comm comm, const struct config *c,
 {
     struct run r;
     memset(&r, 0, sizeof r);
+    r.groups.comm = MPI_COMM_NULL; /* eval_groups_free is safe before make */
     r.comm = comm;
     r.c = c;
     r.o = o;

@@ -72,7 +72,7 @@ int eval_groups_make(MPI_Comm world, const struct config *c,
 
 void eval_groups_free(struct eval_groups *gr)
 {
-    if (gr->comm != MPI_COMM_NULL && gr->comm != 0) MPI_Comm_free(&gr->comm);
+    if (gr->comm != MPI_COMM_NULL) MPI_Comm_free(&gr->comm);
     gr->comm = MPI_COMM_NULL;
     free(gr->leaders);
     gr->leaders = NULL;

@@ -38,7 +38,9 @@ int eval_groups_size(const struct config *c, int nranks, int *g, char *err);
 int eval_groups_make(MPI_Comm world, const struct config *c,
                      struct eval_groups *gr, char *err);
 
-/* Frees the group communicator and the leaders (safe on a zeroed gr). */
+/* Frees the group communicator and the leaders (safe on a gr that
+ * eval_groups_make failed on, or one with comm MPI_COMM_NULL and leaders
+ * NULL). */
 void eval_groups_free(struct eval_groups *gr);
 
 #endif

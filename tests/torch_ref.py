@@ -19,8 +19,10 @@ try:
     import msgpack
     import numpy as np
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(
+        __file__)), "..", "deploy", "torch"))
+    import abcprune_torch
 except ImportError as e:  # pragma: no cover
     print(f"SKIP: PyTorch reference test needs python3-torch, python3-numpy "
           f"and python3-msgpack ({e})")
@@ -31,102 +33,11 @@ def floats(b):
     return np.frombuffer(b, dtype="<f4").astype(np.float64)
 
 
-class ShortcutA(nn.Module):
-    def __init__(self, planes_in, planes, stride):
-        super().__init__()
-        self.pad = (planes - planes_in) // 2
-        self.extra = planes - planes_in - self.pad
-        self.stride = stride
-
-    def forward(self, x):
-        x = x[:, :, ::self.stride, ::self.stride]
-        return F.pad(x, (0, 0, 0, 0, self.pad, self.extra))
-
-
-class Block(nn.Module):
-    def __init__(self, planes_in, mid, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(planes_in, mid, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(mid)
-        self.conv2 = nn.Conv2d(mid, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = (ShortcutA(planes_in, planes, stride)
-                         if stride != 1 or planes_in != planes else None)
-
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        return F.relu(y + (self.shortcut(x) if self.shortcut else x))
-
-
-class ResNet(nn.Module):
-    def __init__(self, n, widths, in_c, classes):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_c, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        planes_in = 16
-        for s in range(3):
-            planes = 16 << s
-            blocks = []
-            for b in range(n):
-                stride = 2 if s > 0 and b == 0 else 1
-                blocks.append(Block(planes_in, widths[s * n + b], planes,
-                                    stride))
-                planes_in = planes
-            setattr(self, f"layer{s + 1}", nn.Sequential(*blocks))
-        self.fc = nn.Linear(64, classes)
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(x.mean(dim=(2, 3)))
-
-
-class SmallNet(nn.Module):
-    def __init__(self, widths, in_c, classes):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_c, widths[0], 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(widths[0])
-        self.conv2 = nn.Conv2d(widths[0], widths[1], 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(widths[1])
-        self.conv3 = nn.Conv2d(widths[1], widths[2], 3, 1, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(widths[2])
-        self.fc = nn.Linear(widths[2], classes)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
-        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
-        x = F.relu(self.bn3(self.conv3(x)))
-        return self.fc(x.mean(dim=(2, 3)))
-
-
-class VGG16(nn.Module):
-    def __init__(self, widths, in_c, classes):
-        super().__init__()
-        c = in_c
-        for i, w in enumerate(widths):
-            setattr(self, f"conv{i + 1}", nn.Conv2d(c, w, 3, 1, 1, bias=False))
-            setattr(self, f"bn{i + 1}", nn.BatchNorm2d(w))
-            c = w
-        self.fc = nn.Linear(c, classes)
-
-    def forward(self, x):
-        for i in range(13):
-            x = F.relu(getattr(self, f"bn{i + 1}")(getattr(self, f"conv{i + 1}")(x)))
-            if i in (1, 3, 6, 9):
-                x = F.max_pool2d(x, 2)
-        return self.fc(x.mean(dim=(2, 3)))
-
-
 def build(ck):
-    arch, widths = ck["arch"], ck["structure"]
-    in_c, classes = ck["input"][0], ck["classes"]
-    if arch == "smallnet":
-        return SmallNet(widths, in_c, classes)
-    if arch == "vgg16":
-        return VGG16(widths, in_c, classes)
-    n = {"resnet20": 3, "resnet56": 9, "resnet110": 18}[arch]
-    return ResNet(n, widths, in_c, classes)
+    """The PyTorch twin of the checkpoint's network: the module abcprune
+    ships (deploy/torch/abcprune_torch.py), so this test checks it too."""
+    return abcprune_torch.build(ck["arch"], ck["structure"], ck["input"],
+                                ck["classes"])
 
 
 def compare(name, ours, ref, rtol):
