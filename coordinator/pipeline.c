@@ -373,7 +373,7 @@ int pipeline_finetune(const struct config *c, int random,
          * function of (structure, seed, budget), so run it again. */
         struct fitness_result fr;
         rc = fitness_evaluate(base, ch, col->p.nlayers, how, &c->search.fitness,
-                              final_seed, &s, stop, &fr, &m, err);
+                              final_seed, &s, NULL, stop, &fr, &m, err);
         if (rc) goto out;
         if (progress)
             fprintf(progress,

@@ -54,8 +54,8 @@ int proto_evaluate(const struct proto_eval_request *rq,
     struct fitness_config f;
     struct fitness_result r;
     proto_budget_to_config(&f, &rq->budget);
-    int rc = fitness_evaluate_dp(pretrained, rq->structure, rq->nlayers, how,
-                                 &f, rq->seed, d, dp, stop, &r, NULL, err);
+    int rc = fitness_evaluate(pretrained, rq->structure, rq->nlayers, how, &f,
+                              rq->seed, d, dp, stop, &r, NULL, err);
     memset(res, 0, sizeof *res);
     res->eval_id = rq->eval_id;
     res->worker = rank;

@@ -56,11 +56,11 @@ static void test_adaptive_bn(const struct model *pre,
                                 .bn_batches = 10};
     struct fitness_result r1, r2, r3;
     struct model *tm = NULL;
-    CHECK(fitness_evaluate(pre, half, 3, FILTER_L1, &fb, 5, s, NULL, &r1, &tm,
-                           err) == 0,
+    CHECK(fitness_evaluate(pre, half, 3, FILTER_L1, &fb, 5, s, NULL, NULL, &r1,
+                           &tm, err) == 0,
           "adaptive_bn: %s", err);
-    CHECK(fitness_evaluate(pre, half, 3, FILTER_L1, &fb, 5, s, NULL, &r2, NULL,
-                           err) == 0 &&
+    CHECK(fitness_evaluate(pre, half, 3, FILTER_L1, &fb, 5, s, NULL, NULL, &r2,
+                           NULL, err) == 0 &&
               r1.val_loss == r2.val_loss,
           "adaptive_bn: same seed, loss %.17g vs %.17g", r1.val_loss,
           r2.val_loss);
@@ -83,7 +83,8 @@ static void test_adaptive_bn(const struct model *pre,
           "adaptive BN loss %.4f not below the stale statistics' %.4f",
           r1.val_loss, stale_loss);
     fb.bn_batches = 1;
-    fitness_evaluate(pre, half, 3, FILTER_L1, &fb, 5, s, NULL, &r3, NULL, err);
+    fitness_evaluate(pre, half, 3, FILTER_L1, &fb, 5, s, NULL, NULL, &r3, NULL,
+                     err);
     CHECK(r3.val_loss != r1.val_loss, "1 batch and 10 batches agree exactly");
     model_destroy(sl);
     model_destroy(tm);
@@ -126,19 +127,19 @@ int main(void)
                                .weight_decay = 5e-4f};
     int full[3] = {16, 32, 64}, half[3] = {8, 16, 32};
     struct fitness_result r1, r2, r3;
-    rc = fitness_evaluate(pre, full, 3, FILTER_L1, &b, 5, &s, NULL, &r1, NULL,
-                          err);
+    rc = fitness_evaluate(pre, full, 3, FILTER_L1, &b, 5, &s, NULL, NULL, &r1,
+                          NULL, err);
     CHECK(rc == 0, "full: %s", err);
     printf("full structure: val acc %.2f%%, %lld MACs\n", 100 * r1.val_acc,
            (long long)r1.flops);
     CHECK(r1.val_acc > 0.6, "pretrained full net scores %.3f", r1.val_acc);
     CHECK(r1.flops == 1919872, "full MACs %lld", (long long)r1.flops);
 
-    rc = fitness_evaluate(pre, half, 3, FILTER_RANDOM, &b, 5, &s, NULL, &r2,
-                          NULL, err);
+    rc = fitness_evaluate(pre, half, 3, FILTER_RANDOM, &b, 5, &s, NULL, NULL,
+                          &r2, NULL, err);
     CHECK(rc == 0, "half: %s", err);
-    rc = fitness_evaluate(pre, half, 3, FILTER_RANDOM, &b, 5, &s, NULL, &r3,
-                          NULL, err);
+    rc = fitness_evaluate(pre, half, 3, FILTER_RANDOM, &b, 5, &s, NULL, NULL,
+                          &r3, NULL, err);
     printf("half structure: val acc %.2f%%, %lld MACs\n", 100 * r2.val_acc,
            (long long)r2.flops);
     CHECK(r2.val_acc > 0.4, "pruned net scores %.3f", r2.val_acc);
@@ -149,34 +150,34 @@ int main(void)
           "same seed, different result: %.17g vs %.17g", r2.val_loss,
           r3.val_loss);
     struct fitness_result r4;
-    fitness_evaluate(pre, half, 3, FILTER_RANDOM, &b, 6, &s, NULL, &r4, NULL,
-                     err);
+    fitness_evaluate(pre, half, 3, FILTER_RANDOM, &b, 6, &s, NULL, NULL, &r4,
+                     NULL, err);
     CHECK(r4.val_loss != r2.val_loss, "another seed, identical loss");
 
     /* steps caps the training; the trained model is handed back. */
     struct model *tm = NULL;
     b.steps = 3;
-    rc = fitness_evaluate(pre, half, 3, FILTER_L1, &b, 5, &s, NULL, &r4, &tm,
-                          err);
+    rc = fitness_evaluate(pre, half, 3, FILTER_L1, &b, 5, &s, NULL, NULL, &r4,
+                          &tm, err);
     CHECK(rc == 0 && tm && tm->channels[2] == 32, "trained model returned");
     model_destroy(tm);
     b.steps = 0;
 
     int bad[3] = {16, 0, 64}, grow[3] = {16, 33, 64};
-    CHECK(fitness_evaluate(pre, bad, 3, FILTER_L1, &b, 5, &s, NULL, &r4, NULL,
-                           err) == ABC_EVALUE &&
+    CHECK(fitness_evaluate(pre, bad, 3, FILTER_L1, &b, 5, &s, NULL, NULL, &r4,
+                           NULL, err) == ABC_EVALUE &&
               strstr(err, "keeps 0 channels"),
           "zero channels: %s", err);
-    CHECK(fitness_evaluate(pre, grow, 3, FILTER_L1, &b, 5, &s, NULL, &r4, NULL,
-                           err) == ABC_EVALUE,
+    CHECK(fitness_evaluate(pre, grow, 3, FILTER_L1, &b, 5, &s, NULL, NULL, &r4,
+                           NULL, err) == ABC_EVALUE,
           "grown layer: %s", err);
-    CHECK(fitness_evaluate(pre, full, 2, FILTER_L1, &b, 5, &s, NULL, &r4, NULL,
-                           err) == ABC_EVALUE,
+    CHECK(fitness_evaluate(pre, full, 2, FILTER_L1, &b, 5, &s, NULL, NULL, &r4,
+                           NULL, err) == ABC_EVALUE,
           "wrong length: %s", err);
     b.lr = 1e6f;
     b.momentum = 0;
-    rc = fitness_evaluate(pre, half, 3, FILTER_L1, &b, 5, &s, NULL, &r4, NULL,
-                          err);
+    rc = fitness_evaluate(pre, half, 3, FILTER_L1, &b, 5, &s, NULL, NULL, &r4,
+                          NULL, err);
     CHECK(rc == ABC_ENUMERIC, "diverging loss gives ABC_ENUMERIC: %d %s", rc,
           err);
     b.lr = 0.01f;

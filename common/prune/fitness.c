@@ -50,22 +50,10 @@ static int validate(struct model *m, const struct data_splits *v, int batch,
 int fitness_evaluate(const struct model *pretrained, const int *channels,
                      int nchannels, enum filter_init how,
                      const struct fitness_config *b, uint64_t seed,
-                     const struct data_splits *d,
+                     const struct data_splits *d, struct train_dp *dp,
                      const volatile sig_atomic_t *stop,
                      struct fitness_result *r, struct model **trained,
                      char *err)
-{
-    return fitness_evaluate_dp(pretrained, channels, nchannels, how, b, seed, d,
-                               NULL, stop, r, trained, err);
-}
-
-int fitness_evaluate_dp(const struct model *pretrained, const int *channels,
-                        int nchannels, enum filter_init how,
-                        const struct fitness_config *b, uint64_t seed,
-                        const struct data_splits *d, struct train_dp *dp,
-                        const volatile sig_atomic_t *stop,
-                        struct fitness_result *r, struct model **trained,
-                        char *err)
 {
     double t0 = now_seconds();
     memset(r, 0, sizeof *r);

@@ -30,27 +30,19 @@ struct fitness_result {
  * (pretrained, channels, how, b, seed) for a fixed thread count.
  * If trained is not NULL it receives the trained pruned model (caller
  * destroys). stop (may be NULL), when raised, ends the training early
- * with ABC_ESTOPPED. Returns 0, or an error: a bad structure (ABC_EVALUE),
- * a loss that became NaN/Inf (ABC_ENUMERIC), no memory. */
+ * with ABC_ESTOPPED. With dp (an evaluation group, more than one rank)
+ * the call is COLLECTIVE over dp's ranks, which all make it with the same
+ * arguments: the short training splits every batch over them
+ * (train_io.dp) and the validation its images, so every rank gets the same
+ * result; slicing and BN recalibration each rank does whole. dp NULL: this
+ * rank alone. Returns 0, or an error: a bad structure (ABC_EVALUE), a loss
+ * that became NaN/Inf (ABC_ENUMERIC), no memory. */
 int fitness_evaluate(const struct model *pretrained, const int *channels,
                      int nchannels, enum filter_init how,
                      const struct fitness_config *b, uint64_t seed,
-                     const struct data_splits *d,
+                     const struct data_splits *d, struct train_dp *dp,
                      const volatile sig_atomic_t *stop,
                      struct fitness_result *r, struct model **trained,
                      char *err);
-
-/* fitness_evaluate trained data-parallel: COLLECTIVE over dp's ranks (an
- * evaluation group), which all call it with the same arguments; the short
- * training splits every batch over them (train_io.dp), everything else
- * (slicing, BN recalibration, validation) each rank does whole, so every
- * rank gets the same result. dp NULL: fitness_evaluate. */
-int fitness_evaluate_dp(const struct model *pretrained, const int *channels,
-                        int nchannels, enum filter_init how,
-                        const struct fitness_config *b, uint64_t seed,
-                        const struct data_splits *d, struct train_dp *dp,
-                        const volatile sig_atomic_t *stop,
-                        struct fitness_result *r, struct model **trained,
-                        char *err);
 
 #endif
