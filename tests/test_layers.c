@@ -264,6 +264,11 @@ static void test_conv_twin(int B, int Cin, int H, int Cout, int K, int s, int p)
     conv2d_forward_ref(y2, x, w, b, &g);
     snprintf(what, sizeof what, "%s forward", name);
     check_twin(what, y1, y2, ny);
+    /* the fused bias + ReLU epilogue: the same bits as a separate ReLU */
+    conv2d_bias_relu_forward(y2, x, w, b, &g, work);
+    relu_forward(y1, y1, ny);
+    snprintf(what, sizeof what, "%s bias+relu forward", name);
+    CHECK_CLOSE(what, y2, y1, ny, 0, 0);
 
     float *xpre = frandn(nx, 1), *wpre = frandn(nw, 1), *bpre = frandn(Cout, 1);
     for (int acc = 0; acc < 2; acc++) {
@@ -840,6 +845,40 @@ static void test_add(void)
     free(a), free(b), free(y), free(w), free(dy), free(pa), free(pb), free(db);
 }
 
+/* Fused add+ReLU against add then an in-place ReLU (forward), and against
+ * relu_backward in place then add_backward (backward), bit for bit, with
+ * every accumulate flag and aliased (NULL) input gradients. Sized past the
+ * parallel threshold so the OpenMP loop runs too. */
+static void test_add_relu(void)
+{
+    enum { N = 70000 };
+    float *a = frandn(N, 1), *b = frandn(N, 1), *y1 = falloc(N),
+          *y2 = falloc(N);
+    add_forward(y1, a, b, N);
+    relu_forward(y1, y1, N);
+    add_relu_forward(y2, a, b, N);
+    CHECK_CLOSE("add_relu forward", y2, y1, N, 0, 0);
+    float *dy = frandn(N, 1), *pa = frandn(N, 100), *pb = frandn(N, 100);
+    for (int acc = 0; acc < 8; acc++) {
+        int aa = acc & 1, ab = (acc >> 1) & 1, alias_a = acc >> 2;
+        float *d1 = fcopy(dy, N), *d2 = fcopy(dy, N);
+        float *da1 = fcopy(pa, N), *db1 = fcopy(pb, N);
+        float *da2 = fcopy(pa, N), *db2 = fcopy(pb, N);
+        relu_backward(d1, d1, y1, N, 0);
+        add_backward(alias_a ? NULL : da1, db1, d1, N, aa, ab);
+        add_relu_backward(alias_a ? NULL : da2, db2, d2, y2, N, aa, ab);
+        char what[64];
+        snprintf(what, sizeof what, "add_relu backward dout acc%d", acc);
+        CHECK_CLOSE(what, d2, d1, N, 0, 0);
+        snprintf(what, sizeof what, "add_relu backward da acc%d", acc);
+        CHECK_CLOSE(what, da2, da1, N, 0, 0);
+        snprintf(what, sizeof what, "add_relu backward db acc%d", acc);
+        CHECK_CLOSE(what, db2, db1, N, 0, 0);
+        free(d1), free(d2), free(da1), free(db1), free(da2), free(db2);
+    }
+    free(a), free(b), free(y1), free(y2), free(dy), free(pa), free(pb);
+}
+
 /* ------------------------------------------------------------------------
  * linear */
 
@@ -1045,6 +1084,7 @@ int main(void)
     test_unary(3, 2, 3, 5, 5, 0, 1, 3);
     test_maxpool_ties();
     test_add();
+    test_add_relu();
     test_linear_fd(3, 5, 4);
     test_linear_twin(128, 64, 10);
     test_linear_twin(33, 512, 100);

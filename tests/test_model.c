@@ -2,6 +2,7 @@
  * counts against the literature, pruned shapes, bad structures rejected,
  * whole-model gradients against finite differences, determinism. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,6 +189,56 @@ static void test_model_gradients(enum arch a, const int *ch, int H)
     model_destroy(m);
 }
 
+/* Eval forward with each BN folded into its conv (the default) against the
+ * unfolded program (conv, then batchnorm with running statistics), with
+ * random BN parameters and statistics so the fold has work to do: logits
+ * within float rounding of the fold, predictions equal where not tied. */
+static void test_eval_fold(enum arch a, const int *ch, int threads)
+{
+    char err[ABC_ERRLEN];
+    struct model *m;
+    const int B = 37, H = 28;
+    omp_set_num_threads(threads);
+    CHECK(model_create(&m, a, ch, 1, H, H, 10, err) == 0, "%s", err);
+    model_init_weights(m, 11);
+    struct rng r;
+    rng_seed(&r, 5);
+    for (int t = 0; t < m->ntensors; t++) {
+        struct tensor_info *ti = &m->tensors[t];
+        float *d = model_tensor_data(m, ti);
+        for (size_t i = 0; i < ti->numel; i++) {
+            double u = rng_normal(&r);
+            if (ti->role == TENSOR_BN_GAMMA) d[i] = (float)(1 + 0.3 * u);
+            if (ti->role == TENSOR_BN_BETA) d[i] = (float)(0.2 * u);
+            if (ti->role == TENSOR_BN_MEAN) d[i] = (float)(0.5 * u);
+            if (ti->role == TENSOR_BN_VAR) d[i] = (float)(0.5 + u * u);
+        }
+    }
+    CHECK(model_reserve(m, B, err) == 0, "%s", err);
+    float *x = malloc(sizeof(float) * B * H * H),
+          *ref = malloc(sizeof(float) * B * 10);
+    fill(x, (size_t)B * H * H, 3);
+    m->fold_bn_eval = 0;
+    model_forward(m, x, NULL, B, 0, NULL);
+    memcpy(ref, model_logits(m), sizeof(float) * B * 10);
+    m->fold_bn_eval = 1;
+    model_forward(m, x, NULL, B, 0, NULL);
+    const float *got = model_logits(m);
+    double scale = 0, worst = 0;
+    for (int i = 0; i < B * 10; i++)
+        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+    for (int i = 0; i < B * 10; i++)
+        if (fabs(got[i] - ref[i]) > worst) worst = fabs(got[i] - ref[i]);
+    CHECK(scale > 0 && worst <= 1e-5 * scale,
+          "%s thr%d: folded eval logits differ by %.3g (largest logit %.3g)",
+          arch_name(a), threads, worst, scale);
+    printf("%s thr%d: folded BN eval vs unfolded: max|diff| %.3g of %.3g\n",
+           arch_name(a), threads, worst, scale);
+    free(x), free(ref);
+    model_destroy(m);
+    omp_set_num_threads(1);
+}
+
 int main(void)
 {
     test_literature();
@@ -195,6 +246,13 @@ int main(void)
     test_bad_structures();
     int small[3] = {5, 7, 9};
     test_model_gradients(ARCH_SMALLNET, small, 12);
+    int pruned20[9] = {9, 6, 9, 22, 16, 16, 32, 32, 19};
+    for (int threads = 1; threads <= 2; threads++) {
+        test_eval_fold(ARCH_SMALLNET, NULL, threads);
+        test_eval_fold(ARCH_RESNET20, NULL, threads);
+        test_eval_fold(ARCH_RESNET20, pruned20, threads);
+        test_eval_fold(ARCH_VGG16, NULL, threads);
+    }
     /* Deeper nets cross ReLU/max-pool kinks within any float step size;
      * their whole-model gradients are checked exactly against PyTorch in
      * test_torch_ref, and every layer against finite differences in double

@@ -305,12 +305,12 @@ GEMM_TARGET static void gemm_pack_b(float *restrict bp, const float *b, int ldb,
     __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps(),       \
            c##i##2 = _mm512_setzero_ps()
 #define ROW_FMA(i)                                                             \
-    do {                                                                       \
+    if (i < MR) {                                                              \
         __m512 av = _mm512_set1_ps(ap[i]);                                     \
         c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                            \
         c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                            \
         c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);                            \
-    } while (0)
+    }
 #define ROW_STORE(i)                                                           \
     if (i < m) {                                                               \
         float *r = c + (size_t)(i)*ldc;                                        \
@@ -393,10 +393,14 @@ GEMM_TARGET static void gemm_pack_b(float *restrict bp, const float *b, int ldb,
         ROW_MSTORE(7)                                                          \
     } while (0)
 
-GEMM_TARGET static void gemm_kernel_8x48(int kc, const float *restrict ap,
-                                         const float *restrict bp, size_t ldbk,
-                                         float *c, size_t ldc, float alpha,
-                                         float beta, int m, int n)
+/* The kernel for tiles of at most MR live rows (a compile-time constant in
+ * each instantiation below): rows past MR cost no FMAs, so the odd widths
+ * of pruned nets (Cout 9 = 8 + 1, 6, 4...) do not pay for a full 8-row
+ * block. m <= MR is the number of rows stored. */
+__attribute__((always_inline)) GEMM_TARGET static inline void
+gemm_kernel_tile(const int MR, int kc, const float *restrict ap,
+                 const float *restrict bp, size_t ldbk, float *c, size_t ldc,
+                 float alpha, float beta, int m, int n)
 {
     TILE_DECL();
 #pragma GCC unroll 4
@@ -409,6 +413,31 @@ GEMM_TARGET static void gemm_kernel_8x48(int kc, const float *restrict ap,
     }
     TILE_STORE();
 }
+
+#define GEMM_KERNEL_MR(r)                                                      \
+    GEMM_TARGET static void gemm_kernel_##r(                                   \
+        int kc, const float *restrict ap, const float *restrict bp,            \
+        size_t ldbk, float *c, size_t ldc, float alpha, float beta, int m,     \
+        int n)                                                                 \
+    {                                                                          \
+        gemm_kernel_tile(r, kc, ap, bp, ldbk, c, ldc, alpha, beta, m, n);      \
+    }
+GEMM_KERNEL_MR(1)
+GEMM_KERNEL_MR(2)
+GEMM_KERNEL_MR(3)
+GEMM_KERNEL_MR(4)
+GEMM_KERNEL_MR(5)
+GEMM_KERNEL_MR(6)
+GEMM_KERNEL_MR(7)
+GEMM_KERNEL_MR(8)
+
+typedef void (*gemm_kernel_fn)(int, const float *restrict,
+                               const float *restrict, size_t, float *, size_t,
+                               float, float, int, int);
+/* gemm_kernels[m - 1]: the kernel for a tile of m rows. */
+static const gemm_kernel_fn gemm_kernels[GEMM_MR] = {
+    gemm_kernel_1, gemm_kernel_2, gemm_kernel_3, gemm_kernel_4,
+    gemm_kernel_5, gemm_kernel_6, gemm_kernel_7, gemm_kernel_8};
 
 static size_t gemm_round_up(size_t n, size_t m)
 {
@@ -453,16 +482,15 @@ GEMM_TARGET static int gemm_avx512(int transa, int transb, int M, int N, int K,
                 for (int ir = 0; ir < mc; ir += GEMM_MR) {
                     const float *a = ap + (size_t)ir * kc;
                     const int m = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
+                    const gemm_kernel_fn kern = gemm_kernels[m - 1];
                     float *crow = C + (size_t)(ic + ir) * ldc + jc;
                     for (int jr = 0; jr < nfull; jr += GEMM_NR)
-                        gemm_kernel_8x48(kc, a, bsrc + jr, (size_t)ldb,
-                                         crow + jr, (size_t)ldc, alpha, be, m,
-                                         GEMM_NR);
+                        kern(kc, a, bsrc + jr, (size_t)ldb, crow + jr,
+                             (size_t)ldc, alpha, be, m, GEMM_NR);
                     for (int jr = nfull; jr < nc; jr += GEMM_NR) {
                         const int n = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
-                        gemm_kernel_8x48(kc, a, bp + (size_t)jr * kc, GEMM_NR,
-                                         crow + jr, (size_t)ldc, alpha, be, m,
-                                         n);
+                        kern(kc, a, bp + (size_t)jr * kc, GEMM_NR, crow + jr,
+                             (size_t)ldc, alpha, be, m, n);
                     }
                 }
             }

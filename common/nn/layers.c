@@ -308,7 +308,7 @@ static void col2im_chunk(float *dinp, float *dcol, int n,
 static void conv_forward_chunk(float *out, const float *inp,
                                const float *weight, const float *bias,
                                const struct conv_geom *g, int b0, int b1,
-                               float *col, float *tmp)
+                               float *col, float *tmp, int relu)
 {
     const int n = b1 - b0, Cout = g->Cout;
     const size_t P = (size_t)g->Ho * g->Wo, N = (size_t)n * P;
@@ -323,23 +323,36 @@ static void conv_forward_chunk(float *out, const float *inp,
     float *c = n == 1 ? y : tmp;
     gemm_f32(0, 0, Cout, (int)N, ckk, 1.0f, weight, ckk, cp, (int)N, 0.0f, c,
              (int)N);
-    if (n == 1 && !bias) return;
+    if (n == 1 && !bias && !relu) return;
+    /* epilogue: bias and ReLU on the way from the chunk's (Cout, n*P) GEMM
+     * output to (n, Cout, P); in place, still in cache, for one image */
     for (int j = 0; j < n; j++)
         for (int co = 0; co < Cout; co++) {
             float *d = y + ((size_t)j * Cout + co) * P;
             const float *src = c + (size_t)co * N + (size_t)j * P;
-            float bv = bias ? bias[co] : 0.0f;
-            for (size_t i = 0; i < P; i++)
-                d[i] = src[i] + bv;
+            const float bv = bias ? bias[co] : 0.0f;
+            if (relu) {
+#pragma omp simd
+                for (size_t i = 0; i < P; i++) {
+                    float v = src[i] + bv;
+                    d[i] = v > 0.0f ? v : 0.0f;
+                }
+            } else {
+#pragma omp simd
+                for (size_t i = 0; i < P; i++)
+                    d[i] = src[i] + bv;
+            }
         }
 }
 
-void conv2d_forward(float *out, const float *inp, const float *weight,
-                    const float *bias, const struct conv_geom *g, float *work)
+static void conv_forward(float *out, const float *inp, const float *weight,
+                         const float *bias, const struct conv_geom *g,
+                         float *work, int relu)
 {
     if (conv_is_pointwise(g)) {
         conv_pointwise_weight(work, weight, g);
         linear_forward(out, inp, work, bias, g->B, g->Cin, g->Cout);
+        if (relu) relu_forward(out, out, (size_t)g->B * g->Cout);
         return;
     }
     int nt = omp_get_max_threads();
@@ -348,9 +361,10 @@ void conv2d_forward(float *out, const float *inp, const float *weight,
     const size_t per = p.col + p.tmp + p.dw;
     if (!p.parallel) {
         for (int c = 0; c < p.nchunks; c++)
-            conv_forward_chunk(
-                out, inp, weight, bias, g, (int)((long)c * g->B / p.nchunks),
-                (int)((long)(c + 1) * g->B / p.nchunks), work, work + p.col);
+            conv_forward_chunk(out, inp, weight, bias, g,
+                               (int)((long)c * g->B / p.nchunks),
+                               (int)((long)(c + 1) * g->B / p.nchunks), work,
+                               work + p.col, relu);
         return;
     }
 #pragma omp parallel num_threads(nt)
@@ -358,10 +372,24 @@ void conv2d_forward(float *out, const float *inp, const float *weight,
         float *col = work + per * (size_t)omp_get_thread_num();
 #pragma omp for schedule(static)
         for (int c = 0; c < p.nchunks; c++)
-            conv_forward_chunk(
-                out, inp, weight, bias, g, (int)((long)c * g->B / p.nchunks),
-                (int)((long)(c + 1) * g->B / p.nchunks), col, col + p.col);
+            conv_forward_chunk(out, inp, weight, bias, g,
+                               (int)((long)c * g->B / p.nchunks),
+                               (int)((long)(c + 1) * g->B / p.nchunks), col,
+                               col + p.col, relu);
     }
+}
+
+void conv2d_forward(float *out, const float *inp, const float *weight,
+                    const float *bias, const struct conv_geom *g, float *work)
+{
+    conv_forward(out, inp, weight, bias, g, work, 0);
+}
+
+void conv2d_bias_relu_forward(float *out, const float *inp, const float *weight,
+                              const float *bias, const struct conv_geom *g,
+                              float *work)
+{
+    conv_forward(out, inp, weight, bias, g, work, 1);
 }
 
 /* Backward of images [b0, b1): dw (Cout, CinKK) += dout . col^T, dinp from
@@ -786,6 +814,33 @@ void add_backward(float *da, float *db, const float *dout, size_t n,
 {
     grad_pass(da, dout, n, accumulate_a);
     grad_pass(db, dout, n, accumulate_b);
+}
+
+void add_relu_forward(float *out, const float *a, const float *b, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
+    for (size_t i = 0; i < n; i++) {
+        float v = a[i] + b[i];
+        out[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+/* d =/+= g, or nothing for d == NULL. */
+static inline void grad_put(float *d, size_t i, float g, int accumulate)
+{
+    if (d) d[i] = accumulate ? d[i] + g : g;
+}
+
+void add_relu_backward(float *da, float *db, float *dout, const float *out,
+                       size_t n, int accumulate_a, int accumulate_b)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
+    for (size_t i = 0; i < n; i++) {
+        float g = out[i] > 0.0f ? dout[i] : 0.0f;
+        dout[i] = g;
+        grad_put(da, i, g, accumulate_a);
+        grad_put(db, i, g, accumulate_b);
+    }
 }
 
 /* ---------------------------------------------------------------------------

@@ -37,6 +37,12 @@ void conv2d_forward(float *out, const float *inp, const float *weight,
 void conv2d_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight,
                      const struct conv_geom *g, float *work, int accumulate);
+/* out = max(conv(inp, weight) + bias, 0) with the bias and ReLU applied in
+ * the convolution's own output pass (bias may be NULL). Same numbers as
+ * conv2d_forward then relu_forward. */
+void conv2d_bias_relu_forward(float *out, const float *inp, const float *weight,
+                              const float *bias, const struct conv_geom *g,
+                              float *work);
 void conv2d_forward_ref(float *out, const float *inp, const float *weight,
                         const float *bias, const struct conv_geom *g);
 void conv2d_backward_ref(float *dinp, float *dweight, float *dbias,
@@ -122,6 +128,15 @@ void add_forward(float *out, const float *a, const float *b, size_t n);
 /* da, db =/+= dout (each with its own accumulate flag; either may be NULL). */
 void add_backward(float *da, float *db, const float *dout, size_t n,
                   int accumulate_a, int accumulate_b);
+
+/* Residual add followed by a ReLU, fused: out = max(a + b, 0) in one pass
+ * (out may alias a or b). Backward: dout is masked by (out > 0) IN PLACE
+ * (what relu_backward over the add's output does), and da, db =/+= the
+ * masked gradient; da or db NULL: that input's gradient is dout itself
+ * (aliased buffers). The same numbers as relu_backward then add_backward. */
+void add_relu_forward(float *out, const float *a, const float *b, size_t n);
+void add_relu_backward(float *da, float *db, float *dout, const float *out,
+                       size_t n, int accumulate_a, int accumulate_b);
 
 /* CIFAR ResNet "option A" shortcut: out (B,Cout,Ho,Wo) takes inp
  * (B,Cin,H,W) subsampled with `stride` (inp[..., ::s, ::s]) and zero-padded

@@ -60,6 +60,7 @@ struct model_program {
     int max_batch; /* reserved */
     int work_threads;
     float *acts, *dacts, *stats, *work, *probs;
+    float *fold; /* eval: a conv's weights and bias with its BN folded in */
     int32_t *argmax;
     size_t work_floats;
     unsigned char *ready; /* per slot: gradient already written */
@@ -443,9 +444,10 @@ static void free_arena(struct model_program *P)
     free(P->stats);
     free(P->work);
     free(P->probs);
+    free(P->fold);
     free(P->argmax);
     free(P->ready);
-    P->acts = P->dacts = P->stats = P->work = P->probs = NULL;
+    P->acts = P->dacts = P->stats = P->work = P->probs = P->fold = NULL;
     P->argmax = NULL;
     P->ready = NULL;
 }
@@ -493,6 +495,7 @@ static int model_build(struct model **out, enum arch arch, const int *channels,
     m->num_classes = num_classes;
     m->bn_momentum = 0.1f;
     m->bn_eps = 1e-5f;
+    m->fold_bn_eval = 1;
     m->nprunable = arch_prunable(arch, NULL);
     m->channels = malloc(sizeof(int) * m->nprunable);
     m->full = malloc(sizeof(int) * m->nprunable);
@@ -628,13 +631,15 @@ int model_reserve(struct model *m, int max_batch, char *err)
         return abc_errf(err, ABC_EVALUE, "batch size %d < 1", max_batch);
     if (max_batch <= P->max_batch && threads <= P->work_threads) return 0;
     if (max_batch < P->max_batch) max_batch = P->max_batch;
-    size_t work = 0;
+    size_t work = 0, fold = 0;
     for (int i = 0; i < P->nops; i++)
         if (P->ops[i].kind == OP_CONV) {
             struct conv_geom g = P->ops[i].g;
             g.B = max_batch;
             size_t w = conv2d_workspace_floats(&g, threads);
             if (w > work) work = w;
+            size_t f = (size_t)g.Cout * (g.Cin * g.K * g.K + 1);
+            if (f > fold) fold = f;
         }
     free_arena(P);
     size_t n = P->act_per_image * (size_t)max_batch;
@@ -643,13 +648,14 @@ int model_reserve(struct model *m, int max_batch, char *err)
     P->stats = malloc((P->stats_floats + 1) * sizeof(float));
     P->work = malloc((work + 1) * sizeof(float));
     P->probs = malloc((size_t)max_batch * m->num_classes * sizeof(float));
+    P->fold = malloc((fold + 1) * sizeof(float));
     P->argmax = malloc((P->argmax_per_image * max_batch + 1) * sizeof(int32_t));
     P->ready = malloc((size_t)P->nslots);
     P->max_batch = max_batch;
     P->work_threads = threads;
     P->work_floats = work;
     if (!P->acts || !P->dacts || !P->stats || !P->work || !P->probs ||
-        !P->argmax || !P->ready) {
+        !P->fold || !P->argmax || !P->ready) {
         P->max_batch = 0;
         return abc_errf(err, ABC_ENOMEM,
                         "out of memory for activations of %s at batch %d "
@@ -689,9 +695,45 @@ static float *grad(const struct model *m, int t)
     return m->grads + m->tensors[t].offset;
 }
 
-/* Runs ops [0, nops) of the program over x (the caller checked B). */
+/* Op i + 1 is a ReLU over op i's output, in place: a residual add's. */
+static int relu_follows(const struct model_program *P, int i, int nops)
+{
+    return i + 1 < nops && P->ops[i + 1].kind == OP_RELU &&
+           P->ops[i + 1].in == P->ops[i].out;
+}
+
+/* Eval forward of conv op o and the BN op bn reading its output, fused:
+ * the BN's affine map folded into the conv's weights and a bias (in
+ * P->fold), its ReLU into the conv's output pass, written straight to the
+ * BN's output slot. The conv's own output slot is not written. */
+static void conv_bn_eval(struct model *m, const struct op *o,
+                         const struct op *bn, int B)
+{
+    struct model_program *P = m->prog;
+    struct conv_geom g = o->g;
+    g.B = B;
+    const size_t ckk = (size_t)g.Cin * g.K * g.K;
+    const float *w = param(m, o->w), *gamma = param(m, bn->w),
+                *beta = param(m, bn->b), *rm = param(m, bn->rm),
+                *rv = param(m, bn->rv);
+    float *wf = P->fold, *bias = P->fold + (size_t)g.Cout * ckk;
+    for (int c = 0; c < g.Cout; c++) {
+        /* the scale and shift batchnorm_forward uses in eval mode */
+        float is = (float)(1.0 / sqrt((double)rv[c] + (double)m->bn_eps));
+        float sc = gamma[c] * is;
+        for (size_t k = 0; k < ckk; k++)
+            wf[c * ckk + k] = w[c * ckk + k] * sc;
+        bias[c] = beta[c] - rm[c] * sc;
+    }
+    (bn->relu ? conv2d_bias_relu_forward : conv2d_forward)(
+        act(P, bn->out), act(P, o->in), wf, bias, &g, P->work);
+}
+
+/* Runs ops [0, nops) of the program over x (the caller checked B). fold:
+ * in eval mode, fuse each conv with the BN after it (conv_bn_eval). A
+ * residual add and the ReLU after it always run as one pass. */
 static void run_ops(struct model *m, const float *x, int B, int training,
-                    int nops)
+                    int nops, int fold)
 {
     struct model_program *P = m->prog;
     P->x = x;
@@ -702,6 +744,12 @@ static void run_ops(struct model *m, const float *x, int B, int training,
         float *in = act(P, o->in), *out = act(P, o->out);
         switch (o->kind) {
         case OP_CONV: {
+            if (fold && !training && i + 1 < nops &&
+                P->ops[i + 1].kind == OP_BN && P->ops[i + 1].in == o->out) {
+                conv_bn_eval(m, o, &P->ops[i + 1], B);
+                i++;
+                break;
+            }
             struct conv_geom g = o->g;
             g.B = B;
             conv2d_forward(out, in, param(m, o->w), NULL, &g, P->work);
@@ -730,6 +778,11 @@ static void run_ops(struct model *m, const float *x, int B, int training,
                            (int)si->size, so->c);
             break;
         case OP_ADD:
+            if (relu_follows(P, i, nops)) {
+                add_relu_forward(out, in, act(P, o->in2), si->size * B);
+                i++;
+                break;
+            }
             add_forward(out, in, act(P, o->in2), si->size * B);
             break;
         case OP_SHORTCUT:
@@ -747,7 +800,7 @@ float model_forward(struct model *m, const float *x, const int *labels, int B,
         return NAN; /* model_reserve was not called for this batch/threads */
     P->labels = labels;
     P->trained = training && labels;
-    run_ops(m, x, B, training, P->nops);
+    run_ops(m, x, B, training, P->nops, m->fold_bn_eval);
     if (!labels) return 0.0f;
     int corr = 0;
     float loss = softmax_xent_forward(P->probs, act(P, P->logits), labels, B,
@@ -799,6 +852,10 @@ void model_backward(struct model *m)
             break;
         }
         case OP_RELU:
+            /* a residual add's ReLU: the add's backward masks (below) */
+            if (i > 0 && P->ops[i - 1].kind == OP_ADD &&
+                relu_follows(P, i - 1, P->nops))
+                break;
             relu_backward(din, dout, act(P, o->out), si->size * B, 0);
             break;
         case OP_MAXPOOL:
@@ -820,8 +877,13 @@ void model_backward(struct model *m)
             float *db = dact(P, o->in2);
             int acc2 = P->ready[o->in2];
             P->ready[o->in2] = 1;
-            add_backward(din == dout ? NULL : din, db == dout ? NULL : db, dout,
-                         si->size * B, acc, acc2);
+            if (relu_follows(P, i, P->nops))
+                add_relu_backward(din == dout ? NULL : din,
+                                  db == dout ? NULL : db, dout, act(P, o->out),
+                                  si->size * B, acc, acc2);
+            else
+                add_backward(din == dout ? NULL : din, db == dout ? NULL : db,
+                             dout, si->size * B, acc, acc2);
             break;
         }
         case OP_SHORTCUT:
@@ -887,7 +949,7 @@ int model_forward_to(struct model *m, const float *x, int B, int layer,
                         P->max_batch, P->work_threads);
     P->labels = NULL;
     P->trained = 0; /* backward needs a whole training forward */
-    run_ops(m, x, B, training, layer_op(m, layer) + 1);
+    run_ops(m, x, B, training, layer_op(m, layer) + 1, 0);
     return 0;
 }
 

@@ -88,6 +88,11 @@ struct model {
     float *params, *grads, *buffers;
 
     float bn_momentum, bn_eps;
+    /* Eval forwards (model_forward, training 0) fold each BN into the conv
+     * before it and run them as one pass (default 1). The conv's own
+     * output is then not stored, so model_layer_io's `out` is only valid
+     * after a training forward, model_forward_to, or with this set to 0. */
+    int fold_bn_eval;
 
     int nlayers;
     struct layer_info *layers;
@@ -145,7 +150,8 @@ int model_forward_to(struct model *m, const float *x, int B, int layer,
                      int training, char *err);
 
 /* Where layer row `layer`'s input and output lie after the last forward
- * (model_forward, or model_forward_to that reached the layer), and its
+ * (model_forward, or model_forward_to that reached the layer; an eval
+ * model_forward stores conv outputs only with fold_bn_eval 0), and its
  * geometry. in/out point into the model's activation arena (valid until the
  * next forward or model_reserve; NULL before any forward): in is
  * (B,in_c,in_h,in_w), out (B,out_c,out_h,out_w) is the conv output before

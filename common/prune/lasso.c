@@ -717,6 +717,7 @@ static int gather_targets(struct model *orig, struct layer_points *lps, int L,
                           char *err)
 {
     size_t isz = (size_t)orig->in_c * orig->in_h * orig->in_w;
+    orig->fold_bn_eval = 0; /* the consumers' pre-BN outputs are read */
     for (int b0 = 0; b0 < p->images; b0 += p->batch) {
         int B = p->images - b0 < p->batch ? p->images - b0 : p->batch;
         model_forward(orig, xall + isz * b0, NULL, B, 0, NULL);
