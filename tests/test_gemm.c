@@ -72,8 +72,49 @@ static void run_case(const char *backend, int ta, int tb, int M, int N, int K,
     free(Cr);
 }
 
+/* gemm_f32_rows: B's stored rows scattered (reverse order, gaps between,
+ * overlapping views of one buffer as in an implicit im2col) against the
+ * reference on the same matrix gathered. */
+static void run_rows_case(const char *backend, int ta, int tb, int M, int N,
+                          int K, float beta, int overlap)
+{
+    const int nrows = tb ? N : K, len = tb ? K : N, lda = ta ? M : K;
+    const int gap = overlap ? -len + 3 : 5; /* row stride len + gap */
+    const size_t span = (size_t)nrows * (len + gap) + len + 16;
+    float *A = falloc((size_t)(ta ? K : M) * lda), *store = falloc(span);
+    float *Bc = falloc((size_t)nrows * len), *C = falloc((size_t)M * N),
+          *Cr = falloc((size_t)M * N);
+    const float **rows = malloc(sizeof *rows * (size_t)(nrows ? nrows : 1));
+    frandn(A, (size_t)(ta ? K : M) * lda);
+    frandn(store, span);
+    frandn(C, (size_t)M * N);
+    memcpy(Cr, C, sizeof *C * (size_t)M * N);
+    for (int i = 0; i < nrows; i++) {
+        rows[i] = store + (size_t)(nrows - 1 - i) * (len + gap);
+        memcpy(Bc + (size_t)i * len, rows[i], sizeof *Bc * (size_t)len);
+    }
+    gemm_f32_rows(ta, tb, M, N, K, 1.0f, A, lda, rows, beta, C, N);
+    gemm_f32_ref(ta, tb, M, N, K, 1.0f, A, lda, Bc, len, beta, Cr, N);
+    char what[160];
+    snprintf(what, sizeof what, "%s rows %c%c M=%d N=%d K=%d b=%g overlap=%d",
+             backend, ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, beta, overlap);
+    CHECK_CLOSE(what, C, Cr, (size_t)M * N,
+                1e-5 * (sqrt((double)K + 1) * 4 + 1), 1e-5);
+    free(A), free(store), free(Bc), free(C), free(Cr), free(rows);
+}
+
 static void run_all(const char *backend)
 {
+    /* row-pointer B: odd sizes around the blocks, direct (M <= 64) and
+     * packed (M > 64) panels, both transposes of B */
+    static const int rs[][3] = {{9, 841, 81},   {16, 1000, 144}, {1, 47, 7},
+                                {64, 225, 576}, {65, 300, 300},  {130, 97, 33},
+                                {7, 49, 289},   {33, 17, 1}};
+    for (size_t i = 0; i < sizeof rs / sizeof *rs; i++)
+        for (int t = 0; t < 4; t++)
+            run_rows_case(backend, t & 1, t >> 1, rs[i][0], rs[i][1], rs[i][2],
+                          t == 3 ? 1.0f : 0.0f, (int)(i & 1));
+
     static const int sizes[] = {1, 7, 8, 9, 15, 17, 31, 33, 47, 49, 97};
     const int ns = (int)(sizeof sizes / sizeof *sizes);
     /* odd sizes in every dimension, all transposes */

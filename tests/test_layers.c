@@ -385,6 +385,12 @@ static void test_conv(void)
         test_conv_twin(1, 16, 14, 16, 3, 1, 1);
         test_conv_twin(1, 16, 14, 16, 1, 1, 0);
         test_conv_twin(150, 4, 4, 4, 3, 1, 1); /* several chunks/thread */
+        /* implicit im2col edge cases: 5x5 "same", 2x2 planes, one chunk of
+         * many 3x3 planes (padding shared across images), odd widths */
+        test_conv_twin(3, 3, 9, 5, 5, 1, 2);
+        test_conv_twin(7, 9, 2, 6, 3, 1, 1);
+        test_conv_twin(40, 5, 3, 19, 3, 1, 1);
+        test_conv_twin(4, 22, 14, 9, 3, 1, 1);
         test_conv_determinism(150, 4, 4);
         test_conv_determinism(7, 16, 14);
     }

@@ -113,15 +113,35 @@ static float *gemm_buffer(size_t nfloats)
     return p;
 }
 
+static _Thread_local float *gemm_gather_buf;
+static _Thread_local size_t gemm_gather_cap;
+
 void gemm_release_thread_buffers(void)
 {
     free(gemm_buf);
     gemm_buf = NULL;
     gemm_buf_cap = 0;
+    free(gemm_gather_buf);
+    gemm_gather_buf = NULL;
+    gemm_gather_cap = 0;
 }
 
 /* ---------------------------------------------------------------------------
  * Shared helpers. */
+
+/* Where the rows of the stored B lie: row i at b + i * ldb, or at rows[i]
+ * (gemm_f32_rows: the rows of an implicit im2col). "Row" is of B as stored:
+ * op(B)'s rows when not transposed, its columns when transposed. */
+struct gemm_b {
+    const float *b;
+    size_t ldb;
+    const float *const *rows;
+};
+
+static inline const float *gemm_brow(const struct gemm_b *B, size_t i)
+{
+    return B->rows ? B->rows[i] : B->b + i * B->ldb;
+}
 
 static void gemm_blas(int transa, int transb, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb,
@@ -224,13 +244,14 @@ GEMM_TARGET static void gemm_pack_a(float *restrict ap, const float *a, int lda,
     }
 }
 
-/* 16x16 transpose of rows src[r*ld + 0..15] (r < 16) into dst[c*dld + r]. */
-GEMM_TARGET static inline void gemm_transpose16(float *dst, size_t dld,
-                                                const float *src, size_t ld)
+/* 16x16 transpose of rows src[r][off + 0..15] (r < 16) into
+ * dst[c*dld + r]. */
+GEMM_TARGET static inline void
+gemm_transpose16(float *dst, size_t dld, const float *const *src, size_t off)
 {
     __m512 r[16], t[16];
     for (int i = 0; i < 16; i++)
-        r[i] = _mm512_loadu_ps(src + (size_t)i * ld);
+        r[i] = _mm512_loadu_ps(src[i] + off);
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -261,38 +282,39 @@ GEMM_TARGET static inline void gemm_transpose16(float *dst, size_t dld,
     }
 }
 
-/* Packs depth [0, kc) x columns [0, nc) of op(B) (origin at b, offset to the
- * block) into 48-column micro-panels: bp[q][p][c] = op(B)[p][48q + c],
- * columns past nc zero. */
-GEMM_TARGET static void gemm_pack_b(float *restrict bp, const float *b, int ldb,
-                                    int transb, int kc, int nc)
+/* Packs depth [pc, pc+kc) x columns [jc, jc+nc) of op(B) into 48-column
+ * micro-panels: bp[q][p][c] = op(B)[pc + p][jc + 48q + c], columns past nc
+ * zero. */
+GEMM_TARGET static void gemm_pack_b(float *restrict bp, const struct gemm_b *b,
+                                    int transb, int pc, int jc, int kc, int nc)
 {
     for (int j0 = 0; j0 < nc; j0 += GEMM_NR) {
         int nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
         if (!transb) {
-            /* op(B)[p][j] = b[p*ldb + j]: 48 contiguous floats per p */
+            /* op(B)[p][j] = row p at j: 48 contiguous floats per p */
             const __mmask16 m0 = gemm_mask(nr), m1 = gemm_mask(nr - 16),
                             m2 = gemm_mask(nr - 32);
             for (int p = 0; p < kc; p++) {
-                const float *s = b + (size_t)p * ldb + j0;
+                const float *s = gemm_brow(b, (size_t)(pc + p)) + jc + j0;
                 float *d = bp + (size_t)p * GEMM_NR;
                 _mm512_store_ps(d, _mm512_maskz_loadu_ps(m0, s));
                 _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(m1, s + 16));
                 _mm512_store_ps(d + 32, _mm512_maskz_loadu_ps(m2, s + 32));
             }
         } else {
-            /* op(B)[p][j] = b[j*ldb + p]: 16x16 transposes */
+            /* op(B)[p][j] = row j at p: 16x16 transposes */
+            const float *rows[GEMM_NR];
+            for (int c = 0; c < nr; c++)
+                rows[c] = gemm_brow(b, (size_t)(jc + j0 + c)) + pc;
             int p = 0;
             if (nr == GEMM_NR)
                 for (; p + 16 <= kc; p += 16)
                     for (int c = 0; c < GEMM_NR; c += 16)
                         gemm_transpose16(bp + (size_t)p * GEMM_NR + c, GEMM_NR,
-                                         b + (size_t)(j0 + c) * ldb + p,
-                                         (size_t)ldb);
+                                         rows + c, (size_t)p);
             for (; p < kc; p++)
                 for (int c = 0; c < GEMM_NR; c++)
-                    bp[(size_t)p * GEMM_NR + c] =
-                        c < nr ? b[(size_t)(j0 + c) * ldb + p] : 0.0f;
+                    bp[(size_t)p * GEMM_NR + c] = c < nr ? rows[c][p] : 0.0f;
         }
         bp += (size_t)kc * GEMM_NR;
     }
@@ -414,6 +436,25 @@ gemm_kernel_tile(const int MR, int kc, const float *restrict ap,
     TILE_STORE();
 }
 
+/* The same tile with B's row p read in place at rows[p] + off (an implicit
+ * im2col: no packed copy of B at all). */
+__attribute__((always_inline)) GEMM_TARGET static inline void
+gemm_kernel_rows_tile(const int MR, int kc, const float *restrict ap,
+                      const float *const *rows, size_t off, float *c,
+                      size_t ldc, float alpha, float beta, int m, int n)
+{
+    TILE_DECL();
+#pragma GCC unroll 4
+    for (int p = 0; p < kc; p++) {
+        const float *bp = rows[p] + off;
+        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16),
+               b2 = _mm512_loadu_ps(bp + 32);
+        TILE_FMA();
+        ap += GEMM_MR;
+    }
+    TILE_STORE();
+}
+
 #define GEMM_KERNEL_MR(r)                                                      \
     GEMM_TARGET static void gemm_kernel_##r(                                   \
         int kc, const float *restrict ap, const float *restrict bp,            \
@@ -421,6 +462,14 @@ gemm_kernel_tile(const int MR, int kc, const float *restrict ap,
         int n)                                                                 \
     {                                                                          \
         gemm_kernel_tile(r, kc, ap, bp, ldbk, c, ldc, alpha, beta, m, n);      \
+    }                                                                          \
+    GEMM_TARGET static void gemm_kernel_rows_##r(                              \
+        int kc, const float *restrict ap, const float *const *rows,            \
+        size_t off, float *c, size_t ldc, float alpha, float beta, int m,      \
+        int n)                                                                 \
+    {                                                                          \
+        gemm_kernel_rows_tile(r, kc, ap, rows, off, c, ldc, alpha, beta, m,    \
+                              n);                                              \
     }
 GEMM_KERNEL_MR(1)
 GEMM_KERNEL_MR(2)
@@ -438,6 +487,13 @@ typedef void (*gemm_kernel_fn)(int, const float *restrict,
 static const gemm_kernel_fn gemm_kernels[GEMM_MR] = {
     gemm_kernel_1, gemm_kernel_2, gemm_kernel_3, gemm_kernel_4,
     gemm_kernel_5, gemm_kernel_6, gemm_kernel_7, gemm_kernel_8};
+typedef void (*gemm_kernel_rows_fn)(int, const float *restrict,
+                                    const float *const *, size_t, float *,
+                                    size_t, float, float, int, int);
+static const gemm_kernel_rows_fn gemm_kernels_rows[GEMM_MR] = {
+    gemm_kernel_rows_1, gemm_kernel_rows_2, gemm_kernel_rows_3,
+    gemm_kernel_rows_4, gemm_kernel_rows_5, gemm_kernel_rows_6,
+    gemm_kernel_rows_7, gemm_kernel_rows_8};
 
 static size_t gemm_round_up(size_t n, size_t m)
 {
@@ -448,8 +504,8 @@ static size_t gemm_round_up(size_t n, size_t m)
  * cannot be allocated. Requires M, N, K > 0. */
 GEMM_TARGET static int gemm_avx512(int transa, int transb, int M, int N, int K,
                                    float alpha, const float *A, int lda,
-                                   const float *B, int ldb, float beta,
-                                   float *C, int ldc)
+                                   const struct gemm_b *B, float beta, float *C,
+                                   int ldc)
 {
     const int nc_max = N < GEMM_NC ? N : GEMM_NC;
     const int kc_max = K < GEMM_KC ? K : GEMM_KC;
@@ -464,16 +520,17 @@ GEMM_TARGET static int gemm_avx512(int transa, int transb, int M, int N, int K,
         for (int pc = 0; pc < K; pc += GEMM_KC) {
             const int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
             const float be = pc == 0 ? beta : 1.0f;
-            const float *bsrc =
-                transb ? B + (size_t)jc * ldb + pc : B + (size_t)pc * ldb + jc;
             /* few rows of C reuse each B panel only a few times: then the
              * kernel reads untransposed B in place (all but a ragged last
              * panel, which is packed) */
             const int direct = !transb && M <= GEMM_DIRECT_B_MAX_M;
             const int nfull = direct ? nc / GEMM_NR * GEMM_NR : 0;
             if (nfull < nc)
-                gemm_pack_b(bp + (size_t)nfull * kc, bsrc + nfull, ldb, transb,
+                gemm_pack_b(bp + (size_t)nfull * kc, B, transb, pc, jc + nfull,
                             kc, nc - nfull);
+            const float *const *brows = B->rows ? B->rows + pc : NULL;
+            const float *bsrc =
+                B->rows ? NULL : B->b + (size_t)pc * B->ldb + jc;
             for (int ic = 0; ic < M; ic += GEMM_MC) {
                 const int mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
                 const float *asrc = transa ? A + (size_t)pc * lda + ic
@@ -484,9 +541,15 @@ GEMM_TARGET static int gemm_avx512(int transa, int transb, int M, int N, int K,
                     const int m = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
                     const gemm_kernel_fn kern = gemm_kernels[m - 1];
                     float *crow = C + (size_t)(ic + ir) * ldc + jc;
-                    for (int jr = 0; jr < nfull; jr += GEMM_NR)
-                        kern(kc, a, bsrc + jr, (size_t)ldb, crow + jr,
-                             (size_t)ldc, alpha, be, m, GEMM_NR);
+                    if (brows)
+                        for (int jr = 0; jr < nfull; jr += GEMM_NR)
+                            gemm_kernels_rows[m - 1](
+                                kc, a, brows, (size_t)(jc + jr), crow + jr,
+                                (size_t)ldc, alpha, be, m, GEMM_NR);
+                    else
+                        for (int jr = 0; jr < nfull; jr += GEMM_NR)
+                            kern(kc, a, bsrc + jr, B->ldb, crow + jr,
+                                 (size_t)ldc, alpha, be, m, GEMM_NR);
                     for (int jr = nfull; jr < nc; jr += GEMM_NR) {
                         const int n = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
                         kern(kc, a, bp + (size_t)jr * kc, GEMM_NR, crow + jr,
@@ -512,11 +575,60 @@ void gemm_f32(int transa, int transb, int M, int N, int K, float alpha,
             gemm_scale(M, N, beta, C, ldc);
             return;
         }
-        if (gemm_avx512(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C,
+        const struct gemm_b b = {B, (size_t)ldb, NULL};
+        if (gemm_avx512(transa, transb, M, N, K, alpha, A, lda, &b, beta, C,
                         ldc) == 0)
             return;
     }
     gemm_blas(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_f32_rows(int transa, int transb, int M, int N, int K, float alpha,
+                   const float *A, int lda, const float *const *brows,
+                   float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        gemm_scale(M, N, beta, C, ldc);
+        return;
+    }
+    if (gemm_get_backend() == GEMM_BACKEND_AVX512) {
+        const struct gemm_b b = {NULL, 0, brows};
+        if (gemm_avx512(transa, transb, M, N, K, alpha, A, lda, &b, beta, C,
+                        ldc) == 0)
+            return;
+    }
+    /* OpenBLAS: gather the rows into one matrix, or, if that buffer cannot
+     * be had, work row by row without allocating */
+    const int nrows = transb ? N : K, len = transb ? K : N;
+    const size_t need = (size_t)nrows * len;
+    if (need > gemm_gather_cap) {
+        float *p = malloc(need * sizeof *p);
+        if (p) {
+            free(gemm_gather_buf);
+            gemm_gather_buf = p;
+            gemm_gather_cap = need;
+        }
+    }
+    if (need <= gemm_gather_cap) {
+        for (int i = 0; i < nrows; i++)
+            memcpy(gemm_gather_buf + (size_t)i * len, brows[i],
+                   (size_t)len * sizeof(float));
+        gemm_blas(transa, transb, M, N, K, alpha, A, lda, gemm_gather_buf, len,
+                  beta, C, ldc);
+        return;
+    }
+    gemm_scale(M, N, beta, C, ldc);
+    const CBLAS_TRANSPOSE ta = transa ? CblasTrans : CblasNoTrans;
+    if (!transb) /* C += alpha * op(A)[:, p] outer B's row p */
+        for (int p = 0; p < K; p++)
+            cblas_sger(CblasRowMajor, M, N, alpha,
+                       transa ? A + (size_t)p * lda : A + p,
+                       transa ? 1 : lda, brows[p], 1, C, ldc);
+    else /* C[:, j] += alpha * op(A) . B's stored row j */
+        for (int j = 0; j < N; j++)
+            cblas_sgemv(CblasRowMajor, ta, transa ? K : M, transa ? M : K,
+                        alpha, A, lda, brows[j], 1, 1.0f, C + j, ldc);
 }
 
 void gemm_f32_ref(int transa, int transb, int M, int N, int K, float alpha,

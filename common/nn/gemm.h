@@ -25,6 +25,17 @@ void gemm_f32(int transa, int transb, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta,
               float *C, int ldc);
 
+/* gemm_f32 with B given by the addresses of its stored rows instead of a
+ * leading dimension: brows[p] (p < K) holds op(B)'s row p (N floats) when
+ * !transb; brows[j] (j < N) holds its column j (K floats) when transb. The
+ * rows of an implicit im2col are shifted views of one padded input, so the
+ * convolutions multiply without materialising the im2col matrix. (With
+ * OpenBLAS the rows are gathered first; if that buffer cannot be allocated
+ * it works row by row, slowly but without allocating.) */
+void gemm_f32_rows(int transa, int transb, int M, int N, int K, float alpha,
+                   const float *A, int lda, const float *const *brows,
+                   float beta, float *C, int ldc);
+
 /* The naive twin of gemm_f32 (plain loops, double accumulators), for tests. */
 void gemm_f32_ref(int transa, int transb, int M, int N, int K, float alpha,
                   const float *A, int lda, const float *B, int ldb, float beta,

@@ -46,7 +46,13 @@ struct conv_plan {
     int nchunks;  /* chunk c covers images [c*B/nchunks, (c+1)*B/nchunks) */
     int nb;       /* most images in one chunk */
     int parallel; /* 1: chunks over threads; 0: in order on this thread */
-    size_t col, tmp, dw; /* per-thread buffer sizes in floats (64 B aligned) */
+    int implicit; /* 1: implicit im2col (conv_is_implicit) */
+    /* per-thread buffer sizes in floats (64 B aligned): im2col or padded
+     * input, GEMM output (and, implicit, padded dout and dinp grid),
+     * weight-gradient partial, row-address tables (implicit) */
+    size_t col, tmp, dw, ptr;
+    size_t per; /* col + tmp + dw + ptr */
+    size_t wt;  /* shared, after the per-thread buffers: flipped weights */
 };
 
 static size_t round16(size_t n)
@@ -57,6 +63,125 @@ static size_t round16(size_t n)
 static int conv_is_1x1(const struct conv_geom *g)
 {
     return g->K == 1 && g->stride == 1 && g->pad == 0;
+}
+
+/* A 1x1 input map giving a 1x1 output: only the centre tap (pad, pad)
+ * touches the input, so the convolution is a linear layer over channels
+ * with that tap's weights (VGG's last block at 28x28 input). Skips 8/9 of
+ * the work for K = 3. */
+static int conv_is_pointwise(const struct conv_geom *g)
+{
+    return g->H == 1 && g->W == 1 && g->Ho == 1 && g->Wo == 1 && g->pad < g->K;
+}
+
+/* ---------------------------------------------------------------------------
+ * Implicit im2col for stride 1 with "same" padding (odd K, pad (K-1)/2):
+ * a chunk of n images is copied once, channel by channel, into a padded
+ * buffer where the zero padding is shared: each row is followed by pad
+ * zeros (which are also the next row's left padding) and each image by pad
+ * zero rows (also the next image's top padding). Every im2col row (c, kh,
+ * kw) is then the same buffer shifted by a constant, so the GEMM reads it
+ * through a table of row addresses (gemm_f32_rows) and no K*K-fold im2col
+ * matrix is written or read. The GEMM computes outputs on the padded
+ * grid, column (j*Hs + oh)*Wp + ow for image j, pixel (oh, ow); the few
+ * columns that fall on padding are computed and dropped. The input
+ * gradient is the same convolution of the padded output gradient with the
+ * weights flipped and transposed, so col2im disappears too. */
+struct implicit {
+    int pd;       /* padding */
+    int Wp, Hs;   /* row length W + pd; rows per image H + pd */
+    size_t S;     /* floats per channel in the padded buffer */
+    size_t G0;    /* leading guard: buffer row 0 starts at G0 */
+    size_t ncols; /* GEMM columns: ((n-1)*Hs + H) * Wp */
+};
+
+static int conv_is_implicit(const struct conv_geom *g)
+{
+    return g->stride == 1 && g->K > 1 && g->K % 2 == 1 &&
+           2 * g->pad == g->K - 1 && !conv_is_pointwise(g);
+}
+
+static void implicit_layout(struct implicit *L, const struct conv_geom *g,
+                            int n)
+{
+    L->pd = g->pad;
+    L->Wp = g->W + g->pad;
+    L->Hs = g->H + g->pad;
+    L->G0 = (size_t)g->pad;
+    size_t rows = (size_t)g->pad + (size_t)n * L->Hs;
+    L->S = round16(rows * L->Wp + 2 * (size_t)g->pad);
+    L->ncols = ((size_t)(n - 1) * L->Hs + g->H) * L->Wp;
+}
+
+/* buf (C, S) <- the padded layout of src (n, C, H, W). */
+static void implicit_pad(float *buf, const float *src, int n, int C,
+                         const struct conv_geom *g, const struct implicit *L)
+{
+    const int H = g->H, W = g->W, pd = L->pd, Wp = L->Wp;
+    const size_t HW = (size_t)H * W;
+    for (int c = 0; c < C; c++) {
+        float *b = buf + (size_t)c * L->S;
+        size_t top = L->G0 + (size_t)pd * Wp;
+        memset(b, 0, top * sizeof *b);
+        float *d = b + top;
+        for (int j = 0; j < n; j++) {
+            const float *x = src + ((size_t)j * C + c) * HW;
+            for (int r = 0; r < H; r++, d += Wp) {
+                memcpy(d, x + (size_t)r * W, (size_t)W * sizeof *d);
+                for (int k = 0; k < pd; k++)
+                    d[W + k] = 0.0f;
+            }
+            memset(d, 0, (size_t)pd * Wp * sizeof *d);
+            d += (size_t)pd * Wp;
+        }
+        memset(d, 0, (size_t)(b + L->S - d) * sizeof *d);
+    }
+}
+
+/* rows[(c*K + kh)*K + kw] <- the im2col row (c, kh, kw) over the grid. */
+static void implicit_rows(const float **rows, const float *buf, int C,
+                          const struct conv_geom *g, const struct implicit *L)
+{
+    const int K = g->K;
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < K; kh++)
+            for (int kw = 0; kw < K; kw++)
+                rows[((size_t)c * K + kh) * K + kw] =
+                    buf + (size_t)c * L->S + L->G0 + (size_t)kh * L->Wp + kw -
+                    L->pd;
+}
+
+/* y (n, C, H, W) =, or += when accumulate, the grid (C, ld) values of the
+ * real pixels, plus bias (may be NULL), then max(., 0) when relu. */
+static void implicit_unpad(float *y, const float *grid, size_t ld, int n, int C,
+                           const struct conv_geom *g, const struct implicit *L,
+                           const float *bias, int relu, int accumulate)
+{
+    const int H = g->H, W = g->W;
+    for (int j = 0; j < n; j++)
+        for (int c = 0; c < C; c++) {
+            float *d = y + ((size_t)j * C + c) * H * W;
+            const float *src =
+                grid + (size_t)c * ld + (size_t)j * L->Hs * L->Wp;
+            const float bv = bias ? bias[c] : 0.0f;
+            for (int r = 0; r < H; r++, d += W, src += L->Wp) {
+                if (accumulate) {
+#pragma omp simd
+                    for (int i = 0; i < W; i++)
+                        d[i] += src[i];
+                } else if (relu) {
+#pragma omp simd
+                    for (int i = 0; i < W; i++) {
+                        float v = src[i] + bv;
+                        d[i] = v > 0.0f ? v : 0.0f;
+                    }
+                } else {
+#pragma omp simd
+                    for (int i = 0; i < W; i++)
+                        d[i] = src[i] + bv;
+                }
+            }
+        }
 }
 
 /* The plan is a pure function of the geometry and the thread count. The
@@ -76,9 +201,29 @@ static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
     if (nb > nb_cap) nb = nb_cap;
     if (nb < 1) nb = 1;
     if (nb > (size_t)g->B) nb = (size_t)g->B;
-    p->col = round16(ckk * nb * P);
-    p->tmp = round16((size_t)g->Cout * nb * P);
+    p->implicit = conv_is_implicit(g);
     p->dw = round16((size_t)g->Cout * ckk);
+    p->wt = 0;
+    p->ptr = 0;
+    if (p->implicit) {
+        struct implicit L;
+        implicit_layout(&L, g, (int)nb);
+        size_t cmax = g->Cin > g->Cout ? (size_t)g->Cin : (size_t)g->Cout;
+        size_t kk = (size_t)g->K * g->K;
+        p->col = round16((size_t)g->Cin * L.S);
+        /* padded dout (Cout, S) then the dinp grid (Cin, ncols); the
+         * forward's output grid (Cout, ncols) fits in the first */
+        p->tmp =
+            round16((size_t)g->Cout * L.S) + round16((size_t)g->Cin * L.ncols);
+        /* two tables of row addresses, counted in floats */
+        const size_t floats_per_ptr = (sizeof(const float *) + 3) / 4;
+        p->ptr = round16(2 * cmax * kk * floats_per_ptr);
+        p->wt = round16((size_t)g->Cout * ckk);
+    } else {
+        p->col = round16(ckk * nb * P);
+        p->tmp = round16((size_t)g->Cout * nb * P);
+    }
+    p->per = p->col + p->tmp + p->dw + p->ptr;
     int nchunks = (int)(((size_t)g->B + nb - 1) / nb);
     p->parallel = nthreads > 1 && g->B >= nthreads;
     if (p->parallel) {
@@ -90,22 +235,13 @@ static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
     p->nb = (g->B + nchunks - 1) / nchunks;
 }
 
-/* A 1x1 input map giving a 1x1 output: only the centre tap (pad, pad)
- * touches the input, so the convolution is a linear layer over channels
- * with that tap's weights (VGG's last block at 28x28 input). Skips 8/9 of
- * the work for K = 3. */
-static int conv_is_pointwise(const struct conv_geom *g)
-{
-    return g->H == 1 && g->W == 1 && g->Ho == 1 && g->Wo == 1 && g->pad < g->K;
-}
-
 size_t conv2d_workspace_floats(const struct conv_geom *g, int nthreads)
 {
     if (conv_is_pointwise(g)) return 2 * round16((size_t)g->Cout * g->Cin);
     struct conv_plan p;
     conv_plan_make(&p, g, nthreads);
     int nbuf = p.parallel ? nthreads : 1;
-    return (size_t)nbuf * (p.col + p.tmp + p.dw);
+    return (size_t)nbuf * p.per + p.wt;
 }
 
 /* wc (Cout, Cin) <- the centre tap of weight (Cout, Cin, K, K). */
@@ -304,17 +440,29 @@ static void col2im_chunk(float *dinp, float *dcol, int n,
     }
 }
 
-/* Forward of images [b0, b1) with the buffers of one thread. */
+/* Forward of images [b0, b1) with the buffers of one thread (ptr: the
+ * row-address table when the plan is implicit, else NULL). */
 static void conv_forward_chunk(float *out, const float *inp,
                                const float *weight, const float *bias,
                                const struct conv_geom *g, int b0, int b1,
-                               float *col, float *tmp, int relu)
+                               float *col, float *tmp, float *ptr, int relu)
 {
     const int n = b1 - b0, Cout = g->Cout;
     const size_t P = (size_t)g->Ho * g->Wo, N = (size_t)n * P;
     const int ckk = g->Cin * g->K * g->K;
     const float *x = inp + (size_t)b0 * g->Cin * g->H * g->W;
     float *y = out + (size_t)b0 * Cout * P;
+    if (ptr) {
+        struct implicit L;
+        implicit_layout(&L, g, n);
+        const float **rows = (const float **)(void *)ptr;
+        implicit_pad(col, x, n, g->Cin, g, &L);
+        implicit_rows(rows, col, g->Cin, g, &L);
+        gemm_f32_rows(0, 0, Cout, (int)L.ncols, ckk, 1.0f, weight, ckk, rows,
+                      0.0f, tmp, (int)L.ncols);
+        implicit_unpad(y, tmp, L.ncols, n, Cout, g, &L, bias, relu, 0);
+        return;
+    }
     const float *cp = x; /* 1x1, one image: the input is its own col */
     if (!(conv_is_1x1(g) && n == 1)) {
         im2col_chunk(col, x, n, g);
@@ -358,24 +506,24 @@ static void conv_forward(float *out, const float *inp, const float *weight,
     int nt = omp_get_max_threads();
     struct conv_plan p;
     conv_plan_make(&p, g, nt);
-    const size_t per = p.col + p.tmp + p.dw;
+    const size_t ptr_at = p.col + p.tmp + p.dw;
     if (!p.parallel) {
         for (int c = 0; c < p.nchunks; c++)
-            conv_forward_chunk(out, inp, weight, bias, g,
-                               (int)((long)c * g->B / p.nchunks),
-                               (int)((long)(c + 1) * g->B / p.nchunks), work,
-                               work + p.col, relu);
+            conv_forward_chunk(
+                out, inp, weight, bias, g, (int)((long)c * g->B / p.nchunks),
+                (int)((long)(c + 1) * g->B / p.nchunks), work, work + p.col,
+                p.implicit ? work + ptr_at : NULL, relu);
         return;
     }
 #pragma omp parallel num_threads(nt)
     {
-        float *col = work + per * (size_t)omp_get_thread_num();
+        float *col = work + p.per * (size_t)omp_get_thread_num();
 #pragma omp for schedule(static)
         for (int c = 0; c < p.nchunks; c++)
-            conv_forward_chunk(out, inp, weight, bias, g,
-                               (int)((long)c * g->B / p.nchunks),
-                               (int)((long)(c + 1) * g->B / p.nchunks), col,
-                               col + p.col, relu);
+            conv_forward_chunk(
+                out, inp, weight, bias, g, (int)((long)c * g->B / p.nchunks),
+                (int)((long)(c + 1) * g->B / p.nchunks), col, col + p.col,
+                p.implicit ? col + ptr_at : NULL, relu);
     }
 }
 
@@ -397,7 +545,8 @@ void conv2d_bias_relu_forward(float *out, const float *inp, const float *weight,
 static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
                                 const float *inp, const float *weight,
                                 const struct conv_geom *g, int b0, int b1,
-                                float *col, float *tmp, int accumulate)
+                                float *col, float *tmp, float *ptr,
+                                const float *wt, int accumulate)
 {
     const int n = b1 - b0, Cout = g->Cout, Cin = g->Cin;
     const size_t P = (size_t)g->Ho * g->Wo, N = (size_t)n * P;
@@ -407,6 +556,30 @@ static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
     const float *x = inp + (size_t)b0 * Cin * HW;
     const float *dy = dout + (size_t)b0 * Cout * P;
     float *dx = dinp ? dinp + (size_t)b0 * Cin * HW : NULL;
+    if (ptr) {
+        /* implicit: dW += dout grid . im2col(x)^T; dinp = the same-padded
+         * convolution of dout with the flipped weights wt */
+        struct implicit L;
+        implicit_layout(&L, g, n);
+        const int kk = g->K * g->K, cokk = Cout * kk;
+        const float **xrows = (const float **)(void *)ptr;
+        const float **dyrows = xrows + (size_t)(Cin > Cout ? Cin : Cout) * kk;
+        float *dyp = tmp, *dxg = tmp + round16((size_t)Cout * L.S);
+        implicit_pad(col, x, n, Cin, g, &L);
+        implicit_rows(xrows, col, Cin, g, &L);
+        implicit_pad(dyp, dy, n, Cout, g, &L);
+        /* the dout grid starts where the buffer's image rows do; its
+         * padding columns and rows are zero, so they add nothing */
+        gemm_f32_rows(0, 1, Cout, ckk, (int)L.ncols, 1.0f,
+                      dyp + L.G0 + (size_t)L.pd * L.Wp, (int)L.S, xrows, 1.0f,
+                      dw, ckk);
+        if (!dx) return;
+        implicit_rows(dyrows, dyp, Cout, g, &L);
+        gemm_f32_rows(0, 0, Cin, (int)L.ncols, cokk, 1.0f, wt, cokk, dyrows,
+                      0.0f, dxg, (int)L.ncols);
+        implicit_unpad(dx, dxg, L.ncols, n, Cin, g, &L, NULL, 0, accumulate);
+        return;
+    }
 
     const float *cp = x;
     if (!one_1x1) {
@@ -478,16 +651,28 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
     int nt = omp_get_max_threads();
     struct conv_plan p;
     conv_plan_make(&p, g, nt);
-    const size_t per = p.col + p.tmp + p.dw;
+    const size_t per = p.per, ptr_at = p.col + p.tmp + p.dw;
     if (dbias)
         conv_bias_backward(dbias, dout, g->B, Cout, (size_t)g->Ho * g->Wo);
+    /* implicit: the input gradient convolves with wt (Cin, Cout, K, K),
+     * the weights transposed in channels and flipped in space */
+    float *wt = work + (size_t)(p.parallel ? nt : 1) * per;
+    if (p.implicit && dinp) {
+        const int kk = g->K * g->K, Cin = g->Cin;
+        for (int c = 0; c < Cin; c++)
+            for (int co = 0; co < Cout; co++)
+                for (int t = 0; t < kk; t++)
+                    wt[((size_t)c * Cout + co) * kk + t] =
+                        weight[((size_t)co * Cin + c) * kk + (kk - 1 - t)];
+    }
     if (!p.parallel) {
         /* one thread: chunks add straight into dweight, in chunk order */
         for (int c = 0; c < p.nchunks; c++)
             conv_backward_chunk(dinp, dweight, dout, inp, weight, g,
                                 (int)((long)c * g->B / p.nchunks),
                                 (int)((long)(c + 1) * g->B / p.nchunks), work,
-                                work + p.col, accumulate);
+                                work + p.col, p.implicit ? work + ptr_at : NULL,
+                                wt, accumulate);
         return;
     }
 #pragma omp parallel num_threads(nt)
@@ -501,7 +686,8 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
             conv_backward_chunk(dinp, dw, dout, inp, weight, g,
                                 (int)((long)c * g->B / p.nchunks),
                                 (int)((long)(c + 1) * g->B / p.nchunks), col,
-                                col + p.col, accumulate);
+                                col + p.col, p.implicit ? col + ptr_at : NULL,
+                                wt, accumulate);
         /* implicit barrier: every partial is complete. Reduce in thread
          * order, weights over threads. */
         const float *part0 = work + p.col + p.tmp;
