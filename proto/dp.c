@@ -31,6 +31,14 @@ struct dp {
     void *small; /* sum_doubles / same_u64: size * n values */
     size_t small_bytes;
     double reduce_s;
+    /* the sum in progress (hook_sum_begin .. hook_sum_end) */
+    float *ov_v;
+    size_t ov_n;
+    float ov_scale;
+    int ov_nb, ov_next; /* buckets; the next to start (counting down) */
+    int ov_rc;          /* an error met in hook_sum_ready, in ov_err */
+    char ov_err[ABC_ERRLEN];
+    double ov_t; /* seconds spent in hook_sum_ready */
 };
 
 /* "rank R: what: MPI's message" into err. Returns ABC_EMPI. */
@@ -82,111 +90,175 @@ static int dp_reserve_small(struct dp *dp, size_t bytes, char *err)
     return 0;
 }
 
-/* MPI_Iallreduce per bucket, then one wait. */
-static int sum_allreduce(struct dp *dp, float *v, size_t n, int nb, char *err)
+/* ---- the gradient sum, in buckets --------------------------------------
+ * A sum runs as begin (v, n, scale), any number of ready(lo) calls while
+ * the backward pass finishes v from the end down (v[lo, n) is final), and
+ * end. ready starts the exchange of every bucket that lies wholly in the
+ * finished part (after multiplying it by scale) and lets MPI progress the
+ * ones in flight, so communication overlaps the rest of the backward pass;
+ * end starts the rest, completes them all in the order they were started,
+ * and leaves the sums in v. Buckets start from the last one down; every
+ * rank starts them in the same order (they run the same model), as
+ * collectives require. Per bucket:
+ *   ordered:   every rank receives one slice (train_shard of the bucket)
+ *              from all ranks (MPI_Ialltoallv), sums it in rank order, and
+ *              hands the sum to all (MPI_Iallgatherv in place): the bits do
+ *              not depend on MPI's algorithm or on the timing;
+ *   allreduce: MPI_Iallreduce in place.
+ * The count arrays of a bucket stay untouched until its calls complete, as
+ * nonblocking collectives require. An MPI error inside ready is kept and
+ * returned by end (ready has no way to return it). */
+
+static size_t bucket_count(const struct dp *dp, int b)
 {
-    int started = 0, rc = 0;
-    for (int b = 0; b < nb; b++) {
-        size_t off = (size_t)b * dp->bucket;
-        size_t cnt = n - off < dp->bucket ? n - off : dp->bucket;
-        int mrc = MPI_Iallreduce(MPI_IN_PLACE, v + off, (int)cnt, MPI_FLOAT,
-                                 MPI_SUM, dp->comm, &dp->reqs[b]);
-        if (mrc != MPI_SUCCESS) {
-            rc = mpi_error(dp, mrc, "MPI_Iallreduce", err);
-            break;
-        }
-        started++;
-    }
-    /* the started ones must complete before v may change */
-    char werr[ABC_ERRLEN];
-    int wrc = proto_wait_all(dp->comm, started, dp->reqs, "gradient sum",
-                             rc ? werr : err);
-    return rc ? rc : wrc;
+    size_t off = (size_t)b * dp->bucket;
+    return dp->ov_n - off < dp->bucket ? dp->ov_n - off : dp->bucket;
 }
 
-/* Per bucket: every rank receives one slice (train_shard of the bucket)
- * from all ranks (MPI_Ialltoallv), sums it in rank order and hands the sum
- * to all (MPI_Iallgatherv in place). The exchanges of all buckets are
- * started first, so bucket b's sum overlaps the later buckets' traffic.
- * The count arrays of bucket b stay untouched until its calls complete, as
- * nonblocking collectives require. */
-static int sum_ordered(struct dp *dp, float *v, size_t n, int nb, char *err)
+/* Where bucket b's received slices go: at most P * ceil(cnt / P) <= cnt +
+ * P floats per bucket, so b * (bucket + P) never overlaps. */
+static float *bucket_scratch(const struct dp *dp, int b)
+{
+    return dp->scratch + (size_t)b * (dp->bucket + (size_t)dp->size);
+}
+
+static int bucket_start(struct dp *dp, int b, char *err)
 {
     const int P = dp->size, me = dp->rank;
-    MPI_Request *ex = dp->reqs, *ga = dp->reqs + nb;
-    int nex = 0, nga = 0, rc = 0;
-    size_t soff = 0;
-    for (int b = 0; b < nb; b++) {
-        size_t off = (size_t)b * dp->bucket;
-        int cnt = (int)(n - off < dp->bucket ? n - off : dp->bucket);
-        int *scount = dp->counts + (size_t)4 * P * b, *sdispl = scount + P;
-        int *rcount = sdispl + P, *rdispl = rcount + P;
-        for (int r = 0; r < P; r++)
-            train_shard(cnt, r, P, &sdispl[r], &scount[r]);
-        const int mine = scount[me]; /* this rank's slice, from everyone */
-        for (int r = 0; r < P; r++)
-            rcount[r] = mine, rdispl[r] = r * mine;
-        int mrc = MPI_Ialltoallv(v + off, scount, sdispl, MPI_FLOAT,
-                                 dp->scratch + soff, rcount, rdispl, MPI_FLOAT,
-                                 dp->comm, &ex[b]);
-        if (mrc != MPI_SUCCESS) {
-            rc = mpi_error(dp, mrc, "MPI_Ialltoallv", err);
-            break;
-        }
-        nex++;
-        soff += (size_t)P * mine;
-    }
-    soff = 0;
-    for (int b = 0; b < nex; b++) {
-        size_t off = (size_t)b * dp->bucket;
-        int *scount = dp->counts + (size_t)4 * P * b, *sdispl = scount + P;
-        const int mine = scount[me];
-        char werr[ABC_ERRLEN];
-        int wrc = proto_wait_all(dp->comm, 1, &ex[b], "gradient exchange",
-                                 rc ? werr : err);
-        if (!rc) rc = wrc;
-        if (rc) continue; /* still wait for the other started exchanges */
-        const float *sl = dp->scratch + soff;
-        float *dst = v + off + sdispl[me];
-        for (int j = 0; j < mine; j++) {
-            float acc = sl[j];
-            for (int r = 1; r < P; r++)
-                acc += sl[(size_t)r * mine + j];
-            dst[j] = acc;
-        }
-        soff += (size_t)P * mine;
-        int mrc =
-            MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, v + off, scount,
-                            sdispl, MPI_FLOAT, dp->comm, &ga[nga]);
+    float *v = dp->ov_v + (size_t)b * dp->bucket;
+    const int cnt = (int)bucket_count(dp, b);
+    if (dp->ov_scale != 1.0f)
+        for (int j = 0; j < cnt; j++)
+            v[j] *= dp->ov_scale;
+    int mrc;
+    if (dp->algo == DP_REDUCE_ALLREDUCE) {
+        mrc = MPI_Iallreduce(MPI_IN_PLACE, v, cnt, MPI_FLOAT, MPI_SUM, dp->comm,
+                             &dp->reqs[b]);
         if (mrc != MPI_SUCCESS)
-            rc = mpi_error(dp, mrc, "MPI_Iallgatherv", err);
-        else
-            nga++;
+            return mpi_error(dp, mrc, "MPI_Iallreduce", err);
+        return 0;
     }
-    char werr[ABC_ERRLEN];
-    int wrc =
-        proto_wait_all(dp->comm, nga, ga, "gradient gather", rc ? werr : err);
-    return rc ? rc : wrc;
+    int *scount = dp->counts + (size_t)4 * P * b, *sdispl = scount + P;
+    int *rcount = sdispl + P, *rdispl = rcount + P;
+    for (int r = 0; r < P; r++)
+        train_shard(cnt, r, P, &sdispl[r], &scount[r]);
+    const int mine = scount[me]; /* this rank's slice, from everyone */
+    for (int r = 0; r < P; r++)
+        rcount[r] = mine, rdispl[r] = r * mine;
+    mrc = MPI_Ialltoallv(v, scount, sdispl, MPI_FLOAT, bucket_scratch(dp, b),
+                         rcount, rdispl, MPI_FLOAT, dp->comm, &dp->reqs[b]);
+    if (mrc != MPI_SUCCESS) return mpi_error(dp, mrc, "MPI_Ialltoallv", err);
+    return 0;
 }
 
-static int hook_sum_floats(void *ctx, float *v, size_t n, char *err)
+static int hook_sum_begin(void *ctx, float *v, size_t n, float scale, char *err)
 {
     struct dp *dp = ctx;
+    dp->ov_v = v;
+    dp->ov_n = n;
+    dp->ov_nb = 0;
+    dp->ov_next = -1;
+    dp->ov_rc = 0;
+    dp->ov_t = 0;
     if (n == 0) return 0;
-    double t0 = now_seconds();
     size_t nb = (n + dp->bucket - 1) / dp->bucket;
     if (nb > INT_MAX / 4 / (size_t)dp->size / 2)
         return abc_errf(err, ABC_EVALUE, "rank %d: %zu buckets are too many",
                         dp->rank, nb);
-    /* received slices: at most P * ceil(cnt / P) per bucket */
-    size_t slices = n + (size_t)dp->size * nb;
-    int rc = dp_reserve(dp, (int)nb, slices, err);
-    if (!rc)
-        rc = dp->algo == DP_REDUCE_ALLREDUCE
-                 ? sum_allreduce(dp, v, n, (int)nb, err)
-                 : sum_ordered(dp, v, n, (int)nb, err);
-    dp->reduce_s += now_seconds() - t0;
+    int rc = dp_reserve(dp, (int)nb, n + (size_t)dp->size * nb, err);
+    if (rc) return rc;
+    dp->ov_nb = (int)nb;
+    dp->ov_next = (int)nb - 1;
+    dp->ov_scale = scale;
+    return 0;
+}
+
+/* Starts the buckets that lie wholly in v[lo, n), from the last down. */
+static void start_ready(struct dp *dp, size_t lo)
+{
+    while (!dp->ov_rc && dp->ov_next >= 0 &&
+           (size_t)dp->ov_next * dp->bucket >= lo) {
+        dp->ov_rc = bucket_start(dp, dp->ov_next, dp->ov_err);
+        if (!dp->ov_rc) dp->ov_next--;
+    }
+}
+
+static void hook_sum_ready(void *ctx, size_t lo)
+{
+    struct dp *dp = ctx;
+    if (dp->ov_nb == 0 || dp->ov_rc) return;
+    double t0 = now_seconds();
+    start_ready(dp, lo);
+    /* started: buckets ov_next+1 .. nb-1; let MPI move them along */
+    int started = dp->ov_nb - 1 - dp->ov_next;
+    if (started > 0) {
+        int flag;
+        MPI_Testall(started, dp->reqs + dp->ov_next + 1, &flag,
+                    MPI_STATUSES_IGNORE);
+    }
+    dp->ov_t += now_seconds() - t0;
+}
+
+static int hook_sum_end(void *ctx, char *err)
+{
+    struct dp *dp = ctx;
+    double t0 = now_seconds();
+    const int nb = dp->ov_nb, P = dp->size, me = dp->rank;
+    int rc = dp->ov_rc;
+    if (rc) snprintf(err, ABC_ERRLEN, "%s", dp->ov_err);
+    if (!rc) start_ready(dp, 0);
+    if (!rc && dp->ov_rc) {
+        rc = dp->ov_rc;
+        snprintf(err, ABC_ERRLEN, "%s", dp->ov_err);
+    }
+    /* buckets nb-1 .. first were started (first = ov_next + 1) */
+    const int first = dp->ov_next + 1;
+    char werr[ABC_ERRLEN];
+    if (dp->algo == DP_REDUCE_ALLREDUCE || nb == 0) {
+        int wrc = proto_wait_all(dp->comm, nb - first, dp->reqs + first,
+                                 "gradient sum", rc ? werr : err);
+        rc = rc ? rc : wrc;
+    } else {
+        MPI_Request *ga = dp->reqs + nb;
+        int nga = 0;
+        for (int b = nb - 1; b >= first; b--) {
+            int wrc = proto_wait_all(dp->comm, 1, &dp->reqs[b],
+                                     "gradient exchange", rc ? werr : err);
+            if (!rc) rc = wrc;
+            if (rc) continue; /* still wait for the other started ones */
+            int *scount = dp->counts + (size_t)4 * P * b, *sdispl = scount + P;
+            const int mine = scount[me];
+            const float *sl = bucket_scratch(dp, b);
+            float *v = dp->ov_v + (size_t)b * dp->bucket;
+            float *dst = v + sdispl[me];
+            for (int j = 0; j < mine; j++) {
+                float acc = sl[j];
+                for (int r = 1; r < P; r++)
+                    acc += sl[(size_t)r * mine + j];
+                dst[j] = acc;
+            }
+            int mrc =
+                MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, v, scount,
+                                sdispl, MPI_FLOAT, dp->comm, &ga[nga]);
+            if (mrc != MPI_SUCCESS)
+                rc = mpi_error(dp, mrc, "MPI_Iallgatherv", err);
+            else
+                nga++;
+        }
+        int wrc = proto_wait_all(dp->comm, nga, ga, "gradient gather",
+                                 rc ? werr : err);
+        rc = rc ? rc : wrc;
+    }
+    dp->ov_nb = 0;
+    dp->reduce_s += dp->ov_t + (now_seconds() - t0);
     return rc;
+}
+
+/* The whole sum after the fact: begin, then end. */
+static int hook_sum_floats(void *ctx, float *v, size_t n, char *err)
+{
+    int rc = hook_sum_begin(ctx, v, n, 1.0f, err);
+    return rc ? rc : hook_sum_end(ctx, err);
 }
 
 /* Gathers every rank's n values of elem bytes into dp->small (rank r's at
@@ -256,6 +328,15 @@ int dp_create(struct dp **out, MPI_Comm comm, char *err)
                             "kilobytes 1..1048576",
                             e);
     }
+    int overlap = 1;
+    e = getenv("ABC_DP_OVERLAP");
+    if (e && *e) {
+        if (strcmp(e, "0") != 0 && strcmp(e, "1") != 0)
+            return abc_errf(err, ABC_EVALUE,
+                            "environment ABC_DP_OVERLAP='%s': expected 0 or 1",
+                            e);
+        overlap = e[0] == '1';
+    }
     struct dp *dp = calloc(1, sizeof *dp);
     if (!dp) return abc_errf(err, ABC_ENOMEM, "out of memory");
     dp->comm = comm;
@@ -269,6 +350,9 @@ int dp_create(struct dp **out, MPI_Comm comm, char *err)
     dp->hook = (struct train_dp){.rank = dp->rank,
                                  .size = dp->size,
                                  .sum_floats = hook_sum_floats,
+                                 .sum_begin = overlap ? hook_sum_begin : NULL,
+                                 .sum_ready = overlap ? hook_sum_ready : NULL,
+                                 .sum_end = overlap ? hook_sum_end : NULL,
                                  .sum_doubles = hook_sum_doubles,
                                  .same_u64 = hook_same_u64,
                                  .ctx = dp};

@@ -15,10 +15,13 @@
  * order, MPI_Ialltoallv then MPI_Iallgatherv, so the bits never depend on
  * MPI's algorithm choice) or allreduce (MPI_Iallreduce per bucket: MPI
  * does not promise the same summation order on every rank and run);
- * ABC_DP_BUCKET_KB (default 1024) sets the bucket size. The buckets are
- * reduced after the backward pass: the engine's backward is one call
- * (model_backward), so communication does not overlap it. Waits poll and
- * sleep (transport.h), so a rank that waits does not burn a core. */
+ * ABC_DP_BUCKET_KB (default 1024) sets the bucket size. Training sums the
+ * gradient overlapped with the backward pass (sum_begin / sum_ready /
+ * sum_end): a bucket's exchange starts as soon as the backward pass has
+ * finished every gradient in it, and MPI is given a chance to progress
+ * after every layer (ABC_DP_OVERLAP=0: sum after the backward pass, for
+ * measuring the overlap). Waits poll and sleep (transport.h), so a rank that
+ * waits does not burn a core. */
 #ifndef ABC_PROTO_DP_H
 #define ABC_PROTO_DP_H
 

@@ -239,6 +239,61 @@ static void test_eval_fold(enum arch a, const int *ch, int threads)
     omp_set_num_threads(1);
 }
 
+/* model.grad_ready: called with falling watermarks ending at 0, and at
+ * each call grads[lo, nparams) already hold their final values (those of
+ * a backward pass without the hook: the pass is deterministic). */
+struct ready_log {
+    const struct model *m;
+    const float *final;
+    size_t last;
+    int calls, early, rising;
+};
+
+static void on_ready(void *ctx, size_t lo)
+{
+    struct ready_log *r = ctx;
+    r->calls++;
+    if (lo > r->last) r->rising++;
+    r->last = lo;
+    for (size_t i = lo; i < r->m->nparams; i++)
+        if (r->m->grads[i] != r->final[i]) {
+            r->early++;
+            break;
+        }
+}
+
+static void test_grad_ready(enum arch a, const int *ch)
+{
+    char err[ABC_ERRLEN];
+    struct model *m;
+    const int B = 4, H = 28;
+    CHECK(model_create(&m, a, ch, 1, H, H, 10, err) == 0, "%s", err);
+    model_init_weights(m, 3);
+    CHECK(model_reserve(m, B, err) == 0, "%s", err);
+    float *x = malloc(sizeof(float) * B * H * H);
+    float *final = malloc(sizeof(float) * m->nparams);
+    int y[4] = {1, 7, 3, 0};
+    fill(x, (size_t)B * H * H, 9);
+    model_zero_grad(m);
+    model_forward(m, x, y, B, 1, NULL);
+    model_backward(m);
+    memcpy(final, m->grads, sizeof(float) * m->nparams);
+    struct ready_log r = {m, final, m->nparams, 0, 0, 0};
+    m->grad_ready = on_ready;
+    m->grad_ready_ctx = &r;
+    model_zero_grad(m);
+    model_forward(m, x, y, B, 1, NULL);
+    model_backward(m);
+    CHECK(r.calls > 0 && r.early == 0 && r.rising == 0 && r.last == 0,
+          "%s grad_ready: %d calls, %d before their gradients were final, "
+          "%d rising, last %zu",
+          arch_name(a), r.calls, r.early, r.rising, r.last);
+    CHECK(memcmp(final, m->grads, sizeof(float) * m->nparams) == 0,
+          "%s: the hook changed the gradients", arch_name(a));
+    free(x), free(final);
+    model_destroy(m);
+}
+
 int main(void)
 {
     test_literature();
@@ -247,6 +302,8 @@ int main(void)
     int small[3] = {5, 7, 9};
     test_model_gradients(ARCH_SMALLNET, small, 12);
     int pruned20[9] = {9, 6, 9, 22, 16, 16, 32, 32, 19};
+    test_grad_ready(ARCH_RESNET20, pruned20);
+    test_grad_ready(ARCH_SMALLNET, NULL);
     for (int threads = 1; threads <= 2; threads++) {
         test_eval_fold(ARCH_SMALLNET, NULL, threads);
         test_eval_fold(ARCH_RESNET20, NULL, threads);

@@ -64,6 +64,7 @@ struct model_program {
     int32_t *argmax;
     size_t work_floats;
     unsigned char *ready; /* per slot: gradient already written */
+    size_t *grad_ends;    /* per op, for model.grad_ready (model_backward) */
 
     const float *x; /* input of the last forward */
     const int *labels;
@@ -447,9 +448,11 @@ static void free_arena(struct model_program *P)
     free(P->fold);
     free(P->argmax);
     free(P->ready);
+    free(P->grad_ends);
     P->acts = P->dacts = P->stats = P->work = P->probs = P->fold = NULL;
     P->argmax = NULL;
     P->ready = NULL;
+    P->grad_ends = NULL;
 }
 
 void model_destroy(struct model *m)
@@ -651,11 +654,12 @@ int model_reserve(struct model *m, int max_batch, char *err)
     P->fold = malloc((fold + 1) * sizeof(float));
     P->argmax = malloc((P->argmax_per_image * max_batch + 1) * sizeof(int32_t));
     P->ready = malloc((size_t)P->nslots);
+    P->grad_ends = malloc(sizeof *P->grad_ends * (size_t)P->nops);
     P->max_batch = max_batch;
     P->work_threads = threads;
     P->work_floats = work;
     if (!P->acts || !P->dacts || !P->stats || !P->work || !P->probs ||
-        !P->fold || !P->argmax || !P->ready) {
+        !P->fold || !P->argmax || !P->ready || !P->grad_ends) {
         P->max_batch = 0;
         return abc_errf(err, ABC_ENOMEM,
                         "out of memory for activations of %s at batch %d "
@@ -823,6 +827,24 @@ void model_backward(struct model *m)
     softmax_xent_backward(dact(P, P->logits), P->probs, P->labels, B,
                           m->num_classes);
     P->ready[P->logits] = 1;
+    /* grad_ready: after op i, every gradient at or past the end of the
+     * last parameter of ops 0..i-1 is final (ends[i], a prefix maximum) */
+    size_t *ends = NULL;
+    if (m->grad_ready) {
+        ends = P->grad_ends;
+        size_t e = 0;
+        for (int i = 0; i < P->nops; i++) {
+            ends[i] = e;
+            const struct op *o = &P->ops[i];
+            int ts[2] = {o->w, o->b};
+            for (int k = 0; k < 2; k++)
+                if (ts[k] >= 0 && !m->tensors[ts[k]].is_buffer) {
+                    size_t end =
+                        m->tensors[ts[k]].offset + m->tensors[ts[k]].numel;
+                    if (end > e) e = end;
+                }
+        }
+    }
     for (int i = P->nops - 1; i >= 0; i--) {
         struct op *o = &P->ops[i];
         const struct slot *si = &P->slots[o->in], *so = &P->slots[o->out];
@@ -891,6 +913,8 @@ void model_backward(struct model *m)
                               o->stride, acc);
             break;
         }
+        if (ends && (o->w >= 0 || o->b >= 0))
+            m->grad_ready(m->grad_ready_ctx, ends[i]);
     }
 }
 

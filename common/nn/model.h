@@ -93,6 +93,12 @@ struct model {
      * output is then not stored, so model_layer_io's `out` is only valid
      * after a training forward, model_forward_to, or with this set to 0. */
     int fold_bn_eval;
+    /* Optional (NULL: none): model_backward calls grad_ready(ctx, lo)
+     * after each layer with parameters, once grads[lo, nparams) holds its
+     * final values (lo only decreases), so a data-parallel sum can start
+     * on them while the backward pass goes on. */
+    void (*grad_ready)(void *ctx, size_t lo);
+    void *grad_ready_ctx;
 
     int nlayers;
     struct layer_info *layers;

@@ -338,15 +338,28 @@ int train_model(struct model *m, const struct train_config *tc,
                               loss, epoch + 1, i, lr);
                 goto out;
             }
-            model_backward(m);
-            if (dp) {
-                /* Our loss is a mean over this rank's k images: weighted
-                 * by k/batch, the ranks' gradients add up to the mean over
-                 * the global batch, as one rank would compute it. */
-                for (size_t j = 0; j < m->nparams; j++)
-                    m->grads[j] *= shard_weight;
-                if ((rc = dp->sum_floats(dp->ctx, m->grads, m->nparams, err)))
+            /* Our loss is a mean over this rank's k images: weighted by
+             * k/batch, the ranks' gradients add up to the mean over the
+             * global batch, as one rank would compute it. */
+            if (dp && dp->sum_begin) {
+                /* the sum overlaps the backward pass */
+                if ((rc = dp->sum_begin(dp->ctx, m->grads, m->nparams,
+                                        shard_weight, err)))
                     goto out;
+                m->grad_ready = dp->sum_ready;
+                m->grad_ready_ctx = dp->ctx;
+                model_backward(m);
+                m->grad_ready = NULL;
+                if ((rc = dp->sum_end(dp->ctx, err))) goto out;
+            } else {
+                model_backward(m);
+                if (dp) {
+                    for (size_t j = 0; j < m->nparams; j++)
+                        m->grads[j] *= shard_weight;
+                    if ((rc = dp->sum_floats(dp->ctx, m->grads, m->nparams,
+                                             err)))
+                        goto out;
+                }
             }
             if (io && io->after_backward) io->after_backward(io->hook_ctx, m);
             sgd_step(&opt, m->params, m->grads, lr);

@@ -32,6 +32,15 @@ struct train_dp {
     /* v[0..n) := the sum over the ranks of every rank's v[0..n). Returns 0
      * or an error (the transport failed: the job cannot go on). */
     int (*sum_floats)(void *ctx, float *v, size_t n, char *err);
+    /* Optional (NULL: sum_floats after the backward pass): the same sum,
+     * times scale, in pieces that overlap the backward pass. sum_begin
+     * before model_backward; sum_ready(lo) whenever v[lo, n) is final (lo
+     * only decreases; it may start exchanging that part); sum_end after it,
+     * which leaves v[i] := the sum over the ranks of scale * v[i], the same
+     * bits as scaling and then calling sum_floats. */
+    int (*sum_begin)(void *ctx, float *v, size_t n, float scale, char *err);
+    void (*sum_ready)(void *ctx, size_t lo);
+    int (*sum_end)(void *ctx, char *err);
     /* The same for a few doubles (statistics, agreement flags). */
     int (*sum_doubles)(void *ctx, double *v, int n, char *err);
     /* *same := 1 when every rank passed the same v, else 0. */
