@@ -295,7 +295,7 @@ GEMM_TARGET static void gemm_pack_b(float *restrict bp, const struct gemm_b *b,
             const __mmask16 m0 = gemm_mask(nr), m1 = gemm_mask(nr - 16),
                             m2 = gemm_mask(nr - 32);
             for (int p = 0; p < kc; p++) {
-                const float *s = gemm_brow(b, (size_t)(pc + p)) + jc + j0;
+                const float *s = gemm_brow(b, (size_t)pc + (size_t)p) + jc + j0;
                 float *d = bp + (size_t)p * GEMM_NR;
                 _mm512_store_ps(d, _mm512_maskz_loadu_ps(m0, s));
                 _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(m1, s + 16));
@@ -305,7 +305,7 @@ GEMM_TARGET static void gemm_pack_b(float *restrict bp, const struct gemm_b *b,
             /* op(B)[p][j] = row j at p: 16x16 transposes */
             const float *rows[GEMM_NR];
             for (int c = 0; c < nr; c++)
-                rows[c] = gemm_brow(b, (size_t)(jc + j0 + c)) + pc;
+                rows[c] = gemm_brow(b, (size_t)jc + (size_t)(j0 + c)) + pc;
             int p = 0;
             if (nr == GEMM_NR)
                 for (; p + 16 <= kc; p += 16)
@@ -544,8 +544,8 @@ GEMM_TARGET static int gemm_avx512(int transa, int transb, int M, int N, int K,
                     if (brows)
                         for (int jr = 0; jr < nfull; jr += GEMM_NR)
                             gemm_kernels_rows[m - 1](
-                                kc, a, brows, (size_t)(jc + jr), crow + jr,
-                                (size_t)ldc, alpha, be, m, GEMM_NR);
+                                kc, a, brows, (size_t)jc + (size_t)jr,
+                                crow + jr, (size_t)ldc, alpha, be, m, GEMM_NR);
                     else
                         for (int jr = 0; jr < nfull; jr += GEMM_NR)
                             kern(kc, a, bsrc + jr, B->ldb, crow + jr,
@@ -623,8 +623,8 @@ void gemm_f32_rows(int transa, int transb, int M, int N, int K, float alpha,
     if (!transb) /* C += alpha * op(A)[:, p] outer B's row p */
         for (int p = 0; p < K; p++)
             cblas_sger(CblasRowMajor, M, N, alpha,
-                       transa ? A + (size_t)p * lda : A + p,
-                       transa ? 1 : lda, brows[p], 1, C, ldc);
+                       transa ? A + (size_t)p * lda : A + p, transa ? 1 : lda,
+                       brows[p], 1, C, ldc);
     else /* C[:, j] += alpha * op(A) . B's stored row j */
         for (int j = 0; j < N; j++)
             cblas_sgemv(CblasRowMajor, ta, transa ? K : M, transa ? M : K,
