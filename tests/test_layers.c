@@ -391,6 +391,10 @@ static void test_conv(void)
         test_conv_twin(7, 9, 2, 6, 3, 1, 1);
         test_conv_twin(40, 5, 3, 19, 3, 1, 1);
         test_conv_twin(4, 22, 14, 9, 3, 1, 1);
+        /* wider implicit cases: even and odd maps, odd channel counts */
+        test_conv_twin(3, 16, 28, 16, 3, 1, 1);
+        test_conv_twin(6, 20, 5, 17, 3, 1, 1);
+        test_conv_twin(9, 33, 3, 16, 3, 1, 1);
         test_conv_determinism(150, 4, 4);
         test_conv_determinism(7, 16, 14);
     }
