@@ -67,4 +67,31 @@ for lab in labels:
             lab, t, macs, m(o, "train_img_s"), m(d, "train_img_s"), m(b, "train_img_s"),
             m(o, "train_img_s") / m(b, "train_img_s"), m(o, "infer_img_s"),
             m(b, "infer_img_s"), m(o, "infer_img_s") / m(b, "infer_img_s")))
+# A pruned net's speedup over its full net (same arch, threads and engine)
+# against its MACs reduction; the target is a ratio >= 0.8.
+full = {}
+for lab in labels:
+    r0 = med[(lab, 1, "abcprune")][0]
+    if r0["structure"] in ("", "full"):
+        full[r0["model"]] = lab
+print()
+print("| pruned net | threads | MACs reduction | train speedup ours | ratio | PyTorch best | ratio "
+      "| infer speedup ours | ratio |")
+print("|---|---|---|---|---|---|---|---|---|")
+for lab in labels:
+    r0 = med[(lab, 1, "abcprune")][0]
+    if r0["structure"] in ("", "full") or r0["model"] not in full:
+        continue
+    f = full[r0["model"]]
+    for t in (1, 2):
+        o, fo = (lab, t, "abcprune"), (f, t, "abcprune")
+        b, fb = (lab, t, "pytorch-best"), (f, t, "pytorch-best")
+        if o not in med or fo not in med:
+            continue
+        red = med[fo][0]["macs"] / med[o][0]["macs"]
+        so = m(o, "train_img_s") / m(fo, "train_img_s")
+        sb = m(b, "train_img_s") / m(fb, "train_img_s")
+        si = m(o, "infer_img_s") / m(fo, "infer_img_s")
+        print("| %s | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |" % (
+            lab, t, red, so, so / red, sb, sb / red, si, si / red))
 PY
