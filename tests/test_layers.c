@@ -395,6 +395,14 @@ static void test_conv(void)
         test_conv_twin(3, 16, 28, 16, 3, 1, 1);
         test_conv_twin(6, 20, 5, 17, 3, 1, 1);
         test_conv_twin(9, 33, 3, 16, 3, 1, 1);
+        /* row-tap (maps of at most 64 pixels): 5x5 kernels whose rows
+         * reach 2 beyond the map, the 8x8 limit, one image, uneven chunks
+         * of many images, wide layers */
+        test_conv_twin(6, 7, 6, 11, 5, 1, 2);
+        test_conv_twin(5, 17, 8, 9, 3, 1, 1);
+        test_conv_twin(1, 5, 7, 3, 3, 1, 1);
+        test_conv_twin(131, 3, 3, 5, 3, 1, 1);
+        test_conv_twin(4, 128, 3, 96, 3, 1, 1);
         test_conv_determinism(150, 4, 4);
         test_conv_determinism(7, 16, 14);
     }

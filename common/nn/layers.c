@@ -12,6 +12,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Elementwise loops below this many elements run on one thread. */
@@ -47,6 +48,7 @@ struct conv_plan {
     int nb;       /* most images in one chunk */
     int parallel; /* 1: chunks over threads; 0: in order on this thread */
     int implicit; /* 1: implicit im2col (conv_is_implicit) */
+    int rowtap;   /* 1: row-tap convolution (conv_is_rowtap) */
     /* per-thread buffer sizes in floats (64 B aligned): im2col or padded
      * input, GEMM output (and, implicit, padded dout and dinp grid),
      * weight-gradient partial, row-address tables (implicit) */
@@ -196,6 +198,203 @@ static void implicit_unpad(float *y, const float *grid, size_t ld, int n, int C,
         }
 }
 
+/* ---------------------------------------------------------------------------
+ * Row-tap convolution for small maps (stride 1, "same" padding, odd K > 1;
+ * ResNet's 7x7 stage, VGG's 7x7 and 3x3 stages at 28x28 input). On a small
+ * map many taps fall into the padding: a 3x3 kernel on a 3x3 map touches
+ * the input with only 60 % of its taps, on 7x7 with 82 %, and both the
+ * explicit and the implicit im2col multiply the zeros too (the implicit
+ * one also computes its padded grid's extra columns: 1.31x at 7x7). Here
+ * a chunk of n images is transposed to (C, H, W + 2pd, n) — channels, rows,
+ * zero-padded columns, images innermost — and every output row is one GEMM
+ * over N = W*n columns (all images, all pixels of the row) whose K holds
+ * only the kernel rows that land inside the map: the top and bottom
+ * padding taps are skipped, not multiplied. The B row for tap (kh, kw),
+ * channel c is the input row oh - pd + kh shifted by kw columns, read
+ * through a table of row addresses (gemm_f32_rows); the weights are
+ * rearranged to (Cout, K, K, Cin) so that the valid kernel rows are one
+ * contiguous block of A's columns. The weight gradient takes the same rows
+ * (transposed) against the packed output gradient; the input gradient is
+ * the same convolution of the output gradient with the weights flipped and
+ * transposed to (Cin, K, K, Cout). */
+struct rowtap {
+    int pd, Wq; /* padding; padded row length W + 2 pd */
+    size_t S;   /* floats per channel of a packed chunk: H * Wq * n */
+};
+
+#ifndef CONV_ROWTAP_MAX_HW
+#define CONV_ROWTAP_MAX_HW 64
+#endif
+#define CONV_ROWTAP_COLS 512
+static int conv_rowtap_off = -1; /* ABC_CONV_ROWTAP=0 turns the path off */
+
+static int conv_is_rowtap(const struct conv_geom *g)
+{
+    if (!(g->stride == 1 && g->K > 1 && g->K % 2 == 1 &&
+          2 * g->pad == g->K - 1 && !conv_is_pointwise(g) &&
+          (long)g->H * g->W <= CONV_ROWTAP_MAX_HW))
+        return 0;
+    if (conv_rowtap_off < 0) {
+        const char *e = getenv("ABC_CONV_ROWTAP");
+        conv_rowtap_off = e && strcmp(e, "0") == 0;
+    }
+    return !conv_rowtap_off;
+}
+
+static void rowtap_layout(struct rowtap *L, const struct conv_geom *g, int n)
+{
+    L->pd = g->pad;
+    L->Wq = g->W + 2 * g->pad;
+    L->S = (size_t)g->H * L->Wq * n;
+}
+
+/* buf (C, H, Wq, n) <- src (n, C, H, W) with zero padding columns. */
+static void rowtap_pack(float *buf, const float *src, int n, int C,
+                        const struct conv_geom *g, const struct rowtap *L)
+{
+    const int H = g->H, W = g->W, pd = L->pd, Wq = L->Wq;
+    const size_t HW = (size_t)H * W;
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < H; r++) {
+            float *d = buf + ((size_t)c * H + r) * Wq * n;
+            memset(d, 0, (size_t)pd * n * sizeof *d);
+            memset(d + (size_t)(pd + W) * n, 0, (size_t)pd * n * sizeof *d);
+            d += (size_t)pd * n;
+            for (int j = 0; j < n; j++) {
+                const float *x = src + ((size_t)j * C + c) * HW + (size_t)r * W;
+                for (int i = 0; i < W; i++)
+                    d[(size_t)i * n + j] = x[i];
+            }
+        }
+}
+
+/* rows[((r + pd) * K + kw) * C + c] <- the packed row r of channel c
+ * shifted by kw columns (W * n floats), for the real rows r in [0, H):
+ * output row oh's kernel row kh reads entry ((oh + kh) * K + kw) * C + c. */
+static void rowtap_rows(const float **rows, const float *buf, int C, int n,
+                        const struct conv_geom *g, const struct rowtap *L)
+{
+    const int K = g->K;
+    for (int r = 0; r < g->H; r++)
+        for (int kw = 0; kw < K; kw++)
+            for (int c = 0; c < C; c++)
+                rows[((size_t)(r + L->pd) * K + kw) * C + c] =
+                    buf + (((size_t)c * g->H + r) * L->Wq + kw) * n;
+}
+
+/* The kernel rows [*kh0, *kh1] of output row oh that land inside the map. */
+static void rowtap_krange(int *kh0, int *kh1, int oh, const struct conv_geom *g)
+{
+    *kh0 = oh < g->pad ? g->pad - oh : 0;
+    *kh1 = oh + g->K - 1 - g->pad >= g->H ? g->H - 1 + g->pad - oh : g->K - 1;
+}
+
+/* y (M, H, W, n) = the convolution of the packed rows (Cin channels) with
+ * wr (M, K, K, Cin). */
+static void rowtap_gemm(float *y, const float *wr, const float **rows, int M,
+                        int Cin, int n, const struct conv_geom *g)
+{
+    const int K = g->K, kc = K * Cin, N = g->W * n;
+    for (int oh = 0; oh < g->H; oh++) {
+        int kh0, kh1;
+        rowtap_krange(&kh0, &kh1, oh, g);
+        gemm_f32_rows(0, 0, M, N, (kh1 - kh0 + 1) * kc, 1.0f,
+                      wr + (size_t)kh0 * kc, K * kc,
+                      rows + (size_t)(oh + kh0) * kc, 0.0f, y + (size_t)oh * N,
+                      g->H * N);
+    }
+}
+
+/* y (n, C, H, W) =, or += when accumulate, the (C, H, W, n) values of
+ * grid, plus bias (may be NULL), then max(., 0) when relu. */
+static void rowtap_unpack(float *y, const float *grid, int n, int C,
+                          const struct conv_geom *g, const float *bias,
+                          int relu, int accumulate)
+{
+    const size_t HW = (size_t)g->H * g->W;
+    for (int j = 0; j < n; j++)
+        for (int c = 0; c < C; c++) {
+            float *d = y + ((size_t)j * C + c) * HW;
+            const float *s = grid + (size_t)c * HW * n + j;
+            const float bv = bias ? bias[c] : 0.0f;
+            if (accumulate)
+                for (size_t i = 0; i < HW; i++)
+                    d[i] += s[i * n];
+            else if (relu)
+                for (size_t i = 0; i < HW; i++) {
+                    float v = s[i * n] + bv;
+                    d[i] = v > 0.0f ? v : 0.0f;
+                }
+            else
+                for (size_t i = 0; i < HW; i++)
+                    d[i] = s[i * n] + bv;
+        }
+}
+
+/* wr (Cout, K, K, Cin) <- weight (Cout, Cin, K, K), or with flip the
+ * input gradient's weights wr (Cin, K, K, Cout) <- weight[co][c][K-1-kh]
+ * [K-1-kw]. */
+static void rowtap_weights(float *wr, const float *weight,
+                           const struct conv_geom *g, int flip)
+{
+    const int Cin = g->Cin, Cout = g->Cout, kk = g->K * g->K;
+    for (int co = 0; co < Cout; co++)
+        for (int c = 0; c < Cin; c++)
+            for (int t = 0; t < kk; t++) {
+                float w = weight[((size_t)co * Cin + c) * kk + t];
+                if (flip)
+                    wr[((size_t)c * kk + (kk - 1 - t)) * Cout + co] = w;
+                else
+                    wr[((size_t)co * kk + t) * Cin + c] = w;
+            }
+}
+
+/* Forward of a chunk of n images x -> y with the rearranged weights wr. */
+static void rowtap_forward_chunk(float *y, const float *x, const float *wr,
+                                 const float *bias, const struct conv_geom *g,
+                                 int n, float *col, float *tmp, float *ptr,
+                                 int relu)
+{
+    struct rowtap L;
+    rowtap_layout(&L, g, n);
+    const float **rows = (const float **)(void *)ptr;
+    rowtap_pack(col, x, n, g->Cin, g, &L);
+    rowtap_rows(rows, col, g->Cin, n, g, &L);
+    rowtap_gemm(tmp, wr, rows, g->Cout, g->Cin, n, g);
+    rowtap_unpack(y, tmp, n, g->Cout, g, bias, relu, 0);
+}
+
+/* Backward of a chunk: dwr (Cout, K, K, Cin) += dout . rows(x)^T; dx (may
+ * be NULL) =/+= the convolution of dout with the flipped weights wf. */
+static void rowtap_backward_chunk(float *dx, float *dwr, const float *dy,
+                                  const float *x, const float *wf,
+                                  const struct conv_geom *g, int n, float *col,
+                                  float *tmp, float *ptr, int accumulate)
+{
+    struct rowtap L;
+    rowtap_layout(&L, g, n);
+    const int Cin = g->Cin, Cout = g->Cout, K = g->K, kc = K * Cin;
+    const int cmax = Cin > Cout ? Cin : Cout;
+    const float **xrows = (const float **)(void *)ptr;
+    const float **dyrows = xrows + (size_t)(g->H + 2 * L.pd) * K * cmax;
+    float *dyp = tmp, *dxg = tmp + round16((size_t)Cout * L.S);
+    rowtap_pack(col, x, n, Cin, g, &L);
+    rowtap_rows(xrows, col, Cin, n, g, &L);
+    rowtap_pack(dyp, dy, n, Cout, g, &L);
+    for (int oh = 0; oh < g->H; oh++) {
+        int kh0, kh1;
+        rowtap_krange(&kh0, &kh1, oh, g);
+        gemm_f32_rows(0, 1, Cout, (kh1 - kh0 + 1) * kc, g->W * n, 1.0f,
+                      dyp + ((size_t)oh * L.Wq + L.pd) * n, (int)L.S,
+                      xrows + (size_t)(oh + kh0) * kc, 1.0f,
+                      dwr + (size_t)kh0 * kc, K * kc);
+    }
+    if (!dx) return;
+    rowtap_rows(dyrows, dyp, Cout, n, g, &L);
+    rowtap_gemm(dxg, wf, dyrows, Cin, Cout, n, g);
+    rowtap_unpack(dx, dxg, n, Cin, g, NULL, 0, accumulate);
+}
+
 /* The plan is a pure function of the geometry and the thread count. The
  * per-thread buffer sizes depend on the geometry only (balancing chunks over
  * threads only shrinks them), so a workspace sized for nthreads also serves
@@ -213,11 +412,30 @@ static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
     if (nb > nb_cap) nb = nb_cap;
     if (nb < 1) nb = 1;
     if (nb > (size_t)g->B) nb = (size_t)g->B;
-    p->implicit = conv_is_implicit(g);
+    p->rowtap = conv_is_rowtap(g);
+    p->implicit = !p->rowtap && conv_is_implicit(g);
     p->dw = round16((size_t)g->Cout * ckk);
     p->wt = 0;
     p->ptr = 0;
-    if (p->implicit) {
+    const size_t floats_per_ptr = (sizeof(const float *) + 3) / 4;
+    if (p->rowtap) {
+        /* GEMMs of W * nb >= CONV_ROWTAP_COLS columns per output row */
+        nb = (CONV_ROWTAP_COLS + (size_t)g->W - 1) / (size_t)g->W;
+        if (nb > (size_t)g->B) nb = (size_t)g->B;
+        struct rowtap L;
+        rowtap_layout(&L, g, (int)nb);
+        while (nb > 1 && (size_t)g->Cin * L.S > CONV_MAX_COL_FLOATS)
+            rowtap_layout(&L, g, (int)--nb);
+        size_t cmax = g->Cin > g->Cout ? (size_t)g->Cin : (size_t)g->Cout;
+        p->col = round16((size_t)g->Cin * L.S);
+        /* packed dout (Cout, S), then the dinp values (Cin, H, W, nb); the
+         * forward's output (Cout, H, W, nb) fits in the first */
+        p->tmp =
+            round16((size_t)g->Cout * L.S) + round16(cmax * g->H * g->W * nb);
+        p->ptr = round16(2 * (size_t)(g->H + 2 * g->pad) * g->K * cmax *
+                         floats_per_ptr);
+        p->wt = round16((size_t)g->Cout * ckk);
+    } else if (p->implicit) {
         struct implicit L;
         implicit_layout(&L, g, (int)nb);
         size_t cmax = g->Cin > g->Cout ? (size_t)g->Cin : (size_t)g->Cout;
@@ -228,7 +446,6 @@ static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
         p->tmp =
             round16((size_t)g->Cout * L.S) + round16((size_t)g->Cin * L.ncols);
         /* two tables of row addresses, counted in floats */
-        const size_t floats_per_ptr = (sizeof(const float *) + 3) / 4;
         p->ptr = round16(2 * cmax * kk * floats_per_ptr);
         p->wt = round16((size_t)g->Cout * ckk);
     } else {
@@ -452,19 +669,27 @@ static void col2im_chunk(float *dinp, float *dcol, int n,
     }
 }
 
-/* Forward of images [b0, b1) with the buffers of one thread (ptr: the
- * row-address table when the plan is implicit, else NULL). */
+/* Forward of chunk c of the plan with one thread's buffers buf (weight:
+ * the rearranged weights when the plan is row-tap). */
 static void conv_forward_chunk(float *out, const float *inp,
                                const float *weight, const float *bias,
-                               const struct conv_geom *g, int b0, int b1,
-                               float *col, float *tmp, float *ptr, int relu)
+                               const struct conv_geom *g,
+                               const struct conv_plan *p, int chunk, float *buf,
+                               int relu)
 {
-    const int n = b1 - b0, Cout = g->Cout;
+    const int b0 = (int)((long)chunk * g->B / p->nchunks);
+    const int n = (int)((long)(chunk + 1) * g->B / p->nchunks) - b0;
+    const int Cout = g->Cout;
     const size_t P = (size_t)g->Ho * g->Wo, N = (size_t)n * P;
     const int ckk = g->Cin * g->K * g->K;
     const float *x = inp + (size_t)b0 * g->Cin * g->H * g->W;
     float *y = out + (size_t)b0 * Cout * P;
-    if (ptr) {
+    float *col = buf, *tmp = buf + p->col, *ptr = tmp + p->tmp + p->dw;
+    if (p->rowtap) {
+        rowtap_forward_chunk(y, x, weight, bias, g, n, col, tmp, ptr, relu);
+        return;
+    }
+    if (p->implicit) {
         struct implicit L;
         implicit_layout(&L, g, n);
         const float **rows = (const float **)(void *)ptr;
@@ -518,24 +743,17 @@ static void conv_forward(float *out, const float *inp, const float *weight,
     int nt = omp_get_max_threads();
     struct conv_plan p;
     conv_plan_make(&p, g, nt);
-    const size_t ptr_at = p.col + p.tmp + p.dw;
-    if (!p.parallel) {
-        for (int c = 0; c < p.nchunks; c++)
-            conv_forward_chunk(
-                out, inp, weight, bias, g, (int)((long)c * g->B / p.nchunks),
-                (int)((long)(c + 1) * g->B / p.nchunks), work, work + p.col,
-                p.implicit ? work + ptr_at : NULL, relu);
-        return;
+    if (p.rowtap) {
+        float *wr = work + (size_t)(p.parallel ? nt : 1) * p.per;
+        rowtap_weights(wr, weight, g, 0);
+        weight = wr;
     }
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (p.parallel)
     {
-        float *col = work + p.per * (size_t)omp_get_thread_num();
+        float *buf = work + p.per * (size_t)omp_get_thread_num();
 #pragma omp for schedule(static)
         for (int c = 0; c < p.nchunks; c++)
-            conv_forward_chunk(
-                out, inp, weight, bias, g, (int)((long)c * g->B / p.nchunks),
-                (int)((long)(c + 1) * g->B / p.nchunks), col, col + p.col,
-                p.implicit ? col + ptr_at : NULL, relu);
+            conv_forward_chunk(out, inp, weight, bias, g, &p, c, buf, relu);
     }
 }
 
@@ -552,15 +770,19 @@ void conv2d_bias_relu_forward(float *out, const float *inp, const float *weight,
     conv_forward(out, inp, weight, bias, g, work, 1);
 }
 
-/* Backward of images [b0, b1): dw (Cout, CinKK) += dout . col^T, dinp from
- * W^T . dout. */
+/* Backward of chunk c of the plan with one thread's buffers buf: dw
+ * (Cout, CinKK; row-tap: Cout, K, K, Cin) += dout . col^T, dinp from
+ * W^T . dout (implicit and row-tap: from wt, the flipped weights). */
 static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
                                 const float *inp, const float *weight,
-                                const struct conv_geom *g, int b0, int b1,
-                                float *col, float *tmp, float *ptr,
-                                const float *wt, int accumulate)
+                                const struct conv_geom *g,
+                                const struct conv_plan *p, int chunk,
+                                float *buf, const float *wt, int accumulate)
 {
-    const int n = b1 - b0, Cout = g->Cout, Cin = g->Cin;
+    const int b0 = (int)((long)chunk * g->B / p->nchunks);
+    const int n = (int)((long)(chunk + 1) * g->B / p->nchunks) - b0;
+    const int Cout = g->Cout, Cin = g->Cin;
+    float *col = buf, *tmp = buf + p->col, *ptr = tmp + p->tmp + p->dw;
     const size_t P = (size_t)g->Ho * g->Wo, N = (size_t)n * P;
     const size_t HW = (size_t)g->H * g->W;
     const int ckk = Cin * g->K * g->K;
@@ -568,7 +790,12 @@ static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
     const float *x = inp + (size_t)b0 * Cin * HW;
     const float *dy = dout + (size_t)b0 * Cout * P;
     float *dx = dinp ? dinp + (size_t)b0 * Cin * HW : NULL;
-    if (ptr) {
+    if (p->rowtap) {
+        rowtap_backward_chunk(dx, dw, dy, x, wt, g, n, col, tmp, ptr,
+                              accumulate);
+        return;
+    }
+    if (p->implicit) {
         /* implicit: dW += dout grid . im2col(x)^T; dinp = the same-padded
          * convolution of dout with the flipped weights wt */
         struct implicit L;
@@ -663,12 +890,13 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
     int nt = omp_get_max_threads();
     struct conv_plan p;
     conv_plan_make(&p, g, nt);
-    const size_t per = p.per, ptr_at = p.col + p.tmp + p.dw;
+    const size_t per = p.per;
     if (dbias)
         conv_bias_backward(dbias, dout, g->B, Cout, (size_t)g->Ho * g->Wo);
     /* implicit: the input gradient convolves with wt (Cin, Cout, K, K),
      * the weights transposed in channels and flipped in space */
     float *wt = work + (size_t)(p.parallel ? nt : 1) * per;
+    if (p.rowtap && dinp) rowtap_weights(wt, weight, g, 1);
     if (p.implicit && dinp) {
         const int kk = g->K * g->K, Cin = g->Cin;
         for (int c = 0; c < Cin; c++)
@@ -677,37 +905,38 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
                     wt[((size_t)c * Cout + co) * kk + t] =
                         weight[((size_t)co * Cin + c) * kk + (kk - 1 - t)];
     }
-    if (!p.parallel) {
+    if (!p.parallel && !p.rowtap) {
         /* one thread: chunks add straight into dweight, in chunk order */
         for (int c = 0; c < p.nchunks; c++)
-            conv_backward_chunk(dinp, dweight, dout, inp, weight, g,
-                                (int)((long)c * g->B / p.nchunks),
-                                (int)((long)(c + 1) * g->B / p.nchunks), work,
-                                work + p.col, p.implicit ? work + ptr_at : NULL,
-                                wt, accumulate);
+            conv_backward_chunk(dinp, dweight, dout, inp, weight, g, &p, c,
+                                work, wt, accumulate);
         return;
     }
-#pragma omp parallel num_threads(nt)
+    /* row-tap: its (Cout, K, K, Cin) partials are reordered on the way */
+    const int Cin = g->Cin, kk = g->K * g->K;
+#pragma omp parallel num_threads(nt) if (p.parallel)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
-        float *col = work + per * (size_t)t;
-        float *dw = col + p.col + p.tmp;
+        float *buf = work + per * (size_t)t;
+        float *dw = buf + p.col + p.tmp;
         memset(dw, 0, nw * sizeof *dw);
 #pragma omp for schedule(static)
         for (int c = 0; c < p.nchunks; c++)
-            conv_backward_chunk(dinp, dw, dout, inp, weight, g,
-                                (int)((long)c * g->B / p.nchunks),
-                                (int)((long)(c + 1) * g->B / p.nchunks), col,
-                                col + p.col, p.implicit ? col + ptr_at : NULL,
-                                wt, accumulate);
+            conv_backward_chunk(dinp, dw, dout, inp, weight, g, &p, c, buf, wt,
+                                accumulate);
         /* implicit barrier: every partial is complete. Reduce in thread
          * order, weights over threads. */
         const float *part0 = work + p.col + p.tmp;
 #pragma omp for schedule(static)
         for (size_t i = 0; i < nw; i++) {
+            size_t j = i; /* i in dweight's layout, j in the partials' */
+            if (p.rowtap) {
+                size_t co = i / ((size_t)Cin * kk), r = i % ((size_t)Cin * kk);
+                j = (co * kk + r % kk) * Cin + r / kk;
+            }
             float s = dweight[i];
             for (int u = 0; u < T; u++)
-                s += part0[per * (size_t)u + i];
+                s += part0[per * (size_t)u + j];
             dweight[i] = s;
         }
     }
