@@ -432,6 +432,7 @@ static int phase_from(struct proto_train_phase *p,
            sizeof(int) * (size_t)tc->nmilestones);
     p->gamma = tc->gamma;
     p->warmup_epochs = tc->warmup_epochs;
+    p->sync_bn = tc->sync_bn != 0;
     if (io) {
         p->stop_at_epoch = io->stop_at_epoch > 0 ? io->stop_at_epoch : 0;
         p->stop_at_step = io->stop_at_step > 0 ? io->stop_at_step : 0;
@@ -463,6 +464,7 @@ static void phase_to(const struct proto_train_phase *p, struct train_config *tc)
     memcpy(tc->milestones, p->milestones, sizeof(int) * (size_t)p->nmilestones);
     tc->gamma = (float)p->gamma;
     tc->warmup_epochs = p->warmup_epochs;
+    tc->sync_bn = p->sync_bn;
     tc->sparsity = (float)p->sparsity;
     tc->sparsity_all_bn = p->sparsity_all_bn;
 }

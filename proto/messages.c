@@ -342,6 +342,7 @@ static const struct field train_phase_fields[] = {
      .cap = PROTO_MAX_MILESTONES},
     FF64("gamma", TP, gamma, 0, 0, DBL_MAX, 0),
     FINT("warmup_epochs", TP, warmup_epochs, 0, INT32_MAX),
+    FBOOL("sync_bn", TP, sync_bn),
     FINT("stop_at_epoch", TP, stop_at_epoch, 0, INT32_MAX),
     FI64("stop_at_step", TP, stop_at_step, 0, INT64_MAX),
     FBOOL("skip_val", TP, skip_val),

@@ -118,6 +118,7 @@ struct proto_train_phase {
     int milestones[PROTO_MAX_MILESTONES]; /* each >= 0 */
     double gamma;                         /* finite, >= 0 */
     int warmup_epochs;                    /* >= 0 */
+    int sync_bn;                          /* 0 or 1: synchronized BN */
     int stop_at_epoch;                    /* >= 0 (train_io) */
     int64_t stop_at_step;                 /* >= 0 (train_io) */
     int skip_val;                         /* 0 or 1 (train_io) */

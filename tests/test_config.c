@@ -68,7 +68,8 @@ static const char full_yaml[] = "# a full experiment\n"
                                 "  schedule: step\n"
                                 "  milestones: [10, 20]\n"
                                 "  gamma: 0.2\n"
-                                "  warmup_epochs: 2\n";
+                                "  warmup_epochs: 2\n"
+                                "  sync_bn: true\n";
 
 static void test_full(void)
 {
@@ -104,9 +105,12 @@ static void test_full(void)
           "channels: %d entries", c.model.nchannels);
     const struct train_config *t = &c.train;
     CHECK(t->epochs == 30 && t->batch_size == 64 && t->nesterov == 1 &&
-              t->warmup_epochs == 2,
-          "train ints %d %d %d %d", t->epochs, t->batch_size, t->nesterov,
-          t->warmup_epochs);
+              t->warmup_epochs == 2 && t->sync_bn == 1,
+          "train ints %d %d %d %d %d", t->epochs, t->batch_size, t->nesterov,
+          t->warmup_epochs, t->sync_bn);
+    CHECK(c.finetune.sync_bn == 0 && c.slim.sync_bn == 0,
+          "train.sync_bn is train's own: finetune %d slim %d",
+          c.finetune.sync_bn, c.slim.sync_bn);
     CHECK(t->lr == 0.05f && t->momentum == 0.8f && t->weight_decay == 1e-4f &&
               t->gamma == 0.2f,
           "train floats %g %g %g %g", t->lr, t->momentum, t->weight_decay,
@@ -134,7 +138,9 @@ static void test_defaults(void)
     CHECK(t->epochs == 10 && t->batch_size == 128 && t->lr == 0.1f &&
               t->momentum == 0.9f && t->nesterov == 0 &&
               t->weight_decay == 5e-4f && t->schedule == LR_COSINE &&
-              t->nmilestones == 0 && t->gamma == 0.1f && t->warmup_epochs == 0,
+              t->nmilestones == 0 && t->gamma == 0.1f &&
+              t->warmup_epochs == 0 && t->sync_bn == 0 &&
+              d.finetune.sync_bn == 0 && d.slim.sync_bn == 0,
           "train defaults");
 
     /* A file that sets two keys keeps every other default; out_dir comes
@@ -351,7 +357,12 @@ static void test_set(void)
     CHECK(c.search.fitness.proxy == FITNESS_TRAIN, "default proxy %d",
           c.search.fitness.proxy);
     rc |= config_set(&c, "search.fitness.proxy=adaptive_bn", err);
+    rc |= config_set(&c, "finetune.sync_bn=true", err);
     CHECK(rc == 0, "config_set: %s", err);
+    CHECK(c.finetune.sync_bn == 1 && c.train.sync_bn == 0 &&
+              c.slim.sync_bn == 0,
+          "finetune.sync_bn=true: train %d finetune %d slim %d",
+          c.train.sync_bn, c.finetune.sync_bn, c.slim.sync_bn);
     CHECK(c.search.fitness.proxy == FITNESS_ADAPTIVE_BN, "proxy %d",
           c.search.fitness.proxy);
     CHECK(c.search.sn == 9 && c.search.fitness.steps == 5 && c.seed == 42 &&
@@ -374,6 +385,7 @@ static void test_set(void)
          "key 'search.fitness.proxy': expected one of train|adaptive_bn, got "
          "'eagle'"},
         {"search.fitness.proxy=", "expected KEY=VALUE"},
+        {"train.sync_bn=maybe", "key 'train.sync_bn'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         before = c;

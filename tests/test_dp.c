@@ -9,7 +9,11 @@
  *  - train_model's first step with a batch the ranks do not divide (7):
  *    the combined gradient against the shard gradients of the loader's
  *    batch computed here on one rank, weighted by shard size;
- *  - two epochs twice: the same weights bit for bit, on every rank;
+ *  - synchronized BN (batch 7, every rank another shard): the first
+ *    step's combined gradient and the running statistics against one
+ *    rank's on the whole batch, smallnet and resnet20;
+ *  - two epochs twice: the same weights bit for bit, on every rank (per-
+ *    rank and synchronized BN);
  *  - a stop on one rank stops every rank at the same step; rank 0 failing
  *    to write its checkpoint is an error every rank returns;
  *  - the train_phase message round trip and its range checks.
@@ -199,14 +203,19 @@ static void free_splits(struct data_splits *s)
     free(s->val.labels);
 }
 
-static struct model *make_model(void)
+static struct model *make_arch_model(enum arch arch)
 {
     struct model *m = NULL;
     char err[ABC_ERRLEN];
-    int rc = model_create(&m, ARCH_SMALLNET, NULL, 1, 28, 28, 10, err);
+    int rc = model_create(&m, arch, NULL, 1, 28, 28, 10, err);
     REQUIRE(rc == 0, "model_create: %s", err);
     model_init_weights(m, 4242);
     return m;
+}
+
+static struct model *make_model(void)
+{
+    return make_arch_model(ARCH_SMALLNET);
 }
 
 /* max |a - b| / max |b| over n values. */
@@ -368,13 +377,96 @@ static void test_first_step(void)
     free_splits(&s);
 }
 
+/* Synchronized BN (train_config.sync_bn): train_model's first step with
+ * a batch of 7 that the ranks split unevenly (4 + 3, 3 + 2 + 2), every
+ * rank a different shard; the combined gradient must be one rank's
+ * gradient of the whole batch (BN statistics of the whole batch), and the
+ * running statistics after the step the one rank's. smallnet has only
+ * BN+ReLU layers, resnet20 plain BN layers before its residual adds too. */
+static void test_sync_bn(enum arch arch)
+{
+    const int B = 7;
+    const uint64_t seed = 6;
+    struct data_splits s;
+    make_splits(&s, 21, 5);
+    struct train_config tc;
+    small_schedule(&tc, B, 1);
+    tc.sync_bn = 1;
+    struct model *m = make_arch_model(arch);
+    struct capture cap = {.n = m->nparams, .g = malloc(4 * m->nparams)};
+    REQUIRE(cap.g, "out of memory");
+    struct dp *dp = make_dp("ordered", "8");
+    struct train_io io = {.stop_at_step = 1,
+                          .skip_val = 1,
+                          .after_backward = capture_grads,
+                          .hook_ctx = &cap,
+                          .dp = dp_hook(dp)};
+    struct train_state st = {0};
+    char err[ABC_ERRLEN];
+    int rc = train_model(m, &tc, &s, seed, &st, &io, err);
+    CHECK(rc == 0 && cap.calls == 1 && st.step == 1, "rc %d (%s), %d calls", rc,
+          rc ? err : "", cap.calls);
+    CHECK(m->bn_sum == NULL, "train_model left the BN hook set");
+
+    /* the reference: the whole batch on this rank alone */
+    struct model *r = make_arch_model(arch);
+    struct loader l;
+    REQUIRE(loader_init(&l, &s.train, B, 1, 1, &s.aug,
+                        rng_derive(seed, SEED_LOADER, 0, 0), err) == 0,
+            "%s", err);
+    loader_start(&l, 0);
+    float *x = malloc(sizeof(float) * 28 * 28 * B);
+    int y[7];
+    REQUIRE(x, "out of memory");
+    REQUIRE(loader_next(&l, x, y) == B, "a full batch");
+    REQUIRE(model_reserve(r, B, err) == 0, "%s", err);
+    model_zero_grad(r);
+    model_forward(r, x, y, B, 1, NULL);
+    model_backward(r);
+    double e = rel_err(cap.g, r->grads, r->nparams);
+    double eb = rel_err(m->buffers, r->buffers, r->nbuffers);
+    CHECK(e < 1e-5 && eb < 1e-5,
+          "%s, batch %d over %d ranks, synchronized BN: first step's "
+          "gradient vs one rank's of the whole batch: max rel error %.3g; "
+          "running statistics %.3g",
+          arch_name(arch), B, nranks, e, eb);
+    /* per-rank statistics are another gradient: the check can fail */
+    double eo = 0;
+    if (nranks > 1) {
+        struct model *o = make_arch_model(arch);
+        struct capture co = {.n = o->nparams, .g = malloc(4 * o->nparams)};
+        REQUIRE(co.g, "out of memory");
+        io.hook_ctx = &co;
+        tc.sync_bn = 0;
+        struct train_state so = {0};
+        REQUIRE(train_model(o, &tc, &s, seed, &so, &io, err) == 0, "%s", err);
+        eo = rel_err(co.g, r->grads, r->nparams);
+        CHECK(eo > 1e-3, "per-rank BN statistics give another gradient: %.3g",
+              eo);
+        free(co.g);
+        model_destroy(o);
+    }
+    if (rank == 0)
+        printf("ok   %s sync BN (batch %d on %d ranks): gradient max rel "
+               "error %.3g, running statistics %.3g (per-rank BN: %.3g)\n",
+               arch_name(arch), B, nranks, e, eb, eo);
+    loader_free(&l);
+    free(x);
+    free(cap.g);
+    model_destroy(r);
+    model_destroy(m);
+    dp_destroy(dp);
+    free_splits(&s);
+}
+
 /* Two epochs (batch 10, 64 images, 13 validation images), twice. */
-static uint64_t train_twice_hash(struct dp *dp, double *val_acc)
+static uint64_t train_twice_hash(struct dp *dp, int sync_bn, double *val_acc)
 {
     struct data_splits s;
     make_splits(&s, 64, 13);
     struct train_config tc;
     small_schedule(&tc, 10, 2);
+    tc.sync_bn = sync_bn;
     struct model *m = make_model();
     struct train_state st = {0};
     struct train_io io = {.dp = dp ? dp_hook(dp) : NULL};
@@ -393,8 +485,8 @@ static void test_repeat(void)
     struct dp *dp = make_dp("ordered", "4");
     struct train_dp *hk = dp_hook(dp);
     double a1, a2, a0;
-    uint64_t h1 = train_twice_hash(dp, &a1);
-    uint64_t h2 = train_twice_hash(dp, &a2);
+    uint64_t h1 = train_twice_hash(dp, 0, &a1);
+    uint64_t h2 = train_twice_hash(dp, 0, &a2);
     CHECK(h1 == h2 && a1 == a2,
           "two 2-epoch trainings on %d ranks: hash %016llx vs %016llx, val "
           "%g vs %g",
@@ -407,11 +499,24 @@ static void test_repeat(void)
     REQUIRE(hk->sum_doubles(hk->ctx, &v, 1, err) == 0, "%s", err);
     CHECK(v == a1 * nranks, "every rank has the same validation accuracy");
     /* alone (no dp) on this rank: another sum, other weights, same task */
-    uint64_t h0 = train_twice_hash(NULL, &a0);
+    uint64_t h0 = train_twice_hash(NULL, 0, &a0);
     if (rank == 0)
         printf("ok   repeat: %d ranks hash %016llx val %.4f; one rank %016llx "
                "val %.4f\n",
                nranks, (unsigned long long)h1, a1, (unsigned long long)h0, a0);
+    /* synchronized BN repeats bit for bit too (train_model checks that
+     * the ranks agree, running statistics included) */
+    double s1, s2;
+    uint64_t g1 = train_twice_hash(dp, 1, &s1);
+    uint64_t g2 = train_twice_hash(dp, 1, &s2);
+    CHECK(g1 == g2 && s1 == s2 && (g1 != h1 || nranks == 1),
+          "two 2-epoch trainings with synchronized BN on %d ranks: hash "
+          "%016llx vs %016llx, val %g vs %g (per-rank BN %016llx)",
+          nranks, (unsigned long long)g1, (unsigned long long)g2, s1, s2,
+          (unsigned long long)h1);
+    if (rank == 0)
+        printf("ok   repeat with synchronized BN: hash %016llx val %.4f\n",
+               (unsigned long long)g1, s1);
     dp_destroy(dp);
 }
 
@@ -471,6 +576,7 @@ static void test_message(void)
                                   .nmilestones = 2,
                                   .milestones = {1, 2},
                                   .gamma = 0.1,
+                                  .sync_bn = 1,
                                   .stop_at_step = 17,
                                   .sparsity = 1e-4,
                                   .sparsity_all_bn = 1,
@@ -586,6 +692,8 @@ int main(int argc, char **argv)
     test_sums("allreduce");
     test_gradient_copies();
     test_first_step();
+    test_sync_bn(ARCH_SMALLNET);
+    test_sync_bn(ARCH_RESNET20);
     test_repeat();
     test_stop_and_failure();
     test_message();

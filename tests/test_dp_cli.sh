@@ -7,7 +7,8 @@
 #     33 that 2 ranks split 17 + 16): per-rank BatchNorm statistics make the
 #     forward differ, so the tolerance is what a change of seed does to the
 #     one-rank curve (and at least 0.02): data parallelism must perturb the
-#     training less than another seed does;
+#     training less than another seed does; with train.sync_bn (batch 33)
+#     the curve is one rank's within 1e-3;
 #  3. slim (sparsity training + fine-tune) on 2 ranks twice: identical
 #     checkpoints, every training data-parallel with agreeing weights;
 #  4. `run` on 2 ranks: the baseline and the fine-tune train data-parallel
@@ -90,6 +91,29 @@ for b in 64 33; do
 done
 check "batch 33: the same steps (15) on 1 and 2 ranks" \
   test "$(grep -c '"step":15' one33/train.jsonl two33/train.jsonl | cut -d: -f2 | sort -u)" = 1
+
+# 2b. synchronized BN: the 2-rank training is one rank's up to rounding
+close_curve() { # close_curve DP ONE TOL: |dp-one| <= TOL per epoch
+  $py - "$1" "$2" "$3" <<'EOF'
+import json, sys
+def losses(p):
+    return [json.loads(l)["loss"] for l in open(p) if '"epoch"' in l]
+dp, one, tol = losses(sys.argv[1]), losses(sys.argv[2]), float(sys.argv[3])
+ok = len(dp) == len(one) > 0
+for e, (a, b) in enumerate(zip(dp, one)):
+    print(f"epoch {e + 1}: synchronized BN {a:.6f}, one rank {b:.6f} "
+          f"(|diff| {abs(a - b):.2g}, tolerance {tol})")
+    ok = ok and abs(a - b) <= tol
+sys.exit(0 if ok else 1)
+EOF
+}
+mpirun_n 2 "$exe" --out "$work/sync33" --set train.batch_size=33 --set train.sync_bn=true \
+  train cfg.yaml >/dev/null 2>sync33.err
+check "batch 33, train.sync_bn: 2-rank train exits 0" test $? -eq 0
+check "batch 33, train.sync_bn: the ranks synchronized BN and agreed" \
+  grep -q "data-parallel over 2 ranks, weights agree.*synchronized BatchNorm" sync33.err
+check "batch 33, train.sync_bn: the loss curve is one rank's (within 1e-3)" \
+  close_curve sync33/train.jsonl one33/train.jsonl 1e-3
 
 # 3. slimming on 2 ranks, twice, from the 2-rank baseline
 for r in a b; do

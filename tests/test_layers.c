@@ -3,7 +3,9 @@
  * against central finite differences of that double forward (loss =
  * sum(out * R) for a fixed random R), the accumulate/overwrite contract,
  * fast kernels against their _ref twins on realistic shapes and at 1, 2
- * and 3 threads, and bit-identical repeated conv backward. Single process;
+ * and 3 threads, bit-identical repeated conv backward, and the split
+ * batchnorm kernels of synchronized BN against the single-call ones (over
+ * shards emulating ranks: one batch's gradients). Single process;
  * runs in about a second. */
 #include <omp.h>
 #include <stdint.h>
@@ -673,6 +675,190 @@ static void test_batchnorm_relu(int B, int C, int HW, int threads)
     omp_set_num_threads(saved);
 }
 
+/* max |a - b| / max |b| over n values (NaN counts as an error). */
+static double bn_rel_err(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > num || d != d) num = d;
+        if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* The split batchnorm kernels (synchronized BN's pieces, layers.h):
+ *  - one shard: batchnorm_apply with the single-call forward's statistics,
+ *    and backward_sums + backward_input over the whole batch, equal the
+ *    single-call kernels bit for bit;
+ *  - `shards` "ranks" emulated in sequence as model.c runs them (value
+ *    sums and counts added, the mean, squared deviations added, the
+ *    statistics; gradient sums weighted by k/B and added, each shard's
+ *    upstream gradient in its own loss's scale B/k): the shards' outputs,
+ *    statistics, running statistics and (rescaled) gradients against the
+ *    single-call kernels on the whole batch and the double forward. */
+static void test_batchnorm_split(int B, int C, int HW, int relu, int shards)
+{
+    char what[160];
+    const size_t n = (size_t)B * C * HW, per = (size_t)C * HW;
+    const float eps = 1e-5f, mom = 0.1f;
+    float *x = frandn(n, 2), *gamma = frandn(C, 1), *beta = frandn(C, 1);
+    float *g = frandn(n, 1);
+    for (size_t i = 0; i < n; i++)
+        x[i] += (float)(3 + i % C); /* offsets */
+    float *rm0 = frandn(C, 1), *rv0 = falloc(C);
+    for (int i = 0; i < C; i++)
+        rv0[i] = 0.5f + (float)rng_uniform(&R);
+
+    /* the single-call kernels on the whole batch */
+    float *y1 = falloc(n), *m1 = falloc(C), *is1 = falloc(C);
+    float *rm1 = fcopy(rm0, C), *rv1 = fcopy(rv0, C);
+    (relu ? batchnorm_relu_forward : batchnorm_forward)(
+        y1, m1, is1, x, gamma, beta, rm1, rv1, B, C, HW, mom, eps, 1);
+    float *y = falloc(n);
+    batchnorm_apply(y, x, m1, is1, gamma, beta, B, C, HW, relu);
+    snprintf(what, sizeof what, "bn split B%d C%d HW%d relu%d: apply", B, C, HW,
+             relu);
+    CHECK_CLOSE(what, y, y1, n, 0, 0);
+    double *sdy = dalloc(C), *sdyx = dalloc(C);
+    for (int acc = 0; acc < 2; acc++) {
+        float *pre = frandn(n, 1), *gp = frandn(C, 1), *bp = frandn(C, 1);
+        float *dx1 = fcopy(pre, n), *dg1 = fcopy(gp, C), *db1 = fcopy(bp, C);
+        float *dx2 = fcopy(pre, n), *dg2 = fcopy(gp, C), *db2 = fcopy(bp, C);
+        if (relu)
+            batchnorm_relu_backward(dx1, dg1, db1, g, y1, x, m1, is1, gamma, B,
+                                    C, HW, acc);
+        else
+            batchnorm_backward(dx1, dg1, db1, g, x, m1, is1, gamma, B, C, HW,
+                               acc);
+        batchnorm_backward_sums(sdy, sdyx, dg2, db2, g, relu ? y1 : NULL, x, m1,
+                                is1, B, C, HW);
+        batchnorm_backward_input(dx2, g, relu ? y1 : NULL, x, m1, is1, gamma,
+                                 sdy, sdyx, (double)B * HW, B, C, HW, acc);
+        snprintf(what, sizeof what,
+                 "bn split B%d C%d HW%d relu%d acc%d: backward sums + input", B,
+                 C, HW, relu, acc);
+        CHECK_CLOSE(what, dx2, dx1, n, 0, 0);
+        CHECK_CLOSE("bn split: dgamma", dg2, dg1, C, 0, 0);
+        CHECK_CLOSE("bn split: dbeta", db2, db1, C, 0, 0);
+        free(pre), free(gp), free(bp), free(dx1), free(dg1), free(db1);
+        free(dx2), free(dg2), free(db2);
+    }
+
+    /* the shards, in sequence: what bn_forward_sync / bn_backward_sync do
+     * on each rank, with the sums over the ranks done here */
+    double *s1 = dalloc(C + 1), *sd = dalloc(C), *sq = dalloc(C);
+    double *t1 = dalloc(C), *t2 = dalloc(C);
+    float *mean = falloc(C), *invstd = falloc(C);
+    float *rm = fcopy(rm0, C), *rv = fcopy(rv0, C);
+    int first[8], count[8];
+    for (int r = 0; r < shards; r++) {
+        count[r] = B / shards + (r < B % shards);
+        first[r] = r == 0 ? 0 : first[r - 1] + count[r - 1];
+    }
+    for (int r = 0; r < shards; r++) { /* pass 1: value sums and counts */
+        batchnorm_sums(t1, NULL, x + first[r] * per, NULL, count[r], C, HW);
+        for (int c = 0; c < C; c++)
+            s1[c] += t1[c];
+        s1[C] += (double)count[r] * HW;
+    }
+    for (int c = 0; c < C; c++)
+        mean[c] = (float)(s1[c] / s1[C]);
+    for (int r = 0; r < shards; r++) { /* pass 2: about the global mean */
+        batchnorm_sums(t1, t2, x + first[r] * per, mean, count[r], C, HW);
+        for (int c = 0; c < C; c++)
+            sd[c] += t1[c], sq[c] += t2[c];
+    }
+    batchnorm_stats(mean, invstd, rm, rv, mean, sd, sq, s1[C], C, mom, eps);
+    for (int r = 0; r < shards; r++)
+        batchnorm_apply(y + first[r] * per, x + first[r] * per, mean, invstd,
+                        gamma, beta, count[r], C, HW, relu);
+    double *yd = dalloc(n), *md = dalloc(C), *vd = dalloc(C);
+    double *xd = todouble(x, n), *gd = todouble(gamma, C);
+    double *bd = todouble(beta, C);
+    bn_fwd_d(yd, md, vd, xd, gd, bd, B, C, HW, eps);
+    float *w = falloc(n), *wm = falloc(C), *wis = falloc(C);
+    for (size_t i = 0; i < n; i++)
+        w[i] = relu && yd[i] < 0 ? 0.0f : (float)yd[i];
+    for (int c = 0; c < C; c++) {
+        wm[c] = (float)md[c];
+        wis[c] = (float)(1 / sqrt(vd[c] + eps));
+    }
+    snprintf(what, sizeof what,
+             "bn split B%d C%d HW%d relu%d, %d shards: out vs double", B, C, HW,
+             relu, shards);
+    CHECK_CLOSE(what, y, w, n, FWD_ATOL, FWD_RTOL);
+    CHECK_CLOSE("bn split shards: out vs the whole batch's", y, y1, n, FWD_ATOL,
+                FWD_RTOL);
+    CHECK_CLOSE("bn split shards: mean vs double", mean, wm, C, FWD_ATOL,
+                FWD_RTOL);
+    CHECK_CLOSE("bn split shards: invstd vs double", invstd, wis, C, FWD_ATOL,
+                FWD_RTOL);
+    CHECK_CLOSE("bn split shards: running mean", rm, rm1, C, FWD_ATOL,
+                FWD_RTOL);
+    CHECK_CLOSE("bn split shards: running var", rv, rv1, C, FWD_ATOL, FWD_RTOL);
+
+    /* backward: shard r's upstream gradient is B/k times the global loss's
+     * (its loss is the mean over its k images); its input gradient comes
+     * out in the same scale, its gamma/beta gradients are weighted by k/B
+     * when the ranks' gradients are added */
+    float *dx = falloc(n), *dg = falloc(C), *db = falloc(C);
+    float *dl = falloc(n), *dgl = falloc(C), *dbl = falloc(C);
+    double *Sdy = dalloc(C), *Sdyx = dalloc(C);
+    const float *mask = relu ? y : NULL; /* the reference's too */
+    for (int r = 0; r < shards; r++) {
+        const size_t o = first[r] * per, nr = count[r] * per;
+        const float up = (float)B / (float)count[r];
+        const float wgt = (float)count[r] / (float)B;
+        for (size_t i = 0; i < nr; i++)
+            dl[o + i] = up * g[o + i];
+        memset(dgl, 0, C * sizeof *dgl);
+        memset(dbl, 0, C * sizeof *dbl);
+        batchnorm_backward_sums(sdy, sdyx, dgl, dbl, dl + o,
+                                mask ? mask + o : NULL, x + o, mean, invstd,
+                                count[r], C, HW);
+        for (int c = 0; c < C; c++) {
+            Sdy[c] += (double)wgt * sdy[c];
+            Sdyx[c] += (double)wgt * sdyx[c];
+            dg[c] += wgt * dgl[c];
+            db[c] += wgt * dbl[c];
+        }
+    }
+    for (int r = 0; r < shards; r++) {
+        const size_t o = first[r] * per, nr = count[r] * per;
+        const float wgt = (float)count[r] / (float)B;
+        batchnorm_backward_input(dx + o, dl + o, mask ? mask + o : NULL, x + o,
+                                 mean, invstd, gamma, Sdy, Sdyx,
+                                 (double)count[r] * HW, count[r], C, HW, 0);
+        for (size_t i = 0; i < nr; i++)
+            dx[o + i] *= wgt;
+    }
+    float *dx1 = falloc(n), *dg1 = falloc(C), *db1 = falloc(C);
+    if (relu)
+        batchnorm_relu_backward(dx1, dg1, db1, g, y, x, mean, invstd, gamma, B,
+                                C, HW, 0);
+    else
+        batchnorm_backward(dx1, dg1, db1, g, x, mean, invstd, gamma, B, C, HW,
+                           0);
+    double ex = bn_rel_err(dx, dx1, n), eg = bn_rel_err(dg, dg1, C),
+           eb = bn_rel_err(db, db1, C);
+    CHECK(ex < 1e-5 && eg < 1e-5 && eb < 1e-5,
+          "bn split B%d C%d HW%d relu%d, %d shards: gradients vs the whole "
+          "batch's: max rel error dinp %.3g dgamma %.3g dbeta %.3g",
+          B, C, HW, relu, shards, ex, eg, eb);
+    printf("ok   bn split B%d C%d HW%d relu%d, %d shards: gradients vs the "
+           "whole batch's: max rel error dinp %.3g dgamma %.3g dbeta %.3g\n",
+           B, C, HW, relu, shards, ex, eg, eb);
+
+    free(x), free(gamma), free(beta), free(g), free(rm0), free(rv0);
+    free(y1), free(m1), free(is1), free(rm1), free(rv1), free(y), free(sdy);
+    free(sdyx), free(s1), free(sd), free(sq), free(t1), free(t2), free(mean);
+    free(invstd), free(rm), free(rv), free(yd), free(md), free(vd), free(xd);
+    free(gd), free(bd), free(w), free(wm), free(wis), free(dx), free(dg);
+    free(db), free(dl), free(dgl), free(dbl), free(Sdy), free(Sdyx);
+    free(dx1), free(dg1), free(db1);
+}
+
 /* ------------------------------------------------------------------------
  * relu, add, avgpool, maxpool, shortcut: elementwise-ish layers */
 
@@ -1092,6 +1278,14 @@ int main(void)
     test_batchnorm_relu(3, 2, 1, 1);
     for (int t = 1; t <= 3; t++)
         test_batchnorm_relu(8, 32, 196, t); /* threaded path at t > 1 */
+    for (int relu = 0; relu < 2; relu++) {
+        test_batchnorm_split(7, 3, 5, relu, 2); /* shards 4 + 3 */
+        test_batchnorm_split(7, 3, 5, relu, 3); /* 3 + 2 + 2 */
+        test_batchnorm_split(1, 2, 9, relu, 1);
+    }
+    omp_set_num_threads(2);
+    test_batchnorm_split(9, 16, 1024, 1, 2); /* threaded path */
+    omp_set_num_threads(saved);
     test_unary(0, 2, 3, 5, 5, 0, 0, 0);
     test_unary(1, 2, 3, 5, 5, 0, 0, 0);
     test_unary(2, 2, 3, 5, 5, 2, 2, 0);

@@ -135,7 +135,8 @@ static const struct key_desc model_keys[] = {
         INT_LIST_KEY(train_config, milestones, nmilestones, 1, 100000,         \
                      KEY_INCREASING),                                          \
         FLOAT_KEY(train_config, gamma, 0, 10, KEY_MIN_OPEN),                   \
-        INT_KEY(train_config, warmup_epochs, 0, 100000)
+        INT_KEY(train_config, warmup_epochs, 0, 100000),                       \
+        BOOL_KEY(train_config, sync_bn)
 
 static const struct key_desc train_keys[] = {
     TRAIN_KEY_ROWS,
@@ -254,6 +255,7 @@ void config_defaults(struct config *c)
     t->schedule = LR_COSINE;
     t->gamma = 0.1f;
     t->warmup_epochs = 0;
+    t->sync_bn = 0;
 
     struct search_config *s = &c->search;
     s->sn = 10;

@@ -62,6 +62,9 @@ struct train_config {
     int nmilestones;
     float gamma;         /* 0.1, for "step" */
     int warmup_epochs;   /* 0 */
+    int sync_bn;         /* data-parallel: BatchNorm statistics of the
+                            global batch (1) or each rank's shard (0,
+                            the default) */
     int inherit;         /* finetune: enum finetune_inherit (best);
                             slim: enum slim_start (baseline) */
     float sparsity;      /* slim only: s of s*sum|gamma|: 0 */

@@ -1013,6 +1013,151 @@ void conv2d_backward_ref(float *dinp, float *dweight, float *dbias,
  * float and across rows in double; mean and variance come from one pass of
  * sums shifted by an estimate of the mean, corrected by the shifted mean. */
 
+/* The per-channel work, shared by the single-call kernels (one parallel
+ * region over the channels) and the split ones (synchronized BN: the sums of
+ * every rank are added between the calls). One channel is B rows of HW
+ * floats, cs = C * HW apart. */
+
+/* *sd = sum of d = x - centre, *sq = sum of d^2 over one channel. */
+static inline void bn_channel_sums(double *sd, double *sq, const float *x,
+                                   size_t cs, int B, int HW, float centre)
+{
+    double a = 0, q = 0;
+    for (int b = 0; b < B; b++) {
+        const float *r = x + b * cs;
+        float rd = 0, rq = 0;
+#pragma omp simd reduction(+ : rd, rq)
+        for (int i = 0; i < HW; i++) {
+            float d = r[i] - centre;
+            rd += d;
+            rq += d * d;
+        }
+        a += rd;
+        q += rq;
+    }
+    *sd = a;
+    *sq = q;
+}
+
+/* Mean and invstd of one channel from the sums of d = x - centre over n
+ * values (the mean corrected by sd/n, the biased variance by the shift, so a
+ * centre near the mean loses no precision), and the update of the running
+ * statistics (unbiased variance) when running_mean and running_var are not
+ * NULL. */
+static inline void bn_channel_stats(float *mean, float *invstd,
+                                    float *running_mean, float *running_var,
+                                    float centre, double sd, double sq,
+                                    double n, float momentum, float eps)
+{
+    double var = (sq - sd * sd / n) / n;
+    if (var < 0) var = 0;
+    double mean_d = (double)centre + sd / n;
+    *mean = (float)mean_d;
+    *invstd = (float)(1.0 / sqrt(var + (double)eps));
+    if (running_mean && running_var) {
+        /* unbiased variance; a single value has none, keep biased */
+        double unb = n > 1 ? var * n / (n - 1) : var;
+        *running_mean =
+            (float)((1.0 - momentum) * *running_mean + momentum * mean_d);
+        *running_var =
+            (float)((1.0 - momentum) * *running_var + momentum * unb);
+    }
+}
+
+/* o = (x - m) * sc + sh over one channel, then max(., 0) if relu. */
+static inline void bn_channel_apply(float *o, const float *x, size_t cs, int B,
+                                    int HW, float m, float sc, float sh,
+                                    int relu)
+{
+    for (int b = 0; b < B; b++) {
+        const float *r = x + b * cs;
+        float *ob = o + b * cs;
+        if (relu) {
+#pragma omp simd
+            for (int i = 0; i < HW; i++) {
+                float v = (r[i] - m) * sc + sh;
+                ob[i] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+#pragma omp simd
+            for (int i = 0; i < HW; i++)
+                ob[i] = (r[i] - m) * sc + sh;
+        }
+    }
+}
+
+/* *sdy = sum of g, *sdyx = sum of g * xhat over one channel, where g is dy,
+ * masked by (y > 0) when y (a fused ReLU's output) is not NULL, and
+ * xhat = (x - m) * is. */
+static inline void bn_channel_backward_sums(double *sdy, double *sdyx,
+                                            const float *dy, const float *y,
+                                            const float *x, size_t cs, int B,
+                                            int HW, float m, float is)
+{
+    double sa = 0, sq = 0;
+    for (int b = 0; b < B; b++) {
+        const float *r = x + b * cs, *g = dy + b * cs;
+        float a = 0, q = 0;
+        if (y) {
+            const float *o = y + b * cs;
+#pragma omp simd reduction(+ : a, q)
+            for (int i = 0; i < HW; i++) {
+                float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                a += gi;
+                q += gi * (r[i] - m);
+            }
+        } else {
+#pragma omp simd reduction(+ : a, q)
+            for (int i = 0; i < HW; i++) {
+                a += g[i];
+                q += g[i] * (r[i] - m);
+            }
+        }
+        sa += a;
+        sq += q;
+    }
+    *sdy = sa;
+    *sdyx = sq * is;
+}
+
+/* d =/+= gamma * is * (g - sdy/n - xhat * sdyx/n) over one channel (g and
+ * xhat as in bn_channel_backward_sums): the input gradient of a batchnorm
+ * whose statistics are over n values with these sums. */
+static inline void bn_channel_backward_input(float *d, const float *dy,
+                                             const float *y, const float *x,
+                                             size_t cs, int B, int HW, float m,
+                                             float is, float gamma, double sdy,
+                                             double sdyx, double n,
+                                             int accumulate)
+{
+    const float k = gamma * is;
+    const float mdy = (float)(sdy / n);
+    const float mq = (float)(sdyx / n) * is; /* per (x - m) */
+    for (int b = 0; b < B; b++) {
+        const float *r = x + b * cs, *g = dy + b * cs;
+        float *db = d + b * cs;
+        if (y) {
+            const float *o = y + b * cs;
+            if (accumulate)
+                for (int i = 0; i < HW; i++) {
+                    float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                    db[i] += k * (gi - mdy - (r[i] - m) * mq);
+                }
+            else
+                for (int i = 0; i < HW; i++) {
+                    float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                    db[i] = k * (gi - mdy - (r[i] - m) * mq);
+                }
+        } else if (accumulate) {
+            for (int i = 0; i < HW; i++)
+                db[i] += k * (g[i] - mdy - (r[i] - m) * mq);
+        } else {
+            for (int i = 0; i < HW; i++)
+                db[i] = k * (g[i] - mdy - (r[i] - m) * mq);
+        }
+    }
+}
+
 /* relu != 0: out = max(bn(inp), 0) in the same pass. */
 static void bn_forward(float *out, float *mean, float *invstd, const float *inp,
                        const float *gamma, const float *beta,
@@ -1021,67 +1166,32 @@ static void bn_forward(float *out, float *mean, float *invstd, const float *inp,
                        int relu)
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
+    const int running = running_mean && running_var;
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
     for (int c = 0; c < C; c++) {
         const float *x = inp + (size_t)c * HW;
         float m, is;
         if (training) {
-            /* one pass of shifted sums; the shift m is the mean of the
-             * first image's plane, close to the batch mean, so the
-             * corrected formula below loses no precision */
+            /* one pass of shifted sums; the shift is the mean of the
+             * first image's plane, close to the batch mean */
             float rs = 0;
 #pragma omp simd reduction(+ : rs)
             for (int i = 0; i < HW; i++)
                 rs += x[i];
-            m = rs / (float)HW;
-            double sd = 0, sq = 0;
-            for (int b = 0; b < B; b++) {
-                const float *r = x + b * cs;
-                float rd = 0, rq = 0;
-#pragma omp simd reduction(+ : rd, rq)
-                for (int i = 0; i < HW; i++) {
-                    float d = r[i] - m;
-                    rd += d;
-                    rq += d * d;
-                }
-                sd += rd;
-                sq += rq;
-            }
-            double var = (sq - sd * sd / (double)N) / (double)N;
-            if (var < 0) var = 0;
-            double mean_d = (double)m + sd / (double)N;
-            m = (float)mean_d;
-            is = (float)(1.0 / sqrt(var + (double)eps));
-            if (running_mean && running_var) {
-                /* unbiased variance; a single value has none, keep biased */
-                double unb = N > 1 ? var * (double)N / (double)(N - 1) : var;
-                running_mean[c] = (float)((1.0 - momentum) * running_mean[c] +
-                                          momentum * mean_d);
-                running_var[c] =
-                    (float)((1.0 - momentum) * running_var[c] + momentum * unb);
-            }
+            const float shift = rs / (float)HW;
+            double sd, sq;
+            bn_channel_sums(&sd, &sq, x, cs, B, HW, shift);
+            bn_channel_stats(&m, &is, running ? running_mean + c : NULL,
+                             running ? running_var + c : NULL, shift, sd, sq,
+                             (double)N, momentum, eps);
         } else {
             m = running_mean[c];
             is = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
         }
         mean[c] = m;
         invstd[c] = is;
-        const float sc = gamma[c] * is, sh = beta[c];
-        for (int b = 0; b < B; b++) {
-            const float *r = x + b * cs;
-            float *o = out + (size_t)c * HW + b * cs;
-            if (relu) {
-#pragma omp simd
-                for (int i = 0; i < HW; i++) {
-                    float v = (r[i] - m) * sc + sh;
-                    o[i] = v > 0.0f ? v : 0.0f;
-                }
-            } else {
-#pragma omp simd
-                for (int i = 0; i < HW; i++)
-                    o[i] = (r[i] - m) * sc + sh;
-            }
-        }
+        bn_channel_apply(out + (size_t)c * HW, x, cs, B, HW, m, gamma[c] * is,
+                         beta[c], relu);
     }
 }
 
@@ -1115,61 +1225,17 @@ static void bn_backward(float *dinp, float *dgamma, float *dbeta,
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
     for (int c = 0; c < C; c++) {
-        const float *x = inp + (size_t)c * HW, *dy = dout + (size_t)c * HW;
-        const float *y = relu_out ? relu_out + (size_t)c * HW : NULL;
-        const float m = mean[c], is = invstd[c];
-        double sdy = 0, sdyx = 0;
-        for (int b = 0; b < B; b++) {
-            const float *r = x + b * cs, *g = dy + b * cs;
-            float a = 0, q = 0;
-            if (y) {
-                const float *o = y + b * cs;
-#pragma omp simd reduction(+ : a, q)
-                for (int i = 0; i < HW; i++) {
-                    float gi = o[i] > 0.0f ? g[i] : 0.0f;
-                    a += gi;
-                    q += gi * (r[i] - m);
-                }
-            } else {
-#pragma omp simd reduction(+ : a, q)
-                for (int i = 0; i < HW; i++) {
-                    a += g[i];
-                    q += g[i] * (r[i] - m);
-                }
-            }
-            sdy += a;
-            sdyx += q;
-        }
-        sdyx *= is; /* sum dout * xhat */
+        const size_t off = (size_t)c * HW;
+        const float *y = relu_out ? relu_out + off : NULL;
+        double sdy, sdyx;
+        bn_channel_backward_sums(&sdy, &sdyx, dout + off, y, inp + off, cs, B,
+                                 HW, mean[c], invstd[c]);
         dbeta[c] += (float)sdy;
         dgamma[c] += (float)sdyx;
         if (!dinp) continue;
-        const float k = gamma[c] * is;
-        const float mdy = (float)(sdy / (double)N);
-        const float mq = (float)(sdyx / (double)N) * is; /* per (x - m) */
-        for (int b = 0; b < B; b++) {
-            const float *r = x + b * cs, *g = dy + b * cs;
-            float *d = dinp + (size_t)c * HW + b * cs;
-            if (y) {
-                const float *o = y + b * cs;
-                if (accumulate)
-                    for (int i = 0; i < HW; i++) {
-                        float gi = o[i] > 0.0f ? g[i] : 0.0f;
-                        d[i] += k * (gi - mdy - (r[i] - m) * mq);
-                    }
-                else
-                    for (int i = 0; i < HW; i++) {
-                        float gi = o[i] > 0.0f ? g[i] : 0.0f;
-                        d[i] = k * (gi - mdy - (r[i] - m) * mq);
-                    }
-            } else if (accumulate) {
-                for (int i = 0; i < HW; i++)
-                    d[i] += k * (g[i] - mdy - (r[i] - m) * mq);
-            } else {
-                for (int i = 0; i < HW; i++)
-                    d[i] = k * (g[i] - mdy - (r[i] - m) * mq);
-            }
-        }
+        bn_channel_backward_input(dinp + off, dout + off, y, inp + off, cs, B,
+                                  HW, mean[c], invstd[c], gamma[c], sdy, sdyx,
+                                  (double)N, accumulate);
     }
 }
 
@@ -1190,6 +1256,87 @@ void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta,
 {
     bn_backward(dinp, dgamma, dbeta, dout, out, inp, mean, invstd, gamma, B, C,
                 HW, accumulate);
+}
+
+/* The split kernels: the same per-channel work, one call per step. */
+
+void batchnorm_sums(double *sd, double *sq, const float *inp,
+                    const float *centre, int B, int C, int HW)
+{
+    const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
+#pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
+    for (int c = 0; c < C; c++) {
+        double a, q;
+        bn_channel_sums(&a, &q, inp + (size_t)c * HW, cs, B, HW,
+                        centre ? centre[c] : 0.0f);
+        sd[c] = a;
+        if (sq) sq[c] = q;
+    }
+}
+
+void batchnorm_stats(float *mean, float *invstd, float *running_mean,
+                     float *running_var, const float *centre, const double *sd,
+                     const double *sq, double n, int C, float momentum,
+                     float eps)
+{
+    const int running = running_mean && running_var;
+    for (int c = 0; c < C; c++) {
+        const float ce = centre ? centre[c] : 0.0f; /* mean may alias it */
+        bn_channel_stats(&mean[c], &invstd[c],
+                         running ? running_mean + c : NULL,
+                         running ? running_var + c : NULL, ce, sd[c], sq[c], n,
+                         momentum, eps);
+    }
+}
+
+void batchnorm_apply(float *out, const float *inp, const float *mean,
+                     const float *invstd, const float *gamma, const float *beta,
+                     int B, int C, int HW, int relu)
+{
+    const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
+#pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
+    for (int c = 0; c < C; c++)
+        bn_channel_apply(out + (size_t)c * HW, inp + (size_t)c * HW, cs, B, HW,
+                         mean[c], gamma[c] * invstd[c], beta[c], relu);
+}
+
+void batchnorm_backward_sums(double *sdy, double *sdyx, float *dgamma,
+                             float *dbeta, const float *dout,
+                             const float *relu_out, const float *inp,
+                             const float *mean, const float *invstd, int B,
+                             int C, int HW)
+{
+    const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
+#pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
+    for (int c = 0; c < C; c++) {
+        const size_t off = (size_t)c * HW;
+        double a, q;
+        bn_channel_backward_sums(&a, &q, dout + off,
+                                 relu_out ? relu_out + off : NULL, inp + off,
+                                 cs, B, HW, mean[c], invstd[c]);
+        sdy[c] = a;
+        sdyx[c] = q;
+        if (dbeta) dbeta[c] += (float)a;
+        if (dgamma) dgamma[c] += (float)q;
+    }
+}
+
+void batchnorm_backward_input(float *dinp, const float *dout,
+                              const float *relu_out, const float *inp,
+                              const float *mean, const float *invstd,
+                              const float *gamma, const double *sdy,
+                              const double *sdyx, double n, int B, int C,
+                              int HW, int accumulate)
+{
+    const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
+#pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
+    for (int c = 0; c < C; c++) {
+        const size_t off = (size_t)c * HW;
+        bn_channel_backward_input(dinp + off, dout + off,
+                                  relu_out ? relu_out + off : NULL, inp + off,
+                                  cs, B, HW, mean[c], invstd[c], gamma[c],
+                                  sdy[c], sdyx[c], n, accumulate);
+    }
 }
 
 /* ---------------------------------------------------------------------------

@@ -82,6 +82,49 @@ void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta,
                              const float *invstd, const float *gamma, int B,
                              int C, int HW, int accumulate);
 
+/* The training-mode batchnorm in steps, for statistics over more images
+ * than this call sees (synchronized BN: every rank adds its sums to the
+ * other ranks' between the steps). The same per-channel arithmetic as the
+ * single-call kernels above; sums run per (b, c) row in float and across
+ * rows in double.
+ * batchnorm_sums: sd[c] = sum of (x - centre[c]), sq[c] (may be NULL) =
+ * sum of (x - centre[c])^2 over the B*HW values of channel c of inp
+ * (B,C,HW); centre (C) may be NULL (0). */
+void batchnorm_sums(double *sd, double *sq, const float *inp,
+                    const float *centre, int B, int C, int HW);
+/* mean, invstd (C) from sums sd, sq about centre (C, may be NULL; mean
+ * may alias it) over n values: mean = centre + sd/n, biased variance
+ * (sq - sd^2/n)/n; and, when both are not NULL, running_mean and
+ * running_var updated with `momentum` (unbiased variance, n/(n-1)). */
+void batchnorm_stats(float *mean, float *invstd, float *running_mean,
+                     float *running_var, const float *centre, const double *sd,
+                     const double *sq, double n, int C, float momentum,
+                     float eps);
+/* out = (inp - mean) * invstd * gamma + beta per channel, then max(., 0)
+ * when relu != 0. */
+void batchnorm_apply(float *out, const float *inp, const float *mean,
+                     const float *invstd, const float *gamma, const float *beta,
+                     int B, int C, int HW, int relu);
+/* sdy[c] = sum of g, sdyx[c] = sum of g * xhat over channel c, where g is
+ * dout masked by (relu_out > 0) when relu_out (the fused forward's output)
+ * is not NULL, and xhat = (inp - mean) * invstd; dgamma += sdyx, dbeta +=
+ * sdy (either may be NULL). */
+void batchnorm_backward_sums(double *sdy, double *sdyx, float *dgamma,
+                             float *dbeta, const float *dout,
+                             const float *relu_out, const float *inp,
+                             const float *mean, const float *invstd, int B,
+                             int C, int HW);
+/* dinp =/+= gamma * invstd * (g - sdy/n - xhat * sdyx/n) (g, xhat as
+ * above): the input gradient of a batchnorm whose batch holds n values
+ * per channel with these gradient sums (n = B*HW and this call's own sums
+ * give batchnorm_backward's, or batchnorm_relu_backward's). */
+void batchnorm_backward_input(float *dinp, const float *dout,
+                              const float *relu_out, const float *inp,
+                              const float *mean, const float *invstd,
+                              const float *gamma, const double *sdy,
+                              const double *sdyx, double n, int B, int C,
+                              int HW, int accumulate);
+
 /* out = max(inp, 0), n elements (out may alias inp). */
 void relu_forward(float *out, const float *inp, size_t n);
 /* dinp =/+= dout * (out > 0). Uses the forward OUTPUT, so in-place is ok. */

@@ -52,6 +52,7 @@ struct model_program {
     int nslots, cap_slots;
     size_t act_per_image; /* floats per image over all slots */
     size_t stats_floats;  /* bn mean + invstd */
+    int bn_max_c;         /* the widest BN's channels */
     size_t argmax_per_image;
     int cap_tensors, cap_layers;
     int logits; /* slot of the classifier output */
@@ -62,6 +63,7 @@ struct model_program {
     float *acts, *dacts, *stats, *work, *probs;
     float *fold; /* eval: a conv's weights and bias with its BN folded in */
     int32_t *argmax;
+    double *bn_sums; /* synchronized BN: 2 * bn_max_c + 1 sums */
     size_t work_floats;
     unsigned char *ready; /* per slot: gradient already written */
     size_t *grad_ends;    /* per op, for model.grad_ready (model_backward) */
@@ -69,6 +71,7 @@ struct model_program {
     const float *x; /* input of the last forward */
     const int *labels;
     int B, trained; /* last forward: batch, training mode */
+    int bn_synced;  /* last forward: its BN statistics were m->bn_sum's */
 };
 
 static const char *arch_names[ARCH_COUNT] = {"smallnet", "vgg16", "resnet20",
@@ -268,6 +271,7 @@ static int build_bn(struct model *m, const char *name, int in, int prune)
     o->w = g, o->b = b, o->rm = rm, o->rv = rv;
     o->aux = m->prog->stats_floats;
     m->prog->stats_floats += 2 * (size_t)c;
+    if (c > m->prog->bn_max_c) m->prog->bn_max_c = c;
     if (m->nlayers > 0) m->layers[m->nlayers - 1].params += 2 * c;
     return out;
 }
@@ -449,6 +453,8 @@ static void free_arena(struct model_program *P)
     free(P->argmax);
     free(P->ready);
     free(P->grad_ends);
+    free(P->bn_sums);
+    P->bn_sums = NULL;
     P->acts = P->dacts = P->stats = P->work = P->probs = P->fold = NULL;
     P->argmax = NULL;
     P->ready = NULL;
@@ -655,11 +661,12 @@ int model_reserve(struct model *m, int max_batch, char *err)
     P->argmax = malloc((P->argmax_per_image * max_batch + 1) * sizeof(int32_t));
     P->ready = malloc((size_t)P->nslots);
     P->grad_ends = malloc(sizeof *P->grad_ends * (size_t)P->nops);
+    P->bn_sums = malloc(sizeof *P->bn_sums * (2 * (size_t)P->bn_max_c + 1));
     P->max_batch = max_batch;
     P->work_threads = threads;
     P->work_floats = work;
     if (!P->acts || !P->dacts || !P->stats || !P->work || !P->probs ||
-        !P->fold || !P->argmax || !P->ready || !P->grad_ends) {
+        !P->fold || !P->argmax || !P->ready || !P->grad_ends || !P->bn_sums) {
         P->max_batch = 0;
         return abc_errf(err, ABC_ENOMEM,
                         "out of memory for activations of %s at batch %d "
@@ -706,6 +713,66 @@ static int relu_follows(const struct model_program *P, int i, int nops)
            P->ops[i + 1].in == P->ops[i].out;
 }
 
+/* m->bn_sum over v[0..n), unless an earlier sum failed (v then stays this
+ * rank's own; the error stays in bn_sum_rc). */
+static void bn_sum_call(struct model *m, double *v, int n)
+{
+    if (m->bn_sum_rc) return;
+    m->bn_sum_rc = m->bn_sum(m->bn_sum_ctx, v, n);
+}
+
+/* Training forward of BN op o with synchronized statistics (m->bn_sum):
+ * the global batch's mean from every rank's value sums and counts, then
+ * its variance from every rank's sums of squared deviations from that
+ * mean (two passes: no cancellation); the same on every rank. */
+static void bn_forward_sync(struct model *m, const struct op *o, int B)
+{
+    struct model_program *P = m->prog;
+    const struct slot *si = &P->slots[o->in];
+    const int C = si->c, HW = si->h * si->w;
+    const float *in = act(P, o->in);
+    float *mean = P->stats + o->aux, *invstd = mean + C;
+    double *s = P->bn_sums; /* 2 * C + 1 */
+    batchnorm_sums(s, NULL, in, NULL, B, C, HW);
+    s[C] = (double)B * HW;
+    bn_sum_call(m, s, C + 1);
+    const double n = s[C];
+    for (int c = 0; c < C; c++)
+        mean[c] = (float)(s[c] / n);
+    batchnorm_sums(s, s + C, in, mean, B, C, HW);
+    bn_sum_call(m, s, 2 * C);
+    batchnorm_stats(mean, invstd, param(m, o->rm), param(m, o->rv), mean, s,
+                    s + C, n, C, m->bn_momentum, m->bn_eps);
+    batchnorm_apply(act(P, o->out), in, mean, invstd, param(m, o->w),
+                    param(m, o->b), B, C, HW, o->relu);
+}
+
+/* Backward of BN op o after bn_forward_sync: gamma's and beta's gradients
+ * from this rank's images (the gradient sum over the ranks adds them up
+ * later), the input gradient's channel means from every rank's sums,
+ * weighted by m->bn_shard_weight: the global batch's means in the scale of
+ * this rank's loss. */
+static void bn_backward_sync(struct model *m, const struct op *o, int B,
+                             float *din, const float *dout, int acc)
+{
+    struct model_program *P = m->prog;
+    const struct slot *si = &P->slots[o->in];
+    const int C = si->c, HW = si->h * si->w;
+    const float *in = act(P, o->in), *mean = P->stats + o->aux,
+                *invstd = mean + C;
+    const float *relu_out = o->relu ? act(P, o->out) : NULL;
+    double *s = P->bn_sums;
+    batchnorm_backward_sums(s, s + C, grad(m, o->w), grad(m, o->b), dout,
+                            relu_out, in, mean, invstd, B, C, HW);
+    if (!din) return; /* alike on every rank: the same model */
+    for (int i = 0; i < 2 * C; i++)
+        s[i] *= (double)m->bn_shard_weight;
+    bn_sum_call(m, s, 2 * C);
+    batchnorm_backward_input(din, dout, relu_out, in, mean, invstd,
+                             param(m, o->w), s, s + C, (double)B * HW, B, C, HW,
+                             acc);
+}
+
 /* Eval forward of conv op o and the BN op bn reading its output, fused:
  * the BN's affine map folded into the conv's weights and a bias (in
  * P->fold), its ReLU into the conv's output pass, written straight to the
@@ -742,6 +809,7 @@ static void run_ops(struct model *m, const float *x, int B, int training,
     struct model_program *P = m->prog;
     P->x = x;
     P->B = B;
+    P->bn_synced = training && m->bn_sum;
     for (int i = 0; i < nops; i++) {
         struct op *o = &P->ops[i];
         const struct slot *si = &P->slots[o->in], *so = &P->slots[o->out];
@@ -760,6 +828,10 @@ static void run_ops(struct model *m, const float *x, int B, int training,
             break;
         }
         case OP_BN: {
+            if (P->bn_synced) {
+                bn_forward_sync(m, o, B);
+                break;
+            }
             float *mean = P->stats + o->aux;
             (o->relu ? batchnorm_relu_forward : batchnorm_forward)(
                 out, mean, mean + si->c, in, param(m, o->w), param(m, o->b),
@@ -860,6 +932,10 @@ void model_backward(struct model *m)
             break;
         }
         case OP_BN: {
+            if (P->bn_synced && m->bn_sum) {
+                bn_backward_sync(m, o, B, din, dout, acc);
+                break;
+            }
             float *mean = P->stats + o->aux;
             if (o->relu)
                 batchnorm_relu_backward(din, grad(m, o->w), grad(m, o->b), dout,

@@ -99,6 +99,26 @@ struct model {
      * on them while the backward pass goes on. */
     void (*grad_ready)(void *ctx, size_t lo);
     void *grad_ready_ctx;
+    /* Optional (NULL: every forward normalises with its own batch's
+     * statistics): synchronized BatchNorm for data-parallel training.
+     * bn_sum(ctx, v, n) replaces v[0..n) by its sum over the ranks (the
+     * same bits on every rank) and returns 0 or an error. In a training
+     * forward each BN op sums its channels' value sums and counts, then
+     * the squared deviations from that mean, so that it normalises with
+     * the global batch's mean and biased variance (and updates the
+     * running statistics with them); model_backward sums the input
+     * gradient's channel sums, each rank's weighted by bn_shard_weight
+     * (its share k/B of the global batch: its loss is the mean over its
+     * own k images). Three sums per BN layer and step, the same on every
+     * rank (they run the same model); keep it set from the training
+     * forward to its model_backward. Eval forwards never sum. The first error
+     * is kept in bn_sum_rc (0 when none; the caller resets it) and no sum is
+     * tried after it: the pass completes with this rank's own sums and its
+     * results must be discarded. */
+    int (*bn_sum)(void *ctx, double *v, int n);
+    void *bn_sum_ctx;
+    float bn_shard_weight;
+    int bn_sum_rc;
 
     int nlayers;
     struct layer_info *layers;

@@ -233,6 +233,32 @@ static int dp_sync_buffers(struct model *m, struct train_dp *dp, int count,
     return dp->sum_floats(dp->ctx, m->buffers, m->nbuffers, err);
 }
 
+/* Synchronized BN's sum (model.bn_sum) over dp->sum_doubles, keeping the
+ * transport's message for train_model to report and the time spent. */
+struct bn_sync {
+    struct train_dp *dp;
+    double seconds;
+    char err[ABC_ERRLEN];
+};
+
+static int bn_sync_sum(void *ctx, double *v, int n)
+{
+    struct bn_sync *b = ctx;
+    double t0 = now_seconds();
+    int rc = b->dp->sum_doubles(b->dp->ctx, v, n, b->err);
+    b->seconds += now_seconds() - t0;
+    return rc;
+}
+
+/* A synchronized BN sum of the step failed: the error, prefixed. */
+static int bn_sync_failed(struct model *m, const struct bn_sync *b, int epoch,
+                          int step, char *err)
+{
+    return abc_errf(err, m->bn_sum_rc,
+                    "synchronized BatchNorm at epoch %d step %d: %s", epoch,
+                    step, b->err);
+}
+
 int train_model(struct model *m, const struct train_config *tc,
                 const struct data_splits *s, uint64_t seed,
                 struct train_state *st, const struct train_io *io, char *err)
@@ -260,6 +286,8 @@ int train_model(struct model *m, const struct train_config *tc,
     /* This rank's part of every global batch: all of it when alone. */
     int first = 0, count = batch;
     if (dp) train_shard(batch, dp->rank, dp->size, &first, &count);
+    struct bn_sync bns = {.dp = dp};
+    const int sync_bn = dp && tc->sync_bn;
     const size_t img = (size_t)d->c * d->h * d->w;
     struct loader l;
     struct sgd opt;
@@ -289,6 +317,14 @@ int train_model(struct model *m, const struct train_config *tc,
      * would be noise, and every image is still seen across epochs. */
     const int steps = d->n / batch;
     const float shard_weight = (float)count / (float)batch;
+    /* Synchronized BN: every training forward normalises with the global
+     * batch's statistics (model.bn_sum), unset again at out. */
+    if (sync_bn) {
+        m->bn_sum = bn_sync_sum;
+        m->bn_sum_ctx = &bns;
+        m->bn_shard_weight = shard_weight;
+        m->bn_sum_rc = 0;
+    }
     const double t_start = now_seconds();
     const int first_epoch = st->epoch;
     for (int epoch = st->epoch; epoch < tc->epochs; epoch++) {
@@ -314,6 +350,10 @@ int train_model(struct model *m, const struct train_config *tc,
             int k = dp ? count : n;
             float loss = model_forward(m, x + (size_t)first * img, y + first, k,
                                        1, &corr);
+            if (m->bn_sum_rc) {
+                rc = bn_sync_failed(m, &bns, epoch + 1, i, err);
+                goto out;
+            }
             if (dp) {
                 /* The step's statistics and every rank's stop flag first,
                  * so that all ranks stop (or give up) at the same step. */
@@ -351,8 +391,16 @@ int train_model(struct model *m, const struct train_config *tc,
                 model_backward(m);
                 m->grad_ready = NULL;
                 if ((rc = dp->sum_end(dp->ctx, err))) goto out;
+                if (m->bn_sum_rc) {
+                    rc = bn_sync_failed(m, &bns, epoch + 1, i, err);
+                    goto out;
+                }
             } else {
                 model_backward(m);
+                if (m->bn_sum_rc) {
+                    rc = bn_sync_failed(m, &bns, epoch + 1, i, err);
+                    goto out;
+                }
                 if (dp) {
                     for (size_t j = 0; j < m->nparams; j++)
                         m->grads[j] *= shard_weight;
@@ -370,7 +418,10 @@ int train_model(struct model *m, const struct train_config *tc,
             if (io && io->stop_at_step > 0 && st->step >= io->stop_at_step)
                 break;
         }
-        if (dp && (rc = dp_sync_buffers(m, dp, count, batch, err))) goto out;
+        /* synchronized BN: every rank's running statistics are already
+         * the same (the weights hash at the end checks the buffers too) */
+        if (dp && !sync_bn && (rc = dp_sync_buffers(m, dp, count, batch, err)))
+            goto out;
         double train_s = now_seconds() - t0;
         double val_acc = 0, val_loss = 0;
         if (s->val.n > 0 && !(io && io->skip_val)) {
@@ -435,14 +486,27 @@ int train_model(struct model *m, const struct train_config *tc,
                           dp->size, dp->rank, (unsigned long long)h);
             goto out;
         }
-        if (io && io->progress)
+        if (io && io->progress) {
             fprintf(io->progress,
                     "%s: data-parallel over %d ranks, weights agree (hash "
-                    "%016llx)\n",
+                    "%016llx), ",
                     io->tag ? io->tag : "train", dp->size,
                     (unsigned long long)h);
+            if (sync_bn)
+                fprintf(io->progress,
+                        "synchronized BatchNorm statistics (%.1f s in their "
+                        "sums)\n",
+                        bns.seconds);
+            else
+                fprintf(io->progress, "per-rank BatchNorm statistics\n");
+        }
     }
 out:
+    if (sync_bn) {
+        m->bn_sum = NULL;
+        m->bn_sum_ctx = NULL;
+        m->bn_sum_rc = 0;
+    }
     free(x);
     free(y);
     sgd_free(&opt);

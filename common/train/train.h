@@ -80,9 +80,12 @@ struct train_io {
     void *hook_ctx;
     /* data-parallel training over dp->size ranks (NULL, or size 1: this
      * rank trains alone). after_backward then sees the combined gradient
-     * of the global batch. BatchNorm uses each rank's shard's statistics;
-     * the running statistics are combined (shard-size weighted) at the end
-     * of every epoch, and the validation set is split over the ranks. */
+     * of the global batch. BatchNorm uses each rank's shard's statistics
+     * and the running statistics are combined (shard-size weighted) at the
+     * end of every epoch; with tc->sync_bn every training forward uses the
+     * global batch's statistics instead (model.bn_sum over
+     * dp->sum_doubles: the same running statistics on every rank). The
+     * validation set is split over the ranks. */
     struct train_dp *dp;
 };
 

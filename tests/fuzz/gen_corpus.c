@@ -209,6 +209,7 @@ static void gen_proto(void)
                                    .nmilestones = 1,
                                    .milestones = {1},
                                    .gamma = 0.1,
+                                   .sync_bn = 1,
                                    .train_images = 1000,
                                    .val_images = 100,
                                    .data_crc = 12345};
