@@ -1262,11 +1262,61 @@ static void test_xent(int B, int C, double scale, double offset)
     free(dz), free(zero);
 }
 
+/* Which algorithm conv2d_* choose, and every algorithm against the plain
+ * twin on the same shapes: each choice (im2col only, + row-tap,
+ * + Winograd, both) runs twins where row-tap, Winograd and the im2col
+ * forms apply (Winograd: odd maps with part tiles, one image and 17, so
+ * a chunk of 16 lanes and one with 15 zero lanes). */
+static void test_conv_algos(void)
+{
+    static const struct {
+        int Cin, H, Cout, stride;
+        const char *algo;
+    } pick[] = {
+        {64, 14, 128, 1, "winograd"}, {128, 7, 256, 1, "winograd"},
+        {64, 7, 64, 1, "rowtap"},     {512, 3, 512, 1, "rowtap"},
+        {16, 28, 16, 1, "implicit"},  {64, 28, 64, 1, "implicit"},
+        {16, 28, 32, 2, "im2col"},    {512, 1, 512, 1, "pointwise"},
+    };
+    for (size_t i = 0; i < sizeof pick / sizeof pick[0]; i++) {
+        struct conv_geom g = {.B = 128,
+                              .Cin = pick[i].Cin,
+                              .H = pick[i].H,
+                              .W = pick[i].H,
+                              .Cout = pick[i].Cout,
+                              .K = 3,
+                              .stride = pick[i].stride,
+                              .pad = 1};
+        CHECK(conv_geom_init(&g) == 0, "geometry");
+        const char *got = conv2d_algo_name(&g);
+        CHECK(strcmp(got, pick[i].algo) == 0,
+              "conv %d->%d %dx%d s%d: %s, not %s", g.Cin, g.Cout, g.H, g.W,
+              g.stride, got, pick[i].algo);
+    }
+    static const int masks[] = {0, CONV_ALGO_ROWTAP, CONV_ALGO_WINOGRAD,
+                                CONV_ALGO_ROWTAP | CONV_ALGO_WINOGRAD};
+    const int saved = conv2d_get_algos(), threads = omp_get_max_threads();
+    for (size_t k = 0; k < sizeof masks / sizeof masks[0]; k++) {
+        conv2d_set_algos(masks[k]);
+        for (int t = 1; t <= 2; t++) {
+            omp_set_num_threads(t);
+            test_conv_twin(2, 64, 5, 128, 3, 1, 1);
+            test_conv_twin(1, 128, 7, 64, 3, 1, 1);
+            test_conv_twin(17, 64, 3, 128, 3, 1, 1);
+            test_conv_twin(17, 64, 5, 128, 3, 1, 1);
+            test_conv_twin(17, 128, 6, 64, 3, 1, 1);
+        }
+    }
+    conv2d_set_algos(saved);
+    omp_set_num_threads(threads);
+}
+
 int main(void)
 {
     rng_seed(&R, 20240601);
     printf("test_layers: %d OpenMP threads\n", omp_get_max_threads());
     test_conv();
+    test_conv_algos();
     test_batchnorm_known();
     test_batchnorm(2, 3, 5, 0);
     test_batchnorm(3, 2, 1, 0);

@@ -49,6 +49,7 @@ struct conv_plan {
     int parallel; /* 1: chunks over threads; 0: in order on this thread */
     int implicit; /* 1: implicit im2col (conv_is_implicit) */
     int rowtap;   /* 1: row-tap convolution (conv_is_rowtap) */
+    int wino;     /* 1: Winograd F(2x2, 3x3) (conv_is_wino) */
     /* per-thread buffer sizes in floats (64 B aligned): im2col or padded
      * input, GEMM output (and, implicit, padded dout and dinp grid),
      * weight-gradient partial, row-address tables (implicit) */
@@ -226,7 +227,25 @@ struct rowtap {
 #define CONV_ROWTAP_MAX_HW 64
 #endif
 #define CONV_ROWTAP_COLS 512
-static int conv_rowtap_off = -1; /* ABC_CONV_ROWTAP=0 turns the path off */
+/* The algorithms conv2d_* may choose (CONV_ALGO_* bits); -1: not read from
+ * the environment yet. */
+static int conv_algos = -1;
+
+int conv2d_get_algos(void)
+{
+    if (conv_algos < 0) {
+        const char *r = getenv("ABC_CONV_ROWTAP"),
+                   *w = getenv("ABC_CONV_WINOGRAD");
+        conv_algos = (r && strcmp(r, "0") == 0 ? 0 : CONV_ALGO_ROWTAP) |
+                     (w && strcmp(w, "0") == 0 ? 0 : CONV_ALGO_WINOGRAD);
+    }
+    return conv_algos;
+}
+
+void conv2d_set_algos(int mask)
+{
+    conv_algos = mask & (CONV_ALGO_ROWTAP | CONV_ALGO_WINOGRAD);
+}
 
 static int conv_is_rowtap(const struct conv_geom *g)
 {
@@ -234,11 +253,7 @@ static int conv_is_rowtap(const struct conv_geom *g)
           2 * g->pad == g->K - 1 && !conv_is_pointwise(g) &&
           (long)g->H * g->W <= CONV_ROWTAP_MAX_HW))
         return 0;
-    if (conv_rowtap_off < 0) {
-        const char *e = getenv("ABC_CONV_ROWTAP");
-        conv_rowtap_off = e && strcmp(e, "0") == 0;
-    }
-    return !conv_rowtap_off;
+    return (conv2d_get_algos() & CONV_ALGO_ROWTAP) != 0;
 }
 
 static void rowtap_layout(struct rowtap *L, const struct conv_geom *g, int n)
@@ -305,9 +320,10 @@ static void rowtap_gemm(float *y, const float *wr, const float **rows, int M,
     }
 }
 
-/* y (n, C, H, W) =, or += when accumulate, the (C, H, W, n) values of
- * grid, plus bias (may be NULL), then max(., 0) when relu. */
-static void rowtap_unpack(float *y, const float *grid, int n, int C,
+/* y (n, C, H, W) =, or += when accumulate, the first n lanes of the
+ * (C, H, W, ns) values of grid, plus bias (may be NULL), then max(., 0)
+ * when relu. */
+static void rowtap_unpack(float *y, const float *grid, int n, int ns, int C,
                           const struct conv_geom *g, const float *bias,
                           int relu, int accumulate)
 {
@@ -315,19 +331,19 @@ static void rowtap_unpack(float *y, const float *grid, int n, int C,
     for (int j = 0; j < n; j++)
         for (int c = 0; c < C; c++) {
             float *d = y + ((size_t)j * C + c) * HW;
-            const float *s = grid + (size_t)c * HW * n + j;
+            const float *s = grid + (size_t)c * HW * ns + j;
             const float bv = bias ? bias[c] : 0.0f;
             if (accumulate)
                 for (size_t i = 0; i < HW; i++)
-                    d[i] += s[i * n];
+                    d[i] += s[i * ns];
             else if (relu)
                 for (size_t i = 0; i < HW; i++) {
-                    float v = s[i * n] + bv;
+                    float v = s[i * ns] + bv;
                     d[i] = v > 0.0f ? v : 0.0f;
                 }
             else
                 for (size_t i = 0; i < HW; i++)
-                    d[i] = s[i * n] + bv;
+                    d[i] = s[i * ns] + bv;
         }
 }
 
@@ -361,7 +377,7 @@ static void rowtap_forward_chunk(float *y, const float *x, const float *wr,
     rowtap_pack(col, x, n, g->Cin, g, &L);
     rowtap_rows(rows, col, g->Cin, n, g, &L);
     rowtap_gemm(tmp, wr, rows, g->Cout, g->Cin, n, g);
-    rowtap_unpack(y, tmp, n, g->Cout, g, bias, relu, 0);
+    rowtap_unpack(y, tmp, n, n, g->Cout, g, bias, relu, 0);
 }
 
 /* Backward of a chunk: dwr (Cout, K, K, Cin) += dout . rows(x)^T; dx (may
@@ -392,7 +408,342 @@ static void rowtap_backward_chunk(float *dx, float *dwr, const float *dy,
     if (!dx) return;
     rowtap_rows(dyrows, dyp, Cout, n, g, &L);
     rowtap_gemm(dxg, wf, dyrows, Cin, Cout, n, g);
-    rowtap_unpack(dx, dxg, n, Cin, g, NULL, 0, accumulate);
+    rowtap_unpack(dx, dxg, n, n, Cin, g, NULL, 0, accumulate);
+}
+
+/* ---------------------------------------------------------------------------
+ * Winograd F(2x2, 3x3) for stride-1 3x3 convolutions with padding 1, in
+ * the same images-innermost layout as the row-tap path, so that every
+ * transform is a loop over the chunk's images, vectorised across them.
+ * A chunk's input is packed to (C, Hp, Wp, n), its plane at offset (1, 1)
+ * of a zero plane of 2 th + 2 by 2 tw + 2 (th x tw tiles of 2x2 outputs).
+ * Each 4x4 input tile d becomes V = B^T d B, each weight g becomes
+ * U = G g G^T, and the 16 elements e of the tiles multiply as 16 GEMMs
+ * M_e (Cout, T n) = U_e (Cout, Cin) . V_e (Cin, T n); a tile's output is
+ * A^T m A. That is 16 multiplies per 4 outputs instead of 36. The input
+ * gradient is the same convolution of the output gradient with the
+ * flipped, transposed weights; the weight gradient is G^T dU G with
+ * dU_e = sum over tiles of (A dy A^T)_e V_e^T, the transpose of the
+ * forward map. Matrices (Lavin & Gray 2016):
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+ *   A^T = [1 1 1 0; 0 1 -1 -1] */
+struct wino {
+    int th, tw, T; /* tiles down, across, in all */
+    int Hp, Wp;    /* the padded plane: 2 th + 2 by 2 tw + 2 */
+    size_t P;      /* floats per channel of a packed chunk: Hp Wp WINO_NW */
+};
+
+/* Lanes: a chunk of at most this many images is transformed at once (the
+ * lanes of missing images are zero). */
+#define WINO_NW 16
+
+static void wino_layout(struct wino *L, const struct conv_geom *g)
+{
+    L->th = (g->H + 1) / 2;
+    L->tw = (g->W + 1) / 2;
+    L->T = L->th * L->tw;
+    L->Hp = 2 * L->th + 2;
+    L->Wp = 2 * L->tw + 2;
+    L->P = (size_t)L->Hp * L->Wp * WINO_NW;
+}
+
+/* Where Winograd won by measurement (bench/bench_conv, 2-vCPU AMD EPYC,
+ * 2026-12-03, batch 128, forward + backward against the best other path):
+ * 14x14 maps with 64-128 channels 0.70-0.85x the time, 7x7 maps with 128
+ * or more channels 0.90-1.0x; it lost on 28x28 maps (64 channels: 1.05x,
+ * the implicit im2col wastes little there), at 16-32 channels (1.6-3.2x:
+ * the transforms cost as much as the multiplies they save) and tied at
+ * 7x7 with 64 (ResNet's last stage keeps the row-tap path). */
+#define CONV_WINO_MIN_C 64   /* both widths at least */
+#define CONV_WINO_WIDE_C 128 /* one of them at least */
+#define CONV_WINO_MIN_HW 17  /* 5x5 and up: row-tap below */
+#define CONV_WINO_MAX_HW 256 /* up to 16x16 */
+#ifndef CONV_WINO_BLOCK_TILES
+#define CONV_WINO_BLOCK_TILES 12 /* GEMMs of 12 WINO_NW columns */
+#endif
+
+static int conv_is_wino(const struct conv_geom *g)
+{
+    const long hw = (long)g->H * g->W;
+    if (!(g->K == 3 && g->stride == 1 && g->pad == 1 &&
+          hw >= CONV_WINO_MIN_HW && hw <= CONV_WINO_MAX_HW &&
+          g->Cin >= CONV_WINO_MIN_C && g->Cout >= CONV_WINO_MIN_C &&
+          (g->Cin >= CONV_WINO_WIDE_C || g->Cout >= CONV_WINO_WIDE_C)))
+        return 0;
+    return (conv2d_get_algos() & CONV_ALGO_WINOGRAD) != 0;
+}
+
+/* buf (C, Hp, Wp, WINO_NW) <- src (n, C, H, W) at offset (1, 1), zeros
+ * around and in the lanes of images n..WINO_NW-1. */
+static void wino_pack(float *buf, const float *src, int n, int C,
+                      const struct conv_geom *g, const struct wino *L)
+{
+    const int H = g->H, W = g->W, Wp = L->Wp;
+    const size_t HW = (size_t)H * W, rn = (size_t)Wp * WINO_NW;
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < L->Hp; r++) {
+            float *d = buf + ((size_t)c * L->Hp + r) * rn;
+            if (r == 0 || r > H) {
+                memset(d, 0, rn * sizeof *d);
+                continue;
+            }
+            memset(d, 0, WINO_NW * sizeof *d);
+            memset(d + (size_t)(W + 1) * WINO_NW, 0,
+                   (size_t)(Wp - W - 1) * WINO_NW * sizeof *d);
+            d += WINO_NW;
+            if (n < WINO_NW)
+                for (int i = 0; i < W; i++)
+                    memset(d + (size_t)i * WINO_NW + n, 0,
+                           (size_t)(WINO_NW - n) * sizeof *d);
+            for (int j = 0; j < n; j++) {
+                const float *x =
+                    src + ((size_t)j * C + c) * HW + (size_t)(r - 1) * W;
+                for (int i = 0; i < W; i++)
+                    d[(size_t)i * WINO_NW + j] = x[i];
+            }
+        }
+}
+
+/* The transforms work on WINO_NW images at once: every value below is a
+ * vector of WINO_NW lanes, at a constant stride of WINO_NW floats within a
+ * tile row, so the loops are fixed-length and vectorise fully. */
+
+/* Row r of V = B^T d B for one tile: t = d[a] + s d[b] (B^T's row r picks
+ * rows a and b with sign s), then v[r][q] = (t B)[q] at o + q es. */
+static inline void wino_in_row(float *restrict o, size_t es,
+                               const float *restrict pa,
+                               const float *restrict pb, float s)
+{
+#pragma omp simd
+    for (int j = 0; j < WINO_NW; j++) {
+        float t0 = pa[j] + s * pb[j];
+        float t1 = pa[WINO_NW + j] + s * pb[WINO_NW + j];
+        float t2 = pa[2 * WINO_NW + j] + s * pb[2 * WINO_NW + j];
+        float t3 = pa[3 * WINO_NW + j] + s * pb[3 * WINO_NW + j];
+        o[j] = t0 - t2;
+        o[es + j] = t1 + t2;
+        o[2 * es + j] = t2 - t1;
+        o[3 * es + j] = t1 - t3;
+    }
+}
+
+/* V (16, C, nt, WINO_NW) <- B^T d B of the 4x4 tiles [t0, t0 + nt) of buf. */
+static void wino_input(float *restrict V, const float *buf, int C, int t0,
+                       int nt, const struct wino *L)
+{
+    const size_t es = (size_t)C * nt * WINO_NW, rn = (size_t)L->Wp * WINO_NW;
+    for (int c = 0; c < C; c++)
+        for (int k = 0; k < nt; k++) {
+            const int ty = (t0 + k) / L->tw, tx = (t0 + k) % L->tw;
+            const float *b = buf + ((size_t)c * L->Hp + 2 * ty) * rn +
+                             (size_t)2 * tx * WINO_NW;
+            float *v = V + ((size_t)c * nt + k) * WINO_NW;
+            /* B^T rows: d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
+            wino_in_row(v, es, b, b + 2 * rn, -1.0f);
+            wino_in_row(v + 4 * es, es, b + rn, b + 2 * rn, 1.0f);
+            wino_in_row(v + 8 * es, es, b + 2 * rn, b + rn, -1.0f);
+            wino_in_row(v + 12 * es, es, b + rn, b + 3 * rn, -1.0f);
+        }
+}
+
+/* out (C, H, W, WINO_NW) <- A^T m A of the tiles [t0, t0 + nt), whose
+ * transformed values M holds (16, C, nt, WINO_NW); outputs past the map's
+ * edge are dropped. */
+static void wino_output(float *restrict out, const float *M, int C, int t0,
+                        int nt, const struct conv_geom *g, const struct wino *L)
+{
+    const size_t es = (size_t)C * nt * WINO_NW;
+    const int H = g->H, W = g->W;
+    for (int c = 0; c < C; c++)
+        for (int k = 0; k < nt; k++) {
+            const int ty = (t0 + k) / L->tw, tx = (t0 + k) % L->tw;
+            const float *m = M + ((size_t)c * nt + k) * WINO_NW;
+            float u[4][2][WINO_NW]; /* m A, row by row */
+            for (int r = 0; r < 4; r++) {
+                const float *p = m + (size_t)4 * r * es;
+#pragma omp simd
+                for (int j = 0; j < WINO_NW; j++) {
+                    u[r][0][j] = p[j] + p[es + j] + p[2 * es + j];
+                    u[r][1][j] = p[es + j] - p[2 * es + j] - p[3 * es + j];
+                }
+            }
+            const int oh = 2 * ty, ow = 2 * tx;
+            const int rows = oh + 1 < H ? 2 : 1, cols = ow + 1 < W ? 2 : 1;
+            float *o = out + (((size_t)c * H + oh) * W + ow) * WINO_NW;
+            for (int q = 0; q < cols; q++) {
+                float *o0 = o + (size_t)q * WINO_NW;
+#pragma omp simd
+                for (int j = 0; j < WINO_NW; j++)
+                    o0[j] = u[0][q][j] + u[1][q][j] + u[2][q][j];
+                if (rows < 2) continue;
+                float *o1 = o0 + (size_t)W * WINO_NW;
+#pragma omp simd
+                for (int j = 0; j < WINO_NW; j++)
+                    o1[j] = u[1][q][j] - u[2][q][j] - u[3][q][j];
+            }
+        }
+}
+
+/* D (16, C, nt, WINO_NW) <- A dy A^T of the 2x2 tiles [t0, t0 + nt) of the
+ * packed output gradient dyp (C, Hp, Wp, WINO_NW; zero past the map's
+ * edge). */
+static void wino_grad_output(float *restrict D, const float *dyp, int C, int t0,
+                             int nt, const struct wino *L)
+{
+    const size_t es = (size_t)C * nt * WINO_NW, rn = (size_t)L->Wp * WINO_NW;
+    for (int c = 0; c < C; c++)
+        for (int k = 0; k < nt; k++) {
+            const int ty = (t0 + k) / L->tw, tx = (t0 + k) % L->tw;
+            const float *b = dyp + ((size_t)c * L->Hp + 2 * ty + 1) * rn +
+                             (size_t)(2 * tx + 1) * WINO_NW;
+            float *v = D + ((size_t)c * nt + k) * WINO_NW;
+            /* A's rows: y0, y0 + y1, y0 - y1, -y1 */
+            static const float ca[4] = {1, 1, 1, 0}, cb[4] = {0, 1, -1, -1};
+            for (int r = 0; r < 4; r++) {
+                float *o = v + (size_t)4 * r * es;
+                const float a = ca[r], bb = cb[r];
+#pragma omp simd
+                for (int j = 0; j < WINO_NW; j++) {
+                    float t0v = a * b[j] + bb * b[rn + j];
+                    float t1v = a * b[WINO_NW + j] + bb * b[rn + WINO_NW + j];
+                    o[j] = t0v;
+                    o[es + j] = t0v + t1v;
+                    o[2 * es + j] = t0v - t1v;
+                    o[3 * es + j] = -t1v;
+                }
+            }
+        }
+}
+
+/* U (16, R, S) <- G g G^T of weight (Cout, Cin, 3, 3): R = Cout, S = Cin;
+ * with flip, R = Cin, S = Cout and g the kernel flipped in space (the
+ * input gradient's convolution). */
+static void wino_weights(float *U, const float *weight,
+                         const struct conv_geom *g, int flip)
+{
+    const int Cin = g->Cin, Cout = g->Cout;
+    const size_t es = (size_t)Cin * Cout;
+    for (int co = 0; co < Cout; co++)
+        for (int c = 0; c < Cin; c++) {
+            const float *w = weight + ((size_t)co * Cin + c) * 9;
+            float k[3][3], t[4][3];
+            for (int r = 0; r < 3; r++)
+                for (int q = 0; q < 3; q++)
+                    k[r][q] = flip ? w[(2 - r) * 3 + (2 - q)] : w[r * 3 + q];
+            for (int q = 0; q < 3; q++) {
+                t[0][q] = k[0][q];
+                t[1][q] = 0.5f * (k[0][q] + k[1][q] + k[2][q]);
+                t[2][q] = 0.5f * (k[0][q] - k[1][q] + k[2][q]);
+                t[3][q] = k[2][q];
+            }
+            float *u =
+                U + (flip ? (size_t)c * Cout + co : (size_t)co * Cin + c);
+            for (int r = 0; r < 4; r++) {
+                u[(4 * r + 0) * es] = t[r][0];
+                u[(4 * r + 1) * es] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
+                u[(4 * r + 2) * es] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
+                u[(4 * r + 3) * es] = t[r][2];
+            }
+        }
+}
+
+/* dweight (Cout, Cin, 3, 3) += G^T dU G of dU (16, Cout, Cin). */
+static void wino_weight_grad(float *dweight, const float *dU,
+                             const struct conv_geom *g)
+{
+    const size_t es = (size_t)g->Cout * g->Cin;
+    for (size_t i = 0; i < es; i++) {
+        float u[4][4], h[3][4];
+        for (int e = 0; e < 16; e++)
+            u[e / 4][e % 4] = dU[(size_t)e * es + i];
+        for (int q = 0; q < 4; q++) {
+            h[0][q] = u[0][q] + 0.5f * (u[1][q] + u[2][q]);
+            h[1][q] = 0.5f * (u[1][q] - u[2][q]);
+            h[2][q] = 0.5f * (u[1][q] + u[2][q]) + u[3][q];
+        }
+        float *d = dweight + i * 9;
+        for (int r = 0; r < 3; r++) {
+            d[r * 3 + 0] += h[r][0] + 0.5f * (h[r][1] + h[r][2]);
+            d[r * 3 + 1] += 0.5f * (h[r][1] - h[r][2]);
+            d[r * 3 + 2] += 0.5f * (h[r][1] + h[r][2]) + h[r][3];
+        }
+    }
+}
+
+/* Tiles per block: the transformed tiles of a block (16 x channels x nt x
+ * WINO_NW) stay in cache between the transforms and the GEMMs. */
+static int wino_block(const struct wino *L)
+{
+    return L->T < CONV_WINO_BLOCK_TILES ? L->T : CONV_WINO_BLOCK_TILES;
+}
+
+/* out grid (R, H, W, WINO_NW) <- the convolution of the packed buf (S
+ * channels) with the transformed weights U (16, R, S); V and M are scratch
+ * of 16 max(R, S) wino_block WINO_NW floats each. */
+static void wino_conv(float *out, const float *buf, const float *U, int R,
+                      int S, const struct conv_geom *g, const struct wino *L,
+                      float *V, float *M)
+{
+    const int bt = wino_block(L);
+    for (int t0 = 0; t0 < L->T; t0 += bt) {
+        const int nt = L->T - t0 < bt ? L->T - t0 : bt, N = nt * WINO_NW;
+        wino_input(V, buf, S, t0, nt, L);
+        for (int e = 0; e < 16; e++)
+            gemm_f32(0, 0, R, N, S, 1.0f, U + (size_t)e * R * S, S,
+                     V + (size_t)e * S * N, N, 0.0f, M + (size_t)e * R * N, N);
+        wino_output(out, M, R, t0, nt, g, L);
+    }
+}
+
+/* Floats of one V or M block. */
+static size_t wino_blk(const struct conv_geom *g, const struct wino *L)
+{
+    const size_t cmax = g->Cin > g->Cout ? (size_t)g->Cin : (size_t)g->Cout;
+    return round16(16 * cmax * (size_t)wino_block(L) * WINO_NW);
+}
+
+/* Buffers of one thread: packed input (col), then in tmp: V, M (wino_blk
+ * each), the (cmax, H, W, WINO_NW) output grid and the packed dout. */
+static void wino_forward_chunk(float *y, const float *x, const float *U,
+                               const float *bias, const struct conv_geom *g,
+                               int n, float *col, float *tmp, int relu)
+{
+    struct wino L;
+    wino_layout(&L, g);
+    float *V = tmp, *M = V + wino_blk(g, &L), *grid = M + wino_blk(g, &L);
+    wino_pack(col, x, n, g->Cin, g, &L);
+    wino_conv(grid, col, U, g->Cout, g->Cin, g, &L, V, M);
+    rowtap_unpack(y, grid, n, WINO_NW, g->Cout, g, bias, relu, 0);
+}
+
+/* dU (16, Cout, Cin) += the chunk's transformed weight gradient; dx (may
+ * be NULL) =/+= the convolution of dout with Uf (16, Cin, Cout). */
+static void wino_backward_chunk(float *dx, float *dU, const float *dy,
+                                const float *x, const float *Uf,
+                                const struct conv_geom *g, int n, float *col,
+                                float *tmp, int accumulate)
+{
+    struct wino L;
+    wino_layout(&L, g);
+    const int Cin = g->Cin, Cout = g->Cout, bt = wino_block(&L);
+    const size_t cmax = Cin > Cout ? (size_t)Cin : (size_t)Cout;
+    float *V = tmp, *M = V + wino_blk(g, &L), *grid = M + wino_blk(g, &L);
+    float *dyp = grid + round16(cmax * g->H * g->W * WINO_NW);
+    wino_pack(col, x, n, Cin, g, &L);
+    wino_pack(dyp, dy, n, Cout, g, &L);
+    for (int t0 = 0; t0 < L.T; t0 += bt) {
+        const int nt = L.T - t0 < bt ? L.T - t0 : bt, N = nt * WINO_NW;
+        wino_input(V, col, Cin, t0, nt, &L);
+        wino_grad_output(M, dyp, Cout, t0, nt, &L);
+        for (int e = 0; e < 16; e++)
+            gemm_f32(0, 1, Cout, Cin, N, 1.0f, M + (size_t)e * Cout * N, N,
+                     V + (size_t)e * Cin * N, N, 1.0f,
+                     dU + (size_t)e * Cout * Cin, Cin);
+    }
+    if (!dx) return;
+    wino_conv(grid, dyp, Uf, Cin, Cout, g, &L, V, M);
+    rowtap_unpack(dx, grid, n, WINO_NW, Cin, g, NULL, 0, accumulate);
 }
 
 /* The plan is a pure function of the geometry and the thread count. The
@@ -412,13 +763,25 @@ static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
     if (nb > nb_cap) nb = nb_cap;
     if (nb < 1) nb = 1;
     if (nb > (size_t)g->B) nb = (size_t)g->B;
-    p->rowtap = conv_is_rowtap(g);
-    p->implicit = !p->rowtap && conv_is_implicit(g);
+    p->wino = conv_is_wino(g);
+    p->rowtap = !p->wino && conv_is_rowtap(g);
+    p->implicit = !p->wino && !p->rowtap && conv_is_implicit(g);
     p->dw = round16((size_t)g->Cout * ckk);
     p->wt = 0;
     p->ptr = 0;
     const size_t floats_per_ptr = (sizeof(const float *) + 3) / 4;
-    if (p->rowtap) {
+    if (p->wino) {
+        /* the transforms run across a chunk's images, WINO_NW at most */
+        nb = g->B < WINO_NW ? (size_t)g->B : WINO_NW;
+        struct wino L;
+        wino_layout(&L, g);
+        size_t cmax = g->Cin > g->Cout ? (size_t)g->Cin : (size_t)g->Cout;
+        p->col = round16((size_t)g->Cin * L.P);
+        p->tmp = 2 * wino_blk(g, &L) + round16(cmax * g->H * g->W * WINO_NW) +
+                 round16((size_t)g->Cout * L.P);
+        p->dw = round16(16 * (size_t)g->Cout * g->Cin);
+        p->wt = p->dw;
+    } else if (p->rowtap) {
         /* GEMMs of W * nb >= CONV_ROWTAP_COLS columns per output row */
         nb = (CONV_ROWTAP_COLS + (size_t)g->W - 1) / (size_t)g->W;
         if (nb > (size_t)g->B) nb = (size_t)g->B;
@@ -462,6 +825,17 @@ static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
     }
     p->nchunks = nchunks;
     p->nb = (g->B + nchunks - 1) / nchunks;
+}
+
+const char *conv2d_algo_name(const struct conv_geom *g)
+{
+    if (conv_is_pointwise(g)) return "pointwise";
+    struct conv_plan p;
+    conv_plan_make(&p, g, 1);
+    return p.wino       ? "winograd"
+           : p.rowtap   ? "rowtap"
+           : p.implicit ? "implicit"
+                        : "im2col";
 }
 
 size_t conv2d_workspace_floats(const struct conv_geom *g, int nthreads)
@@ -685,6 +1059,10 @@ static void conv_forward_chunk(float *out, const float *inp,
     const float *x = inp + (size_t)b0 * g->Cin * g->H * g->W;
     float *y = out + (size_t)b0 * Cout * P;
     float *col = buf, *tmp = buf + p->col, *ptr = tmp + p->tmp + p->dw;
+    if (p->wino) {
+        wino_forward_chunk(y, x, weight, bias, g, n, col, tmp, relu);
+        return;
+    }
     if (p->rowtap) {
         rowtap_forward_chunk(y, x, weight, bias, g, n, col, tmp, ptr, relu);
         return;
@@ -743,9 +1121,12 @@ static void conv_forward(float *out, const float *inp, const float *weight,
     int nt = omp_get_max_threads();
     struct conv_plan p;
     conv_plan_make(&p, g, nt);
-    if (p.rowtap) {
+    if (p.rowtap || p.wino) {
         float *wr = work + (size_t)(p.parallel ? nt : 1) * p.per;
-        rowtap_weights(wr, weight, g, 0);
+        if (p.wino)
+            wino_weights(wr, weight, g, 0);
+        else
+            rowtap_weights(wr, weight, g, 0);
         weight = wr;
     }
 #pragma omp parallel num_threads(nt) if (p.parallel)
@@ -790,6 +1171,10 @@ static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
     const float *x = inp + (size_t)b0 * Cin * HW;
     const float *dy = dout + (size_t)b0 * Cout * P;
     float *dx = dinp ? dinp + (size_t)b0 * Cin * HW : NULL;
+    if (p->wino) {
+        wino_backward_chunk(dx, dw, dy, x, wt, g, n, col, tmp, accumulate);
+        return;
+    }
     if (p->rowtap) {
         rowtap_backward_chunk(dx, dw, dy, x, wt, g, n, col, tmp, ptr,
                               accumulate);
@@ -897,6 +1282,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
      * the weights transposed in channels and flipped in space */
     float *wt = work + (size_t)(p.parallel ? nt : 1) * per;
     if (p.rowtap && dinp) rowtap_weights(wt, weight, g, 1);
+    if (p.wino && dinp) wino_weights(wt, weight, g, 1);
     if (p.implicit && dinp) {
         const int kk = g->K * g->K, Cin = g->Cin;
         for (int c = 0; c < Cin; c++)
@@ -905,7 +1291,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
                     wt[((size_t)c * Cout + co) * kk + t] =
                         weight[((size_t)co * Cin + c) * kk + (kk - 1 - t)];
     }
-    if (!p.parallel && !p.rowtap) {
+    if (!p.parallel && !p.rowtap && !p.wino) {
         /* one thread: chunks add straight into dweight, in chunk order */
         for (int c = 0; c < p.nchunks; c++)
             conv_backward_chunk(dinp, dweight, dout, inp, weight, g, &p, c,
@@ -919,16 +1305,29 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         float *buf = work + per * (size_t)t;
         float *dw = buf + p.col + p.tmp;
-        memset(dw, 0, nw * sizeof *dw);
+        memset(dw, 0, (p.wino ? p.dw : nw) * sizeof *dw);
 #pragma omp for schedule(static)
         for (int c = 0; c < p.nchunks; c++)
             conv_backward_chunk(dinp, dw, dout, inp, weight, g, &p, c, buf, wt,
                                 accumulate);
         /* implicit barrier: every partial is complete. Reduce in thread
          * order, weights over threads. */
-        const float *part0 = work + p.col + p.tmp;
+        float *part0 = work + p.col + p.tmp;
+        if (p.wino) {
+            /* the transformed partials first, into thread 0's */
+            const size_t nu = 16 * (size_t)Cout * Cin;
 #pragma omp for schedule(static)
-        for (size_t i = 0; i < nw; i++) {
+            for (size_t i = 0; i < nu; i++) {
+                float s = part0[i];
+                for (int u = 1; u < T; u++)
+                    s += part0[per * (size_t)u + i];
+                part0[i] = s;
+            }
+#pragma omp single
+            wino_weight_grad(dweight, part0, g);
+        }
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < (p.wino ? 0 : nw); i++) {
             size_t j = i; /* i in dweight's layout, j in the partials' */
             if (p.rowtap) {
                 size_t co = i / ((size_t)Cin * kk), r = i % ((size_t)Cin * kk);

@@ -1,0 +1,104 @@
+/* bench_conv.c - times one convolution layer's forward and backward pass
+ * (batch B, given threads) under each choice of algorithms conv2d_* may
+ * make (conv2d_set_algos: im2col only, + row-tap, + Winograd, both), the
+ * choices alternated in every round, and prints the median times and the
+ * algorithm that ran. For choosing the thresholds in layers.c by
+ * measurement; never a test.
+ * usage: bench_conv THREADS ROUNDS B Cin H W Cout [B Cin H W Cout ...]
+ *   (3x3 kernels, stride 1, padding 1) */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "core/threads.h"
+#include "nn/layers.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static float *randf(size_t n)
+{
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; p && i < n; i++)
+        p[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+    return p;
+}
+
+#define NALGO 4
+#define MAXR 64
+
+int main(int argc, char **argv)
+{
+    if (argc < 8 || (argc - 3) % 5 != 0) {
+        fprintf(stderr, "usage: %s THREADS ROUNDS B Cin H W Cout [...]\n",
+                argv[0]);
+        return 2;
+    }
+    int threads = threads_setup(atoi(argv[1]));
+    int rounds = atoi(argv[2]);
+    if (rounds < 1 || rounds > MAXR) rounds = 5;
+    static const int masks[NALGO] = {0, CONV_ALGO_ROWTAP, CONV_ALGO_WINOGRAD,
+                                     CONV_ALGO_ROWTAP | CONV_ALGO_WINOGRAD};
+    printf("threads %d\n%-24s %-10s %9s %9s\n", threads, "B Cin HxW Cout",
+           "algo", "fwd ms", "bwd ms");
+    for (int a = 3; a + 4 < argc; a += 5) {
+        struct conv_geom g = {.B = atoi(argv[a]),
+                              .Cin = atoi(argv[a + 1]),
+                              .H = atoi(argv[a + 2]),
+                              .W = atoi(argv[a + 3]),
+                              .Cout = atoi(argv[a + 4]),
+                              .K = 3,
+                              .stride = 1,
+                              .pad = 1};
+        if (conv_geom_init(&g)) {
+            fprintf(stderr, "bad geometry at argument %d\n", a);
+            return 2;
+        }
+        size_t nx = (size_t)g.B * g.Cin * g.H * g.W;
+        size_t ny = (size_t)g.B * g.Cout * g.Ho * g.Wo;
+        size_t nw = (size_t)g.Cout * g.Cin * 9, ws = 0;
+        for (int k = 0; k < NALGO; k++) {
+            conv2d_set_algos(masks[k]);
+            size_t w = conv2d_workspace_floats(&g, threads);
+            if (w > ws) ws = w;
+        }
+        float *x = randf(nx), *y = randf(ny), *w = randf(nw), *dx = randf(nx);
+        float *dw = randf(nw), *work = randf(ws);
+        if (!x || !y || !w || !dx || !dw || !work) return 1;
+        double tf[NALGO][MAXR], tb[NALGO][MAXR];
+        for (int r = 0; r < rounds; r++)
+            for (int k = 0; k < NALGO; k++) {
+                conv2d_set_algos(masks[k]);
+                conv2d_forward(y, x, w, NULL, &g, work); /* warm */
+                double t0 = now();
+                conv2d_forward(y, x, w, NULL, &g, work);
+                double t1 = now();
+                conv2d_backward(dx, dw, NULL, y, x, w, &g, work, 0);
+                tf[k][r] = t1 - t0;
+                tb[k][r] = now() - t1;
+            }
+        for (int k = 0; k < NALGO; k++) {
+            conv2d_set_algos(masks[k]);
+            qsort(tf[k], (size_t)rounds, sizeof(double), cmp);
+            qsort(tb[k], (size_t)rounds, sizeof(double), cmp);
+            char geo[64];
+            snprintf(geo, sizeof geo, "%d %d %dx%d %d", g.B, g.Cin, g.H, g.W,
+                     g.Cout);
+            printf("%-24s %-10s %9.3f %9.3f\n", geo, conv2d_algo_name(&g),
+                   1e3 * tf[k][rounds / 2], 1e3 * tb[k][rounds / 2]);
+        }
+        free(x), free(y), free(w), free(dx), free(dw), free(work);
+    }
+    return 0;
+}
