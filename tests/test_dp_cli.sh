@@ -57,6 +57,8 @@ check "2-rank train twice: identical loss logs" \
 check "the training was data-parallel and the ranks agreed" \
   grep -q "data-parallel over 2 ranks, weights agree" twoa.err
 check "2 epochs of 8 steps logged" grep -q '"epoch":2,"epochs":2,"step":16' twoa/train.jsonl
+check "every epoch logged as 2 ranks with per-rank BN statistics" \
+  test "$(grep -c '"ranks":2,"bn_stats":"per-rank"' twoa/train.jsonl)" = 2
 
 # 2. against one rank, with a seed's difference as the tolerance
 within_seed() { # within_seed DP ONE OTHERSEED: |dp-one| <= max(.02, |other-one|)
@@ -114,6 +116,8 @@ check "batch 33, train.sync_bn: the ranks synchronized BN and agreed" \
   grep -q "data-parallel over 2 ranks, weights agree.*synchronized BatchNorm" sync33.err
 check "batch 33, train.sync_bn: the loss curve is one rank's (within 1e-3)" \
   close_curve sync33/train.jsonl one33/train.jsonl 1e-3
+check "batch 33, train.sync_bn: the log says synchronized BN, one rank's says batch" \
+  test "$(grep -c '"ranks":2,"bn_stats":"synchronized"' sync33/train.jsonl):$(grep -c '"ranks":1,"bn_stats":"batch"' one33/train.jsonl)" = 2:2
 
 # 3. slimming on 2 ranks, twice, from the 2-rank baseline
 for r in a b; do

@@ -453,10 +453,14 @@ int train_model(struct model *m, const struct train_config *tc,
                     "{\"event\":\"epoch\",\"epoch\":%d,\"epochs\":%d,"
                     "\"step\":%lld,\"loss\":%.6f,\"train_acc\":%.6f,"
                     "\"val_acc\":%.6f,\"val_loss\":%.6f,\"lr\":%.6g,"
-                    "\"images_per_s\":%.1f,\"epoch_s\":%.3f}",
+                    "\"images_per_s\":%.1f,\"epoch_s\":%.3f,"
+                    "\"ranks\":%d,\"bn_stats\":\"%s\"}",
                     st->epoch, tc->epochs, (long long)st->step, lsum / seen,
                     (double)correct / seen, val_acc, val_loss, lr, ips,
-                    now_seconds() - t0);
+                    now_seconds() - t0, dp ? dp->size : 1,
+                    sync_bn ? "synchronized"
+                    : dp    ? "per-rank"
+                            : "batch");
             if (jsonl_end(io->log))
                 rc = abc_errf(err, ABC_EIO, "cannot write the training log");
         }
