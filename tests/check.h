@@ -51,6 +51,19 @@ static inline int check_close_f(const char *what, const float *a,
 #define CHECK_CLOSE(what, a, b, n, atol, rtol)                                 \
     check_close_f(what, a, b, n, atol, rtol, __FILE__, __LINE__)
 
+/* max |a - b| / max |b| over n values (NaN counts as an error), for
+ * reporting how close two computations of one quantity came. */
+static inline double check_rel_err(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > num || d != d) num = d;
+        if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
 static inline int check_finish(const char *name)
 {
     printf("%s: %d checks, %d failed\n", name, check_count_, check_failures_);

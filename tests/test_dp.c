@@ -218,18 +218,6 @@ static struct model *make_model(void)
     return make_arch_model(ARCH_SMALLNET);
 }
 
-/* max |a - b| / max |b| over n values. */
-static double rel_err(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (d > num || d != d) num = d;
-        if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
-    }
-    return den > 0 ? num / den : num;
-}
-
 /* A global batch of nranks copies of k images: every rank's shard is the
  * same k images, so its BatchNorm statistics are the whole batch's and
  * the combined gradient must be one rank's gradient of the whole batch. */
@@ -267,7 +255,7 @@ static void test_gradient_copies(void)
     for (size_t j = 0; j < m->nparams; j++)
         m->grads[j] *= (float)k / (float)B;
     REQUIRE(h->sum_floats(h->ctx, m->grads, m->nparams, err) == 0, "%s", err);
-    double e = rel_err(m->grads, full, m->nparams);
+    double e = check_rel_err(m->grads, full, m->nparams);
     CHECK(e < 1e-5,
           "%d ranks x %d images: combined gradient vs the whole batch's on "
           "one rank: max rel error %.3g",
@@ -308,6 +296,40 @@ static void small_schedule(struct train_config *tc, int batch, int epochs)
     tc->gamma = 0.1f;
 }
 
+/* train_model's first step of m (batch tc->batch_size, data-parallel over
+ * dp), its combined gradient captured into cap->g (allocated here). */
+static void dp_first_step(struct model *m, const struct train_config *tc,
+                          const struct data_splits *s, uint64_t seed,
+                          struct dp *dp, struct capture *cap)
+{
+    *cap = (struct capture){.n = m->nparams, .g = malloc(4 * m->nparams)};
+    REQUIRE(cap->g, "out of memory");
+    struct train_io io = {.stop_at_step = 1,
+                          .skip_val = 1,
+                          .after_backward = capture_grads,
+                          .hook_ctx = cap,
+                          .dp = dp_hook(dp)};
+    struct train_state st = {0};
+    char err[ABC_ERRLEN];
+    int rc = train_model(m, tc, s, seed, &st, &io, err);
+    CHECK(rc == 0 && cap->calls == 1 && st.step == 1, "rc %d (%s), %d calls",
+          rc, rc ? err : "", cap->calls);
+}
+
+/* x (B images), y <- the first batch train_model draws with seed. */
+static void first_batch(const struct data_splits *s, int B, uint64_t seed,
+                        float *x, int *y)
+{
+    struct loader l;
+    char err[ABC_ERRLEN];
+    REQUIRE(loader_init(&l, &s->train, B, 1, 1, &s->aug,
+                        rng_derive(seed, SEED_LOADER, 0, 0), err) == 0,
+            "%s", err);
+    loader_start(&l, 0);
+    REQUIRE(loader_next(&l, x, y) == B, "a full batch");
+    loader_free(&l);
+}
+
 /* train_model's first step with batch 7: the combined gradient against
  * the weighted shard gradients of the loader's first batch. */
 static void test_first_step(void)
@@ -319,33 +341,19 @@ static void test_first_step(void)
     struct train_config tc;
     small_schedule(&tc, B, 1);
     struct model *m = make_model();
-    struct capture cap = {.n = m->nparams, .g = malloc(4 * m->nparams)};
-    REQUIRE(cap.g, "out of memory");
+    struct capture cap;
     struct dp *dp = make_dp("ordered", "8");
-    struct train_io io = {.stop_at_step = 1,
-                          .skip_val = 1,
-                          .after_backward = capture_grads,
-                          .hook_ctx = &cap,
-                          .dp = dp_hook(dp)};
-    struct train_state st = {0};
-    char err[ABC_ERRLEN];
-    int rc = train_model(m, &tc, &s, seed, &st, &io, err);
-    CHECK(rc == 0 && cap.calls == 1 && st.step == 1, "rc %d (%s), %d calls", rc,
-          rc ? err : "", cap.calls);
+    dp_first_step(m, &tc, &s, seed, dp, &cap);
 
     /* the reference, on this rank alone */
     struct model *r = make_model();
-    struct loader l;
-    REQUIRE(loader_init(&l, &s.train, B, 1, 1, &s.aug,
-                        rng_derive(seed, SEED_LOADER, 0, 0), err) == 0,
-            "%s", err);
-    loader_start(&l, 0);
     float *x = malloc(sizeof(float) * 28 * 28 * B);
     int y[7];
     double *acc = calloc(r->nparams, sizeof(double));
     float *ref = malloc(sizeof(float) * r->nparams);
+    char err[ABC_ERRLEN];
     REQUIRE(x && acc && ref, "out of memory");
-    REQUIRE(loader_next(&l, x, y) == B, "a full batch");
+    first_batch(&s, B, seed, x, y);
     REQUIRE(model_reserve(r, B, err) == 0, "%s", err);
     for (int q = 0; q < nranks; q++) {
         int first, count;
@@ -359,14 +367,13 @@ static void test_first_step(void)
     }
     for (size_t j = 0; j < r->nparams; j++)
         ref[j] = (float)acc[j];
-    double e = rel_err(cap.g, ref, r->nparams);
+    double e = check_rel_err(cap.g, ref, r->nparams);
     CHECK(e < 1e-5,
           "batch %d over %d ranks: first step's gradient vs the weighted "
           "shard gradients: max rel error %.3g",
           B, nranks, e);
     if (rank == 0)
         printf("ok   first step (batch %d): max rel error %.3g\n", B, e);
-    loader_free(&l);
     free(x);
     free(acc);
     free(ref);
@@ -393,38 +400,24 @@ static void test_sync_bn(enum arch arch)
     small_schedule(&tc, B, 1);
     tc.sync_bn = 1;
     struct model *m = make_arch_model(arch);
-    struct capture cap = {.n = m->nparams, .g = malloc(4 * m->nparams)};
-    REQUIRE(cap.g, "out of memory");
+    struct capture cap;
     struct dp *dp = make_dp("ordered", "8");
-    struct train_io io = {.stop_at_step = 1,
-                          .skip_val = 1,
-                          .after_backward = capture_grads,
-                          .hook_ctx = &cap,
-                          .dp = dp_hook(dp)};
-    struct train_state st = {0};
-    char err[ABC_ERRLEN];
-    int rc = train_model(m, &tc, &s, seed, &st, &io, err);
-    CHECK(rc == 0 && cap.calls == 1 && st.step == 1, "rc %d (%s), %d calls", rc,
-          rc ? err : "", cap.calls);
+    dp_first_step(m, &tc, &s, seed, dp, &cap);
     CHECK(m->bn_sum == NULL, "train_model left the BN hook set");
 
     /* the reference: the whole batch on this rank alone */
     struct model *r = make_arch_model(arch);
-    struct loader l;
-    REQUIRE(loader_init(&l, &s.train, B, 1, 1, &s.aug,
-                        rng_derive(seed, SEED_LOADER, 0, 0), err) == 0,
-            "%s", err);
-    loader_start(&l, 0);
     float *x = malloc(sizeof(float) * 28 * 28 * B);
     int y[7];
+    char err[ABC_ERRLEN];
     REQUIRE(x, "out of memory");
-    REQUIRE(loader_next(&l, x, y) == B, "a full batch");
+    first_batch(&s, B, seed, x, y);
     REQUIRE(model_reserve(r, B, err) == 0, "%s", err);
     model_zero_grad(r);
     model_forward(r, x, y, B, 1, NULL);
     model_backward(r);
-    double e = rel_err(cap.g, r->grads, r->nparams);
-    double eb = rel_err(m->buffers, r->buffers, r->nbuffers);
+    double e = check_rel_err(cap.g, r->grads, r->nparams);
+    double eb = check_rel_err(m->buffers, r->buffers, r->nbuffers);
     CHECK(e < 1e-5 && eb < 1e-5,
           "%s, batch %d over %d ranks, synchronized BN: first step's "
           "gradient vs one rank's of the whole batch: max rel error %.3g; "
@@ -434,13 +427,10 @@ static void test_sync_bn(enum arch arch)
     double eo = 0;
     if (nranks > 1) {
         struct model *o = make_arch_model(arch);
-        struct capture co = {.n = o->nparams, .g = malloc(4 * o->nparams)};
-        REQUIRE(co.g, "out of memory");
-        io.hook_ctx = &co;
+        struct capture co;
         tc.sync_bn = 0;
-        struct train_state so = {0};
-        REQUIRE(train_model(o, &tc, &s, seed, &so, &io, err) == 0, "%s", err);
-        eo = rel_err(co.g, r->grads, r->nparams);
+        dp_first_step(o, &tc, &s, seed, dp, &co);
+        eo = check_rel_err(co.g, r->grads, r->nparams);
         CHECK(eo > 1e-3, "per-rank BN statistics give another gradient: %.3g",
               eo);
         free(co.g);
@@ -450,7 +440,6 @@ static void test_sync_bn(enum arch arch)
         printf("ok   %s sync BN (batch %d on %d ranks): gradient max rel "
                "error %.3g, running statistics %.3g (per-rank BN: %.3g)\n",
                arch_name(arch), B, nranks, e, eb, eo);
-    loader_free(&l);
     free(x);
     free(cap.g);
     model_destroy(r);

@@ -675,18 +675,6 @@ static void test_batchnorm_relu(int B, int C, int HW, int threads)
     omp_set_num_threads(saved);
 }
 
-/* max |a - b| / max |b| over n values (NaN counts as an error). */
-static double bn_rel_err(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (d > num || d != d) num = d;
-        if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
-    }
-    return den > 0 ? num / den : num;
-}
-
 /* The split batchnorm kernels (synchronized BN's pieces, layers.h):
  *  - one shard: batchnorm_apply with the single-call forward's statistics,
  *    and backward_sums + backward_input over the whole batch, equal the
@@ -840,8 +828,8 @@ static void test_batchnorm_split(int B, int C, int HW, int relu, int shards)
     else
         batchnorm_backward(dx1, dg1, db1, g, x, mean, invstd, gamma, B, C, HW,
                            0);
-    double ex = bn_rel_err(dx, dx1, n), eg = bn_rel_err(dg, dg1, C),
-           eb = bn_rel_err(db, db1, C);
+    double ex = check_rel_err(dx, dx1, n), eg = check_rel_err(dg, dg1, C),
+           eb = check_rel_err(db, db1, C);
     CHECK(ex < 1e-5 && eg < 1e-5 && eb < 1e-5,
           "bn split B%d C%d HW%d relu%d, %d shards: gradients vs the whole "
           "batch's: max rel error dinp %.3g dgamma %.3g dbeta %.3g",
