@@ -263,24 +263,46 @@ static void rowtap_layout(struct rowtap *L, const struct conv_geom *g, int n)
     L->S = (size_t)g->H * L->Wq * n;
 }
 
+/* buf (C, rows, cols, ns) <- src (n, C, H, W), images innermost: image j's
+ * plane at row top, column left of lane j; the rest, and the lanes of
+ * images n..ns-1, zero. Both images-innermost paths (row-tap, Winograd)
+ * pack their chunks with it. */
+static void lanes_pack(float *buf, const float *src, int n, int ns, int C,
+                       const struct conv_geom *g, int top, int rows, int left,
+                       int cols)
+{
+    const int H = g->H, W = g->W;
+    const size_t HW = (size_t)H * W, rn = (size_t)cols * ns;
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < rows; r++) {
+            float *d = buf + ((size_t)c * rows + r) * rn;
+            const int ih = r - top;
+            if (ih < 0 || ih >= H) {
+                memset(d, 0, rn * sizeof *d);
+                continue;
+            }
+            memset(d, 0, (size_t)left * ns * sizeof *d);
+            memset(d + (size_t)(left + W) * ns, 0,
+                   (size_t)(cols - left - W) * ns * sizeof *d);
+            d += (size_t)left * ns;
+            if (n < ns)
+                for (int i = 0; i < W; i++)
+                    memset(d + (size_t)i * ns + n, 0,
+                           (size_t)(ns - n) * sizeof *d);
+            for (int j = 0; j < n; j++) {
+                const float *x =
+                    src + ((size_t)j * C + c) * HW + (size_t)ih * W;
+                for (int i = 0; i < W; i++)
+                    d[(size_t)i * ns + j] = x[i];
+            }
+        }
+}
+
 /* buf (C, H, Wq, n) <- src (n, C, H, W) with zero padding columns. */
 static void rowtap_pack(float *buf, const float *src, int n, int C,
                         const struct conv_geom *g, const struct rowtap *L)
 {
-    const int H = g->H, W = g->W, pd = L->pd, Wq = L->Wq;
-    const size_t HW = (size_t)H * W;
-    for (int c = 0; c < C; c++)
-        for (int r = 0; r < H; r++) {
-            float *d = buf + ((size_t)c * H + r) * Wq * n;
-            memset(d, 0, (size_t)pd * n * sizeof *d);
-            memset(d + (size_t)(pd + W) * n, 0, (size_t)pd * n * sizeof *d);
-            d += (size_t)pd * n;
-            for (int j = 0; j < n; j++) {
-                const float *x = src + ((size_t)j * C + c) * HW + (size_t)r * W;
-                for (int i = 0; i < W; i++)
-                    d[(size_t)i * n + j] = x[i];
-            }
-        }
+    lanes_pack(buf, src, n, n, C, g, 0, g->H, L->pd, L->Wq);
 }
 
 /* rows[((r + pd) * K + kw) * C + c] <- the packed row r of channel c
@@ -479,30 +501,7 @@ static int conv_is_wino(const struct conv_geom *g)
 static void wino_pack(float *buf, const float *src, int n, int C,
                       const struct conv_geom *g, const struct wino *L)
 {
-    const int H = g->H, W = g->W, Wp = L->Wp;
-    const size_t HW = (size_t)H * W, rn = (size_t)Wp * WINO_NW;
-    for (int c = 0; c < C; c++)
-        for (int r = 0; r < L->Hp; r++) {
-            float *d = buf + ((size_t)c * L->Hp + r) * rn;
-            if (r == 0 || r > H) {
-                memset(d, 0, rn * sizeof *d);
-                continue;
-            }
-            memset(d, 0, WINO_NW * sizeof *d);
-            memset(d + (size_t)(W + 1) * WINO_NW, 0,
-                   (size_t)(Wp - W - 1) * WINO_NW * sizeof *d);
-            d += WINO_NW;
-            if (n < WINO_NW)
-                for (int i = 0; i < W; i++)
-                    memset(d + (size_t)i * WINO_NW + n, 0,
-                           (size_t)(WINO_NW - n) * sizeof *d);
-            for (int j = 0; j < n; j++) {
-                const float *x =
-                    src + ((size_t)j * C + c) * HW + (size_t)(r - 1) * W;
-                for (int i = 0; i < W; i++)
-                    d[(size_t)i * WINO_NW + j] = x[i];
-            }
-        }
+    lanes_pack(buf, src, n, WINO_NW, C, g, 1, L->Hp, 1, L->Wp);
 }
 
 /* The transforms work on WINO_NW images at once: every value below is a
@@ -1325,18 +1324,20 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
             }
 #pragma omp single
             wino_weight_grad(dweight, part0, g);
-        }
+        } else {
 #pragma omp for schedule(static)
-        for (size_t i = 0; i < (p.wino ? 0 : nw); i++) {
-            size_t j = i; /* i in dweight's layout, j in the partials' */
-            if (p.rowtap) {
-                size_t co = i / ((size_t)Cin * kk), r = i % ((size_t)Cin * kk);
-                j = (co * kk + r % kk) * Cin + r / kk;
+            for (size_t i = 0; i < nw; i++) {
+                size_t j = i; /* i in dweight's layout, j in the partials' */
+                if (p.rowtap) {
+                    size_t co = i / ((size_t)Cin * kk),
+                           r = i % ((size_t)Cin * kk);
+                    j = (co * kk + r % kk) * Cin + r / kk;
+                }
+                float s = dweight[i];
+                for (int u = 0; u < T; u++)
+                    s += part0[per * (size_t)u + j];
+                dweight[i] = s;
             }
-            float s = dweight[i];
-            for (int u = 0; u < T; u++)
-                s += part0[per * (size_t)u + j];
-            dweight[i] = s;
         }
     }
 }

@@ -391,16 +391,8 @@ int train_model(struct model *m, const struct train_config *tc,
                 model_backward(m);
                 m->grad_ready = NULL;
                 if ((rc = dp->sum_end(dp->ctx, err))) goto out;
-                if (m->bn_sum_rc) {
-                    rc = bn_sync_failed(m, &bns, epoch + 1, i, err);
-                    goto out;
-                }
             } else {
                 model_backward(m);
-                if (m->bn_sum_rc) {
-                    rc = bn_sync_failed(m, &bns, epoch + 1, i, err);
-                    goto out;
-                }
                 if (dp) {
                     for (size_t j = 0; j < m->nparams; j++)
                         m->grads[j] *= shard_weight;
@@ -408,6 +400,10 @@ int train_model(struct model *m, const struct train_config *tc,
                                              err)))
                         goto out;
                 }
+            }
+            if (m->bn_sum_rc) { /* a synchronized BN sum of the backward */
+                rc = bn_sync_failed(m, &bns, epoch + 1, i, err);
+                goto out;
             }
             if (io && io->after_backward) io->after_backward(io->hook_ctx, m);
             sgd_step(&opt, m->params, m->grads, lr);
