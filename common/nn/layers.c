@@ -472,7 +472,7 @@ static void wino_layout(struct wino *L, const struct conv_geom *g)
 
 /* Where Winograd won by measurement (bench/bench_conv, 2-vCPU AMD EPYC,
  * 2026-12-03, batch 128, forward + backward against the best other path):
- * 14x14 maps with 64-128 channels 0.70-0.85x the time, 7x7 maps with 128
+ * 14x14 maps with 64-128 channels 0.60-0.82x the time, 7x7 maps with 128
  * or more channels 0.90-1.0x; it lost on 28x28 maps (64 channels: 1.05x,
  * the implicit im2col wastes little there), at 16-32 channels (1.6-3.2x:
  * the transforms cost as much as the multiplies they save) and tied at
