@@ -302,19 +302,29 @@ GEMM_TARGET static void gemm_pack_b(float *restrict bp, const struct gemm_b *b,
                 _mm512_store_ps(d + 32, _mm512_maskz_loadu_ps(m2, s + 32));
             }
         } else {
-            /* op(B)[p][j] = row j at p: 16x16 transposes */
+            /* op(B)[p][j] = row j at p: 16x16 transposes. A ragged panel
+             * (the narrow dW GEMMs of pruned nets: N = Cin*9 = 36, 63...)
+             * reads its missing columns from a row of zeros, so it takes
+             * the same vector path; the depth tail is scalar. */
+            static const float zeros[GEMM_KC];
             const float *rows[GEMM_NR];
-            for (int c = 0; c < nr; c++)
-                rows[c] = gemm_brow(b, (size_t)jc + (size_t)(j0 + c)) + pc;
+            for (int c = 0; c < GEMM_NR; c++)
+                rows[c] = c < nr
+                              ? gemm_brow(b, (size_t)jc + (size_t)(j0 + c)) + pc
+                              : zeros;
+            const int ng = (nr + 15) / 16; /* column groups holding data */
             int p = 0;
-            if (nr == GEMM_NR)
-                for (; p + 16 <= kc; p += 16)
-                    for (int c = 0; c < GEMM_NR; c += 16)
-                        gemm_transpose16(bp + (size_t)p * GEMM_NR + c, GEMM_NR,
-                                         rows + c, (size_t)p);
+            for (; p + 16 <= kc; p += 16) {
+                for (int c = 0; c < 16 * ng; c += 16)
+                    gemm_transpose16(bp + (size_t)p * GEMM_NR + c, GEMM_NR,
+                                     rows + c, (size_t)p);
+                for (int q = 0; q < 16 && ng < 3; q++)
+                    memset(bp + (size_t)(p + q) * GEMM_NR + 16 * ng, 0,
+                           (size_t)(GEMM_NR - 16 * ng) * sizeof *bp);
+            }
             for (; p < kc; p++)
                 for (int c = 0; c < GEMM_NR; c++)
-                    bp[(size_t)p * GEMM_NR + c] = c < nr ? rows[c][p] : 0.0f;
+                    bp[(size_t)p * GEMM_NR + c] = rows[c][p];
         }
         bp += (size_t)kc * GEMM_NR;
     }
