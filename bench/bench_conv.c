@@ -1,7 +1,8 @@
 /* bench_conv.c - times one convolution layer's forward and backward pass
  * (batch B, given threads) under each choice of algorithms conv2d_* may
  * make (conv2d_set_algos: im2col only, + row-tap, + Winograd, both), the
- * choices alternated in every round, and prints the median times and the
+ * choices alternated in every round (each with the GEMM's dot-product
+ * path for the weight gradient on and off), and prints the median times and the
  * algorithm that ran. For choosing the thresholds in layers.c by
  * measurement; never a test.
  * usage: bench_conv THREADS ROUNDS B Cin H W Cout [B Cin H W Cout ...]
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include "core/threads.h"
+#include "nn/gemm.h"
 #include "nn/layers.h"
 
 static double now(void)
@@ -36,6 +38,7 @@ static float *randf(size_t n)
 }
 
 #define NALGO 4
+#define NVAR (2 * NALGO) /* each algorithm choice with the dot path on, off */
 #define MAXR 64
 
 int main(int argc, char **argv)
@@ -50,8 +53,8 @@ int main(int argc, char **argv)
     if (rounds < 1 || rounds > MAXR) rounds = 5;
     static const int masks[NALGO] = {0, CONV_ALGO_ROWTAP, CONV_ALGO_WINOGRAD,
                                      CONV_ALGO_ROWTAP | CONV_ALGO_WINOGRAD};
-    printf("threads %d\n%-24s %-10s %9s %9s\n", threads, "B Cin HxW Cout",
-           "algo", "fwd ms", "bwd ms");
+    printf("threads %d\n%-24s %-10s %-4s %9s %9s\n", threads, "B Cin HxW Cout",
+           "algo", "dot", "fwd ms", "bwd ms");
     for (int a = 3; a + 4 < argc; a += 5) {
         struct conv_geom g = {.B = atoi(argv[a]),
                               .Cin = atoi(argv[a + 1]),
@@ -76,10 +79,11 @@ int main(int argc, char **argv)
         float *x = randf(nx), *y = randf(ny), *w = randf(nw), *dx = randf(nx);
         float *dw = randf(nw), *work = randf(ws);
         if (!x || !y || !w || !dx || !dw || !work) return 1;
-        double tf[NALGO][MAXR], tb[NALGO][MAXR];
+        double tf[NVAR][MAXR], tb[NVAR][MAXR];
         for (int r = 0; r < rounds; r++)
-            for (int k = 0; k < NALGO; k++) {
-                conv2d_set_algos(masks[k]);
+            for (int k = 0; k < NVAR; k++) {
+                conv2d_set_algos(masks[k % NALGO]);
+                gemm_set_dot(k < NALGO);
                 conv2d_forward(y, x, w, NULL, &g, work); /* warm */
                 double t0 = now();
                 conv2d_forward(y, x, w, NULL, &g, work);
@@ -88,15 +92,16 @@ int main(int argc, char **argv)
                 tf[k][r] = t1 - t0;
                 tb[k][r] = now() - t1;
             }
-        for (int k = 0; k < NALGO; k++) {
-            conv2d_set_algos(masks[k]);
+        for (int k = 0; k < NVAR; k++) {
+            conv2d_set_algos(masks[k % NALGO]);
             qsort(tf[k], (size_t)rounds, sizeof(double), cmp);
             qsort(tb[k], (size_t)rounds, sizeof(double), cmp);
             char geo[64];
             snprintf(geo, sizeof geo, "%d %d %dx%d %d", g.B, g.Cin, g.H, g.W,
                      g.Cout);
-            printf("%-24s %-10s %9.3f %9.3f\n", geo, conv2d_algo_name(&g),
-                   1e3 * tf[k][rounds / 2], 1e3 * tb[k][rounds / 2]);
+            printf("%-24s %-10s %-4s %9.3f %9.3f\n", geo, conv2d_algo_name(&g),
+                   k < NALGO ? "on" : "off", 1e3 * tf[k][rounds / 2],
+                   1e3 * tb[k][rounds / 2]);
         }
         free(x), free(y), free(w), free(dx), free(dw), free(work);
     }

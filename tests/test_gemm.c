@@ -147,12 +147,20 @@ static void run_all(const char *backend)
         run_case(backend, 1, 0, ch * 9, n, ch, 1.0f, 0.0f, 0);
     }
     /* pruned nets' dW GEMMs: ragged transposed panels (N = Cin*9 < 48 or
-     * not a multiple of 16), deep K */
-    static const int pruned[][3] = {
-        {4, 36, 1000}, {7, 63, 600}, {2, 9, 300}, {12, 108, 517}};
-    for (size_t c = 0; c < sizeof pruned / sizeof *pruned; c++)
-        run_case(backend, 0, 1, pruned[c][0], pruned[c][1], pruned[c][2], 1.0f,
-                 1.0f, 0);
+     * not a multiple of 16), deep K: through the dot path (over K blocks,
+     * beta 1 and 0) and, with it forbidden, through the packed one */
+    static const int pruned[][3] = {{4, 36, 1000},
+                                    {7, 63, 600},
+                                    {2, 9, 300},
+                                    {12, 108, 517},
+                                    {3, 13, 4500}};
+    for (int dot = 1; dot >= 0; dot--) {
+        gemm_set_dot(dot);
+        for (size_t c = 0; c < sizeof pruned / sizeof *pruned; c++)
+            run_case(backend, 0, 1, pruned[c][0], pruned[c][1], pruned[c][2],
+                     1.0f, (float)(c & 1), 0);
+    }
+    gemm_set_dot(1);
     /* linear layers: (B, O, In) NT, dW TN, dinp NN */
     run_case(backend, 0, 1, 128, 10, 64, 1.0f, 1.0f, 0);
     run_case(backend, 1, 0, 10, 64, 128, 1.0f, 1.0f, 0);

@@ -49,6 +49,11 @@ void gemm_f32_ref(int transa, int transb, int M, int N, int K, float alpha,
 int gemm_set_backend(enum gemm_backend b);
 /* The backend gemm_f32 uses now (BLAS or AVX512, never AUTO). */
 enum gemm_backend gemm_get_backend(void);
+/* Allows (on != 0, the default unless ABC_GEMM_DOT=0) or forbids the
+ * AVX-512 backend's dot-product path for A . B^T with a long depth (weight
+ * gradients); for benchmarks and tests that compare it with the packed
+ * path. Not thread-safe against concurrent gemm_f32 calls. */
+void gemm_set_dot(int on);
 /* Frees the calling thread's packing buffers (they regrow on next use). */
 void gemm_release_thread_buffers(void);
 
