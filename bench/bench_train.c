@@ -97,9 +97,7 @@ int main(int argc, char **argv)
            "\"blas_core\":\"%s\"}\n",
            argv[1], structure ? structure : "full", (long long)model_macs(m),
            threads, B, train_med, B / train_med, infer_med, B / infer_med,
-           gemm_get_backend() == GEMM_BACKEND_AVX512 ? "avx512 (ours)"
-                                                     : "openblas",
-           openblas_get_corename());
+           gemm_backend_name(), openblas_get_corename());
     free(t);
     free(x);
     free(y);

@@ -180,11 +180,18 @@ int main(void)
         gemm_release_thread_buffers();
         run_case("avx512 after release", 0, 1, 64, 576, 539, 1.0f, 1.0f, 0);
     } else {
-        printf("skip: this CPU has no AVX-512, only the BLAS path runs\n");
+        printf("skip: this CPU has no AVX-512\n");
+    }
+    if (gemm_set_backend(GEMM_BACKEND_AVX2) == 0) {
+        CHECK(gemm_get_backend() == GEMM_BACKEND_AVX2, "backend is not AVX2");
+        run_all("avx2");
+    } else {
+        printf("skip: this CPU has no AVX2 + FMA\n");
     }
     CHECK(gemm_set_backend(GEMM_BACKEND_AUTO) == 0, "cannot select AUTO");
     enum gemm_backend b = gemm_get_backend();
-    CHECK(b == GEMM_BACKEND_BLAS || b == GEMM_BACKEND_AVX512,
+    CHECK(b == GEMM_BACKEND_BLAS || b == GEMM_BACKEND_AVX512 ||
+              b == GEMM_BACKEND_AVX2,
           "AUTO resolved to %d", (int)b);
     return check_finish("test_gemm");
 }

@@ -9,10 +9,12 @@
  * runs in about a second. */
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "core/rng.h"
+#include "nn/gemm.h"
 #include "nn/layers.h"
 
 #define FD_EPS 1e-6
@@ -1302,7 +1304,14 @@ static void test_conv_algos(void)
 int main(void)
 {
     rng_seed(&R, 20240601);
-    printf("test_layers: %d OpenMP threads\n", omp_get_max_threads());
+    printf("test_layers: %d OpenMP threads, GEMM %s\n", omp_get_max_threads(),
+           gemm_backend_name());
+    /* the _avx2 run must exercise the AVX2 kernels, not a fallback */
+    const char *want = getenv("ABC_GEMM");
+    if (want && strcmp(want, "avx2") == 0 && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma"))
+        CHECK(gemm_get_backend() == GEMM_BACKEND_AVX2, "ABC_GEMM=avx2 ran %s",
+              gemm_backend_name());
     test_conv();
     test_conv_algos();
     test_batchnorm_known();

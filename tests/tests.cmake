@@ -4,6 +4,13 @@ foreach(t test_layers test_gemm test_data test_config test_checkpoint test_model
           test_optim test_train test_stats)
   abc_add_test(${t})
 endforeach()
+# The layers and the model again on our AVX2 kernels (what a CPU without
+# AVX-512 runs by default), forced by ABC_GEMM=avx2.
+foreach(t test_layers test_model)
+  add_test(NAME ${t}_avx2 COMMAND ${t} WORKING_DIRECTORY ${ABC_TEST_DATA_DIR})
+  set_tests_properties(${t}_avx2 PROPERTIES TIMEOUT 300
+                       ENVIRONMENT "OMP_NUM_THREADS=2;ABC_GEMM=avx2")
+endforeach()
 
 # Reference test against PyTorch (Debian's python3-torch, run in double
 # precision). Skipped (exit 77) only when python3-torch is absent.

@@ -43,11 +43,12 @@
 
 #define GEMM_TARGET                                                            \
     __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
+#define GEMM_TARGET2 __attribute__((target("avx2,fma")))
 
 /* ---------------------------------------------------------------------------
  * Backend selection. 0 = not decided yet. */
 
-static atomic_int gemm_mode; /* 0, GEMM_BACKEND_BLAS or GEMM_BACKEND_AVX512 */
+static atomic_int gemm_mode; /* 0 (not decided yet) or a backend */
 
 static int gemm_cpu_has_avx512(void)
 {
@@ -58,11 +59,23 @@ static int gemm_cpu_has_avx512(void)
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
 }
 
+static int gemm_cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* ABC_GEMM=blas forces OpenBLAS, ABC_GEMM=avx2 our AVX2 kernels (where the
+ * CPU has them: the AVX2-only path, run on an AVX-512 machine); otherwise
+ * the widest kernels the CPU runs. */
 static int gemm_auto_mode(void)
 {
     const char *e = getenv("ABC_GEMM");
     if (e && strcmp(e, "blas") == 0) return GEMM_BACKEND_BLAS;
-    return gemm_cpu_has_avx512() ? GEMM_BACKEND_AVX512 : GEMM_BACKEND_BLAS;
+    if (e && strcmp(e, "avx2") == 0 && gemm_cpu_has_avx2())
+        return GEMM_BACKEND_AVX2;
+    if (gemm_cpu_has_avx512()) return GEMM_BACKEND_AVX512;
+    return gemm_cpu_has_avx2() ? GEMM_BACKEND_AVX2 : GEMM_BACKEND_BLAS;
 }
 
 int gemm_set_backend(enum gemm_backend b)
@@ -75,6 +88,10 @@ int gemm_set_backend(enum gemm_backend b)
     case GEMM_BACKEND_AVX512:
         if (!gemm_cpu_has_avx512()) return -1;
         m = GEMM_BACKEND_AVX512;
+        break;
+    case GEMM_BACKEND_AVX2:
+        if (!gemm_cpu_has_avx2()) return -1;
+        m = GEMM_BACKEND_AVX2;
         break;
     default:
         m = gemm_auto_mode();
@@ -93,6 +110,18 @@ enum gemm_backend gemm_get_backend(void)
         atomic_store_explicit(&gemm_mode, m, memory_order_relaxed);
     }
     return (enum gemm_backend)m;
+}
+
+const char *gemm_backend_name(void)
+{
+    switch (gemm_get_backend()) {
+    case GEMM_BACKEND_AVX512:
+        return "avx512 (ours)";
+    case GEMM_BACKEND_AVX2:
+        return "avx2 (ours)";
+    default:
+        return "openblas";
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -176,64 +205,75 @@ GEMM_TARGET static inline __mmask16 gemm_mask(int n)
     return (__mmask16)((1u << n) - 1);
 }
 
+/* 8x8 transpose of rows src[r][off + 0..7] (r < 8) into dst[c*dld + r]. */
+GEMM_TARGET2 static inline void
+gemm_transpose8(float *dst, size_t dld, const float *const *src, size_t off)
+{
+    __m256 t0 = _mm256_loadu_ps(src[0] + off);
+    __m256 t1 = _mm256_loadu_ps(src[1] + off);
+    __m256 t2 = _mm256_loadu_ps(src[2] + off);
+    __m256 t3 = _mm256_loadu_ps(src[3] + off);
+    __m256 t4 = _mm256_loadu_ps(src[4] + off);
+    __m256 t5 = _mm256_loadu_ps(src[5] + off);
+    __m256 t6 = _mm256_loadu_ps(src[6] + off);
+    __m256 t7 = _mm256_loadu_ps(src[7] + off);
+    __m256 u0 = _mm256_unpacklo_ps(t0, t1);
+    __m256 u1 = _mm256_unpackhi_ps(t0, t1);
+    __m256 u2 = _mm256_unpacklo_ps(t2, t3);
+    __m256 u3 = _mm256_unpackhi_ps(t2, t3);
+    __m256 u4 = _mm256_unpacklo_ps(t4, t5);
+    __m256 u5 = _mm256_unpackhi_ps(t4, t5);
+    __m256 u6 = _mm256_unpacklo_ps(t6, t7);
+    __m256 u7 = _mm256_unpackhi_ps(t6, t7);
+    __m256 s0 = _mm256_shuffle_ps(u0, u2, 0x44);
+    __m256 s1 = _mm256_shuffle_ps(u0, u2, 0xEE);
+    __m256 s2 = _mm256_shuffle_ps(u1, u3, 0x44);
+    __m256 s3 = _mm256_shuffle_ps(u1, u3, 0xEE);
+    __m256 s4 = _mm256_shuffle_ps(u4, u6, 0x44);
+    __m256 s5 = _mm256_shuffle_ps(u4, u6, 0xEE);
+    __m256 s6 = _mm256_shuffle_ps(u5, u7, 0x44);
+    __m256 s7 = _mm256_shuffle_ps(u5, u7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(dst + dld, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(dst + 2 * dld, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(dst + 3 * dld, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(dst + 4 * dld, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(dst + 5 * dld, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(dst + 6 * dld, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_storeu_ps(dst + 7 * dld, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
 /* Packs rows [0, mc) x depth [0, kc) of op(A) (origin at a, already offset
  * to the block) into 8-row micro-panels: ap[q][p][r] = op(A)[8q + r][p],
- * rows past mc zero. */
-GEMM_TARGET static void gemm_pack_a(float *restrict ap, const float *a, int lda,
-                                    int transa, int mc, int kc)
+ * rows past mc zero. AVX2 code: both backends pack A alike. */
+GEMM_TARGET2 static void gemm_pack_a(float *restrict ap, const float *a,
+                                     int lda, int transa, int mc, int kc)
 {
     for (int i0 = 0; i0 < mc; i0 += GEMM_MR) {
         int mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
         if (transa) {
             /* op(A)[i][p] = a[p*lda + i]: 8 contiguous floats per p */
-            const __mmask16 mk = gemm_mask(mr);
             for (int p = 0; p < kc; p++) {
-                __m256 v = _mm256_maskz_loadu_ps((__mmask8)mk,
-                                                 a + (size_t)p * lda + i0);
-                _mm256_store_ps(ap + (size_t)p * GEMM_MR, v);
+                const float *s = a + (size_t)p * lda + i0;
+                float *d = ap + (size_t)p * GEMM_MR;
+                if (mr == GEMM_MR)
+                    _mm256_storeu_ps(d, _mm256_loadu_ps(s));
+                else
+                    for (int r = 0; r < GEMM_MR; r++)
+                        d[r] = r < mr ? s[r] : 0.0f;
             }
         } else if (mr == GEMM_MR) {
             /* op(A)[i][p] = a[i*lda + p]: transpose 8 rows, 8 p at a time */
-            const float *r0 = a + (size_t)i0 * lda;
+            const float *rows[GEMM_MR];
+            for (int r = 0; r < GEMM_MR; r++)
+                rows[r] = a + (size_t)(i0 + r) * lda;
             int p = 0;
-            for (; p + 8 <= kc; p += 8) {
-                __m256 t0 = _mm256_loadu_ps(r0 + p);
-                __m256 t1 = _mm256_loadu_ps(r0 + (size_t)lda + p);
-                __m256 t2 = _mm256_loadu_ps(r0 + 2 * (size_t)lda + p);
-                __m256 t3 = _mm256_loadu_ps(r0 + 3 * (size_t)lda + p);
-                __m256 t4 = _mm256_loadu_ps(r0 + 4 * (size_t)lda + p);
-                __m256 t5 = _mm256_loadu_ps(r0 + 5 * (size_t)lda + p);
-                __m256 t6 = _mm256_loadu_ps(r0 + 6 * (size_t)lda + p);
-                __m256 t7 = _mm256_loadu_ps(r0 + 7 * (size_t)lda + p);
-                __m256 u0 = _mm256_unpacklo_ps(t0, t1);
-                __m256 u1 = _mm256_unpackhi_ps(t0, t1);
-                __m256 u2 = _mm256_unpacklo_ps(t2, t3);
-                __m256 u3 = _mm256_unpackhi_ps(t2, t3);
-                __m256 u4 = _mm256_unpacklo_ps(t4, t5);
-                __m256 u5 = _mm256_unpackhi_ps(t4, t5);
-                __m256 u6 = _mm256_unpacklo_ps(t6, t7);
-                __m256 u7 = _mm256_unpackhi_ps(t6, t7);
-                __m256 s0 = _mm256_shuffle_ps(u0, u2, 0x44);
-                __m256 s1 = _mm256_shuffle_ps(u0, u2, 0xEE);
-                __m256 s2 = _mm256_shuffle_ps(u1, u3, 0x44);
-                __m256 s3 = _mm256_shuffle_ps(u1, u3, 0xEE);
-                __m256 s4 = _mm256_shuffle_ps(u4, u6, 0x44);
-                __m256 s5 = _mm256_shuffle_ps(u4, u6, 0xEE);
-                __m256 s6 = _mm256_shuffle_ps(u5, u7, 0x44);
-                __m256 s7 = _mm256_shuffle_ps(u5, u7, 0xEE);
-                float *d = ap + (size_t)p * GEMM_MR;
-                _mm256_store_ps(d + 0, _mm256_permute2f128_ps(s0, s4, 0x20));
-                _mm256_store_ps(d + 8, _mm256_permute2f128_ps(s1, s5, 0x20));
-                _mm256_store_ps(d + 16, _mm256_permute2f128_ps(s2, s6, 0x20));
-                _mm256_store_ps(d + 24, _mm256_permute2f128_ps(s3, s7, 0x20));
-                _mm256_store_ps(d + 32, _mm256_permute2f128_ps(s0, s4, 0x31));
-                _mm256_store_ps(d + 40, _mm256_permute2f128_ps(s1, s5, 0x31));
-                _mm256_store_ps(d + 48, _mm256_permute2f128_ps(s2, s6, 0x31));
-                _mm256_store_ps(d + 56, _mm256_permute2f128_ps(s3, s7, 0x31));
-            }
+            for (; p + 8 <= kc; p += 8)
+                gemm_transpose8(ap + (size_t)p * GEMM_MR, GEMM_MR, rows,
+                                (size_t)p);
             for (; p < kc; p++)
                 for (int r = 0; r < GEMM_MR; r++)
-                    ap[(size_t)p * GEMM_MR + r] = r0[(size_t)r * lda + p];
+                    ap[(size_t)p * GEMM_MR + r] = rows[r][p];
         } else {
             for (int p = 0; p < kc; p++)
                 for (int r = 0; r < GEMM_MR; r++)
@@ -282,6 +322,9 @@ gemm_transpose16(float *dst, size_t dld, const float *const *src, size_t off)
     }
 }
 
+/* A row of zeros, the missing columns of a ragged transposed B panel. */
+static const float gemm_zeros[GEMM_KC];
+
 /* Packs depth [pc, pc+kc) x columns [jc, jc+nc) of op(B) into 48-column
  * micro-panels: bp[q][p][c] = op(B)[pc + p][jc + 48q + c], columns past nc
  * zero. */
@@ -306,12 +349,11 @@ GEMM_TARGET static void gemm_pack_b(float *restrict bp, const struct gemm_b *b,
              * (the narrow dW GEMMs of pruned nets: N = Cin*9 = 36, 63...)
              * reads its missing columns from a row of zeros, so it takes
              * the same vector path; the depth tail is scalar. */
-            static const float zeros[GEMM_KC];
             const float *rows[GEMM_NR];
             for (int c = 0; c < GEMM_NR; c++)
                 rows[c] = c < nr
                               ? gemm_brow(b, (size_t)jc + (size_t)(j0 + c)) + pc
-                              : zeros;
+                              : gemm_zeros;
             const int ng = (nr + 15) / 16; /* column groups holding data */
             int p = 0;
             for (; p + 16 <= kc; p += 16) {
@@ -490,6 +532,153 @@ GEMM_KERNEL_MR(6)
 GEMM_KERNEL_MR(7)
 GEMM_KERNEL_MR(8)
 
+/* ---------------------------------------------------------------------------
+ * AVX2 path (CPUs without AVX-512): the same packed panels and loop nest,
+ * with 16 ymm registers. An 8x48 tile is computed as 4x24 blocks (12
+ * accumulators; per k step 3 vector loads of B and 4 broadcasts of A for
+ * 12 FMAs), each reading its half of the packed A panel (stride 8) and of
+ * the B panel (stride 48) or of B's rows in place. */
+
+/* gemm_pack_b for the AVX2 path: plain copies, 8x8 transposes. */
+GEMM_TARGET2 static void gemm_pack_b_avx2(float *restrict bp,
+                                          const struct gemm_b *b, int transb,
+                                          int pc, int jc, int kc, int nc)
+{
+    for (int j0 = 0; j0 < nc; j0 += GEMM_NR) {
+        int nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
+        if (!transb) {
+            for (int p = 0; p < kc; p++) {
+                const float *s = gemm_brow(b, (size_t)pc + (size_t)p) + jc + j0;
+                float *d = bp + (size_t)p * GEMM_NR;
+                memcpy(d, s, (size_t)nr * sizeof *d);
+                memset(d + nr, 0, (size_t)(GEMM_NR - nr) * sizeof *d);
+            }
+        } else {
+            const float *rows[GEMM_NR];
+            for (int c = 0; c < GEMM_NR; c++)
+                rows[c] = c < nr
+                              ? gemm_brow(b, (size_t)jc + (size_t)(j0 + c)) + pc
+                              : gemm_zeros;
+            int p = 0;
+            for (; p + 8 <= kc; p += 8)
+                for (int c = 0; c < GEMM_NR; c += 8)
+                    gemm_transpose8(bp + (size_t)p * GEMM_NR + c, GEMM_NR,
+                                    rows + c, (size_t)p);
+            for (; p < kc; p++)
+                for (int c = 0; c < GEMM_NR; c++)
+                    bp[(size_t)p * GEMM_NR + c] = rows[c][p];
+        }
+        bp += (size_t)kc * GEMM_NR;
+    }
+}
+
+/* Row r (n <= 24 columns) = alpha * (a0, a1, a2) + beta * r. */
+__attribute__((always_inline)) GEMM_TARGET2 static inline void
+gemm2_store(float *r, __m256 a0, __m256 a1, __m256 a2, float alpha, float beta,
+            int n)
+{
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    __m256 o0 = _mm256_mul_ps(va, a0), o1 = _mm256_mul_ps(va, a1),
+           o2 = _mm256_mul_ps(va, a2);
+    if (n == 24) {
+        if (beta != 0.0f) {
+            o0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(r), o0);
+            o1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(r + 8), o1);
+            o2 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(r + 16), o2);
+        }
+        _mm256_storeu_ps(r, o0);
+        _mm256_storeu_ps(r + 8, o1);
+        _mm256_storeu_ps(r + 16, o2);
+        return;
+    }
+    float t[24];
+    _mm256_storeu_ps(t, o0);
+    _mm256_storeu_ps(t + 8, o1);
+    _mm256_storeu_ps(t + 16, o2);
+    for (int j = 0; j < n; j++)
+        r[j] = beta == 0.0f ? t[j] : t[j] + beta * r[j];
+}
+
+/* The 4x24 block: rows [0, MR4) of the A panel (stride GEMM_MR) against 24
+ * columns of B, read at bp + p*ldbk (ROWS == 0) or at rows[p] + off;
+ * stores m <= MR4 rows and n <= 24 columns at c. */
+__attribute__((always_inline)) GEMM_TARGET2 static inline void
+gemm2_block(const int MR4, const int ROWS, int kc, const float *restrict ap,
+            const float *restrict bp, size_t ldbk, const float *const *rows,
+            size_t off, float *c, size_t ldc, float alpha, float beta, int m,
+            int n)
+{
+    __m256 acc[4][3];
+#pragma GCC unroll 4
+    for (int i = 0; i < MR4; i++)
+        acc[i][0] = acc[i][1] = acc[i][2] = _mm256_setzero_ps();
+#pragma GCC unroll 2
+    for (int p = 0; p < kc; p++) {
+        const float *b = ROWS ? rows[p] + off : bp + (size_t)p * ldbk;
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8),
+                     b2 = _mm256_loadu_ps(b + 16);
+#pragma GCC unroll 4
+        for (int i = 0; i < MR4; i++) {
+            const __m256 av = _mm256_broadcast_ss(ap + i);
+            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+            acc[i][2] = _mm256_fmadd_ps(av, b2, acc[i][2]);
+        }
+        ap += GEMM_MR;
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MR4; i++)
+        if (i < m)
+            gemm2_store(c + (size_t)i * ldc, acc[i][0], acc[i][1], acc[i][2],
+                        alpha, beta, n);
+}
+
+/* The 8x48 tile of at most MR live rows (a compile-time constant) as 4x24
+ * blocks; m <= MR rows and n <= 48 columns are stored. */
+__attribute__((always_inline)) GEMM_TARGET2 static inline void
+gemm2_tile(const int MR, const int ROWS, int kc, const float *restrict ap,
+           const float *restrict bp, size_t ldbk, const float *const *rows,
+           size_t off, float *c, size_t ldc, float alpha, float beta, int m,
+           int n)
+{
+    for (int c0 = 0; c0 < n; c0 += 24) {
+        const int nn = n - c0 < 24 ? n - c0 : 24;
+        const float *b = ROWS ? NULL : bp + c0;
+        gemm2_block(MR < 4 ? MR : 4, ROWS, kc, ap, b, ldbk, rows,
+                    off + (size_t)c0, c + c0, ldc, alpha, beta, m, nn);
+        if (MR > 4)
+            gemm2_block(MR > 4 ? MR - 4 : 1, ROWS, kc, ap + 4, b, ldbk, rows,
+                        off + (size_t)c0, c + 4 * ldc + c0, ldc, alpha, beta,
+                        m - 4, nn);
+    }
+}
+
+#define GEMM2_KERNEL_MR(r)                                                     \
+    GEMM_TARGET2 static void gemm2_kernel_##r(                                 \
+        int kc, const float *restrict ap, const float *restrict bp,            \
+        size_t ldbk, float *c, size_t ldc, float alpha, float beta, int m,     \
+        int n)                                                                 \
+    {                                                                          \
+        gemm2_tile(r, 0, kc, ap, bp, ldbk, NULL, 0, c, ldc, alpha, beta, m,    \
+                   n);                                                         \
+    }                                                                          \
+    GEMM_TARGET2 static void gemm2_kernel_rows_##r(                            \
+        int kc, const float *restrict ap, const float *const *rows,            \
+        size_t off, float *c, size_t ldc, float alpha, float beta, int m,      \
+        int n)                                                                 \
+    {                                                                          \
+        gemm2_tile(r, 1, kc, ap, NULL, 0, rows, off, c, ldc, alpha, beta, m,   \
+                   n);                                                         \
+    }
+GEMM2_KERNEL_MR(1)
+GEMM2_KERNEL_MR(2)
+GEMM2_KERNEL_MR(3)
+GEMM2_KERNEL_MR(4)
+GEMM2_KERNEL_MR(5)
+GEMM2_KERNEL_MR(6)
+GEMM2_KERNEL_MR(7)
+GEMM2_KERNEL_MR(8)
+
 typedef void (*gemm_kernel_fn)(int, const float *restrict,
                                const float *restrict, size_t, float *, size_t,
                                float, float, int, int);
@@ -504,6 +693,36 @@ static const gemm_kernel_rows_fn gemm_kernels_rows[GEMM_MR] = {
     gemm_kernel_rows_1, gemm_kernel_rows_2, gemm_kernel_rows_3,
     gemm_kernel_rows_4, gemm_kernel_rows_5, gemm_kernel_rows_6,
     gemm_kernel_rows_7, gemm_kernel_rows_8};
+
+/* What differs between the AVX-512 and the AVX2 loop nest. */
+struct gemm_isa {
+    void (*pack_b)(float *restrict, const struct gemm_b *, int, int, int, int,
+                   int);
+    const gemm_kernel_fn *kernels;           /* [m - 1]: m-row tiles */
+    const gemm_kernel_rows_fn *kernels_rows; /* the same, B rows in place */
+    int dot;                                 /* has the dot-product path */
+};
+
+static const gemm_kernel_fn gemm2_kernels[GEMM_MR] = {
+    gemm2_kernel_1, gemm2_kernel_2, gemm2_kernel_3, gemm2_kernel_4,
+    gemm2_kernel_5, gemm2_kernel_6, gemm2_kernel_7, gemm2_kernel_8};
+static const gemm_kernel_rows_fn gemm2_kernels_rows[GEMM_MR] = {
+    gemm2_kernel_rows_1, gemm2_kernel_rows_2, gemm2_kernel_rows_3,
+    gemm2_kernel_rows_4, gemm2_kernel_rows_5, gemm2_kernel_rows_6,
+    gemm2_kernel_rows_7, gemm2_kernel_rows_8};
+
+static const struct gemm_isa gemm_isa_avx512 = {gemm_pack_b, gemm_kernels,
+                                                gemm_kernels_rows, 1};
+static const struct gemm_isa gemm_isa_avx2 = {gemm_pack_b_avx2, gemm2_kernels,
+                                              gemm2_kernels_rows, 0};
+
+/* The loop nest of a backend, or NULL for OpenBLAS. */
+static const struct gemm_isa *gemm_isa_of(enum gemm_backend b)
+{
+    return b == GEMM_BACKEND_AVX512 ? &gemm_isa_avx512
+           : b == GEMM_BACKEND_AVX2 ? &gemm_isa_avx2
+                                    : NULL;
+}
 
 static size_t gemm_round_up(size_t n, size_t m)
 {
@@ -638,7 +857,7 @@ GEMM_TARGET static void gemm_dot_nt(int M, int N, int K, float alpha,
                 const float *b[GEMM_DOT_NR];
                 float s[GEMM_DOT_MR * GEMM_DOT_NR];
                 for (int j = 0; j < nr; j++)
-                    b[j] = gemm_brow(B, (size_t)(j0 + j)) + k0;
+                    b[j] = gemm_brow(B, (size_t)j0 + (size_t)j) + k0;
                 gemm_dots[mr - 1][nr - 1](kb, a, b, s);
                 for (int i = 0; i < mr; i++) {
                     float *c = C + (size_t)(i0 + i) * ldc + j0;
@@ -654,12 +873,12 @@ GEMM_TARGET static void gemm_dot_nt(int M, int N, int K, float alpha,
 
 /* The packed loop nest; returns -1 (nothing written) if the packing buffer
  * cannot be allocated. Requires M, N, K > 0. */
-GEMM_TARGET static int gemm_avx512(int transa, int transb, int M, int N, int K,
-                                   float alpha, const float *A, int lda,
-                                   const struct gemm_b *B, float beta, float *C,
-                                   int ldc)
+static int gemm_packed(const struct gemm_isa *isa, int transa, int transb,
+                       int M, int N, int K, float alpha, const float *A,
+                       int lda, const struct gemm_b *B, float beta, float *C,
+                       int ldc)
 {
-    if (gemm_use_dot(transa, transb, M, K)) {
+    if (isa->dot && gemm_use_dot(transa, transb, M, K)) {
         gemm_dot_nt(M, N, K, alpha, A, lda, B, beta, C, ldc);
         return 0;
     }
@@ -682,7 +901,7 @@ GEMM_TARGET static int gemm_avx512(int transa, int transb, int M, int N, int K,
             const int direct = !transb && M <= GEMM_DIRECT_B_MAX_M;
             const int nfull = direct ? nc / GEMM_NR * GEMM_NR : 0;
             if (nfull < nc)
-                gemm_pack_b(bp + (size_t)nfull * kc, B, transb, pc, jc + nfull,
+                isa->pack_b(bp + (size_t)nfull * kc, B, transb, pc, jc + nfull,
                             kc, nc - nfull);
             const float *const *brows = B->rows ? B->rows + pc : NULL;
             const float *bsrc =
@@ -695,11 +914,11 @@ GEMM_TARGET static int gemm_avx512(int transa, int transb, int M, int N, int K,
                 for (int ir = 0; ir < mc; ir += GEMM_MR) {
                     const float *a = ap + (size_t)ir * kc;
                     const int m = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
-                    const gemm_kernel_fn kern = gemm_kernels[m - 1];
+                    const gemm_kernel_fn kern = isa->kernels[m - 1];
                     float *crow = C + (size_t)(ic + ir) * ldc + jc;
                     if (brows)
                         for (int jr = 0; jr < nfull; jr += GEMM_NR)
-                            gemm_kernels_rows[m - 1](
+                            isa->kernels_rows[m - 1](
                                 kc, a, brows, (size_t)jc + (size_t)jr,
                                 crow + jr, (size_t)ldc, alpha, be, m, GEMM_NR);
                     else
@@ -726,14 +945,15 @@ void gemm_f32(int transa, int transb, int M, int N, int K, float alpha,
               float *C, int ldc)
 {
     if (M <= 0 || N <= 0) return;
-    if (gemm_get_backend() == GEMM_BACKEND_AVX512) {
+    const struct gemm_isa *isa = gemm_isa_of(gemm_get_backend());
+    if (isa) {
         if (K <= 0 || alpha == 0.0f) {
             gemm_scale(M, N, beta, C, ldc);
             return;
         }
         const struct gemm_b b = {B, (size_t)ldb, NULL};
-        if (gemm_avx512(transa, transb, M, N, K, alpha, A, lda, &b, beta, C,
-                        ldc) == 0)
+        if (gemm_packed(isa, transa, transb, M, N, K, alpha, A, lda, &b, beta,
+                        C, ldc) == 0)
             return;
     }
     gemm_blas(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -748,10 +968,11 @@ void gemm_f32_rows(int transa, int transb, int M, int N, int K, float alpha,
         gemm_scale(M, N, beta, C, ldc);
         return;
     }
-    if (gemm_get_backend() == GEMM_BACKEND_AVX512) {
+    const struct gemm_isa *isa = gemm_isa_of(gemm_get_backend());
+    if (isa) {
         const struct gemm_b b = {NULL, 0, brows};
-        if (gemm_avx512(transa, transb, M, N, K, alpha, A, lda, &b, beta, C,
-                        ldc) == 0)
+        if (gemm_packed(isa, transa, transb, M, N, K, alpha, A, lda, &b, beta,
+                        C, ldc) == 0)
             return;
     }
     /* OpenBLAS: gather the rows into one matrix, or, if that buffer cannot

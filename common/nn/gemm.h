@@ -1,16 +1,17 @@
 /* gemm.h - single-precision GEMM for the conv/linear layers: a packed
- * GotoBLAS-style kernel with an AVX-512 8x48 register block, chosen at run
- * time when the CPU has AVX-512 (OpenBLAS is pinned to its AVX2 kernels by
- * OPENBLAS_CORETYPE=Haswell), else OpenBLAS's cblas_sgemm. Single-threaded:
- * callers run it inside their own OpenMP regions. */
+ * GotoBLAS-style kernel with an 8x48 register block, chosen at run time:
+ * AVX-512 when the CPU has it, else AVX2 + FMA (the same tile as 4x24
+ * blocks), else OpenBLAS's cblas_sgemm. Single-threaded: callers run it
+ * inside their own OpenMP regions. */
 #ifndef ABC_GEMM_H
 #define ABC_GEMM_H
 
 /* Backends of gemm_f32. */
 enum gemm_backend {
-    GEMM_BACKEND_AUTO,   /* AVX-512 kernel if the CPU has it, else BLAS */
+    GEMM_BACKEND_AUTO,   /* the widest of ours the CPU runs, else BLAS */
     GEMM_BACKEND_BLAS,   /* OpenBLAS cblas_sgemm */
     GEMM_BACKEND_AVX512, /* our kernel (only where the CPU supports it) */
+    GEMM_BACKEND_AVX2,   /* our AVX2 + FMA kernel (likewise) */
 };
 
 /* Row-major C (M,N) = alpha * op(A) . op(B) + beta * C, where op(A) is
@@ -43,12 +44,15 @@ void gemm_f32_ref(int transa, int transb, int M, int N, int K, float alpha,
 
 /* Selects the backend for the whole process (not thread-safe against
  * concurrent gemm_f32 calls: set it before starting work). AUTO consults
- * the environment variable ABC_GEMM ("blas" forces OpenBLAS) and the CPU.
- * Returns 0, or -1 (backend unchanged) if AVX512 is asked for on a CPU
- * without AVX-512. */
+ * the environment variable ABC_GEMM ("blas" forces OpenBLAS, "avx2" our
+ * AVX2 kernel) and the CPU. Returns 0, or -1 (backend unchanged) if AVX512
+ * or AVX2 is asked for on a CPU without it. */
 int gemm_set_backend(enum gemm_backend b);
-/* The backend gemm_f32 uses now (BLAS or AVX512, never AUTO). */
+/* The backend gemm_f32 uses now (never AUTO). */
 enum gemm_backend gemm_get_backend(void);
+/* That backend for logs and benchmarks: "avx512 (ours)", "avx2 (ours)" or
+ * "openblas". */
+const char *gemm_backend_name(void);
 /* Allows (on != 0, the default unless ABC_GEMM_DOT=0) or forbids the
  * AVX-512 backend's dot-product path for A . B^T with a long depth (weight
  * gradients); for benchmarks and tests that compare it with the packed
