@@ -12,6 +12,10 @@
 #   CASES_FILE: lines "ARCH STRUCTURE LABEL" (STRUCTURE: full or kept
 #   channels per prunable layer, comma-separated); default bench/cases.txt
 #   BENCH_OUT: the JSON-lines file (default bench-results.jsonl)
+#   BENCH_ISA=avx2: an AVX2-only machine emulated on an AVX-512 one, both
+#     sides restricted alike: ours runs its AVX2 kernels (ABC_GEMM=avx2),
+#     PyTorch's oneDNN and ATen theirs (ONEDNN_MAX_CPU_ISA=AVX2,
+#     ATEN_CPU_CAPABILITY=avx2). Default: each side's widest.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="${1:-$here/../build}"
@@ -20,21 +24,27 @@ rounds="${3:-2}"
 cases="${4:-$here/cases.txt}"
 out="${BENCH_OUT:-bench-results.jsonl}"
 best_env="glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
+isa="${BENCH_ISA:-native}"
+case "$isa" in
+native) ours_isa=() torch_isa=() ;;
+avx2) ours_isa=(ABC_GEMM=avx2) torch_isa=(ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2) ;;
+*) echo "run_bench.sh: BENCH_ISA must be avx2 or native, not $isa" >&2; exit 2 ;;
+esac
 [ -x "$build/bench_train" ] || { echo "run_bench.sh: no $build/bench_train (build first)" >&2; exit 2; }
 [ -r "$cases" ] || { echo "run_bench.sh: cannot read $cases" >&2; exit 2; }
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-echo "run_bench: $cpu, $(nproc) CPUs, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $rounds rounds x $steps steps" >&2
+echo "run_bench: $cpu, $(nproc) CPUs, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, ISA $isa, $rounds rounds x $steps steps" >&2
 : >"$out"
 for r in $(seq 1 "$rounds"); do
   while read -r arch structure label; do
     [ -z "$arch" ] || [ "${arch:0:1}" = "#" ] && continue
     for threads in 1 2; do
-      tag() { sed "s/^{/{\"round\":$r,\"label\":\"$label\",\"cpu\":\"$cpu\",/"; }
-      OMP_NUM_THREADS=$threads "$build/bench_train" "$arch" "$threads" 128 "$steps" 28 \
+      tag() { sed "s/^{/{\"round\":$r,\"label\":\"$label\",\"cpu\":\"$cpu\",\"isa\":\"$isa\",/"; }
+      env ${ours_isa[@]+"${ours_isa[@]}"} OMP_NUM_THREADS=$threads "$build/bench_train" "$arch" "$threads" 128 "$steps" 28 \
         "$([ "$structure" = full ] && echo "" || echo "$structure")" | tag >>"$out"
-      OMP_NUM_THREADS=$threads BENCH_IMPL=pytorch-default /usr/bin/python3 \
+      env ${torch_isa[@]+"${torch_isa[@]}"} OMP_NUM_THREADS=$threads BENCH_IMPL=pytorch-default /usr/bin/python3 \
         "$here/bench_torch.py" "$arch" "$threads" 128 "$steps" 28 "$structure" | tag >>"$out"
-      OMP_NUM_THREADS=$threads BENCH_IMPL=pytorch-best GLIBC_TUNABLES="$best_env" \
+      env ${torch_isa[@]+"${torch_isa[@]}"} OMP_NUM_THREADS=$threads BENCH_IMPL=pytorch-best GLIBC_TUNABLES="$best_env" \
         /usr/bin/python3 "$here/bench_torch.py" "$arch" "$threads" 128 "$steps" 28 \
         "$structure" --channels-last | tag >>"$out"
       echo "run_bench: round $r $label $threads thread(s) done" >&2
@@ -51,9 +61,9 @@ for r in rows:
 m = lambda k, f: statistics.median(x[f] for x in med[k])
 labels = list(dict.fromkeys(r["label"] for r in rows))
 o = [r for r in rows if r["impl"] == "abcprune"][0]
-print("CPU: %s; our GEMM: %s; OpenBLAS kernels: %s; rounds: %d" % (
-    rows[0]["cpu"], o.get("gemm", "?"), o.get("blas_core", "?"),
-    max(r["round"] for r in rows)))
+print("CPU: %s; ISA: %s; our GEMM: %s; OpenBLAS kernels: %s; rounds: %d" % (
+    rows[0]["cpu"], rows[0].get("isa", "native"), o.get("gemm", "?"),
+    o.get("blas_core", "?"), max(r["round"] for r in rows)))
 print("| net | threads | MMACs | train img/s ours | PyTorch default | PyTorch best | ours/best "
       "| infer img/s ours | PyTorch best | ours/best |")
 print("|---|---|---|---|---|---|---|---|---|---|")
