@@ -694,36 +694,6 @@ static const gemm_kernel_rows_fn gemm_kernels_rows[GEMM_MR] = {
     gemm_kernel_rows_4, gemm_kernel_rows_5, gemm_kernel_rows_6,
     gemm_kernel_rows_7, gemm_kernel_rows_8};
 
-/* What differs between the AVX-512 and the AVX2 loop nest. */
-struct gemm_isa {
-    void (*pack_b)(float *restrict, const struct gemm_b *, int, int, int, int,
-                   int);
-    const gemm_kernel_fn *kernels;           /* [m - 1]: m-row tiles */
-    const gemm_kernel_rows_fn *kernels_rows; /* the same, B rows in place */
-    int dot;                                 /* has the dot-product path */
-};
-
-static const gemm_kernel_fn gemm2_kernels[GEMM_MR] = {
-    gemm2_kernel_1, gemm2_kernel_2, gemm2_kernel_3, gemm2_kernel_4,
-    gemm2_kernel_5, gemm2_kernel_6, gemm2_kernel_7, gemm2_kernel_8};
-static const gemm_kernel_rows_fn gemm2_kernels_rows[GEMM_MR] = {
-    gemm2_kernel_rows_1, gemm2_kernel_rows_2, gemm2_kernel_rows_3,
-    gemm2_kernel_rows_4, gemm2_kernel_rows_5, gemm2_kernel_rows_6,
-    gemm2_kernel_rows_7, gemm2_kernel_rows_8};
-
-static const struct gemm_isa gemm_isa_avx512 = {gemm_pack_b, gemm_kernels,
-                                                gemm_kernels_rows, 1};
-static const struct gemm_isa gemm_isa_avx2 = {gemm_pack_b_avx2, gemm2_kernels,
-                                              gemm2_kernels_rows, 0};
-
-/* The loop nest of a backend, or NULL for OpenBLAS. */
-static const struct gemm_isa *gemm_isa_of(enum gemm_backend b)
-{
-    return b == GEMM_BACKEND_AVX512 ? &gemm_isa_avx512
-           : b == GEMM_BACKEND_AVX2 ? &gemm_isa_avx2
-                                    : NULL;
-}
-
 static size_t gemm_round_up(size_t n, size_t m)
 {
     return (n + m - 1) / m * m;
@@ -733,10 +703,11 @@ static size_t gemm_round_up(size_t n, size_t m)
  * Dot-product path for C = alpha * A . B^T + beta * C with a long depth K
  * and few rows (the weight gradients: dW (Cout, Cin*9) = dout rows . input
  * rows over every pixel of a chunk). Both operands are read as rows along
- * K in place, so nothing is transposed or packed: a 4x6 block of C keeps
- * 24 vector accumulators, and every 16 steps of K costs 4 + 6 vector loads
- * for 24 FMAs. K is cut into blocks of GEMM_DOT_KB so that the rows a
- * block touches stay in L2; each block's sums are reduced and added to C. */
+ * K in place, so nothing is transposed or packed: with AVX-512 a 4x6
+ * block of C keeps 24 vector accumulators, and every 16 steps of K cost
+ * 4 + 6 vector loads for 24 FMAs (AVX2: 3x4 blocks, below). K is cut into
+ * blocks of GEMM_DOT_KB so that the rows a block touches stay in L2; each
+ * block's sums are reduced and added to C. */
 #ifndef GEMM_DOT_KB
 #define GEMM_DOT_KB 2048
 #endif
@@ -802,6 +773,102 @@ GEMM_DOT_ROW(4)
 static const gemm_dot_fn gemm_dots[GEMM_DOT_MR][GEMM_DOT_NR] = {
     GEMM_DOT_ENTRY(1), GEMM_DOT_ENTRY(2), GEMM_DOT_ENTRY(3), GEMM_DOT_ENTRY(4)};
 
+/* The AVX2 dot tile: 3x4 blocks of C, 12 ymm accumulators; every 8 steps
+ * of K cost 3 + 4 vector loads for 12 FMAs. */
+#define GEMM2_DOT_MR 3
+#define GEMM2_DOT_NR 4
+
+/* Lanes [0, n) of an 8-lane mask (n in [0, 8]) for _mm256_maskload_ps. */
+GEMM_TARGET2 static inline __m256i gemm2_lanes(int n)
+{
+    static const int32_t tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                    0,  0,  0,  0,  0,  0,  0,  0};
+    return _mm256_loadu_si256((const __m256i *)(const void *)(tab + 8 - n));
+}
+
+GEMM_TARGET2 static inline float gemm2_hsum(__m256 v)
+{
+    __m128 x =
+        _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+/* s[i*NR + j] = sum over p < kb of a[i][p] * b[j][p], i < MR, j < NR. */
+__attribute__((always_inline)) GEMM_TARGET2 static inline void
+gemm2_dot_tile(const int MR, const int NR, int kb, const float *const *a,
+               const float *const *b, float *s)
+{
+    __m256 acc[GEMM2_DOT_MR][GEMM2_DOT_NR];
+#pragma GCC unroll 3
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; j++)
+            acc[i][j] = _mm256_setzero_ps();
+    int p = 0;
+    for (; p + 8 <= kb; p += 8) {
+        __m256 av[GEMM2_DOT_MR];
+#pragma GCC unroll 3
+        for (int i = 0; i < MR; i++)
+            av[i] = _mm256_loadu_ps(a[i] + p);
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; j++) {
+            const __m256 bv = _mm256_loadu_ps(b[j] + p);
+#pragma GCC unroll 3
+            for (int i = 0; i < MR; i++)
+                acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
+        }
+    }
+    if (p < kb) {
+        const __m256i k = gemm2_lanes(kb - p);
+        __m256 av[GEMM2_DOT_MR];
+#pragma GCC unroll 3
+        for (int i = 0; i < MR; i++)
+            av[i] = _mm256_maskload_ps(a[i] + p, k);
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; j++) {
+            const __m256 bv = _mm256_maskload_ps(b[j] + p, k);
+#pragma GCC unroll 3
+            for (int i = 0; i < MR; i++)
+                acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; j++)
+            s[i * NR + j] = gemm2_hsum(acc[i][j]);
+}
+
+#define GEMM2_DOT_FN(m, n)                                                     \
+    GEMM_TARGET2 static void gemm2_dot_##m##_##n(                              \
+        int kb, const float *const *a, const float *const *b, float *s)        \
+    {                                                                          \
+        gemm2_dot_tile(m, n, kb, a, b, s);                                     \
+    }
+#define GEMM2_DOT_ROW(m)                                                       \
+    GEMM2_DOT_FN(m, 1)                                                         \
+    GEMM2_DOT_FN(m, 2) GEMM2_DOT_FN(m, 3) GEMM2_DOT_FN(m, 4)
+GEMM2_DOT_ROW(1)
+GEMM2_DOT_ROW(2)
+GEMM2_DOT_ROW(3)
+#define GEMM2_DOT_ENTRY(m)                                                     \
+    gemm2_dot_##m##_1, gemm2_dot_##m##_2, gemm2_dot_##m##_3, gemm2_dot_##m##_4
+
+/* A backend's dot tiles: fns[(m - 1) * nr + n - 1] for m <= mr rows of A
+ * and n <= nr rows of B. */
+struct gemm_dot_isa {
+    int mr, nr;
+    const gemm_dot_fn *fns;
+};
+static const gemm_dot_fn gemm2_dots[GEMM2_DOT_MR * GEMM2_DOT_NR] = {
+    GEMM2_DOT_ENTRY(1), GEMM2_DOT_ENTRY(2), GEMM2_DOT_ENTRY(3)};
+static const struct gemm_dot_isa gemm_dot_avx512 = {GEMM_DOT_MR, GEMM_DOT_NR,
+                                                    &gemm_dots[0][0]};
+static const struct gemm_dot_isa gemm_dot_avx2 = {GEMM2_DOT_MR, GEMM2_DOT_NR,
+                                                  gemm2_dots};
+
 /* Whether the dot path is allowed (ABC_GEMM_DOT=0: never, for A/B
  * measurements); -1: not read from the environment yet. */
 static atomic_int gemm_dot_on = -1;
@@ -838,27 +905,27 @@ static int gemm_use_dot(int transa, int transb, int M, int K)
            gemm_dot_enabled();
 }
 
-/* C = alpha * A . B^T + beta * C, B given by its rows along K. */
-GEMM_TARGET static void gemm_dot_nt(int M, int N, int K, float alpha,
-                                    const float *A, int lda,
-                                    const struct gemm_b *B, float beta,
-                                    float *C, int ldc)
+/* C = alpha * A . B^T + beta * C, B given by its rows along K, in the
+ * dot tiles of d. */
+static void gemm_dot_nt(const struct gemm_dot_isa *d, int M, int N, int K,
+                        float alpha, const float *A, int lda,
+                        const struct gemm_b *B, float beta, float *C, int ldc)
 {
     for (int k0 = 0; k0 < K; k0 += GEMM_DOT_KB) {
         const int kb = K - k0 < GEMM_DOT_KB ? K - k0 : GEMM_DOT_KB;
         const float be = k0 == 0 ? beta : 1.0f;
-        for (int i0 = 0; i0 < M; i0 += GEMM_DOT_MR) {
-            const int mr = M - i0 < GEMM_DOT_MR ? M - i0 : GEMM_DOT_MR;
+        for (int i0 = 0; i0 < M; i0 += d->mr) {
+            const int mr = M - i0 < d->mr ? M - i0 : d->mr;
             const float *a[GEMM_DOT_MR];
             for (int i = 0; i < mr; i++)
                 a[i] = A + (size_t)(i0 + i) * lda + k0;
-            for (int j0 = 0; j0 < N; j0 += GEMM_DOT_NR) {
-                const int nr = N - j0 < GEMM_DOT_NR ? N - j0 : GEMM_DOT_NR;
+            for (int j0 = 0; j0 < N; j0 += d->nr) {
+                const int nr = N - j0 < d->nr ? N - j0 : d->nr;
                 const float *b[GEMM_DOT_NR];
                 float s[GEMM_DOT_MR * GEMM_DOT_NR];
                 for (int j = 0; j < nr; j++)
                     b[j] = gemm_brow(B, (size_t)j0 + (size_t)j) + k0;
-                gemm_dots[mr - 1][nr - 1](kb, a, b, s);
+                d->fns[(mr - 1) * d->nr + nr - 1](kb, a, b, s);
                 for (int i = 0; i < mr; i++) {
                     float *c = C + (size_t)(i0 + i) * ldc + j0;
                     for (int j = 0; j < nr; j++) {
@@ -871,6 +938,36 @@ GEMM_TARGET static void gemm_dot_nt(int M, int N, int K, float alpha,
     }
 }
 
+/* What differs between the AVX-512 and the AVX2 loop nest. */
+struct gemm_isa {
+    void (*pack_b)(float *restrict, const struct gemm_b *, int, int, int, int,
+                   int);
+    const gemm_kernel_fn *kernels;           /* [m - 1]: m-row tiles */
+    const gemm_kernel_rows_fn *kernels_rows; /* the same, B rows in place */
+    const struct gemm_dot_isa *dot;          /* the dot-product tiles */
+};
+
+static const gemm_kernel_fn gemm2_kernels[GEMM_MR] = {
+    gemm2_kernel_1, gemm2_kernel_2, gemm2_kernel_3, gemm2_kernel_4,
+    gemm2_kernel_5, gemm2_kernel_6, gemm2_kernel_7, gemm2_kernel_8};
+static const gemm_kernel_rows_fn gemm2_kernels_rows[GEMM_MR] = {
+    gemm2_kernel_rows_1, gemm2_kernel_rows_2, gemm2_kernel_rows_3,
+    gemm2_kernel_rows_4, gemm2_kernel_rows_5, gemm2_kernel_rows_6,
+    gemm2_kernel_rows_7, gemm2_kernel_rows_8};
+
+static const struct gemm_isa gemm_isa_avx512 = {
+    gemm_pack_b, gemm_kernels, gemm_kernels_rows, &gemm_dot_avx512};
+static const struct gemm_isa gemm_isa_avx2 = {
+    gemm_pack_b_avx2, gemm2_kernels, gemm2_kernels_rows, &gemm_dot_avx2};
+
+/* The loop nest of a backend, or NULL for OpenBLAS. */
+static const struct gemm_isa *gemm_isa_of(enum gemm_backend b)
+{
+    return b == GEMM_BACKEND_AVX512 ? &gemm_isa_avx512
+           : b == GEMM_BACKEND_AVX2 ? &gemm_isa_avx2
+                                    : NULL;
+}
+
 /* The packed loop nest; returns -1 (nothing written) if the packing buffer
  * cannot be allocated. Requires M, N, K > 0. */
 static int gemm_packed(const struct gemm_isa *isa, int transa, int transb,
@@ -878,8 +975,8 @@ static int gemm_packed(const struct gemm_isa *isa, int transa, int transb,
                        int lda, const struct gemm_b *B, float beta, float *C,
                        int ldc)
 {
-    if (isa->dot && gemm_use_dot(transa, transb, M, K)) {
-        gemm_dot_nt(M, N, K, alpha, A, lda, B, beta, C, ldc);
+    if (gemm_use_dot(transa, transb, M, K)) {
+        gemm_dot_nt(isa->dot, M, N, K, alpha, A, lda, B, beta, C, ldc);
         return 0;
     }
     const int nc_max = N < GEMM_NC ? N : GEMM_NC;
