@@ -677,6 +677,51 @@ static void test_batchnorm_relu(int B, int C, int HW, int threads)
     omp_set_num_threads(saved);
 }
 
+/* Narrow batchnorms run over (channel, block of images) units whose blocks
+ * depend on C and B only: forward statistics, output and every gradient
+ * repeat bit for bit on 1, 2 and 3 threads (one width per path: 5 and 7
+ * channels in units, 16 one unit per channel). */
+static void test_batchnorm_threads(int B, int C, int HW)
+{
+    char what[160];
+    int saved = omp_get_max_threads();
+    size_t n = (size_t)B * C * HW;
+    float *x = frandn(n, 2), *gamma = frandn(C, 1), *beta = frandn(C, 1);
+    float *dy = frandn(n, 1);
+    float *y[3], *m[3], *is[3], *rm[3], *rv[3], *dx[3], *dg[3], *db[3];
+    for (int t = 0; t < 3; t++) {
+        omp_set_num_threads(t + 1);
+        y[t] = falloc(n), m[t] = falloc(C), is[t] = falloc(C);
+        rm[t] = falloc(C), rv[t] = falloc(C);
+        for (int i = 0; i < C; i++)
+            rm[t][i] = 0.0f, rv[t][i] = 1.0f;
+        dx[t] = falloc(n), dg[t] = falloc(C), db[t] = falloc(C);
+        memset(dg[t], 0, C * sizeof(float));
+        memset(db[t], 0, C * sizeof(float));
+        batchnorm_relu_forward(y[t], m[t], is[t], x, gamma, beta, rm[t], rv[t],
+                               B, C, HW, 0.1f, 1e-5f, 1);
+        batchnorm_relu_backward(dx[t], dg[t], db[t], dy, y[t], x, m[t], is[t],
+                                gamma, B, C, HW, 0);
+    }
+    omp_set_num_threads(saved);
+    for (int t = 1; t < 3; t++) {
+        snprintf(what, sizeof what, "batchnorm B%d C%d HW%d on %d threads", B,
+                 C, HW, t + 1);
+        CHECK(!memcmp(y[t], y[0], n * sizeof(float)) &&
+                  !memcmp(m[t], m[0], C * sizeof(float)) &&
+                  !memcmp(is[t], is[0], C * sizeof(float)) &&
+                  !memcmp(rv[t], rv[0], C * sizeof(float)) &&
+                  !memcmp(dx[t], dx[0], n * sizeof(float)) &&
+                  !memcmp(dg[t], dg[0], C * sizeof(float)) &&
+                  !memcmp(db[t], db[0], C * sizeof(float)),
+              "%s: differs from 1 thread", what);
+    }
+    for (int t = 0; t < 3; t++)
+        free(y[t]), free(m[t]), free(is[t]), free(rm[t]), free(rv[t]),
+            free(dx[t]), free(dg[t]), free(db[t]);
+    free(x), free(gamma), free(beta), free(dy);
+}
+
 /* The split batchnorm kernels (synchronized BN's pieces, layers.h):
  *  - one shard: batchnorm_apply with the single-call forward's statistics,
  *    and backward_sums + backward_input over the whole batch, equal the
@@ -1325,6 +1370,13 @@ int main(void)
     test_batchnorm_relu(3, 2, 1, 1);
     for (int t = 1; t <= 3; t++)
         test_batchnorm_relu(8, 32, 196, t); /* threaded path at t > 1 */
+    test_batchnorm_relu(16, 5, 784, 2);     /* units of images, threaded */
+    test_batchnorm_threads(16, 5, 784);
+    test_batchnorm_threads(67, 7, 98);
+    test_batchnorm_threads(16, 16, 196);
+    omp_set_num_threads(2);
+    test_batchnorm(32, 5, 256, 48); /* units of images against FD, threaded */
+    omp_set_num_threads(saved);
     for (int relu = 0; relu < 2; relu++) {
         test_batchnorm_split(7, 3, 5, relu, 2); /* shards 4 + 3 */
         test_batchnorm_split(7, 3, 5, relu, 3); /* 3 + 2 + 2 */

@@ -1558,6 +1558,94 @@ static inline void bn_channel_backward_input(float *d, const float *dy,
     }
 }
 
+/* Narrow layers (the pruned widths 1-15) would leave threads idle with
+ * one channel per thread, so their passes run over units of (channel,
+ * block of images): P blocks per channel, at least BN_MIN_UNITS units in
+ * all. P depends on C and B only, so the sums group alike on any number of
+ * threads; C >= BN_MIN_UNITS keeps one unit per channel (P = 1). */
+#define BN_MIN_UNITS 16
+
+static int bn_parts(int C, int B)
+{
+    int P = (BN_MIN_UNITS + C - 1) / C;
+    return P > B ? B : P;
+}
+
+/* Images [*b0, *b1) of part k of P over B. */
+static void bn_part_range(int *b0, int *b1, int k, int P, int B)
+{
+    *b0 = (int)((long)k * B / P);
+    *b1 = (int)((long)(k + 1) * B / P);
+}
+
+/* The shift for channel c's one-pass sums: the mean of the first image's
+ * plane, close to the batch mean. */
+static float bn_shift(const float *x, int HW)
+{
+    float rs = 0;
+#pragma omp simd reduction(+ : rs)
+    for (int i = 0; i < HW; i++)
+        rs += x[i];
+    return rs / (float)HW;
+}
+
+/* bn_forward over units (P > 1): partial sums per unit, the statistics
+ * per channel (parts added in order), then the apply per unit. */
+static void bn_forward_parts(float *out, float *mean, float *invstd,
+                             const float *inp, const float *gamma,
+                             const float *beta, float *running_mean,
+                             float *running_var, int B, int C, int HW,
+                             float momentum, float eps, int training, int relu,
+                             int P)
+{
+    const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
+    const int running = running_mean && running_var, U = C * P;
+    double part[2 * 2 * BN_MIN_UNITS]; /* U < BN_MIN_UNITS + C <= 2x */
+    float shift[BN_MIN_UNITS];
+#pragma omp parallel if (N * C >= PAR_MIN_ELEMS)
+    {
+        if (training) {
+#pragma omp for schedule(static)
+            for (int c = 0; c < C; c++)
+                shift[c] = bn_shift(inp + (size_t)c * HW, HW);
+#pragma omp for schedule(static)
+            for (int u = 0; u < U; u++) {
+                int c = u / P, b0, b1;
+                bn_part_range(&b0, &b1, u % P, P, B);
+                bn_channel_sums(&part[2 * u], &part[2 * u + 1],
+                                inp + (size_t)c * HW + (size_t)b0 * cs, cs,
+                                b1 - b0, HW, shift[c]);
+            }
+        }
+#pragma omp for schedule(static)
+        for (int c = 0; c < C; c++) {
+            if (training) {
+                double sd = 0, sq = 0;
+                for (int k = 0; k < P; k++) {
+                    sd += part[2 * (c * P + k)];
+                    sq += part[2 * (c * P + k) + 1];
+                }
+                bn_channel_stats(&mean[c], &invstd[c],
+                                 running ? running_mean + c : NULL,
+                                 running ? running_var + c : NULL, shift[c], sd,
+                                 sq, (double)N, momentum, eps);
+            } else {
+                mean[c] = running_mean[c];
+                invstd[c] =
+                    (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
+            }
+        }
+#pragma omp for schedule(static)
+        for (int u = 0; u < U; u++) {
+            int c = u / P, b0, b1;
+            bn_part_range(&b0, &b1, u % P, P, B);
+            const size_t off = (size_t)c * HW + (size_t)b0 * cs;
+            bn_channel_apply(out + off, inp + off, cs, b1 - b0, HW, mean[c],
+                             gamma[c] * invstd[c], beta[c], relu);
+        }
+    }
+}
+
 /* relu != 0: out = max(bn(inp), 0) in the same pass. */
 static void bn_forward(float *out, float *mean, float *invstd, const float *inp,
                        const float *gamma, const float *beta,
@@ -1567,18 +1655,19 @@ static void bn_forward(float *out, float *mean, float *invstd, const float *inp,
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
     const int running = running_mean && running_var;
+    const int P = bn_parts(C, B);
+    if (P > 1) {
+        bn_forward_parts(out, mean, invstd, inp, gamma, beta, running_mean,
+                         running_var, B, C, HW, momentum, eps, training, relu,
+                         P);
+        return;
+    }
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
     for (int c = 0; c < C; c++) {
         const float *x = inp + (size_t)c * HW;
         float m, is;
         if (training) {
-            /* one pass of shifted sums; the shift is the mean of the
-             * first image's plane, close to the batch mean */
-            float rs = 0;
-#pragma omp simd reduction(+ : rs)
-            for (int i = 0; i < HW; i++)
-                rs += x[i];
-            const float shift = rs / (float)HW;
+            const float shift = bn_shift(x, HW);
             double sd, sq;
             bn_channel_sums(&sd, &sq, x, cs, B, HW, shift);
             bn_channel_stats(&m, &is, running ? running_mean + c : NULL,
@@ -1614,6 +1703,57 @@ void batchnorm_relu_forward(float *out, float *mean, float *invstd,
                B, C, HW, momentum, eps, training, 1);
 }
 
+/* bn_backward over units (P > 1, see bn_parts): partial sums per unit,
+ * the parameter gradients per channel (parts added in order), then the
+ * input gradient per unit. */
+static void bn_backward_parts(float *dinp, float *dgamma, float *dbeta,
+                              const float *dout, const float *relu_out,
+                              const float *inp, const float *mean,
+                              const float *invstd, const float *gamma, int B,
+                              int C, int HW, int accumulate, int P)
+{
+    const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
+    const int U = C * P;
+    double part[2 * 2 * BN_MIN_UNITS], tot[2 * BN_MIN_UNITS];
+#pragma omp parallel if (N * C >= PAR_MIN_ELEMS)
+    {
+#pragma omp for schedule(static)
+        for (int u = 0; u < U; u++) {
+            int c = u / P, b0, b1;
+            bn_part_range(&b0, &b1, u % P, P, B);
+            const size_t off = (size_t)c * HW + (size_t)b0 * cs;
+            bn_channel_backward_sums(&part[2 * u], &part[2 * u + 1], dout + off,
+                                     relu_out ? relu_out + off : NULL,
+                                     inp + off, cs, b1 - b0, HW, mean[c],
+                                     invstd[c]);
+        }
+#pragma omp for schedule(static)
+        for (int c = 0; c < C; c++) {
+            double sdy = 0, sdyx = 0;
+            for (int k = 0; k < P; k++) {
+                sdy += part[2 * (c * P + k)];
+                sdyx += part[2 * (c * P + k) + 1];
+            }
+            tot[2 * c] = sdy;
+            tot[2 * c + 1] = sdyx;
+            dbeta[c] += (float)sdy;
+            dgamma[c] += (float)sdyx;
+        }
+        if (dinp) {
+#pragma omp for schedule(static)
+            for (int u = 0; u < U; u++) {
+                int c = u / P, b0, b1;
+                bn_part_range(&b0, &b1, u % P, P, B);
+                const size_t off = (size_t)c * HW + (size_t)b0 * cs;
+                bn_channel_backward_input(
+                    dinp + off, dout + off, relu_out ? relu_out + off : NULL,
+                    inp + off, cs, b1 - b0, HW, mean[c], invstd[c], gamma[c],
+                    tot[2 * c], tot[2 * c + 1], (double)N, accumulate);
+            }
+        }
+    }
+}
+
 /* relu_out != NULL: dout is first masked by (relu_out > 0), the backward of
  * a ReLU applied in place to this batchnorm's output. */
 static void bn_backward(float *dinp, float *dgamma, float *dbeta,
@@ -1623,6 +1763,12 @@ static void bn_backward(float *dinp, float *dgamma, float *dbeta,
                         int HW, int accumulate)
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
+    const int P = bn_parts(C, B);
+    if (P > 1) {
+        bn_backward_parts(dinp, dgamma, dbeta, dout, relu_out, inp, mean,
+                          invstd, gamma, B, C, HW, accumulate, P);
+        return;
+    }
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
     for (int c = 0; c < C; c++) {
         const size_t off = (size_t)c * HW;
