@@ -325,6 +325,16 @@ gemm_transpose16(float *dst, size_t dld, const float *const *src, size_t off)
 /* A row of zeros, the missing columns of a ragged transposed B panel. */
 static const float gemm_zeros[GEMM_KC];
 
+/* rows[c] <- where column j + c of op(B) (B^T stored: row j + c) starts at
+ * depth pc, for c < nr; gemm_zeros for the panel's other columns. */
+static void gemm_panel_rows(const float **rows, const struct gemm_b *b, int j,
+                            int pc, int nr)
+{
+    for (int c = 0; c < GEMM_NR; c++)
+        rows[c] =
+            c < nr ? gemm_brow(b, (size_t)j + (size_t)c) + pc : gemm_zeros;
+}
+
 /* Packs depth [pc, pc+kc) x columns [jc, jc+nc) of op(B) into 48-column
  * micro-panels: bp[q][p][c] = op(B)[pc + p][jc + 48q + c], columns past nc
  * zero. */
@@ -350,10 +360,7 @@ GEMM_TARGET static void gemm_pack_b(float *restrict bp, const struct gemm_b *b,
              * reads its missing columns from a row of zeros, so it takes
              * the same vector path; the depth tail is scalar. */
             const float *rows[GEMM_NR];
-            for (int c = 0; c < GEMM_NR; c++)
-                rows[c] = c < nr
-                              ? gemm_brow(b, (size_t)jc + (size_t)(j0 + c)) + pc
-                              : gemm_zeros;
+            gemm_panel_rows(rows, b, jc + j0, pc, nr);
             const int ng = (nr + 15) / 16; /* column groups holding data */
             int p = 0;
             for (; p + 16 <= kc; p += 16) {
@@ -555,10 +562,7 @@ GEMM_TARGET2 static void gemm_pack_b_avx2(float *restrict bp,
             }
         } else {
             const float *rows[GEMM_NR];
-            for (int c = 0; c < GEMM_NR; c++)
-                rows[c] = c < nr
-                              ? gemm_brow(b, (size_t)jc + (size_t)(j0 + c)) + pc
-                              : gemm_zeros;
+            gemm_panel_rows(rows, b, jc + j0, pc, nr);
             int p = 0;
             for (; p + 8 <= kc; p += 8)
                 for (int c = 0; c < GEMM_NR; c += 8)
@@ -862,6 +866,9 @@ struct gemm_dot_isa {
     int mr, nr;
     const gemm_dot_fn *fns;
 };
+/* gemm_dot_nt's operand tables are sized for the widest tiles. */
+_Static_assert(GEMM2_DOT_MR <= GEMM_DOT_MR && GEMM2_DOT_NR <= GEMM_DOT_NR,
+               "the AVX2 dot tile must fit gemm_dot_nt's tables");
 static const gemm_dot_fn gemm2_dots[GEMM2_DOT_MR * GEMM2_DOT_NR] = {
     GEMM2_DOT_ENTRY(1), GEMM2_DOT_ENTRY(2), GEMM2_DOT_ENTRY(3)};
 static const struct gemm_dot_isa gemm_dot_avx512 = {GEMM_DOT_MR, GEMM_DOT_NR,

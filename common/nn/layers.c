@@ -1578,6 +1578,12 @@ static void bn_part_range(int *b0, int *b1, int k, int P, int B)
     *b1 = (int)((long)(k + 1) * B / P);
 }
 
+/* Eval mode's 1 / sqrt(running variance + eps). */
+static float bn_eval_invstd(float running_var, float eps)
+{
+    return (float)(1.0 / sqrt((double)running_var + (double)eps));
+}
+
 /* The shift for channel c's one-pass sums: the mean of the first image's
  * plane, close to the batch mean. */
 static float bn_shift(const float *x, int HW)
@@ -1631,8 +1637,7 @@ static void bn_forward_parts(float *out, float *mean, float *invstd,
                                  sq, (double)N, momentum, eps);
             } else {
                 mean[c] = running_mean[c];
-                invstd[c] =
-                    (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
+                invstd[c] = bn_eval_invstd(running_var[c], eps);
             }
         }
 #pragma omp for schedule(static)
@@ -1675,7 +1680,7 @@ static void bn_forward(float *out, float *mean, float *invstd, const float *inp,
                              (double)N, momentum, eps);
         } else {
             m = running_mean[c];
-            is = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
+            is = bn_eval_invstd(running_var[c], eps);
         }
         mean[c] = m;
         invstd[c] = is;
