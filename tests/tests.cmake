@@ -6,9 +6,14 @@ foreach(t test_layers test_gemm test_data test_config test_checkpoint test_model
 endforeach()
 # The layers and the model again on our AVX2 kernels (what a CPU without
 # AVX-512 runs by default), forced by ABC_GEMM=avx2.
+# (.ci/run also runs them sanitized, hence the longer timeout there.)
+set(abc_avx2_timeout 300)
+if(ABC_SANITIZE)
+  set(abc_avx2_timeout 1500)
+endif()
 foreach(t test_layers test_model)
   add_test(NAME ${t}_avx2 COMMAND ${t} WORKING_DIRECTORY ${ABC_TEST_DATA_DIR})
-  set_tests_properties(${t}_avx2 PROPERTIES TIMEOUT 300
+  set_tests_properties(${t}_avx2 PROPERTIES TIMEOUT ${abc_avx2_timeout}
                        ENVIRONMENT "OMP_NUM_THREADS=2;ABC_GEMM=avx2")
 endforeach()
 
