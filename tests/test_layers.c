@@ -677,6 +677,110 @@ static void test_batchnorm_relu(int B, int C, int HW, int threads)
     omp_set_num_threads(saved);
 }
 
+/* Fused batchnorm + residual add + ReLU (a ResNet block's end) against
+ * batchnorm_forward then add_relu_forward, and add_relu_backward then
+ * batchnorm_backward: bit-identical outputs, statistics and gradients, for
+ * both accumulate flags, with dinp NULL, with the residual's gradient
+ * aliasing dout (a downsampling shortcut's), and through the split
+ * kernels (batchnorm_apply with res, batchnorm_backward_input with dres). */
+static void test_batchnorm_add_relu(int B, int C, int HW, int threads)
+{
+    char what[160];
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    const size_t n = (size_t)B * C * HW;
+    const float eps = 1e-5f, mom = 0.1f;
+    float *x = frandn(n, 2), *res = frandn(n, 1), *gamma = frandn(C, 1);
+    float *beta = frandn(C, 1), *dy = frandn(n, 1);
+    for (int training = 0; training < 2; training++) {
+        float *rm1 = frandn(C, 1), *rv1 = falloc(C);
+        for (int i = 0; i < C; i++)
+            rv1[i] = 0.5f + (float)rng_uniform(&R);
+        float *rm2 = fcopy(rm1, C), *rv2 = fcopy(rv1, C);
+        float *t = falloc(n), *y1 = falloc(n), *m1 = falloc(C);
+        float *is1 = falloc(C), *y2 = falloc(n), *m2 = falloc(C);
+        float *is2 = falloc(C);
+        batchnorm_forward(t, m1, is1, x, gamma, beta, rm1, rv1, B, C, HW, mom,
+                          eps, training);
+        add_relu_forward(y1, t, res, n);
+        batchnorm_add_relu_forward(y2, m2, is2, x, res, gamma, beta, rm2, rv2,
+                                   B, C, HW, mom, eps, training);
+        snprintf(what, sizeof what,
+                 "batchnorm_add_relu B%d C%d HW%d thr%d train%d forward", B, C,
+                 HW, threads, training);
+        CHECK_CLOSE(what, y2, y1, n, 0, 0);
+        CHECK(!memcmp(m1, m2, C * sizeof *m1) &&
+                  !memcmp(is1, is2, C * sizeof *is1) &&
+                  !memcmp(rm1, rm2, C * sizeof *rm1) &&
+                  !memcmp(rv1, rv2, C * sizeof *rv1),
+              "%s: statistics differ", what);
+        float *y3 = falloc(n);
+        batchnorm_apply(y3, x, res, m1, is1, gamma, beta, B, C, HW, 1);
+        CHECK_CLOSE("batchnorm_apply with res", y3, y1, n, 0, 0);
+        for (int acc = 0; training && acc < 4; acc++) {
+            const int ax = acc & 1, ar = acc >> 1;
+            float *px = frandn(n, 1), *pr = frandn(n, 1), *gp = frandn(C, 1);
+            float *bp = frandn(C, 1);
+            /* reference: the add's backward (dout masked in place, the
+             * bn output's gradient aliasing it), then the batchnorm's */
+            float *dm = fcopy(dy, n), *dx1 = fcopy(px, n), *dr1 = fcopy(pr, n);
+            float *dg1 = fcopy(gp, C), *db1 = fcopy(bp, C);
+            add_relu_backward(NULL, dr1, dm, y1, n, 0, ar);
+            batchnorm_backward(dx1, dg1, db1, dm, x, m1, is1, gamma, B, C, HW,
+                               ax);
+            float *dy2 = fcopy(dy, n), *dx2 = fcopy(px, n), *dr2 = fcopy(pr, n);
+            float *dg2 = fcopy(gp, C), *db2 = fcopy(bp, C);
+            batchnorm_add_relu_backward(dx2, dr2, dg2, db2, dy2, y2, x, m2, is2,
+                                        gamma, B, C, HW, ax, ar);
+            snprintf(what, sizeof what,
+                     "batchnorm_add_relu B%d C%d HW%d thr%d acc%d/%d backward",
+                     B, C, HW, threads, ax, ar);
+            CHECK_CLOSE(what, dx2, dx1, n, 0, 0);
+            CHECK_CLOSE("batchnorm_add_relu dres", dr2, dr1, n, 0, 0);
+            CHECK_CLOSE("batchnorm_add_relu dgamma", dg2, dg1, C, 0, 0);
+            CHECK_CLOSE("batchnorm_add_relu dbeta", db2, db1, C, 0, 0);
+            CHECK(!memcmp(dy2, dy, n * sizeof *dy),
+                  "batchnorm_add_relu_backward modified dout");
+            /* dinp NULL: parameter and residual gradients only */
+            float *dr3 = fcopy(pr, n), *dg3 = fcopy(gp, C), *db3 = fcopy(bp, C);
+            batchnorm_add_relu_backward(NULL, dr3, dg3, db3, dy, y2, x, m2, is2,
+                                        gamma, B, C, HW, ax, ar);
+            CHECK_CLOSE("batchnorm_add_relu dinp=NULL dres", dr3, dr1, n, 0, 0);
+            CHECK_CLOSE("batchnorm_add_relu dinp=NULL dgamma", dg3, dg1, C, 0,
+                        0);
+            /* the residual's gradient aliasing dout (overwritten) */
+            float *da = fcopy(dy, n), *dx4 = fcopy(px, n), *dg4 = fcopy(gp, C);
+            float *db4 = fcopy(bp, C);
+            batchnorm_add_relu_backward(dx4, da, dg4, db4, da, y2, x, m2, is2,
+                                        gamma, B, C, HW, ax, 0);
+            CHECK_CLOSE("batchnorm_add_relu dres aliasing dout: dinp", dx4, dx1,
+                        n, 0, 0);
+            CHECK_CLOSE("batchnorm_add_relu dres aliasing dout: dres", da, dm,
+                        n, 0, 0);
+            /* the split kernels, one shard */
+            double *sdy = dalloc(C), *sdyx = dalloc(C);
+            float *dx5 = fcopy(px, n), *dr5 = fcopy(pr, n), *dg5 = fcopy(gp, C);
+            float *db5 = fcopy(bp, C);
+            batchnorm_backward_sums(sdy, sdyx, dg5, db5, dy, y2, x, m2, is2, B,
+                                    C, HW);
+            batchnorm_backward_input(dx5, dr5, dy, y2, x, m2, is2, gamma, sdy,
+                                     sdyx, (double)B * HW, B, C, HW, ax, ar);
+            CHECK_CLOSE("bn split with dres: dinp", dx5, dx1, n, 0, 0);
+            CHECK_CLOSE("bn split with dres: dres", dr5, dr1, n, 0, 0);
+            CHECK_CLOSE("bn split with dres: dgamma", dg5, dg1, C, 0, 0);
+            free(px), free(pr), free(gp), free(bp), free(dm), free(dx1);
+            free(dr1), free(dg1), free(db1), free(dy2), free(dx2), free(dr2);
+            free(dg2), free(db2), free(dr3), free(dg3), free(db3), free(da);
+            free(dx4), free(dg4), free(db4), free(sdy), free(sdyx), free(dx5);
+            free(dr5), free(dg5), free(db5);
+        }
+        free(rm1), free(rv1), free(rm2), free(rv2), free(t), free(y1);
+        free(m1), free(is1), free(y2), free(m2), free(is2), free(y3);
+    }
+    free(x), free(res), free(gamma), free(beta), free(dy);
+    omp_set_num_threads(saved);
+}
+
 /* Narrow batchnorms run over (channel, block of images) units whose blocks
  * depend on C and B only: forward statistics, output and every gradient
  * repeat bit for bit on 1, 2 and 3 threads (one width per path: 5 and 7
@@ -751,7 +855,7 @@ static void test_batchnorm_split(int B, int C, int HW, int relu, int shards)
     (relu ? batchnorm_relu_forward : batchnorm_forward)(
         y1, m1, is1, x, gamma, beta, rm1, rv1, B, C, HW, mom, eps, 1);
     float *y = falloc(n);
-    batchnorm_apply(y, x, m1, is1, gamma, beta, B, C, HW, relu);
+    batchnorm_apply(y, x, NULL, m1, is1, gamma, beta, B, C, HW, relu);
     snprintf(what, sizeof what, "bn split B%d C%d HW%d relu%d: apply", B, C, HW,
              relu);
     CHECK_CLOSE(what, y, y1, n, 0, 0);
@@ -768,8 +872,9 @@ static void test_batchnorm_split(int B, int C, int HW, int relu, int shards)
                                acc);
         batchnorm_backward_sums(sdy, sdyx, dg2, db2, g, relu ? y1 : NULL, x, m1,
                                 is1, B, C, HW);
-        batchnorm_backward_input(dx2, g, relu ? y1 : NULL, x, m1, is1, gamma,
-                                 sdy, sdyx, (double)B * HW, B, C, HW, acc);
+        batchnorm_backward_input(dx2, NULL, g, relu ? y1 : NULL, x, m1, is1,
+                                 gamma, sdy, sdyx, (double)B * HW, B, C, HW,
+                                 acc, 0);
         snprintf(what, sizeof what,
                  "bn split B%d C%d HW%d relu%d acc%d: backward sums + input", B,
                  C, HW, relu, acc);
@@ -806,8 +911,8 @@ static void test_batchnorm_split(int B, int C, int HW, int relu, int shards)
     }
     batchnorm_stats(mean, invstd, rm, rv, mean, sd, sq, s1[C], C, mom, eps);
     for (int r = 0; r < shards; r++)
-        batchnorm_apply(y + first[r] * per, x + first[r] * per, mean, invstd,
-                        gamma, beta, count[r], C, HW, relu);
+        batchnorm_apply(y + first[r] * per, x + first[r] * per, NULL, mean,
+                        invstd, gamma, beta, count[r], C, HW, relu);
     double *yd = dalloc(n), *md = dalloc(C), *vd = dalloc(C);
     double *xd = todouble(x, n), *gd = todouble(gamma, C);
     double *bd = todouble(beta, C);
@@ -862,9 +967,9 @@ static void test_batchnorm_split(int B, int C, int HW, int relu, int shards)
     for (int r = 0; r < shards; r++) {
         const size_t o = first[r] * per, nr = count[r] * per;
         const float wgt = (float)count[r] / (float)B;
-        batchnorm_backward_input(dx + o, dl + o, mask ? mask + o : NULL, x + o,
-                                 mean, invstd, gamma, Sdy, Sdyx,
-                                 (double)count[r] * HW, count[r], C, HW, 0);
+        batchnorm_backward_input(dx + o, NULL, dl + o, mask ? mask + o : NULL,
+                                 x + o, mean, invstd, gamma, Sdy, Sdyx,
+                                 (double)count[r] * HW, count[r], C, HW, 0, 0);
         for (size_t i = 0; i < nr; i++)
             dx[o + i] *= wgt;
     }
@@ -1371,6 +1476,9 @@ int main(void)
     for (int t = 1; t <= 3; t++)
         test_batchnorm_relu(8, 32, 196, t); /* threaded path at t > 1 */
     test_batchnorm_relu(16, 5, 784, 2);     /* units of images, threaded */
+    test_batchnorm_add_relu(3, 2, 5, 1);
+    test_batchnorm_add_relu(8, 32, 196, 2); /* one channel per thread */
+    test_batchnorm_add_relu(16, 5, 784, 2); /* units of images */
     test_batchnorm_threads(16, 5, 784);
     test_batchnorm_threads(67, 7, 98);
     test_batchnorm_threads(16, 16, 196);

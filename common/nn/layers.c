@@ -1464,15 +1464,30 @@ static inline void bn_channel_stats(float *mean, float *invstd,
     }
 }
 
-/* o = (x - m) * sc + sh over one channel, then max(., 0) if relu. */
-static inline void bn_channel_apply(float *o, const float *x, size_t cs, int B,
-                                    int HW, float m, float sc, float sh,
-                                    int relu)
+/* o = (x - m) * sc + sh over one channel, plus res (a residual add's
+ * other input, laid out as x) when res is not NULL, then max(., 0) if
+ * relu. */
+static inline void bn_channel_apply(float *o, const float *x, const float *res,
+                                    size_t cs, int B, int HW, float m, float sc,
+                                    float sh, int relu)
 {
     for (int b = 0; b < B; b++) {
         const float *r = x + b * cs;
         float *ob = o + b * cs;
-        if (relu) {
+        if (res) {
+            const float *a = res + b * cs;
+            if (relu) {
+#pragma omp simd
+                for (int i = 0; i < HW; i++) {
+                    float v = (r[i] - m) * sc + sh + a[i];
+                    ob[i] = v > 0.0f ? v : 0.0f;
+                }
+            } else {
+#pragma omp simd
+                for (int i = 0; i < HW; i++)
+                    ob[i] = (r[i] - m) * sc + sh + a[i];
+            }
+        } else if (relu) {
 #pragma omp simd
             for (int i = 0; i < HW; i++) {
                 float v = (r[i] - m) * sc + sh;
@@ -1522,20 +1537,36 @@ static inline void bn_channel_backward_sums(double *sdy, double *sdyx,
 
 /* d =/+= gamma * is * (g - sdy/n - xhat * sdyx/n) over one channel (g and
  * xhat as in bn_channel_backward_sums): the input gradient of a batchnorm
- * whose statistics are over n values with these sums. */
-static inline void bn_channel_backward_input(float *d, const float *dy,
-                                             const float *y, const float *x,
-                                             size_t cs, int B, int HW, float m,
-                                             float is, float gamma, double sdy,
-                                             double sdyx, double n,
-                                             int accumulate)
+ * whose statistics are over n values with these sums. With y, dr (may be
+ * NULL) =/+= g (accumulate_r): the gradient of a residual add's other
+ * input, when the ReLU is over bn(x) + res; d may then be NULL. dr may
+ * alias dy (each element is read before it is written). */
+static inline void
+bn_channel_backward_input(float *d, float *dr, const float *dy, const float *y,
+                          const float *x, size_t cs, int B, int HW, float m,
+                          float is, float gamma, double sdy, double sdyx,
+                          double n, int accumulate, int accumulate_r)
 {
     const float k = gamma * is;
     const float mdy = (float)(sdy / n);
     const float mq = (float)(sdyx / n) * is; /* per (x - m) */
     for (int b = 0; b < B; b++) {
         const float *r = x + b * cs, *g = dy + b * cs;
-        float *db = d + b * cs;
+        float *db = d ? d + b * cs : NULL;
+        if (y && dr) {
+            const float *o = y + b * cs;
+            float *rb = dr + b * cs;
+            for (int i = 0; i < HW; i++) {
+                float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                if (db) {
+                    float v = k * (gi - mdy - (r[i] - m) * mq);
+                    db[i] = accumulate ? db[i] + v : v;
+                }
+                rb[i] = accumulate_r ? rb[i] + gi : gi;
+            }
+            continue;
+        }
+        if (!db) return; /* nothing to write */
         if (y) {
             const float *o = y + b * cs;
             if (accumulate)
@@ -1598,11 +1629,11 @@ static float bn_shift(const float *x, int HW)
 /* bn_forward over units (P > 1): partial sums per unit, the statistics
  * per channel (parts added in order), then the apply per unit. */
 static void bn_forward_parts(float *out, float *mean, float *invstd,
-                             const float *inp, const float *gamma,
-                             const float *beta, float *running_mean,
-                             float *running_var, int B, int C, int HW,
-                             float momentum, float eps, int training, int relu,
-                             int P)
+                             const float *inp, const float *res,
+                             const float *gamma, const float *beta,
+                             float *running_mean, float *running_var, int B,
+                             int C, int HW, float momentum, float eps,
+                             int training, int relu, int P)
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
     const int running = running_mean && running_var, U = C * P;
@@ -1645,15 +1676,17 @@ static void bn_forward_parts(float *out, float *mean, float *invstd,
             int c = u / P, b0, b1;
             bn_part_range(&b0, &b1, u % P, P, B);
             const size_t off = (size_t)c * HW + (size_t)b0 * cs;
-            bn_channel_apply(out + off, inp + off, cs, b1 - b0, HW, mean[c],
-                             gamma[c] * invstd[c], beta[c], relu);
+            bn_channel_apply(out + off, inp + off, res ? res + off : NULL, cs,
+                             b1 - b0, HW, mean[c], gamma[c] * invstd[c],
+                             beta[c], relu);
         }
     }
 }
 
-/* relu != 0: out = max(bn(inp), 0) in the same pass. */
+/* relu != 0: out = max(bn(inp), 0) in the same pass; res (may be NULL) is
+ * added before the ReLU. */
 static void bn_forward(float *out, float *mean, float *invstd, const float *inp,
-                       const float *gamma, const float *beta,
+                       const float *res, const float *gamma, const float *beta,
                        float *running_mean, float *running_var, int B, int C,
                        int HW, float momentum, float eps, int training,
                        int relu)
@@ -1662,7 +1695,7 @@ static void bn_forward(float *out, float *mean, float *invstd, const float *inp,
     const int running = running_mean && running_var;
     const int P = bn_parts(C, B);
     if (P > 1) {
-        bn_forward_parts(out, mean, invstd, inp, gamma, beta, running_mean,
+        bn_forward_parts(out, mean, invstd, inp, res, gamma, beta, running_mean,
                          running_var, B, C, HW, momentum, eps, training, relu,
                          P);
         return;
@@ -1684,8 +1717,9 @@ static void bn_forward(float *out, float *mean, float *invstd, const float *inp,
         }
         mean[c] = m;
         invstd[c] = is;
-        bn_channel_apply(out + (size_t)c * HW, x, cs, B, HW, m, gamma[c] * is,
-                         beta[c], relu);
+        bn_channel_apply(out + (size_t)c * HW, x,
+                         res ? res + (size_t)c * HW : NULL, cs, B, HW, m,
+                         gamma[c] * is, beta[c], relu);
     }
 }
 
@@ -1694,8 +1728,8 @@ void batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
                        float *running_mean, float *running_var, int B, int C,
                        int HW, float momentum, float eps, int training)
 {
-    bn_forward(out, mean, invstd, inp, gamma, beta, running_mean, running_var,
-               B, C, HW, momentum, eps, training, 0);
+    bn_forward(out, mean, invstd, inp, NULL, gamma, beta, running_mean,
+               running_var, B, C, HW, momentum, eps, training, 0);
 }
 
 void batchnorm_relu_forward(float *out, float *mean, float *invstd,
@@ -1704,18 +1738,30 @@ void batchnorm_relu_forward(float *out, float *mean, float *invstd,
                             float *running_var, int B, int C, int HW,
                             float momentum, float eps, int training)
 {
-    bn_forward(out, mean, invstd, inp, gamma, beta, running_mean, running_var,
-               B, C, HW, momentum, eps, training, 1);
+    bn_forward(out, mean, invstd, inp, NULL, gamma, beta, running_mean,
+               running_var, B, C, HW, momentum, eps, training, 1);
+}
+
+void batchnorm_add_relu_forward(float *out, float *mean, float *invstd,
+                                const float *inp, const float *res,
+                                const float *gamma, const float *beta,
+                                float *running_mean, float *running_var, int B,
+                                int C, int HW, float momentum, float eps,
+                                int training)
+{
+    bn_forward(out, mean, invstd, inp, res, gamma, beta, running_mean,
+               running_var, B, C, HW, momentum, eps, training, 1);
 }
 
 /* bn_backward over units (P > 1, see bn_parts): partial sums per unit,
  * the parameter gradients per channel (parts added in order), then the
  * input gradient per unit. */
-static void bn_backward_parts(float *dinp, float *dgamma, float *dbeta,
-                              const float *dout, const float *relu_out,
-                              const float *inp, const float *mean,
-                              const float *invstd, const float *gamma, int B,
-                              int C, int HW, int accumulate, int P)
+static void bn_backward_parts(float *dinp, float *dres, float *dgamma,
+                              float *dbeta, const float *dout,
+                              const float *relu_out, const float *inp,
+                              const float *mean, const float *invstd,
+                              const float *gamma, int B, int C, int HW,
+                              int accumulate, int accumulate_r, int P)
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
     const int U = C * P;
@@ -1744,34 +1790,37 @@ static void bn_backward_parts(float *dinp, float *dgamma, float *dbeta,
             dbeta[c] += (float)sdy;
             dgamma[c] += (float)sdyx;
         }
-        if (dinp) {
+        if (dinp || dres) {
 #pragma omp for schedule(static)
             for (int u = 0; u < U; u++) {
                 int c = u / P, b0, b1;
                 bn_part_range(&b0, &b1, u % P, P, B);
                 const size_t off = (size_t)c * HW + (size_t)b0 * cs;
                 bn_channel_backward_input(
-                    dinp + off, dout + off, relu_out ? relu_out + off : NULL,
-                    inp + off, cs, b1 - b0, HW, mean[c], invstd[c], gamma[c],
-                    tot[2 * c], tot[2 * c + 1], (double)N, accumulate);
+                    dinp ? dinp + off : NULL, dres ? dres + off : NULL,
+                    dout + off, relu_out ? relu_out + off : NULL, inp + off, cs,
+                    b1 - b0, HW, mean[c], invstd[c], gamma[c], tot[2 * c],
+                    tot[2 * c + 1], (double)N, accumulate, accumulate_r);
             }
         }
     }
 }
 
 /* relu_out != NULL: dout is first masked by (relu_out > 0), the backward of
- * a ReLU applied in place to this batchnorm's output. */
-static void bn_backward(float *dinp, float *dgamma, float *dbeta,
+ * a ReLU applied in place to this batchnorm's output (or to it plus a
+ * residual, whose gradient dres, may be NULL, then receives the masked
+ * dout: =/+= by accumulate_r). */
+static void bn_backward(float *dinp, float *dres, float *dgamma, float *dbeta,
                         const float *dout, const float *relu_out,
                         const float *inp, const float *mean,
                         const float *invstd, const float *gamma, int B, int C,
-                        int HW, int accumulate)
+                        int HW, int accumulate, int accumulate_r)
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
     const int P = bn_parts(C, B);
     if (P > 1) {
-        bn_backward_parts(dinp, dgamma, dbeta, dout, relu_out, inp, mean,
-                          invstd, gamma, B, C, HW, accumulate, P);
+        bn_backward_parts(dinp, dres, dgamma, dbeta, dout, relu_out, inp, mean,
+                          invstd, gamma, B, C, HW, accumulate, accumulate_r, P);
         return;
     }
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
@@ -1783,10 +1832,11 @@ static void bn_backward(float *dinp, float *dgamma, float *dbeta,
                                  HW, mean[c], invstd[c]);
         dbeta[c] += (float)sdy;
         dgamma[c] += (float)sdyx;
-        if (!dinp) continue;
-        bn_channel_backward_input(dinp + off, dout + off, y, inp + off, cs, B,
-                                  HW, mean[c], invstd[c], gamma[c], sdy, sdyx,
-                                  (double)N, accumulate);
+        if (!dinp && !dres) continue;
+        bn_channel_backward_input(
+            dinp ? dinp + off : NULL, dres ? dres + off : NULL, dout + off, y,
+            inp + off, cs, B, HW, mean[c], invstd[c], gamma[c], sdy, sdyx,
+            (double)N, accumulate, accumulate_r);
     }
 }
 
@@ -1795,8 +1845,8 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
                         const float *invstd, const float *gamma, int B, int C,
                         int HW, int accumulate)
 {
-    bn_backward(dinp, dgamma, dbeta, dout, NULL, inp, mean, invstd, gamma, B, C,
-                HW, accumulate);
+    bn_backward(dinp, NULL, dgamma, dbeta, dout, NULL, inp, mean, invstd, gamma,
+                B, C, HW, accumulate, 0);
 }
 
 void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta,
@@ -1805,8 +1855,19 @@ void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta,
                              const float *invstd, const float *gamma, int B,
                              int C, int HW, int accumulate)
 {
-    bn_backward(dinp, dgamma, dbeta, dout, out, inp, mean, invstd, gamma, B, C,
-                HW, accumulate);
+    bn_backward(dinp, NULL, dgamma, dbeta, dout, out, inp, mean, invstd, gamma,
+                B, C, HW, accumulate, 0);
+}
+
+void batchnorm_add_relu_backward(float *dinp, float *dres, float *dgamma,
+                                 float *dbeta, const float *dout,
+                                 const float *out, const float *inp,
+                                 const float *mean, const float *invstd,
+                                 const float *gamma, int B, int C, int HW,
+                                 int accumulate, int accumulate_res)
+{
+    bn_backward(dinp, dres, dgamma, dbeta, dout, out, inp, mean, invstd, gamma,
+                B, C, HW, accumulate, accumulate_res);
 }
 
 /* The split kernels: the same per-channel work, one call per step. */
@@ -1840,15 +1901,16 @@ void batchnorm_stats(float *mean, float *invstd, float *running_mean,
     }
 }
 
-void batchnorm_apply(float *out, const float *inp, const float *mean,
-                     const float *invstd, const float *gamma, const float *beta,
-                     int B, int C, int HW, int relu)
+void batchnorm_apply(float *out, const float *inp, const float *res,
+                     const float *mean, const float *invstd, const float *gamma,
+                     const float *beta, int B, int C, int HW, int relu)
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
     for (int c = 0; c < C; c++)
-        bn_channel_apply(out + (size_t)c * HW, inp + (size_t)c * HW, cs, B, HW,
-                         mean[c], gamma[c] * invstd[c], beta[c], relu);
+        bn_channel_apply(out + (size_t)c * HW, inp + (size_t)c * HW,
+                         res ? res + (size_t)c * HW : NULL, cs, B, HW, mean[c],
+                         gamma[c] * invstd[c], beta[c], relu);
 }
 
 void batchnorm_backward_sums(double *sdy, double *sdyx, float *dgamma,
@@ -1872,21 +1934,23 @@ void batchnorm_backward_sums(double *sdy, double *sdyx, float *dgamma,
     }
 }
 
-void batchnorm_backward_input(float *dinp, const float *dout,
+void batchnorm_backward_input(float *dinp, float *dres, const float *dout,
                               const float *relu_out, const float *inp,
                               const float *mean, const float *invstd,
                               const float *gamma, const double *sdy,
                               const double *sdyx, double n, int B, int C,
-                              int HW, int accumulate)
+                              int HW, int accumulate, int accumulate_res)
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
+    if (!relu_out) dres = NULL; /* a residual's gradient needs the mask */
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
     for (int c = 0; c < C; c++) {
         const size_t off = (size_t)c * HW;
-        bn_channel_backward_input(dinp + off, dout + off,
-                                  relu_out ? relu_out + off : NULL, inp + off,
-                                  cs, B, HW, mean[c], invstd[c], gamma[c],
-                                  sdy[c], sdyx[c], n, accumulate);
+        bn_channel_backward_input(
+            dinp ? dinp + off : NULL, dres ? dres + off : NULL, dout + off,
+            relu_out ? relu_out + off : NULL, inp + off, cs, B, HW, mean[c],
+            invstd[c], gamma[c], sdy[c], sdyx[c], n, accumulate,
+            accumulate_res);
     }
 }
 

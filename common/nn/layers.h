@@ -96,6 +96,26 @@ void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta,
                              const float *invstd, const float *gamma, int B,
                              int C, int HW, int accumulate);
 
+/* Batchnorm, residual add and ReLU, fused (a ResNet block's end):
+ * out = max(batchnorm(inp) + res, 0) in one pass, res laid out as inp;
+ * the batchnorm output itself is not stored. Backward masks dout by
+ * (out > 0) into the batchnorm backward (dinp, may be NULL) and into
+ * dres, the residual's gradient (=/+= by accumulate_res; may alias dout):
+ * the results of add_relu_backward then batchnorm_backward, in two passes
+ * instead of three. dout is not modified unless dres aliases it. */
+void batchnorm_add_relu_forward(float *out, float *mean, float *invstd,
+                                const float *inp, const float *res,
+                                const float *gamma, const float *beta,
+                                float *running_mean, float *running_var, int B,
+                                int C, int HW, float momentum, float eps,
+                                int training);
+void batchnorm_add_relu_backward(float *dinp, float *dres, float *dgamma,
+                                 float *dbeta, const float *dout,
+                                 const float *out, const float *inp,
+                                 const float *mean, const float *invstd,
+                                 const float *gamma, int B, int C, int HW,
+                                 int accumulate, int accumulate_res);
+
 /* The training-mode batchnorm in steps, for statistics over more images
  * than this call sees (synchronized BN: every rank adds its sums to the
  * other ranks' between the steps). The same per-channel arithmetic as the
@@ -114,11 +134,11 @@ void batchnorm_stats(float *mean, float *invstd, float *running_mean,
                      float *running_var, const float *centre, const double *sd,
                      const double *sq, double n, int C, float momentum,
                      float eps);
-/* out = (inp - mean) * invstd * gamma + beta per channel, then max(., 0)
- * when relu != 0. */
-void batchnorm_apply(float *out, const float *inp, const float *mean,
-                     const float *invstd, const float *gamma, const float *beta,
-                     int B, int C, int HW, int relu);
+/* out = (inp - mean) * invstd * gamma + beta per channel, plus res (may be
+ * NULL; laid out as inp), then max(., 0) when relu != 0. */
+void batchnorm_apply(float *out, const float *inp, const float *res,
+                     const float *mean, const float *invstd, const float *gamma,
+                     const float *beta, int B, int C, int HW, int relu);
 /* sdy[c] = sum of g, sdyx[c] = sum of g * xhat over channel c, where g is
  * dout masked by (relu_out > 0) when relu_out (the fused forward's output)
  * is not NULL, and xhat = (inp - mean) * invstd; dgamma += sdyx, dbeta +=
@@ -128,16 +148,18 @@ void batchnorm_backward_sums(double *sdy, double *sdyx, float *dgamma,
                              const float *relu_out, const float *inp,
                              const float *mean, const float *invstd, int B,
                              int C, int HW);
-/* dinp =/+= gamma * invstd * (g - sdy/n - xhat * sdyx/n) (g, xhat as
- * above): the input gradient of a batchnorm whose batch holds n values
- * per channel with these gradient sums (n = B*HW and this call's own sums
- * give batchnorm_backward's, or batchnorm_relu_backward's). */
-void batchnorm_backward_input(float *dinp, const float *dout,
+/* dinp (may be NULL) =/+= gamma * invstd * (g - sdy/n - xhat * sdyx/n)
+ * (g, xhat as above): the input gradient of a batchnorm whose batch holds
+ * n values per channel with these gradient sums (n = B*HW and this call's
+ * own sums give batchnorm_backward's, or batchnorm_relu_backward's); with
+ * relu_out, dres (may be NULL) =/+= g by accumulate_res: the residual's
+ * gradient of batchnorm_add_relu_backward. */
+void batchnorm_backward_input(float *dinp, float *dres, const float *dout,
                               const float *relu_out, const float *inp,
                               const float *mean, const float *invstd,
                               const float *gamma, const double *sdy,
                               const double *sdyx, double n, int B, int C,
-                              int HW, int accumulate);
+                              int HW, int accumulate, int accumulate_res);
 
 /* out = max(inp, 0), n elements (out may alias inp). */
 void relu_forward(float *out, const float *inp, size_t n);

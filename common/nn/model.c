@@ -32,6 +32,10 @@ struct op {
     int k, stride;      /* maxpool window/stride; shortcut stride */
     size_t aux;         /* bn: offset into stats; maxpool: into argmax */
     int relu;           /* bn: a ReLU fused in (out = max(bn(in), 0)) */
+    /* bn: its output's only reader is the residual add after it (as the
+     * add's first input), whose ReLU follows: the three run as one
+     * batchnorm_add_relu, and the bn's own output is not stored */
+    int add_fused;
 };
 
 /* An activation: (c,h,w) per image, stored for max_batch images at
@@ -370,6 +374,26 @@ static void plan_grad_aliases(struct model_program *P)
     }
 }
 
+static int relu_follows(const struct model_program *P, int i, int nops);
+
+/* Marks each BN whose output feeds only a residual add and its ReLU (see
+ * struct op's add_fused). */
+static void plan_add_fusion(struct model_program *P)
+{
+    for (int i = 0; i + 2 < P->nops; i++) {
+        struct op *o = &P->ops[i];
+        const struct op *a = &P->ops[i + 1];
+        if (o->kind != OP_BN || o->relu || a->kind != OP_ADD ||
+            a->in != o->out || a->in2 == o->out ||
+            !relu_follows(P, i + 1, P->nops))
+            continue;
+        int readers = 0;
+        for (int j = 0; j < P->nops; j++)
+            readers += (P->ops[j].in == o->out) + (P->ops[j].in2 == o->out);
+        o->add_fused = readers == 1;
+    }
+}
+
 #define CHECK_SLOT(x)                                                          \
     do {                                                                       \
         if ((x) < 0) return -1;                                                \
@@ -553,6 +577,7 @@ static int model_build(struct model **out, enum arch arch, const int *channels,
     }
     m->prog->logits = logits;
     plan_grad_aliases(m->prog);
+    plan_add_fusion(m->prog);
     if (!alloc) {
         *out = m;
         return 0;
@@ -724,8 +749,10 @@ static void bn_sum_call(struct model *m, double *v, int n)
 /* Training forward of BN op o with synchronized statistics (m->bn_sum):
  * the global batch's mean from every rank's value sums and counts, then
  * its variance from every rank's sums of squared deviations from that
- * mean (two passes: no cancellation); the same on every rank. */
-static void bn_forward_sync(struct model *m, const struct op *o, int B)
+ * mean (two passes: no cancellation); the same on every rank. Written to
+ * out, plus res before the ReLU when res is not NULL (o->add_fused). */
+static void bn_forward_sync(struct model *m, const struct op *o, int B,
+                            float *out, const float *res)
 {
     struct model_program *P = m->prog;
     const struct slot *si = &P->slots[o->in];
@@ -743,34 +770,38 @@ static void bn_forward_sync(struct model *m, const struct op *o, int B)
     bn_sum_call(m, s, 2 * C);
     batchnorm_stats(mean, invstd, param(m, o->rm), param(m, o->rv), mean, s,
                     s + C, n, C, m->bn_momentum, m->bn_eps);
-    batchnorm_apply(act(P, o->out), in, mean, invstd, param(m, o->w),
-                    param(m, o->b), B, C, HW, o->relu);
+    batchnorm_apply(out, in, res, mean, invstd, param(m, o->w), param(m, o->b),
+                    B, C, HW, o->relu || res);
 }
 
 /* Backward of BN op o after bn_forward_sync: gamma's and beta's gradients
  * from this rank's images (the gradient sum over the ranks adds them up
  * later), the input gradient's channel means from every rank's sums,
  * weighted by m->bn_shard_weight: the global batch's means in the scale of
- * this rank's loss. */
+ * this rank's loss. relu_out: the fused ReLU's output (NULL: none); dres
+ * (with acc_res): the fused residual's gradient (NULL: none). */
 static void bn_backward_sync(struct model *m, const struct op *o, int B,
-                             float *din, const float *dout, int acc)
+                             float *din, const float *dout,
+                             const float *relu_out, int acc, float *dres,
+                             int acc_res)
 {
     struct model_program *P = m->prog;
     const struct slot *si = &P->slots[o->in];
     const int C = si->c, HW = si->h * si->w;
     const float *in = act(P, o->in), *mean = P->stats + o->aux,
                 *invstd = mean + C;
-    const float *relu_out = o->relu ? act(P, o->out) : NULL;
     double *s = P->bn_sums;
     batchnorm_backward_sums(s, s + C, grad(m, o->w), grad(m, o->b), dout,
                             relu_out, in, mean, invstd, B, C, HW);
-    if (!din) return; /* alike on every rank: the same model */
-    for (int i = 0; i < 2 * C; i++)
-        s[i] *= (double)m->bn_shard_weight;
-    bn_sum_call(m, s, 2 * C);
-    batchnorm_backward_input(din, dout, relu_out, in, mean, invstd,
-                             param(m, o->w), s, s + C, (double)B * HW, B, C, HW,
-                             acc);
+    if (din) { /* alike on every rank: the same model */
+        for (int i = 0; i < 2 * C; i++)
+            s[i] *= (double)m->bn_shard_weight;
+        bn_sum_call(m, s, 2 * C);
+    }
+    if (din || dres)
+        batchnorm_backward_input(din, dres, dout, relu_out, in, mean, invstd,
+                                 param(m, o->w), s, s + C, (double)B * HW, B, C,
+                                 HW, acc, acc_res);
 }
 
 /* Eval forward of conv op o and the BN op bn reading its output, fused:
@@ -828,11 +859,27 @@ static void run_ops(struct model *m, const float *x, int B, int training,
             break;
         }
         case OP_BN: {
-            if (P->bn_synced) {
-                bn_forward_sync(m, o, B);
+            float *mean = P->stats + o->aux;
+            if (o->add_fused && i + 2 < nops) {
+                /* the add and its ReLU are in this run: one pass */
+                const struct op *a = &P->ops[i + 1];
+                float *y = act(P, a->out);
+                const float *res = act(P, a->in2);
+                if (P->bn_synced)
+                    bn_forward_sync(m, o, B, y, res);
+                else
+                    batchnorm_add_relu_forward(
+                        y, mean, mean + si->c, in, res, param(m, o->w),
+                        param(m, o->b), param(m, o->rm), param(m, o->rv), B,
+                        si->c, si->h * si->w, m->bn_momentum, m->bn_eps,
+                        training);
+                i += 2;
                 break;
             }
-            float *mean = P->stats + o->aux;
+            if (P->bn_synced) {
+                bn_forward_sync(m, o, B, out, NULL);
+                break;
+            }
             (o->relu ? batchnorm_relu_forward : batchnorm_forward)(
                 out, mean, mean + si->c, in, param(m, o->w), param(m, o->b),
                 param(m, o->rm), param(m, o->rv), B, si->c, si->h * si->w,
@@ -932,11 +979,28 @@ void model_backward(struct model *m)
             break;
         }
         case OP_BN: {
-            if (P->bn_synced && m->bn_sum) {
-                bn_backward_sync(m, o, B, din, dout, acc);
+            float *mean = P->stats + o->aux;
+            if (o->add_fused) {
+                /* the add's and its ReLU's backward too (skipped there) */
+                const struct op *a = &P->ops[i + 1];
+                const float *y = act(P, a->out);
+                float *dy = dact(P, a->out), *dres = dact(P, a->in2);
+                int acc2 = P->ready[a->in2];
+                P->ready[a->in2] = 1;
+                if (P->bn_synced && m->bn_sum)
+                    bn_backward_sync(m, o, B, din, dy, y, acc, dres, acc2);
+                else
+                    batchnorm_add_relu_backward(
+                        din, dres, grad(m, o->w), grad(m, o->b), dy, y,
+                        act(P, o->in), mean, mean + si->c, param(m, o->w), B,
+                        si->c, si->h * si->w, acc, acc2);
                 break;
             }
-            float *mean = P->stats + o->aux;
+            if (P->bn_synced && m->bn_sum) {
+                bn_backward_sync(m, o, B, din, dout,
+                                 o->relu ? act(P, o->out) : NULL, acc, NULL, 0);
+                break;
+            }
             if (o->relu)
                 batchnorm_relu_backward(din, grad(m, o->w), grad(m, o->b), dout,
                                         act(P, o->out), act(P, o->in), mean,
@@ -970,6 +1034,8 @@ void model_backward(struct model *m)
                             so->c, acc);
             break;
         case OP_ADD: {
+            if (i > 0 && P->ops[i - 1].add_fused)
+                break; /* run with the BN before it */
             /* an input aliased to the output already holds its gradient
              * (and no other reader wrote it: acc is 0) */
             float *db = dact(P, o->in2);
