@@ -167,20 +167,30 @@ static void implicit_rows(const float **rows, const float *buf, int C,
 }
 
 /* y (n, C, H, W) =, or += when accumulate, the grid (C, ld) values of the
- * real pixels, plus bias (may be NULL), then max(., 0) when relu. */
+ * real pixels, plus bias (may be NULL) and res (may be NULL; laid out as
+ * y), then max(., 0) when relu. */
 static void implicit_unpad(float *y, const float *grid, size_t ld, int n, int C,
                            const struct conv_geom *g, const struct implicit *L,
-                           const float *bias, int relu, int accumulate)
+                           const float *bias, const float *res, int relu,
+                           int accumulate)
 {
     const int H = g->H, W = g->W;
     for (int j = 0; j < n; j++)
         for (int c = 0; c < C; c++) {
             float *d = y + ((size_t)j * C + c) * H * W;
+            const float *a = res ? res + ((size_t)j * C + c) * H * W : NULL;
             const float *src =
                 grid + (size_t)c * ld + (size_t)j * L->Hs * L->Wp;
             const float bv = bias ? bias[c] : 0.0f;
             for (int r = 0; r < H; r++, d += W, src += L->Wp) {
-                if (accumulate) {
+                if (a) {
+#pragma omp simd
+                    for (int i = 0; i < W; i++) {
+                        float v = src[i] + bv + a[i];
+                        d[i] = relu && v < 0.0f ? 0.0f : v;
+                    }
+                    a += W;
+                } else if (accumulate) {
 #pragma omp simd
                     for (int i = 0; i < W; i++)
                         d[i] += src[i];
@@ -347,7 +357,7 @@ static void rowtap_gemm(float *y, const float *wr, const float **rows, int M,
  * when relu. */
 static void rowtap_unpack(float *y, const float *grid, int n, int ns, int C,
                           const struct conv_geom *g, const float *bias,
-                          int relu, int accumulate)
+                          const float *res, int relu, int accumulate)
 {
     const size_t HW = (size_t)g->H * g->W;
     for (int j = 0; j < n; j++)
@@ -355,7 +365,13 @@ static void rowtap_unpack(float *y, const float *grid, int n, int ns, int C,
             float *d = y + ((size_t)j * C + c) * HW;
             const float *s = grid + (size_t)c * HW * ns + j;
             const float bv = bias ? bias[c] : 0.0f;
-            if (accumulate)
+            if (res) {
+                const float *a = res + ((size_t)j * C + c) * HW;
+                for (size_t i = 0; i < HW; i++) {
+                    float v = s[i * ns] + bv + a[i];
+                    d[i] = relu && v < 0.0f ? 0.0f : v;
+                }
+            } else if (accumulate)
                 for (size_t i = 0; i < HW; i++)
                     d[i] += s[i * ns];
             else if (relu)
@@ -389,9 +405,9 @@ static void rowtap_weights(float *wr, const float *weight,
 
 /* Forward of a chunk of n images x -> y with the rearranged weights wr. */
 static void rowtap_forward_chunk(float *y, const float *x, const float *wr,
-                                 const float *bias, const struct conv_geom *g,
-                                 int n, float *col, float *tmp, float *ptr,
-                                 int relu)
+                                 const float *bias, const float *res,
+                                 const struct conv_geom *g, int n, float *col,
+                                 float *tmp, float *ptr, int relu)
 {
     struct rowtap L;
     rowtap_layout(&L, g, n);
@@ -399,7 +415,7 @@ static void rowtap_forward_chunk(float *y, const float *x, const float *wr,
     rowtap_pack(col, x, n, g->Cin, g, &L);
     rowtap_rows(rows, col, g->Cin, n, g, &L);
     rowtap_gemm(tmp, wr, rows, g->Cout, g->Cin, n, g);
-    rowtap_unpack(y, tmp, n, n, g->Cout, g, bias, relu, 0);
+    rowtap_unpack(y, tmp, n, n, g->Cout, g, bias, res, relu, 0);
 }
 
 /* Backward of a chunk: dwr (Cout, K, K, Cin) += dout . rows(x)^T; dx (may
@@ -430,7 +446,7 @@ static void rowtap_backward_chunk(float *dx, float *dwr, const float *dy,
     if (!dx) return;
     rowtap_rows(dyrows, dyp, Cout, n, g, &L);
     rowtap_gemm(dxg, wf, dyrows, Cin, Cout, n, g);
-    rowtap_unpack(dx, dxg, n, n, Cin, g, NULL, 0, accumulate);
+    rowtap_unpack(dx, dxg, n, n, Cin, g, NULL, NULL, 0, accumulate);
 }
 
 /* ---------------------------------------------------------------------------
@@ -705,15 +721,16 @@ static size_t wino_blk(const struct conv_geom *g, const struct wino *L)
 /* Buffers of one thread: packed input (col), then in tmp: V, M (wino_blk
  * each), the (cmax, H, W, WINO_NW) output grid and the packed dout. */
 static void wino_forward_chunk(float *y, const float *x, const float *U,
-                               const float *bias, const struct conv_geom *g,
-                               int n, float *col, float *tmp, int relu)
+                               const float *bias, const float *res,
+                               const struct conv_geom *g, int n, float *col,
+                               float *tmp, int relu)
 {
     struct wino L;
     wino_layout(&L, g);
     float *V = tmp, *M = V + wino_blk(g, &L), *grid = M + wino_blk(g, &L);
     wino_pack(col, x, n, g->Cin, g, &L);
     wino_conv(grid, col, U, g->Cout, g->Cin, g, &L, V, M);
-    rowtap_unpack(y, grid, n, WINO_NW, g->Cout, g, bias, relu, 0);
+    rowtap_unpack(y, grid, n, WINO_NW, g->Cout, g, bias, res, relu, 0);
 }
 
 /* dU (16, Cout, Cin) += the chunk's transformed weight gradient; dx (may
@@ -742,7 +759,7 @@ static void wino_backward_chunk(float *dx, float *dU, const float *dy,
     }
     if (!dx) return;
     wino_conv(grid, dyp, Uf, Cin, Cout, g, &L, V, M);
-    rowtap_unpack(dx, grid, n, WINO_NW, Cin, g, NULL, 0, accumulate);
+    rowtap_unpack(dx, grid, n, WINO_NW, Cin, g, NULL, NULL, 0, accumulate);
 }
 
 /* The plan is a pure function of the geometry and the thread count. The
@@ -1043,10 +1060,12 @@ static void col2im_chunk(float *dinp, float *dcol, int n,
 }
 
 /* Forward of chunk c of the plan with one thread's buffers buf (weight:
- * the rearranged weights when the plan is row-tap). */
+ * the rearranged weights when the plan is row-tap); the output pass adds
+ * bias and res (either may be NULL; res laid out as out), then applies
+ * max(., 0) when relu. */
 static void conv_forward_chunk(float *out, const float *inp,
                                const float *weight, const float *bias,
-                               const struct conv_geom *g,
+                               const float *res, const struct conv_geom *g,
                                const struct conv_plan *p, int chunk, float *buf,
                                int relu)
 {
@@ -1057,13 +1076,15 @@ static void conv_forward_chunk(float *out, const float *inp,
     const int ckk = g->Cin * g->K * g->K;
     const float *x = inp + (size_t)b0 * g->Cin * g->H * g->W;
     float *y = out + (size_t)b0 * Cout * P;
+    if (res) res += (size_t)b0 * Cout * P;
     float *col = buf, *tmp = buf + p->col, *ptr = tmp + p->tmp + p->dw;
     if (p->wino) {
-        wino_forward_chunk(y, x, weight, bias, g, n, col, tmp, relu);
+        wino_forward_chunk(y, x, weight, bias, res, g, n, col, tmp, relu);
         return;
     }
     if (p->rowtap) {
-        rowtap_forward_chunk(y, x, weight, bias, g, n, col, tmp, ptr, relu);
+        rowtap_forward_chunk(y, x, weight, bias, res, g, n, col, tmp, ptr,
+                             relu);
         return;
     }
     if (p->implicit) {
@@ -1074,7 +1095,7 @@ static void conv_forward_chunk(float *out, const float *inp,
         implicit_rows(rows, col, g->Cin, g, &L);
         gemm_f32_rows(0, 0, Cout, (int)L.ncols, ckk, 1.0f, weight, ckk, rows,
                       0.0f, tmp, (int)L.ncols);
-        implicit_unpad(y, tmp, L.ncols, n, Cout, g, &L, bias, relu, 0);
+        implicit_unpad(y, tmp, L.ncols, n, Cout, g, &L, bias, res, relu, 0);
         return;
     }
     const float *cp = x; /* 1x1, one image: the input is its own col */
@@ -1085,15 +1106,22 @@ static void conv_forward_chunk(float *out, const float *inp,
     float *c = n == 1 ? y : tmp;
     gemm_f32(0, 0, Cout, (int)N, ckk, 1.0f, weight, ckk, cp, (int)N, 0.0f, c,
              (int)N);
-    if (n == 1 && !bias && !relu) return;
-    /* epilogue: bias and ReLU on the way from the chunk's (Cout, n*P) GEMM
-     * output to (n, Cout, P); in place, still in cache, for one image */
+    if (n == 1 && !bias && !res && !relu) return;
+    /* epilogue: bias, res and ReLU on the way from the chunk's (Cout, n*P)
+     * GEMM output to (n, Cout, P); in place, still in cache, for one image */
     for (int j = 0; j < n; j++)
         for (int co = 0; co < Cout; co++) {
             float *d = y + ((size_t)j * Cout + co) * P;
             const float *src = c + (size_t)co * N + (size_t)j * P;
             const float bv = bias ? bias[co] : 0.0f;
-            if (relu) {
+            if (res) {
+                const float *a = res + ((size_t)j * Cout + co) * P;
+#pragma omp simd
+                for (size_t i = 0; i < P; i++) {
+                    float v = src[i] + bv + a[i];
+                    d[i] = relu && v < 0.0f ? 0.0f : v;
+                }
+            } else if (relu) {
 #pragma omp simd
                 for (size_t i = 0; i < P; i++) {
                     float v = src[i] + bv;
@@ -1108,13 +1136,15 @@ static void conv_forward_chunk(float *out, const float *inp,
 }
 
 static void conv_forward(float *out, const float *inp, const float *weight,
-                         const float *bias, const struct conv_geom *g,
-                         float *work, int relu)
+                         const float *bias, const float *res,
+                         const struct conv_geom *g, float *work, int relu)
 {
     if (conv_is_pointwise(g)) {
+        const size_t no = (size_t)g->B * g->Cout;
         conv_pointwise_weight(work, weight, g);
         linear_forward(out, inp, work, bias, g->B, g->Cin, g->Cout);
-        if (relu) relu_forward(out, out, (size_t)g->B * g->Cout);
+        if (res) add_forward(out, out, res, no);
+        if (relu) relu_forward(out, out, no);
         return;
     }
     int nt = omp_get_max_threads();
@@ -1133,21 +1163,30 @@ static void conv_forward(float *out, const float *inp, const float *weight,
         float *buf = work + p.per * (size_t)omp_get_thread_num();
 #pragma omp for schedule(static)
         for (int c = 0; c < p.nchunks; c++)
-            conv_forward_chunk(out, inp, weight, bias, g, &p, c, buf, relu);
+            conv_forward_chunk(out, inp, weight, bias, res, g, &p, c, buf,
+                               relu);
     }
 }
 
 void conv2d_forward(float *out, const float *inp, const float *weight,
                     const float *bias, const struct conv_geom *g, float *work)
 {
-    conv_forward(out, inp, weight, bias, g, work, 0);
+    conv_forward(out, inp, weight, bias, NULL, g, work, 0);
 }
 
 void conv2d_bias_relu_forward(float *out, const float *inp, const float *weight,
                               const float *bias, const struct conv_geom *g,
                               float *work)
 {
-    conv_forward(out, inp, weight, bias, g, work, 1);
+    conv_forward(out, inp, weight, bias, NULL, g, work, 1);
+}
+
+void conv2d_bias_add_relu_forward(float *out, const float *inp,
+                                  const float *weight, const float *bias,
+                                  const float *res, const struct conv_geom *g,
+                                  float *work)
+{
+    conv_forward(out, inp, weight, bias, res, g, work, 1);
 }
 
 /* Backward of chunk c of the plan with one thread's buffers buf: dw
@@ -1200,7 +1239,8 @@ static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
         implicit_rows(dyrows, dyp, Cout, g, &L);
         gemm_f32_rows(0, 0, Cin, (int)L.ncols, cokk, 1.0f, wt, cokk, dyrows,
                       0.0f, dxg, (int)L.ncols);
-        implicit_unpad(dx, dxg, L.ncols, n, Cin, g, &L, NULL, 0, accumulate);
+        implicit_unpad(dx, dxg, L.ncols, n, Cin, g, &L, NULL, NULL, 0,
+                       accumulate);
         return;
     }
 
@@ -1537,36 +1577,20 @@ static inline void bn_channel_backward_sums(double *sdy, double *sdyx,
 
 /* d =/+= gamma * is * (g - sdy/n - xhat * sdyx/n) over one channel (g and
  * xhat as in bn_channel_backward_sums): the input gradient of a batchnorm
- * whose statistics are over n values with these sums. With y, dr (may be
- * NULL) =/+= g (accumulate_r): the gradient of a residual add's other
- * input, when the ReLU is over bn(x) + res; d may then be NULL. dr may
- * alias dy (each element is read before it is written). */
-static inline void
-bn_channel_backward_input(float *d, float *dr, const float *dy, const float *y,
-                          const float *x, size_t cs, int B, int HW, float m,
-                          float is, float gamma, double sdy, double sdyx,
-                          double n, int accumulate, int accumulate_r)
+ * whose statistics are over n values with these sums. */
+static inline void bn_channel_backward_input(float *d, const float *dy,
+                                             const float *y, const float *x,
+                                             size_t cs, int B, int HW, float m,
+                                             float is, float gamma, double sdy,
+                                             double sdyx, double n,
+                                             int accumulate)
 {
     const float k = gamma * is;
     const float mdy = (float)(sdy / n);
     const float mq = (float)(sdyx / n) * is; /* per (x - m) */
     for (int b = 0; b < B; b++) {
         const float *r = x + b * cs, *g = dy + b * cs;
-        float *db = d ? d + b * cs : NULL;
-        if (y && dr) {
-            const float *o = y + b * cs;
-            float *rb = dr + b * cs;
-            for (int i = 0; i < HW; i++) {
-                float gi = o[i] > 0.0f ? g[i] : 0.0f;
-                if (db) {
-                    float v = k * (gi - mdy - (r[i] - m) * mq);
-                    db[i] = accumulate ? db[i] + v : v;
-                }
-                rb[i] = accumulate_r ? rb[i] + gi : gi;
-            }
-            continue;
-        }
-        if (!db) return; /* nothing to write */
+        float *db = d + b * cs;
         if (y) {
             const float *o = y + b * cs;
             if (accumulate)
@@ -1756,12 +1780,11 @@ void batchnorm_add_relu_forward(float *out, float *mean, float *invstd,
 /* bn_backward over units (P > 1, see bn_parts): partial sums per unit,
  * the parameter gradients per channel (parts added in order), then the
  * input gradient per unit. */
-static void bn_backward_parts(float *dinp, float *dres, float *dgamma,
-                              float *dbeta, const float *dout,
-                              const float *relu_out, const float *inp,
-                              const float *mean, const float *invstd,
-                              const float *gamma, int B, int C, int HW,
-                              int accumulate, int accumulate_r, int P)
+static void bn_backward_parts(float *dinp, float *dgamma, float *dbeta,
+                              const float *dout, const float *relu_out,
+                              const float *inp, const float *mean,
+                              const float *invstd, const float *gamma, int B,
+                              int C, int HW, int accumulate, int P)
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
     const int U = C * P;
@@ -1790,37 +1813,34 @@ static void bn_backward_parts(float *dinp, float *dres, float *dgamma,
             dbeta[c] += (float)sdy;
             dgamma[c] += (float)sdyx;
         }
-        if (dinp || dres) {
+        if (dinp) {
 #pragma omp for schedule(static)
             for (int u = 0; u < U; u++) {
                 int c = u / P, b0, b1;
                 bn_part_range(&b0, &b1, u % P, P, B);
                 const size_t off = (size_t)c * HW + (size_t)b0 * cs;
                 bn_channel_backward_input(
-                    dinp ? dinp + off : NULL, dres ? dres + off : NULL,
-                    dout + off, relu_out ? relu_out + off : NULL, inp + off, cs,
-                    b1 - b0, HW, mean[c], invstd[c], gamma[c], tot[2 * c],
-                    tot[2 * c + 1], (double)N, accumulate, accumulate_r);
+                    dinp + off, dout + off, relu_out ? relu_out + off : NULL,
+                    inp + off, cs, b1 - b0, HW, mean[c], invstd[c], gamma[c],
+                    tot[2 * c], tot[2 * c + 1], (double)N, accumulate);
             }
         }
     }
 }
 
 /* relu_out != NULL: dout is first masked by (relu_out > 0), the backward of
- * a ReLU applied in place to this batchnorm's output (or to it plus a
- * residual, whose gradient dres, may be NULL, then receives the masked
- * dout: =/+= by accumulate_r). */
-static void bn_backward(float *dinp, float *dres, float *dgamma, float *dbeta,
+ * a ReLU applied in place to this batchnorm's output. */
+static void bn_backward(float *dinp, float *dgamma, float *dbeta,
                         const float *dout, const float *relu_out,
                         const float *inp, const float *mean,
                         const float *invstd, const float *gamma, int B, int C,
-                        int HW, int accumulate, int accumulate_r)
+                        int HW, int accumulate)
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
     const int P = bn_parts(C, B);
     if (P > 1) {
-        bn_backward_parts(dinp, dres, dgamma, dbeta, dout, relu_out, inp, mean,
-                          invstd, gamma, B, C, HW, accumulate, accumulate_r, P);
+        bn_backward_parts(dinp, dgamma, dbeta, dout, relu_out, inp, mean,
+                          invstd, gamma, B, C, HW, accumulate, P);
         return;
     }
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
@@ -1832,11 +1852,10 @@ static void bn_backward(float *dinp, float *dres, float *dgamma, float *dbeta,
                                  HW, mean[c], invstd[c]);
         dbeta[c] += (float)sdy;
         dgamma[c] += (float)sdyx;
-        if (!dinp && !dres) continue;
-        bn_channel_backward_input(
-            dinp ? dinp + off : NULL, dres ? dres + off : NULL, dout + off, y,
-            inp + off, cs, B, HW, mean[c], invstd[c], gamma[c], sdy, sdyx,
-            (double)N, accumulate, accumulate_r);
+        if (!dinp) continue;
+        bn_channel_backward_input(dinp + off, dout + off, y, inp + off, cs, B,
+                                  HW, mean[c], invstd[c], gamma[c], sdy, sdyx,
+                                  (double)N, accumulate);
     }
 }
 
@@ -1845,8 +1864,8 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta,
                         const float *invstd, const float *gamma, int B, int C,
                         int HW, int accumulate)
 {
-    bn_backward(dinp, NULL, dgamma, dbeta, dout, NULL, inp, mean, invstd, gamma,
-                B, C, HW, accumulate, 0);
+    bn_backward(dinp, dgamma, dbeta, dout, NULL, inp, mean, invstd, gamma, B, C,
+                HW, accumulate);
 }
 
 void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta,
@@ -1855,19 +1874,8 @@ void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta,
                              const float *invstd, const float *gamma, int B,
                              int C, int HW, int accumulate)
 {
-    bn_backward(dinp, NULL, dgamma, dbeta, dout, out, inp, mean, invstd, gamma,
-                B, C, HW, accumulate, 0);
-}
-
-void batchnorm_add_relu_backward(float *dinp, float *dres, float *dgamma,
-                                 float *dbeta, const float *dout,
-                                 const float *out, const float *inp,
-                                 const float *mean, const float *invstd,
-                                 const float *gamma, int B, int C, int HW,
-                                 int accumulate, int accumulate_res)
-{
-    bn_backward(dinp, dres, dgamma, dbeta, dout, out, inp, mean, invstd, gamma,
-                B, C, HW, accumulate, accumulate_res);
+    bn_backward(dinp, dgamma, dbeta, dout, out, inp, mean, invstd, gamma, B, C,
+                HW, accumulate);
 }
 
 /* The split kernels: the same per-channel work, one call per step. */
@@ -1934,23 +1942,21 @@ void batchnorm_backward_sums(double *sdy, double *sdyx, float *dgamma,
     }
 }
 
-void batchnorm_backward_input(float *dinp, float *dres, const float *dout,
+void batchnorm_backward_input(float *dinp, const float *dout,
                               const float *relu_out, const float *inp,
                               const float *mean, const float *invstd,
                               const float *gamma, const double *sdy,
                               const double *sdyx, double n, int B, int C,
-                              int HW, int accumulate, int accumulate_res)
+                              int HW, int accumulate)
 {
     const size_t N = (size_t)B * HW, cs = (size_t)C * HW;
-    if (!relu_out) dres = NULL; /* a residual's gradient needs the mask */
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN_ELEMS)
     for (int c = 0; c < C; c++) {
         const size_t off = (size_t)c * HW;
-        bn_channel_backward_input(
-            dinp ? dinp + off : NULL, dres ? dres + off : NULL, dout + off,
-            relu_out ? relu_out + off : NULL, inp + off, cs, B, HW, mean[c],
-            invstd[c], gamma[c], sdy[c], sdyx[c], n, accumulate,
-            accumulate_res);
+        bn_channel_backward_input(dinp + off, dout + off,
+                                  relu_out ? relu_out + off : NULL, inp + off,
+                                  cs, B, HW, mean[c], invstd[c], gamma[c],
+                                  sdy[c], sdyx[c], n, accumulate);
     }
 }
 

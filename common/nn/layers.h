@@ -57,6 +57,22 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
 void conv2d_bias_relu_forward(float *out, const float *inp, const float *weight,
                               const float *bias, const struct conv_geom *g,
                               float *work);
+/* out = max(conv(inp, weight) + bias + res, 0), res (B, Cout, Ho, Wo) added
+ * in the same output pass (a ResNet block's end at inference, its BN
+ * folded into weight and bias). Same bits as conv2d_forward with the bias
+ * then add_relu_forward. */
+void conv2d_bias_add_relu_forward(float *out, const float *inp,
+                                  const float *weight, const float *bias,
+                                  const float *res, const struct conv_geom *g,
+                                  float *work);
+/* out = max(conv(inp, weight) + bias + res, 0), res (B, Cout, Ho, Wo) added
+ * in the same output pass (a ResNet block's end at inference, its BN
+ * folded into weight and bias). Same numbers as conv2d_forward then
+ * add_relu_forward up to the rounding of the bias add. */
+void conv2d_bias_add_relu_forward(float *out, const float *inp,
+                                  const float *weight, const float *bias,
+                                  const float *res, const struct conv_geom *g,
+                                  float *work);
 void conv2d_forward_ref(float *out, const float *inp, const float *weight,
                         const float *bias, const struct conv_geom *g);
 void conv2d_backward_ref(float *dinp, float *dweight, float *dbias,
@@ -96,25 +112,19 @@ void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta,
                              const float *invstd, const float *gamma, int B,
                              int C, int HW, int accumulate);
 
-/* Batchnorm, residual add and ReLU, fused (a ResNet block's end):
+/* Batchnorm, residual add and ReLU forward, fused (a ResNet block's end):
  * out = max(batchnorm(inp) + res, 0) in one pass, res laid out as inp;
- * the batchnorm output itself is not stored. Backward masks dout by
- * (out > 0) into the batchnorm backward (dinp, may be NULL) and into
- * dres, the residual's gradient (=/+= by accumulate_res; may alias dout):
- * the results of add_relu_backward then batchnorm_backward, in two passes
- * instead of three. dout is not modified unless dres aliases it. */
+ * the batchnorm's own output is not stored (its backward needs only inp
+ * and the statistics; the add's needs out). Same bits as
+ * batchnorm_forward then add_relu_forward. The backward stays
+ * add_relu_backward then batchnorm_backward: folding the mask into the
+ * batchnorm's strided passes measured slower than the add's flat one. */
 void batchnorm_add_relu_forward(float *out, float *mean, float *invstd,
                                 const float *inp, const float *res,
                                 const float *gamma, const float *beta,
                                 float *running_mean, float *running_var, int B,
                                 int C, int HW, float momentum, float eps,
                                 int training);
-void batchnorm_add_relu_backward(float *dinp, float *dres, float *dgamma,
-                                 float *dbeta, const float *dout,
-                                 const float *out, const float *inp,
-                                 const float *mean, const float *invstd,
-                                 const float *gamma, int B, int C, int HW,
-                                 int accumulate, int accumulate_res);
 
 /* The training-mode batchnorm in steps, for statistics over more images
  * than this call sees (synchronized BN: every rank adds its sums to the
@@ -148,18 +158,16 @@ void batchnorm_backward_sums(double *sdy, double *sdyx, float *dgamma,
                              const float *relu_out, const float *inp,
                              const float *mean, const float *invstd, int B,
                              int C, int HW);
-/* dinp (may be NULL) =/+= gamma * invstd * (g - sdy/n - xhat * sdyx/n)
- * (g, xhat as above): the input gradient of a batchnorm whose batch holds
- * n values per channel with these gradient sums (n = B*HW and this call's
- * own sums give batchnorm_backward's, or batchnorm_relu_backward's); with
- * relu_out, dres (may be NULL) =/+= g by accumulate_res: the residual's
- * gradient of batchnorm_add_relu_backward. */
-void batchnorm_backward_input(float *dinp, float *dres, const float *dout,
+/* dinp =/+= gamma * invstd * (g - sdy/n - xhat * sdyx/n) (g, xhat as
+ * above): the input gradient of a batchnorm whose batch holds n values
+ * per channel with these gradient sums (n = B*HW and this call's own sums
+ * give batchnorm_backward's, or batchnorm_relu_backward's). */
+void batchnorm_backward_input(float *dinp, const float *dout,
                               const float *relu_out, const float *inp,
                               const float *mean, const float *invstd,
                               const float *gamma, const double *sdy,
                               const double *sdyx, double n, int B, int C,
-                              int HW, int accumulate, int accumulate_res);
+                              int HW, int accumulate);
 
 /* out = max(inp, 0), n elements (out may alias inp). */
 void relu_forward(float *out, const float *inp, size_t n);

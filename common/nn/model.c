@@ -33,8 +33,10 @@ struct op {
     size_t aux;         /* bn: offset into stats; maxpool: into argmax */
     int relu;           /* bn: a ReLU fused in (out = max(bn(in), 0)) */
     /* bn: its output's only reader is the residual add after it (as the
-     * add's first input), whose ReLU follows: the three run as one
-     * batchnorm_add_relu, and the bn's own output is not stored */
+     * add's first input), whose ReLU follows: the three run forward as one
+     * pass (batchnorm_add_relu_forward; in eval, with the conv before the
+     * bn too), and the bn's own output is not stored. Backward runs them
+     * apart: the add's masks the gradient the bn's backward reads. */
     int add_fused;
 };
 
@@ -778,38 +780,37 @@ static void bn_forward_sync(struct model *m, const struct op *o, int B,
  * from this rank's images (the gradient sum over the ranks adds them up
  * later), the input gradient's channel means from every rank's sums,
  * weighted by m->bn_shard_weight: the global batch's means in the scale of
- * this rank's loss. relu_out: the fused ReLU's output (NULL: none); dres
- * (with acc_res): the fused residual's gradient (NULL: none). */
+ * this rank's loss. */
 static void bn_backward_sync(struct model *m, const struct op *o, int B,
-                             float *din, const float *dout,
-                             const float *relu_out, int acc, float *dres,
-                             int acc_res)
+                             float *din, const float *dout, int acc)
 {
     struct model_program *P = m->prog;
     const struct slot *si = &P->slots[o->in];
     const int C = si->c, HW = si->h * si->w;
     const float *in = act(P, o->in), *mean = P->stats + o->aux,
                 *invstd = mean + C;
+    const float *relu_out = o->relu ? act(P, o->out) : NULL;
     double *s = P->bn_sums;
     batchnorm_backward_sums(s, s + C, grad(m, o->w), grad(m, o->b), dout,
                             relu_out, in, mean, invstd, B, C, HW);
-    if (din) { /* alike on every rank: the same model */
-        for (int i = 0; i < 2 * C; i++)
-            s[i] *= (double)m->bn_shard_weight;
-        bn_sum_call(m, s, 2 * C);
-    }
-    if (din || dres)
-        batchnorm_backward_input(din, dres, dout, relu_out, in, mean, invstd,
-                                 param(m, o->w), s, s + C, (double)B * HW, B, C,
-                                 HW, acc, acc_res);
+    if (!din) return; /* alike on every rank: the same model */
+    for (int i = 0; i < 2 * C; i++)
+        s[i] *= (double)m->bn_shard_weight;
+    bn_sum_call(m, s, 2 * C);
+    batchnorm_backward_input(din, dout, relu_out, in, mean, invstd,
+                             param(m, o->w), s, s + C, (double)B * HW, B, C, HW,
+                             acc);
 }
 
 /* Eval forward of conv op o and the BN op bn reading its output, fused:
  * the BN's affine map folded into the conv's weights and a bias (in
- * P->fold), its ReLU into the conv's output pass, written straight to the
- * BN's output slot. The conv's own output slot is not written. */
+ * P->fold), its ReLU into the conv's output pass, written to out (the
+ * BN's output slot). With res (bn->add_fused), out = max(. + res, 0): the
+ * residual add and its ReLU in the same pass, out the add's slot. The
+ * conv's own output slot is not written. */
 static void conv_bn_eval(struct model *m, const struct op *o,
-                         const struct op *bn, int B)
+                         const struct op *bn, int B, float *out,
+                         const float *res)
 {
     struct model_program *P = m->prog;
     struct conv_geom g = o->g;
@@ -827,8 +828,12 @@ static void conv_bn_eval(struct model *m, const struct op *o,
             wf[c * ckk + k] = w[c * ckk + k] * sc;
         bias[c] = beta[c] - rm[c] * sc;
     }
-    (bn->relu ? conv2d_bias_relu_forward : conv2d_forward)(
-        act(P, bn->out), act(P, o->in), wf, bias, &g, P->work);
+    if (res)
+        conv2d_bias_add_relu_forward(out, act(P, o->in), wf, bias, res, &g,
+                                     P->work);
+    else
+        (bn->relu ? conv2d_bias_relu_forward
+                  : conv2d_forward)(out, act(P, o->in), wf, bias, &g, P->work);
 }
 
 /* Runs ops [0, nops) of the program over x (the caller checked B). fold:
@@ -849,7 +854,15 @@ static void run_ops(struct model *m, const float *x, int B, int training,
         case OP_CONV: {
             if (fold && !training && i + 1 < nops &&
                 P->ops[i + 1].kind == OP_BN && P->ops[i + 1].in == o->out) {
-                conv_bn_eval(m, o, &P->ops[i + 1], B);
+                const struct op *bn = &P->ops[i + 1];
+                if (bn->add_fused && i + 3 < nops) {
+                    /* the add and its ReLU are in this run: one pass */
+                    const struct op *a = &P->ops[i + 2];
+                    conv_bn_eval(m, o, bn, B, act(P, a->out), act(P, a->in2));
+                    i += 3;
+                    break;
+                }
+                conv_bn_eval(m, o, bn, B, act(P, bn->out), NULL);
                 i++;
                 break;
             }
@@ -979,28 +992,11 @@ void model_backward(struct model *m)
             break;
         }
         case OP_BN: {
-            float *mean = P->stats + o->aux;
-            if (o->add_fused) {
-                /* the add's and its ReLU's backward too (skipped there) */
-                const struct op *a = &P->ops[i + 1];
-                const float *y = act(P, a->out);
-                float *dy = dact(P, a->out), *dres = dact(P, a->in2);
-                int acc2 = P->ready[a->in2];
-                P->ready[a->in2] = 1;
-                if (P->bn_synced && m->bn_sum)
-                    bn_backward_sync(m, o, B, din, dy, y, acc, dres, acc2);
-                else
-                    batchnorm_add_relu_backward(
-                        din, dres, grad(m, o->w), grad(m, o->b), dy, y,
-                        act(P, o->in), mean, mean + si->c, param(m, o->w), B,
-                        si->c, si->h * si->w, acc, acc2);
-                break;
-            }
             if (P->bn_synced && m->bn_sum) {
-                bn_backward_sync(m, o, B, din, dout,
-                                 o->relu ? act(P, o->out) : NULL, acc, NULL, 0);
+                bn_backward_sync(m, o, B, din, dout, acc);
                 break;
             }
+            float *mean = P->stats + o->aux;
             if (o->relu)
                 batchnorm_relu_backward(din, grad(m, o->w), grad(m, o->b), dout,
                                         act(P, o->out), act(P, o->in), mean,
@@ -1034,8 +1030,6 @@ void model_backward(struct model *m)
                             so->c, acc);
             break;
         case OP_ADD: {
-            if (i > 0 && P->ops[i - 1].add_fused)
-                break; /* run with the BN before it */
             /* an input aliased to the output already holds its gradient
              * (and no other reader wrote it: acc is 0) */
             float *db = dact(P, o->in2);
