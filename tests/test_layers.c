@@ -416,6 +416,17 @@ static void test_conv(void)
         test_conv_twin(1, 5, 7, 3, 3, 1, 1);
         test_conv_twin(131, 3, 3, 5, 3, 1, 1);
         test_conv_twin(4, 128, 3, 96, 3, 1, 1);
+        /* stride-2 phase convolutions: ResNet's downsampling shapes (one
+         * image per chunk at 28x28, several at 14x14), odd maps (the odd
+         * phases one row and column short), 2x2 and 3x3 maps, pruned
+         * widths */
+        test_conv_twin(3, 16, 28, 32, 3, 2, 1);
+        test_conv_twin(9, 32, 14, 64, 3, 2, 1);
+        test_conv_twin(5, 7, 7, 5, 3, 2, 1);
+        test_conv_twin(6, 3, 9, 4, 3, 2, 1);
+        test_conv_twin(7, 9, 2, 6, 3, 2, 1);
+        test_conv_twin(40, 5, 3, 19, 3, 2, 1);
+        test_conv_twin(130, 4, 6, 3, 3, 2, 1); /* several chunks/thread */
         test_conv_determinism(150, 4, 4);
         test_conv_determinism(7, 16, 14);
     }
@@ -1366,7 +1377,7 @@ static void test_conv_algos(void)
         {64, 14, 128, 1, "winograd"}, {128, 7, 256, 1, "winograd"},
         {64, 7, 64, 1, "rowtap"},     {512, 3, 512, 1, "rowtap"},
         {16, 28, 16, 1, "implicit"},  {64, 28, 64, 1, "implicit"},
-        {16, 28, 32, 2, "im2col"},    {512, 1, 512, 1, "pointwise"},
+        {16, 28, 32, 2, "phase"},     {512, 1, 512, 1, "pointwise"},
     };
     for (size_t i = 0; i < sizeof pick / sizeof pick[0]; i++) {
         struct conv_geom g = {.B = 128,

@@ -50,6 +50,7 @@ struct conv_plan {
     int implicit; /* 1: implicit im2col (conv_is_implicit) */
     int rowtap;   /* 1: row-tap convolution (conv_is_rowtap) */
     int wino;     /* 1: Winograd F(2x2, 3x3) (conv_is_wino) */
+    int phase;    /* 1: stride-2 phase convolution (conv_is_phase) */
     /* per-thread buffer sizes in floats (64 B aligned): im2col or padded
      * input, GEMM output (and, implicit, padded dout and dinp grid),
      * weight-gradient partial, row-address tables (implicit) */
@@ -207,6 +208,212 @@ static void implicit_unpad(float *y, const float *grid, size_t ld, int n, int C,
                 }
             }
         }
+}
+
+/* ---------------------------------------------------------------------------
+ * Stride-2 phase convolution (3x3, padding 1: ResNet's downsampling convs).
+ * The input splits into four phase planes, (even|odd rows) x (even|odd
+ * columns), each Ho x Wo: output (i, j) reads input row 2i - 1 + kh, which
+ * is odd-phase row i - 1 for kh = 0, even-phase row i for kh = 1 and
+ * odd-phase row i for kh = 2 (columns alike). So every tap is one phase
+ * plane shifted by 0 or -1 row and column, and the phase planes in the
+ * implicit layout (above, for an Ho x Wo map with padding 1) serve the
+ * GEMM's B rows in place as they do for stride 1: no im2col buffer, one
+ * strided gather per input value instead of nine. The weight gradient
+ * takes the same rows against the padded output gradient. The input
+ * gradient's phase (a, b) is a correlation of the padded output gradient,
+ * shifted by 0 or +1, with the taps that land on that phase (1, 2, 2 and 4
+ * of the 9): four GEMMs, each value of the input gradient written by one. */
+static int conv_is_phase(const struct conv_geom *g)
+{
+    return g->stride == 2 && g->K == 3 && g->pad == 1 && g->H > 1 && g->W > 1;
+}
+
+/* The Ho x Wo map with padding 1 whose implicit layout holds the phases. */
+static void phase_geom(struct conv_geom *gp, const struct conv_geom *g)
+{
+    *gp = *g;
+    gp->H = g->Ho;
+    gp->W = g->Wo;
+    gp->stride = 1;
+}
+
+/* buf (4C, S) <- the phase planes of src (n, C, H, W) in the implicit
+ * layout L of phase_geom: channel 4c + 2a + b holds src[c][2i + a][2j + b],
+ * zero where that falls past the map. */
+static void phase_pack(float *buf, const float *src, int n, int C,
+                       const struct conv_geom *g, const struct implicit *L)
+{
+    const int H = g->H, W = g->W, Ho = g->Ho, Wp = L->Wp;
+    const size_t HW = (size_t)H * W;
+    for (int c = 0; c < C; c++)
+        for (int ab = 0; ab < 4; ab++) {
+            const int a = ab >> 1, b = ab & 1;
+            /* columns q < nq read 2q + b < W */
+            const int nq = (W - b + 1) / 2;
+            float *d = buf + ((size_t)c * 4 + ab) * L->S;
+            size_t top = L->G0 + (size_t)Wp;
+            memset(d, 0, top * sizeof *d);
+            d += top;
+            for (int j = 0; j < n; j++) {
+                const float *x = src + ((size_t)j * C + c) * HW;
+                for (int i = 0; i < Ho; i++, d += Wp) {
+                    const int r = 2 * i + a;
+                    if (r >= H) {
+                        memset(d, 0, (size_t)Wp * sizeof *d);
+                        continue;
+                    }
+                    const float *s = x + (size_t)r * W + b;
+                    for (int q = 0; q < nq; q++)
+                        d[q] = s[2 * q];
+                    for (int q = nq; q < Wp; q++)
+                        d[q] = 0.0f;
+                }
+                memset(d, 0, (size_t)Wp * sizeof *d); /* the pad row */
+                d += Wp;
+            }
+            const float *end = buf + ((size_t)c * 4 + ab + 1) * L->S;
+            memset(d, 0, (size_t)(end - d) * sizeof *d);
+        }
+}
+
+/* rows[(c*3 + kh)*3 + kw] <- the B row of tap (kh, kw) of channel c: its
+ * phase plane, shifted up and left by one for kh, kw = 0. */
+static void phase_rows(const float **rows, const float *buf, int C,
+                       const struct implicit *L)
+{
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < 3; kh++)
+            for (int kw = 0; kw < 3; kw++) {
+                const int ab = (kh != 1) * 2 + (kw != 1);
+                const int dr = kh == 0 ? -1 : 0, dc = kw == 0 ? -1 : 0;
+                rows[((size_t)c * 3 + kh) * 3 + kw] =
+                    buf + ((size_t)c * 4 + ab) * L->S + L->G0 +
+                    (size_t)(dr + 1) * L->Wp + dc;
+            }
+}
+
+/* The taps of input-gradient phase a (rows; columns alike): kernel row kh
+ * reading output-gradient row i' + di. Phase 0: kh 1; phase 1: kh 0 (one
+ * row down) and kh 2. */
+static int phase_taps(int a, int *kh, int *di)
+{
+    if (a == 0) {
+        kh[0] = 1, di[0] = 0;
+        return 1;
+    }
+    kh[0] = 0, di[0] = 1, kh[1] = 2, di[1] = 0;
+    return 2;
+}
+
+/* Offset in floats of phase ph's weights in wt (phases 0..3 hold 1, 2, 2
+ * and 4 taps of Cin x Cout). */
+static size_t phase_wt_offset(int ph, const struct conv_geom *g)
+{
+    static const int before[4] = {0, 1, 3, 5};
+    return (size_t)before[ph] * g->Cin * g->Cout;
+}
+
+/* wt <- per input-gradient phase ph, A_ph (Cin, taps * Cout) with
+ * A_ph[c][t*Cout + co] = weight[co][c][kh_t][kw_t]. */
+static void phase_weights(float *wt, const float *weight,
+                          const struct conv_geom *g)
+{
+    const int Cin = g->Cin, Cout = g->Cout;
+    for (int ph = 0; ph < 4; ph++) {
+        int kh[2], di[2], kw[2], dj[2];
+        const int nr = phase_taps(ph >> 1, kh, di);
+        const int nc = phase_taps(ph & 1, kw, dj);
+        const int K = nr * nc * Cout;
+        float *A = wt + phase_wt_offset(ph, g);
+        for (int c = 0; c < Cin; c++)
+            for (int t = 0; t < nr * nc; t++)
+                for (int co = 0; co < Cout; co++)
+                    A[(size_t)c * K + (size_t)t * Cout + co] =
+                        weight[(((size_t)co * Cin + c) * 3 + kh[t / nc]) * 3 +
+                               kw[t % nc]];
+    }
+}
+
+/* dx (n, C, H, W) at rows 2i + a, columns 2j + b (=, or += when
+ * accumulate) <- the grid (C, ld) of input-gradient phase (a, b). */
+static void phase_unpack(float *dx, const float *grid, size_t ld, int n, int C,
+                         const struct conv_geom *g, const struct implicit *L,
+                         int a, int b, int accumulate)
+{
+    const int H = g->H, W = g->W;
+    const int ni = (H - a + 1) / 2, nq = (W - b + 1) / 2;
+    for (int j = 0; j < n; j++)
+        for (int c = 0; c < C; c++) {
+            float *d = dx + ((size_t)j * C + c) * H * W + (size_t)a * W + b;
+            const float *s = grid + (size_t)c * ld + (size_t)j * L->Hs * L->Wp;
+            for (int i = 0; i < ni; i++, d += 2 * (size_t)W, s += L->Wp) {
+                if (accumulate)
+                    for (int q = 0; q < nq; q++)
+                        d[2 * q] += s[q];
+                else
+                    for (int q = 0; q < nq; q++)
+                        d[2 * q] = s[q];
+            }
+        }
+}
+
+static void phase_forward_chunk(float *y, const float *x, const float *weight,
+                                const float *bias, const float *res,
+                                const struct conv_geom *g, int n, float *col,
+                                float *tmp, float *ptr, int relu)
+{
+    struct conv_geom gp;
+    struct implicit L;
+    phase_geom(&gp, g);
+    implicit_layout(&L, &gp, n);
+    const int ckk = g->Cin * 9;
+    const float **rows = (const float **)(void *)ptr;
+    phase_pack(col, x, n, g->Cin, g, &L);
+    phase_rows(rows, col, g->Cin, &L);
+    gemm_f32_rows(0, 0, g->Cout, (int)L.ncols, ckk, 1.0f, weight, ckk, rows,
+                  0.0f, tmp, (int)L.ncols);
+    implicit_unpad(y, tmp, L.ncols, n, g->Cout, &gp, &L, bias, res, relu, 0);
+}
+
+/* dw (Cout, Cin*9) += dout . rows(x)^T; dx (may be NULL) =/+= the four
+ * phase correlations of dout with wt (phase_weights). */
+static void phase_backward_chunk(float *dx, float *dw, const float *dy,
+                                 const float *x, const float *wt,
+                                 const struct conv_geom *g, int n, float *col,
+                                 float *tmp, float *ptr, int accumulate)
+{
+    struct conv_geom gp;
+    struct implicit L;
+    phase_geom(&gp, g);
+    implicit_layout(&L, &gp, n);
+    const int Cin = g->Cin, Cout = g->Cout, ckk = Cin * 9;
+    const float **xrows = (const float **)(void *)ptr;
+    const float **dyrows = xrows + (size_t)ckk;
+    float *dyp = tmp, *dxg = tmp + round16((size_t)Cout * L.S);
+    phase_pack(col, x, n, Cin, g, &L);
+    phase_rows(xrows, col, Cin, &L);
+    implicit_pad(dyp, dy, n, Cout, &gp, &L);
+    gemm_f32_rows(0, 1, Cout, ckk, (int)L.ncols, 1.0f,
+                  dyp + L.G0 + (size_t)L.pd * L.Wp, (int)L.S, xrows, 1.0f, dw,
+                  ckk);
+    if (!dx) return;
+    for (int ph = 0; ph < 4; ph++) {
+        int kh[2], di[2], kw[2], dj[2];
+        const int nr = phase_taps(ph >> 1, kh, di);
+        const int nc = phase_taps(ph & 1, kw, dj);
+        const int K = nr * nc * Cout;
+        for (int t = 0; t < nr * nc; t++)
+            for (int co = 0; co < Cout; co++)
+                dyrows[(size_t)t * Cout + co] =
+                    dyp + (size_t)co * L.S + L.G0 +
+                    (size_t)(di[t / nc] + 1) * L.Wp + (size_t)dj[t % nc];
+        gemm_f32_rows(0, 0, Cin, (int)L.ncols, K, 1.0f,
+                      wt + phase_wt_offset(ph, g), K, dyrows, 0.0f, dxg,
+                      (int)L.ncols);
+        phase_unpack(dx, dxg, L.ncols, n, Cin, g, &L, ph >> 1, ph & 1,
+                     accumulate);
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -782,6 +989,7 @@ static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
     p->wino = conv_is_wino(g);
     p->rowtap = !p->wino && conv_is_rowtap(g);
     p->implicit = !p->wino && !p->rowtap && conv_is_implicit(g);
+    p->phase = !p->wino && !p->rowtap && !p->implicit && conv_is_phase(g);
     p->dw = round16((size_t)g->Cout * ckk);
     p->wt = 0;
     p->ptr = 0;
@@ -827,6 +1035,20 @@ static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
         /* two tables of row addresses, counted in floats */
         p->ptr = round16(2 * cmax * kk * floats_per_ptr);
         p->wt = round16((size_t)g->Cout * ckk);
+    } else if (p->phase) {
+        struct conv_geom gp;
+        struct implicit L;
+        phase_geom(&gp, g);
+        implicit_layout(&L, &gp, (int)nb);
+        p->col = round16(4 * (size_t)g->Cin * L.S);
+        /* padded dout (Cout, S), then one dinp phase grid (Cin, ncols); the
+         * forward's output grid (Cout, ncols) fits in the first */
+        p->tmp =
+            round16((size_t)g->Cout * L.S) + round16((size_t)g->Cin * L.ncols);
+        /* x's rows (Cin * 9), then one phase's dout rows (4 Cout at most) */
+        p->ptr = round16((9 * (size_t)g->Cin + 4 * (size_t)g->Cout) *
+                         floats_per_ptr);
+        p->wt = round16((size_t)g->Cout * ckk);
     } else {
         p->col = round16(ckk * nb * P);
         p->tmp = round16((size_t)g->Cout * nb * P);
@@ -851,6 +1073,7 @@ const char *conv2d_algo_name(const struct conv_geom *g)
     return p.wino       ? "winograd"
            : p.rowtap   ? "rowtap"
            : p.implicit ? "implicit"
+           : p.phase    ? "phase"
                         : "im2col";
 }
 
@@ -1087,6 +1310,10 @@ static void conv_forward_chunk(float *out, const float *inp,
                              relu);
         return;
     }
+    if (p->phase) {
+        phase_forward_chunk(y, x, weight, bias, res, g, n, col, tmp, ptr, relu);
+        return;
+    }
     if (p->implicit) {
         struct implicit L;
         implicit_layout(&L, g, n);
@@ -1218,6 +1445,11 @@ static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
                               accumulate);
         return;
     }
+    if (p->phase) {
+        phase_backward_chunk(dx, dw, dy, x, wt, g, n, col, tmp, ptr,
+                             accumulate);
+        return;
+    }
     if (p->implicit) {
         /* implicit: dW += dout grid . im2col(x)^T; dinp = the same-padded
          * convolution of dout with the flipped weights wt */
@@ -1322,6 +1554,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
     float *wt = work + (size_t)(p.parallel ? nt : 1) * per;
     if (p.rowtap && dinp) rowtap_weights(wt, weight, g, 1);
     if (p.wino && dinp) wino_weights(wt, weight, g, 1);
+    if (p.phase && dinp) phase_weights(wt, weight, g);
     if (p.implicit && dinp) {
         const int kk = g->K * g->K, Cin = g->Cin;
         for (int c = 0; c < Cin; c++)
