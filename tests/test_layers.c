@@ -628,6 +628,30 @@ static void test_batchnorm(int B, int C, int HW, size_t sample)
     free(dxs), free(xpres);
 }
 
+/* Two identical sets of running statistics (means ~N(0,1), variances in
+ * [0.5, 1.5)) for a fused kernel and its separate twins to update. */
+static void bn_running_pair(float **rm1, float **rv1, float **rm2, float **rv2,
+                            int C)
+{
+    *rm1 = frandn(C, 1), *rv1 = falloc(C);
+    for (int i = 0; i < C; i++)
+        (*rv1)[i] = 0.5f + (float)rng_uniform(&R);
+    *rm2 = fcopy(*rm1, C), *rv2 = fcopy(*rv1, C);
+}
+
+/* A fused kernel's batch and running statistics equal its twins', bit
+ * for bit. */
+static void check_same_stats(const char *what, const float *m1, const float *m2,
+                             const float *is1, const float *is2,
+                             const float *rm1, const float *rm2,
+                             const float *rv1, const float *rv2, int C)
+{
+    const size_t b = (size_t)C * sizeof *m1;
+    CHECK(!memcmp(m1, m2, b) && !memcmp(is1, is2, b) && !memcmp(rm1, rm2, b) &&
+              !memcmp(rv1, rv2, b),
+          "%s: statistics differ", what);
+}
+
 /* Fused batchnorm+ReLU against batchnorm then an in-place relu (forward)
  * and relu_backward then batchnorm_backward (backward): bit-identical. */
 static void test_batchnorm_relu(int B, int C, int HW, int threads)
@@ -640,10 +664,8 @@ static void test_batchnorm_relu(int B, int C, int HW, int threads)
     float *x = frandn(n, 2), *gamma = frandn(C, 1), *beta = frandn(C, 1);
     float *dy = frandn(n, 1);
     for (int training = 0; training < 2; training++) {
-        float *rm1 = frandn(C, 1), *rv1 = falloc(C);
-        for (int i = 0; i < C; i++)
-            rv1[i] = 0.5f + (float)rng_uniform(&R);
-        float *rm2 = fcopy(rm1, C), *rv2 = fcopy(rv1, C);
+        float *rm1, *rv1, *rm2, *rv2;
+        bn_running_pair(&rm1, &rv1, &rm2, &rv2, C);
         float *y1 = falloc(n), *m1 = falloc(C), *is1 = falloc(C);
         float *y2 = falloc(n), *m2 = falloc(C), *is2 = falloc(C);
         batchnorm_forward(y1, m1, is1, x, gamma, beta, rm1, rv1, B, C, HW, mom,
@@ -655,11 +677,7 @@ static void test_batchnorm_relu(int B, int C, int HW, int threads)
                  "batchnorm_relu B%d C%d HW%d thr%d train%d forward", B, C, HW,
                  threads, training);
         CHECK_CLOSE(what, y2, y1, n, 0, 0);
-        CHECK(!memcmp(m1, m2, C * sizeof *m1) &&
-                  !memcmp(is1, is2, C * sizeof *is1) &&
-                  !memcmp(rm1, rm2, C * sizeof *rm1) &&
-                  !memcmp(rv1, rv2, C * sizeof *rv1),
-              "%s: statistics differ", what);
+        check_same_stats(what, m1, m2, is1, is2, rm1, rm2, rv1, rv2, C);
         for (int acc = 0; training && acc < 2; acc++) {
             float *pre = frandn(n, 1), *gpre = frandn(C, 1);
             float *bpre = frandn(C, 1);
@@ -711,10 +729,8 @@ static void test_batchnorm_add_relu(int B, int C, int HW, int threads)
     float *x = frandn(n, 2), *res = frandn(n, 1), *gamma = frandn(C, 1);
     float *beta = frandn(C, 1);
     for (int training = 0; training < 2; training++) {
-        float *rm1 = frandn(C, 1), *rv1 = falloc(C);
-        for (int i = 0; i < C; i++)
-            rv1[i] = 0.5f + (float)rng_uniform(&R);
-        float *rm2 = fcopy(rm1, C), *rv2 = fcopy(rv1, C);
+        float *rm1, *rv1, *rm2, *rv2;
+        bn_running_pair(&rm1, &rv1, &rm2, &rv2, C);
         float *t = falloc(n), *y1 = falloc(n), *m1 = falloc(C);
         float *is1 = falloc(C), *y2 = falloc(n), *m2 = falloc(C);
         float *is2 = falloc(C), *y3 = falloc(n);
@@ -727,11 +743,7 @@ static void test_batchnorm_add_relu(int B, int C, int HW, int threads)
                  "batchnorm_add_relu B%d C%d HW%d thr%d train%d", B, C, HW,
                  threads, training);
         CHECK_CLOSE(what, y2, y1, n, 0, 0);
-        CHECK(!memcmp(m1, m2, C * sizeof *m1) &&
-                  !memcmp(is1, is2, C * sizeof *is1) &&
-                  !memcmp(rm1, rm2, C * sizeof *rm1) &&
-                  !memcmp(rv1, rv2, C * sizeof *rv1),
-              "%s: statistics differ", what);
+        check_same_stats(what, m1, m2, is1, is2, rm1, rm2, rv1, rv2, C);
         batchnorm_apply(y3, x, res, m1, is1, gamma, beta, B, C, HW, 1);
         snprintf(what, sizeof what, "batchnorm_apply with res B%d C%d HW%d", B,
                  C, HW);

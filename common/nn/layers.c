@@ -358,6 +358,18 @@ static void phase_unpack(float *dx, const float *grid, size_t ld, int n, int C,
         }
 }
 
+/* A chunk of n images in the phase layout: gp and L (phase_geom and its
+ * implicit layout), x's phase planes in col, their B rows in rows. */
+static void phase_prepare(struct conv_geom *gp, struct implicit *L,
+                          const float **rows, float *col, const float *x, int n,
+                          const struct conv_geom *g)
+{
+    phase_geom(gp, g);
+    implicit_layout(L, gp, n);
+    phase_pack(col, x, n, g->Cin, g, L);
+    phase_rows(rows, col, g->Cin, L);
+}
+
 static void phase_forward_chunk(float *y, const float *x, const float *weight,
                                 const float *bias, const float *res,
                                 const struct conv_geom *g, int n, float *col,
@@ -365,12 +377,9 @@ static void phase_forward_chunk(float *y, const float *x, const float *weight,
 {
     struct conv_geom gp;
     struct implicit L;
-    phase_geom(&gp, g);
-    implicit_layout(&L, &gp, n);
     const int ckk = g->Cin * 9;
     const float **rows = (const float **)(void *)ptr;
-    phase_pack(col, x, n, g->Cin, g, &L);
-    phase_rows(rows, col, g->Cin, &L);
+    phase_prepare(&gp, &L, rows, col, x, n, g);
     gemm_f32_rows(0, 0, g->Cout, (int)L.ncols, ckk, 1.0f, weight, ckk, rows,
                   0.0f, tmp, (int)L.ncols);
     implicit_unpad(y, tmp, L.ncols, n, g->Cout, &gp, &L, bias, res, relu, 0);
@@ -385,14 +394,11 @@ static void phase_backward_chunk(float *dx, float *dw, const float *dy,
 {
     struct conv_geom gp;
     struct implicit L;
-    phase_geom(&gp, g);
-    implicit_layout(&L, &gp, n);
     const int Cin = g->Cin, Cout = g->Cout, ckk = Cin * 9;
     const float **xrows = (const float **)(void *)ptr;
     const float **dyrows = xrows + (size_t)ckk;
+    phase_prepare(&gp, &L, xrows, col, x, n, g);
     float *dyp = tmp, *dxg = tmp + round16((size_t)Cout * L.S);
-    phase_pack(col, x, n, Cin, g, &L);
-    phase_rows(xrows, col, Cin, &L);
     implicit_pad(dyp, dy, n, Cout, &gp, &L);
     gemm_f32_rows(0, 1, Cout, ckk, (int)L.ncols, 1.0f,
                   dyp + L.G0 + (size_t)L.pd * L.Wp, (int)L.S, xrows, 1.0f, dw,
