@@ -1,15 +1,17 @@
 /* bench_conv.c - times one convolution layer's forward and backward pass
  * (batch B, given threads) under each choice of algorithms conv2d_* may
- * make (conv2d_set_algos: im2col only, + row-tap, + Winograd, both), the
- * choices alternated in every round (each with the GEMM's dot-product
- * path for the weight gradient on and off), and prints the median times and the
+ * make (conv2d_set_algos: im2col only; + row-tap and the stride-2 phase
+ * split; + Winograd F(2x2, 3x3); + its F(4x4, 3x3) form), the choices
+ * alternated in every round (each with the GEMM's dot-product path for the
+ * weight gradient on and off), and prints the median times and the
  * algorithm that ran. For choosing the thresholds in layers.c by
  * measurement; never a test.
- * usage: bench_conv THREADS ROUNDS B Cin H W Cout [B Cin H W Cout ...]
- *   (3x3 kernels, stride 1, padding 1) */
+ * usage: bench_conv [-s STRIDE] THREADS ROUNDS B Cin H W Cout [B Cin H W
+ *   Cout ...]   (3x3 kernels, padding 1; stride 1 unless -s) */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "core/threads.h"
@@ -43,16 +45,24 @@ static float *randf(size_t n)
 
 int main(int argc, char **argv)
 {
-    if (argc < 8 || (argc - 3) % 5 != 0) {
-        fprintf(stderr, "usage: %s THREADS ROUNDS B Cin H W Cout [...]\n",
-                argv[0]);
+    int stride = 1;
+    if (argc > 2 && strcmp(argv[1], "-s") == 0) {
+        stride = atoi(argv[2]);
+        argv += 2;
+        argc -= 2;
+    }
+    if (argc < 8 || (argc - 3) % 5 != 0 || stride < 1) {
+        fprintf(stderr,
+                "usage: bench_conv [-s STRIDE] THREADS ROUNDS B Cin H W Cout "
+                "[...]\n");
         return 2;
     }
     int threads = threads_setup(atoi(argv[1]));
     int rounds = atoi(argv[2]);
     if (rounds < 1 || rounds > MAXR) rounds = 5;
-    static const int masks[NALGO] = {0, CONV_ALGO_ROWTAP, CONV_ALGO_WINOGRAD,
-                                     CONV_ALGO_ROWTAP | CONV_ALGO_WINOGRAD};
+    static const int masks[NALGO] = {
+        0, CONV_ALGO_ROWTAP | CONV_ALGO_PHASE,
+        CONV_ALGO_ROWTAP | CONV_ALGO_PHASE | CONV_ALGO_WINOGRAD, CONV_ALGO_ALL};
     printf("threads %d\n%-24s %-10s %-4s %9s %9s\n", threads, "B Cin HxW Cout",
            "algo", "dot", "fwd ms", "bwd ms");
     for (int a = 3; a + 4 < argc; a += 5) {
@@ -62,7 +72,7 @@ int main(int argc, char **argv)
                               .W = atoi(argv[a + 3]),
                               .Cout = atoi(argv[a + 4]),
                               .K = 3,
-                              .stride = 1,
+                              .stride = stride,
                               .pad = 1};
         if (conv_geom_init(&g)) {
             fprintf(stderr, "bad geometry at argument %d\n", a);

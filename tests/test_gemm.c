@@ -103,8 +103,43 @@ static void run_rows_case(const char *backend, int ta, int tb, int M, int N,
     free(A), free(store), free(Bc), free(C), free(Cr), free(rows);
 }
 
+/* gemm_f32_pa: A packed once (gemm_pack_a_whole) gives gemm_f32's bits, on
+ * shapes past the M and K blocks and with ragged panels of <= 16 and <= 32
+ * columns (the narrow kernels). */
+static void run_pa_case(const char *backend, int ta, int M, int N, int K,
+                        float beta)
+{
+    const int lda = (ta ? M : K) + 3, ldb = N + 1;
+    const size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)K * ldb;
+    const size_t nc = (size_t)M * N;
+    float *A = falloc(na), *B = falloc(nb), *C = falloc(nc), *Cw = falloc(nc);
+    float *Cr = falloc(nc), *ap = falloc(gemm_packed_a_floats(M, K));
+    frandn(A, na);
+    frandn(B, nb);
+    frandn(C, nc);
+    memcpy(Cw, C, nc * sizeof *C);
+    memcpy(Cr, C, nc * sizeof *C);
+    gemm_pack_a_whole(ap, ta, M, K, A, lda);
+    gemm_f32_pa(ta, M, N, K, 1.0f, A, lda, ap, B, ldb, beta, C, N);
+    gemm_f32(ta, 0, M, N, K, 1.0f, A, lda, B, ldb, beta, Cw, N);
+    gemm_f32_ref(ta, 0, M, N, K, 1.0f, A, lda, B, ldb, beta, Cr, N);
+    char what[160];
+    snprintf(what, sizeof what, "%s packed A %c M=%d N=%d K=%d b=%g", backend,
+             ta ? 'T' : 'N', M, N, K, beta);
+    CHECK_CLOSE(what, C, Cw, nc, 0, 0);
+    CHECK_CLOSE(what, C, Cr, nc, 1e-5 * (sqrt((double)K + 1) * 4 + 1), 1e-5);
+    free(A), free(B), free(C), free(Cw), free(Cr), free(ap);
+}
+
 static void run_all(const char *backend)
 {
+    static const int pa[][3] = {{512, 16, 512}, {256, 64, 256}, {130, 32, 300},
+                                {9, 100, 600},  {1, 17, 5},     {200, 96, 70}};
+    for (size_t i = 0; i < sizeof pa / sizeof *pa; i++)
+        for (int t = 0; t < 2; t++)
+            run_pa_case(backend, t, pa[i][0], pa[i][1], pa[i][2],
+                        (float)(i & 1));
+
     /* row-pointer B: odd sizes around the blocks, direct (M <= 64) and
      * packed (M > 64) panels, both transposes of B */
     static const int rs[][3] = {{9, 841, 81},   {16, 1000, 144}, {1, 47, 7},

@@ -1386,10 +1386,12 @@ static void test_conv_algos(void)
         int Cin, H, Cout, stride;
         const char *algo;
     } pick[] = {
-        {64, 14, 128, 1, "winograd"}, {128, 7, 256, 1, "winograd"},
-        {64, 7, 64, 1, "rowtap"},     {512, 3, 512, 1, "rowtap"},
-        {16, 28, 16, 1, "implicit"},  {64, 28, 64, 1, "implicit"},
-        {16, 28, 32, 2, "phase"},     {512, 1, 512, 1, "pointwise"},
+        {64, 14, 128, 1, "winograd4"}, {128, 7, 256, 1, "winograd4"},
+        {64, 7, 64, 1, "winograd4"},   {24, 7, 32, 1, "winograd4"},
+        {16, 7, 16, 1, "rowtap"},      {512, 3, 512, 1, "rowtap"},
+        {32, 14, 32, 1, "implicit"},   {16, 28, 16, 1, "implicit"},
+        {64, 28, 64, 1, "winograd4"},  {64, 56, 64, 1, "implicit"},
+        {16, 28, 32, 2, "phase"},      {512, 1, 512, 1, "pointwise"},
     };
     for (size_t i = 0; i < sizeof pick / sizeof pick[0]; i++) {
         struct conv_geom g = {.B = 128,
@@ -1406,8 +1408,12 @@ static void test_conv_algos(void)
               "conv %d->%d %dx%d s%d: %s, not %s", g.Cin, g.Cout, g.H, g.W,
               g.stride, got, pick[i].algo);
     }
-    static const int masks[] = {0, CONV_ALGO_ROWTAP, CONV_ALGO_WINOGRAD,
-                                CONV_ALGO_ROWTAP | CONV_ALGO_WINOGRAD};
+    static const int masks[] = {0,
+                                CONV_ALGO_ROWTAP,
+                                CONV_ALGO_WINOGRAD,
+                                CONV_ALGO_ROWTAP | CONV_ALGO_WINOGRAD,
+                                CONV_ALGO_WINOGRAD | CONV_ALGO_WINO4,
+                                CONV_ALGO_ALL};
     const int saved = conv2d_get_algos(), threads = omp_get_max_threads();
     for (size_t k = 0; k < sizeof masks / sizeof masks[0]; k++) {
         conv2d_set_algos(masks[k]);
@@ -1418,6 +1424,8 @@ static void test_conv_algos(void)
             test_conv_twin(17, 64, 3, 128, 3, 1, 1);
             test_conv_twin(17, 64, 5, 128, 3, 1, 1);
             test_conv_twin(17, 128, 6, 64, 3, 1, 1);
+            test_conv_twin(3, 128, 9, 128, 3, 1, 1);
+            test_conv_twin(17, 16, 9, 32, 3, 2, 1);
         }
     }
     conv2d_set_algos(saved);

@@ -389,8 +389,8 @@ GEMM_TARGET static void gemm_pack_b(float *restrict bp, const struct gemm_b *b,
     if (i < MR) {                                                              \
         __m512 av = _mm512_set1_ps(ap[i]);                                     \
         c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                            \
-        c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                            \
-        c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);                            \
+        if (NV > 1) c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                \
+        if (NV > 2) c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);                \
     }
 #define ROW_STORE(i)                                                           \
     if (i < m) {                                                               \
@@ -474,20 +474,24 @@ GEMM_TARGET static void gemm_pack_b(float *restrict bp, const struct gemm_b *b,
         ROW_MSTORE(7)                                                          \
     } while (0)
 
-/* The kernel for tiles of at most MR live rows (a compile-time constant in
- * each instantiation below): rows past MR cost no FMAs, so the odd widths
- * of pruned nets (Cout 9 = 8 + 1, 6, 4...) do not pay for a full 8-row
- * block. m <= MR is the number of rows stored. */
+/* The kernel for tiles of at most MR live rows and NV live vectors of 16
+ * columns (compile-time constants in each instantiation below): rows past
+ * MR and vectors past NV cost no FMAs, so the odd widths of pruned nets
+ * (Cout 9 = 8 + 1, 6, 4...) do not pay for a full 8-row block, nor a
+ * ragged last panel of <= 32 columns for all 48. m <= MR rows and
+ * n <= 16 NV columns are stored. */
 __attribute__((always_inline)) GEMM_TARGET static inline void
-gemm_kernel_tile(const int MR, int kc, const float *restrict ap,
+gemm_kernel_tile(const int MR, const int NV, int kc, const float *restrict ap,
                  const float *restrict bp, size_t ldbk, float *c, size_t ldc,
                  float alpha, float beta, int m, int n)
 {
     TILE_DECL();
 #pragma GCC unroll 4
     for (int p = 0; p < kc; p++) {
-        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16),
-               b2 = _mm512_loadu_ps(bp + 32);
+        const __m512 z = _mm512_setzero_ps();
+        __m512 b0 = _mm512_loadu_ps(bp),
+               b1 = NV > 1 ? _mm512_loadu_ps(bp + 16) : z,
+               b2 = NV > 2 ? _mm512_loadu_ps(bp + 32) : z;
         TILE_FMA();
         ap += GEMM_MR;
         bp += ldbk;
@@ -502,6 +506,7 @@ gemm_kernel_rows_tile(const int MR, int kc, const float *restrict ap,
                       const float *const *rows, size_t off, float *c,
                       size_t ldc, float alpha, float beta, int m, int n)
 {
+    const int NV = 3;
     TILE_DECL();
 #pragma GCC unroll 4
     for (int p = 0; p < kc; p++) {
@@ -520,7 +525,21 @@ gemm_kernel_rows_tile(const int MR, int kc, const float *restrict ap,
         size_t ldbk, float *c, size_t ldc, float alpha, float beta, int m,     \
         int n)                                                                 \
     {                                                                          \
-        gemm_kernel_tile(r, kc, ap, bp, ldbk, c, ldc, alpha, beta, m, n);      \
+        gemm_kernel_tile(r, 3, kc, ap, bp, ldbk, c, ldc, alpha, beta, m, n);   \
+    }                                                                          \
+    GEMM_TARGET static void gemm_kernel_n16_##r(                               \
+        int kc, const float *restrict ap, const float *restrict bp,            \
+        size_t ldbk, float *c, size_t ldc, float alpha, float beta, int m,     \
+        int n)                                                                 \
+    {                                                                          \
+        gemm_kernel_tile(r, 1, kc, ap, bp, ldbk, c, ldc, alpha, beta, m, n);   \
+    }                                                                          \
+    GEMM_TARGET static void gemm_kernel_n32_##r(                               \
+        int kc, const float *restrict ap, const float *restrict bp,            \
+        size_t ldbk, float *c, size_t ldc, float alpha, float beta, int m,     \
+        int n)                                                                 \
+    {                                                                          \
+        gemm_kernel_tile(r, 2, kc, ap, bp, ldbk, c, ldc, alpha, beta, m, n);   \
     }                                                                          \
     GEMM_TARGET static void gemm_kernel_rows_##r(                              \
         int kc, const float *restrict ap, const float *const *rows,            \
@@ -690,6 +709,14 @@ typedef void (*gemm_kernel_fn)(int, const float *restrict,
 static const gemm_kernel_fn gemm_kernels[GEMM_MR] = {
     gemm_kernel_1, gemm_kernel_2, gemm_kernel_3, gemm_kernel_4,
     gemm_kernel_5, gemm_kernel_6, gemm_kernel_7, gemm_kernel_8};
+/* gemm_kernels_narrow[v][m - 1]: the same for n <= 16 (v + 1) columns. */
+static const gemm_kernel_fn gemm_kernels_narrow[2][GEMM_MR] = {
+    {gemm_kernel_n16_1, gemm_kernel_n16_2, gemm_kernel_n16_3, gemm_kernel_n16_4,
+     gemm_kernel_n16_5, gemm_kernel_n16_6, gemm_kernel_n16_7,
+     gemm_kernel_n16_8},
+    {gemm_kernel_n32_1, gemm_kernel_n32_2, gemm_kernel_n32_3, gemm_kernel_n32_4,
+     gemm_kernel_n32_5, gemm_kernel_n32_6, gemm_kernel_n32_7,
+     gemm_kernel_n32_8}};
 typedef void (*gemm_kernel_rows_fn)(int, const float *restrict,
                                     const float *const *, size_t, float *,
                                     size_t, float, float, int, int);
@@ -950,6 +977,8 @@ struct gemm_isa {
     void (*pack_b)(float *restrict, const struct gemm_b *, int, int, int, int,
                    int);
     const gemm_kernel_fn *kernels;           /* [m - 1]: m-row tiles */
+    const gemm_kernel_fn (*narrow)[GEMM_MR]; /* [v][m - 1]: <= 16 (v + 1)
+                                                columns, or NULL */
     const gemm_kernel_rows_fn *kernels_rows; /* the same, B rows in place */
     const struct gemm_dot_isa *dot;          /* the dot-product tiles */
 };
@@ -963,9 +992,10 @@ static const gemm_kernel_rows_fn gemm2_kernels_rows[GEMM_MR] = {
     gemm2_kernel_rows_7, gemm2_kernel_rows_8};
 
 static const struct gemm_isa gemm_isa_avx512 = {
-    gemm_pack_b, gemm_kernels, gemm_kernels_rows, &gemm_dot_avx512};
+    gemm_pack_b, gemm_kernels, gemm_kernels_narrow, gemm_kernels_rows,
+    &gemm_dot_avx512};
 static const struct gemm_isa gemm_isa_avx2 = {
-    gemm_pack_b_avx2, gemm2_kernels, gemm2_kernels_rows, &gemm_dot_avx2};
+    gemm_pack_b_avx2, gemm2_kernels, NULL, gemm2_kernels_rows, &gemm_dot_avx2};
 
 /* The loop nest of a backend, or NULL for OpenBLAS. */
 static const struct gemm_isa *gemm_isa_of(enum gemm_backend b)
@@ -976,13 +1006,14 @@ static const struct gemm_isa *gemm_isa_of(enum gemm_backend b)
 }
 
 /* The packed loop nest; returns -1 (nothing written) if the packing buffer
- * cannot be allocated. Requires M, N, K > 0. */
+ * cannot be allocated. Requires M, N, K > 0. apre: op(A) packed whole by
+ * gemm_pack_a_whole, or NULL (A is packed block by block here). */
 static int gemm_packed(const struct gemm_isa *isa, int transa, int transb,
                        int M, int N, int K, float alpha, const float *A,
-                       int lda, const struct gemm_b *B, float beta, float *C,
-                       int ldc)
+                       int lda, const float *apre, const struct gemm_b *B,
+                       float beta, float *C, int ldc)
 {
-    if (gemm_use_dot(transa, transb, M, K)) {
+    if (!apre && gemm_use_dot(transa, transb, M, K)) {
         gemm_dot_nt(isa->dot, M, N, K, alpha, A, lda, B, beta, C, ldc);
         return 0;
     }
@@ -1012,9 +1043,15 @@ static int gemm_packed(const struct gemm_isa *isa, int transa, int transb,
                 B->rows ? NULL : B->b + (size_t)pc * B->ldb + jc;
             for (int ic = 0; ic < M; ic += GEMM_MC) {
                 const int mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
-                const float *asrc = transa ? A + (size_t)pc * lda + ic
-                                           : A + (size_t)ic * lda + pc;
-                gemm_pack_a(ap, asrc, lda, transa, mc, kc);
+                if (apre) {
+                    ap = (float *)apre +
+                         (size_t)pc * gemm_round_up((size_t)M, GEMM_MR) +
+                         (size_t)ic * kc;
+                } else {
+                    const float *asrc = transa ? A + (size_t)pc * lda + ic
+                                               : A + (size_t)ic * lda + pc;
+                    gemm_pack_a(ap, asrc, lda, transa, mc, kc);
+                }
                 for (int ir = 0; ir < mc; ir += GEMM_MR) {
                     const float *a = ap + (size_t)ir * kc;
                     const int m = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
@@ -1031,8 +1068,12 @@ static int gemm_packed(const struct gemm_isa *isa, int transa, int transb,
                                  (size_t)ldc, alpha, be, m, GEMM_NR);
                     for (int jr = nfull; jr < nc; jr += GEMM_NR) {
                         const int n = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
-                        kern(kc, a, bp + (size_t)jr * kc, GEMM_NR, crow + jr,
-                             (size_t)ldc, alpha, be, m, n);
+                        const gemm_kernel_fn kn =
+                            n <= 32 && isa->narrow
+                                ? isa->narrow[(n - 1) / 16][m - 1]
+                                : kern;
+                        kn(kc, a, bp + (size_t)jr * kc, GEMM_NR, crow + jr,
+                           (size_t)ldc, alpha, be, m, n);
                     }
                 }
             }
@@ -1056,11 +1097,52 @@ void gemm_f32(int transa, int transb, int M, int N, int K, float alpha,
             return;
         }
         const struct gemm_b b = {B, (size_t)ldb, NULL};
-        if (gemm_packed(isa, transa, transb, M, N, K, alpha, A, lda, &b, beta,
-                        C, ldc) == 0)
+        if (gemm_packed(isa, transa, transb, M, N, K, alpha, A, lda, NULL, &b,
+                        beta, C, ldc) == 0)
             return;
     }
     gemm_blas(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+size_t gemm_packed_a_floats(int M, int K)
+{
+    return M > 0 && K > 0 ? gemm_round_up((size_t)M, GEMM_MR) * (size_t)K : 0;
+}
+
+void gemm_pack_a_whole(float *ap, int transa, int M, int K, const float *A,
+                       int lda)
+{
+    if (!gemm_isa_of(gemm_get_backend())) return; /* OpenBLAS reads A */
+    const size_t mr = gemm_round_up((size_t)M, GEMM_MR);
+    for (int pc = 0; pc < K; pc += GEMM_KC) {
+        const int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+        for (int ic = 0; ic < M; ic += GEMM_MC) {
+            const int mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
+            const float *asrc =
+                transa ? A + (size_t)pc * lda + ic : A + (size_t)ic * lda + pc;
+            gemm_pack_a(ap + (size_t)pc * mr + (size_t)ic * kc, asrc, lda,
+                        transa, mc, kc);
+        }
+    }
+}
+
+void gemm_f32_pa(int transa, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *ap, const float *B, int ldb, float beta,
+                 float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    const struct gemm_isa *isa = gemm_isa_of(gemm_get_backend());
+    if (isa) {
+        if (K <= 0 || alpha == 0.0f) {
+            gemm_scale(M, N, beta, C, ldc);
+            return;
+        }
+        const struct gemm_b b = {B, (size_t)ldb, NULL};
+        if (gemm_packed(isa, transa, 0, M, N, K, alpha, A, lda, ap, &b, beta, C,
+                        ldc) == 0)
+            return;
+    }
+    gemm_blas(transa, 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_f32_rows(int transa, int transb, int M, int N, int K, float alpha,
@@ -1075,8 +1157,8 @@ void gemm_f32_rows(int transa, int transb, int M, int N, int K, float alpha,
     const struct gemm_isa *isa = gemm_isa_of(gemm_get_backend());
     if (isa) {
         const struct gemm_b b = {NULL, 0, brows};
-        if (gemm_packed(isa, transa, transb, M, N, K, alpha, A, lda, &b, beta,
-                        C, ldc) == 0)
+        if (gemm_packed(isa, transa, transb, M, N, K, alpha, A, lda, NULL, &b,
+                        beta, C, ldc) == 0)
             return;
     }
     /* OpenBLAS: gather the rows into one matrix, or, if that buffer cannot

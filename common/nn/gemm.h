@@ -6,6 +6,8 @@
 #ifndef ABC_GEMM_H
 #define ABC_GEMM_H
 
+#include <stddef.h>
+
 /* Backends of gemm_f32. */
 enum gemm_backend {
     GEMM_BACKEND_AUTO,   /* the widest of ours the CPU runs, else BLAS */
@@ -36,6 +38,18 @@ void gemm_f32(int transa, int transb, int M, int N, int K, float alpha,
 void gemm_f32_rows(int transa, int transb, int M, int N, int K, float alpha,
                    const float *A, int lda, const float *const *brows,
                    float beta, float *C, int ldc);
+
+/* A packed once for many gemm_f32_pa calls (the same A against many B):
+ * gemm_packed_a_floats(M, K) floats hold op(A) (M,K) as gemm_pack_a_whole
+ * writes it, in the order the packed loop nest reads it. gemm_f32_pa is
+ * gemm_f32 with B not transposed and that packed copy ap of op(A) (A and
+ * lda still given: OpenBLAS reads them); the same results, bit for bit. */
+size_t gemm_packed_a_floats(int M, int K);
+void gemm_pack_a_whole(float *ap, int transa, int M, int K, const float *A,
+                       int lda);
+void gemm_f32_pa(int transa, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *ap, const float *B, int ldb, float beta,
+                 float *C, int ldc);
 
 /* The naive twin of gemm_f32 (plain loops, double accumulators), for tests. */
 void gemm_f32_ref(int transa, int transb, int M, int N, int K, float alpha,

@@ -49,7 +49,7 @@ struct conv_plan {
     int parallel; /* 1: chunks over threads; 0: in order on this thread */
     int implicit; /* 1: implicit im2col (conv_is_implicit) */
     int rowtap;   /* 1: row-tap convolution (conv_is_rowtap) */
-    int wino;     /* 1: Winograd F(2x2, 3x3) (conv_is_wino) */
+    int wino;     /* m of Winograd F(m x m, 3x3), 2 or 4, or 0 (conv_is_wino) */
     int phase;    /* 1: stride-2 phase convolution (conv_is_phase) */
     /* per-thread buffer sizes in floats (64 B aligned): im2col or padded
      * input, GEMM output (and, implicit, padded dout and dinp grid),
@@ -226,7 +226,8 @@ static void implicit_unpad(float *y, const float *grid, size_t ld, int n, int C,
  * of the 9): four GEMMs, each value of the input gradient written by one. */
 static int conv_is_phase(const struct conv_geom *g)
 {
-    return g->stride == 2 && g->K == 3 && g->pad == 1 && g->H > 1 && g->W > 1;
+    return g->stride == 2 && g->K == 3 && g->pad == 1 && g->H > 1 && g->W > 1 &&
+           (conv2d_get_algos() & CONV_ALGO_PHASE) != 0;
 }
 
 /* The Ho x Wo map with padding 1 whose implicit layout holds the phases. */
@@ -457,17 +458,26 @@ static int conv_algos = -1;
 int conv2d_get_algos(void)
 {
     if (conv_algos < 0) {
-        const char *r = getenv("ABC_CONV_ROWTAP"),
-                   *w = getenv("ABC_CONV_WINOGRAD");
-        conv_algos = (r && strcmp(r, "0") == 0 ? 0 : CONV_ALGO_ROWTAP) |
-                     (w && strcmp(w, "0") == 0 ? 0 : CONV_ALGO_WINOGRAD);
+        static const struct {
+            const char *env;
+            int bit;
+        } algo[] = {{"ABC_CONV_ROWTAP", CONV_ALGO_ROWTAP},
+                    {"ABC_CONV_WINOGRAD", CONV_ALGO_WINOGRAD},
+                    {"ABC_CONV_WINO4", CONV_ALGO_WINO4},
+                    {"ABC_CONV_PHASE", CONV_ALGO_PHASE}};
+        int mask = 0;
+        for (size_t i = 0; i < sizeof algo / sizeof algo[0]; i++) {
+            const char *v = getenv(algo[i].env);
+            if (!(v && strcmp(v, "0") == 0)) mask |= algo[i].bit;
+        }
+        conv_algos = mask;
     }
     return conv_algos;
 }
 
 void conv2d_set_algos(int mask)
 {
-    conv_algos = mask & (CONV_ALGO_ROWTAP | CONV_ALGO_WINOGRAD);
+    conv_algos = mask & CONV_ALGO_ALL;
 }
 
 static int conv_is_rowtap(const struct conv_geom *g)
@@ -663,25 +673,36 @@ static void rowtap_backward_chunk(float *dx, float *dwr, const float *dy,
 }
 
 /* ---------------------------------------------------------------------------
- * Winograd F(2x2, 3x3) for stride-1 3x3 convolutions with padding 1, in
- * the same images-innermost layout as the row-tap path, so that every
- * transform is a loop over the chunk's images, vectorised across them.
- * A chunk's input is packed to (C, Hp, Wp, n), its plane at offset (1, 1)
- * of a zero plane of 2 th + 2 by 2 tw + 2 (th x tw tiles of 2x2 outputs).
- * Each 4x4 input tile d becomes V = B^T d B, each weight g becomes
- * U = G g G^T, and the 16 elements e of the tiles multiply as 16 GEMMs
- * M_e (Cout, T n) = U_e (Cout, Cin) . V_e (Cin, T n); a tile's output is
- * A^T m A. That is 16 multiplies per 4 outputs instead of 36. The input
- * gradient is the same convolution of the output gradient with the
- * flipped, transposed weights; the weight gradient is G^T dU G with
- * dU_e = sum over tiles of (A dy A^T)_e V_e^T, the transpose of the
- * forward map. Matrices (Lavin & Gray 2016):
+ * Winograd F(m x m, 3x3), m = 2 or 4, for stride-1 3x3 convolutions with
+ * padding 1, in the same images-innermost layout as the row-tap path, so
+ * that every transform is a loop over the chunk's images, vectorised
+ * across them. A chunk's input is packed to (C, Hp, Wp, n), its plane at
+ * offset (1, 1) of a zero plane of m th + 2 by m tw + 2 (th x tw tiles of
+ * m x m outputs). Each a x a input tile d (a = m + 2) becomes V = B^T d B,
+ * each weight g becomes U = G g G^T, and the E = a^2 elements e of the
+ * tiles multiply as E GEMMs M_e (Cout, T n) = U_e (Cout, Cin) . V_e (Cin,
+ * T n); a tile's output is A^T m A. That is 16 multiplies per 4 outputs
+ * (F2) or 36 per 16 (F4) instead of 9 per output. The input gradient is
+ * the same convolution of the output gradient with the flipped,
+ * transposed weights; the weight gradient is G^T dU G with dU_e = sum over
+ * tiles of (A dy A^T)_e V_e^T, the transpose of the forward map. Matrices
+ * (Lavin & Gray 2016), F(2x2, 3x3):
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
  *   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
- *   A^T = [1 1 1 0; 0 1 -1 -1] */
+ *   A^T = [1 1 1 0; 0 1 -1 -1]
+ * F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2 and infinity:
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
+ *          0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+ *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+ *          1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ * F4 rounds more (its points reach 2 and 8), within the tolerance the
+ * twins' tests hold every path to. */
 struct wino {
+    int m, a, E;   /* tile: m x m outputs from a = m + 2 square inputs, E = a a
+                      elements (2, 4, 16 or 4, 6, 36) */
     int th, tw, T; /* tiles down, across, in all */
-    int Hp, Wp;    /* the padded plane: 2 th + 2 by 2 tw + 2 */
+    int Hp, Wp;    /* the padded plane: m th + 2 by m tw + 2 */
     size_t P;      /* floats per channel of a packed chunk: Hp Wp WINO_NW */
 };
 
@@ -689,40 +710,65 @@ struct wino {
  * lanes of missing images are zero). */
 #define WINO_NW 16
 
-static void wino_layout(struct wino *L, const struct conv_geom *g)
+static void wino_layout(struct wino *L, const struct conv_geom *g, int m)
 {
-    L->th = (g->H + 1) / 2;
-    L->tw = (g->W + 1) / 2;
+    L->m = m;
+    L->a = m + 2;
+    L->E = L->a * L->a;
+    L->th = (g->H + m - 1) / m;
+    L->tw = (g->W + m - 1) / m;
     L->T = L->th * L->tw;
-    L->Hp = 2 * L->th + 2;
-    L->Wp = 2 * L->tw + 2;
+    L->Hp = m * L->th + 2;
+    L->Wp = m * L->tw + 2;
     L->P = (size_t)L->Hp * L->Wp * WINO_NW;
 }
 
 /* Where Winograd won by measurement (bench/bench_conv, 2-vCPU AMD EPYC,
- * 2026-12-03, batch 128, forward + backward against the best other path):
- * 14x14 maps with 64-128 channels 0.60-0.82x the time, 7x7 maps with 128
- * or more channels 0.90-1.0x; it lost on 28x28 maps (64 channels: 1.05x,
- * the implicit im2col wastes little there), at 16-32 channels (1.6-3.2x:
- * the transforms cost as much as the multiplies they save) and tied at
- * 7x7 with 64 (ResNet's last stage keeps the row-tap path). */
-#define CONV_WINO_MIN_C 64   /* both widths at least */
-#define CONV_WINO_WIDE_C 128 /* one of them at least */
-#define CONV_WINO_MIN_HW 17  /* 5x5 and up: row-tap below */
-#define CONV_WINO_MAX_HW 256 /* up to 16x16 */
+ * 2026-12-03, batch 128, 1 thread, forward and backward against the best
+ * other path). F(2x2): 14x14 maps with 64-128 channels 0.60-0.82x the
+ * time, 7x7 maps with 128 or more channels 0.90-1.0x; it lost on 28x28
+ * maps (64 channels: 1.05x), at 16-32 channels (1.6-3.2x: the transforms
+ * cost as much as the multiplies they save) and tied at 7x7 with 64.
+ * F(4x4) (with the GEMM's narrow ragged-panel kernels) beat F(2x2)
+ * wherever F(2x2) won, and the other paths on wider ground: 64->64 at
+ * 28x28 0.73x forward / 0.72x backward, 64 at 14x14 0.70x / 0.84x, 48 at
+ * 14x14 0.72x / 0.75x, 256 at 7x7 0.61x / 0.68x of row-tap, 64 at 7x7
+ * 0.74x / 0.76x, 48 at 7x7 0.72x / 0.67x, 24-32 at 7x7 0.78-0.94x /
+ * 0.82-0.87x. It lost at 16 channels (7x7 1.3x, 28x28 1.05x / 1.2x), with
+ * one side 8 wide (7x7 1.2-1.5x) and on 3x3 maps (512: 1.7x: one tile per
+ * image, GEMMs of 16 columns); 32 at 14x14 was a tie. */
+#define CONV_WINO_MIN_C 64     /* F2: both widths at least */
+#define CONV_WINO_WIDE_C 128   /* F2: one of them at least */
+#define CONV_WINO_MIN_HW 17    /* 5x5 and up: row-tap below */
+#define CONV_WINO_MAX_HW 256   /* F2: up to 16x16 */
+#define CONV_WINO4_MIN_C 24    /* F4: both widths at least */
+#define CONV_WINO4_WIDE_C 48   /* F4, maps over 8x8: both widths at least */
+#define CONV_WINO4_SMALL_HW 64 /* up to 8x8 */
+#define CONV_WINO4_MAX_HW 784  /* F4: up to 28x28 */
 #ifndef CONV_WINO_BLOCK_TILES
 #define CONV_WINO_BLOCK_TILES 12 /* GEMMs of 12 WINO_NW columns */
 #endif
+#ifndef CONV_WINO4_BLOCK_TILES
+#define CONV_WINO4_BLOCK_TILES 6 /* 6 WINO_NW columns: two full panels */
+#endif
 
+/* m of the Winograd F(m x m, 3x3) conv2d_* run for g, or 0. */
 static int conv_is_wino(const struct conv_geom *g)
 {
     const long hw = (long)g->H * g->W;
+    const int algos = conv2d_get_algos();
     if (!(g->K == 3 && g->stride == 1 && g->pad == 1 &&
-          hw >= CONV_WINO_MIN_HW && hw <= CONV_WINO_MAX_HW &&
-          g->Cin >= CONV_WINO_MIN_C && g->Cout >= CONV_WINO_MIN_C &&
-          (g->Cin >= CONV_WINO_WIDE_C || g->Cout >= CONV_WINO_WIDE_C)))
+          (algos & CONV_ALGO_WINOGRAD) && hw >= CONV_WINO_MIN_HW))
         return 0;
-    return (conv2d_get_algos() & CONV_ALGO_WINOGRAD) != 0;
+    const int cmin = g->Cin < g->Cout ? g->Cin : g->Cout;
+    if ((algos & CONV_ALGO_WINO4) && hw <= CONV_WINO4_MAX_HW &&
+        cmin >= CONV_WINO4_MIN_C &&
+        (hw <= CONV_WINO4_SMALL_HW || cmin >= CONV_WINO4_WIDE_C))
+        return 4;
+    return hw <= CONV_WINO_MAX_HW && cmin >= CONV_WINO_MIN_C &&
+                   (g->Cin >= CONV_WINO_WIDE_C || g->Cout >= CONV_WINO_WIDE_C)
+               ? 2
+               : 0;
 }
 
 /* buf (C, Hp, Wp, WINO_NW) <- src (n, C, H, W) at offset (1, 1), zeros
@@ -756,10 +802,86 @@ static inline void wino_in_row(float *restrict o, size_t es,
     }
 }
 
-/* V (16, C, nt, WINO_NW) <- B^T d B of the 4x4 tiles [t0, t0 + nt) of buf. */
+/* F4's transforms of one line of a tile, WINO_NW lanes per value: o[k os]
+ * (k < 6) <- B^T of the 6 values at d + i ds; o[k os] (k < 4) <- A^T of
+ * the 6 values at p + i ps; o[k os] (k < 6) <- A of the 4 values at
+ * y + i ys. */
+static inline void wino4_bt(float *restrict o, size_t os,
+                            const float *restrict d, size_t ds)
+{
+#pragma omp simd
+    for (int j = 0; j < WINO_NW; j++) {
+        const float d0 = d[j], d1 = d[ds + j], d2 = d[2 * ds + j],
+                    d3 = d[3 * ds + j], d4 = d[4 * ds + j], d5 = d[5 * ds + j];
+        o[j] = 4.0f * d0 - 5.0f * d2 + d4;
+        o[os + j] = (d3 + d4) - 4.0f * (d1 + d2);
+        o[2 * os + j] = (d4 - d3) + 4.0f * (d1 - d2);
+        o[3 * os + j] = (d4 - d2) + 2.0f * (d3 - d1);
+        o[4 * os + j] = (d4 - d2) - 2.0f * (d3 - d1);
+        o[5 * os + j] = 4.0f * d1 - 5.0f * d3 + d5;
+    }
+}
+
+static inline void wino4_at(float *restrict o, size_t os,
+                            const float *restrict p, size_t ps)
+{
+#pragma omp simd
+    for (int j = 0; j < WINO_NW; j++) {
+        const float m0 = p[j], m1 = p[ps + j], m2 = p[2 * ps + j],
+                    m3 = p[3 * ps + j], m4 = p[4 * ps + j], m5 = p[5 * ps + j];
+        const float s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
+        o[j] = m0 + s12 + s34;
+        o[os + j] = d12 + 2.0f * d34;
+        o[2 * os + j] = s12 + 4.0f * s34;
+        o[3 * os + j] = d12 + 8.0f * d34 + m5;
+    }
+}
+
+static inline void wino4_a(float *restrict o, size_t os,
+                           const float *restrict y, size_t ys)
+{
+#pragma omp simd
+    for (int j = 0; j < WINO_NW; j++) {
+        const float y0 = y[j], y1 = y[ys + j], y2 = y[2 * ys + j],
+                    y3 = y[3 * ys + j];
+        const float e = y0 + y2, f = y1 + y3, g = y0 + 4.0f * y2,
+                    h = 2.0f * (y1 + 4.0f * y3);
+        o[j] = y0;
+        o[os + j] = e + f;
+        o[2 * os + j] = e - f;
+        o[3 * os + j] = g + h;
+        o[4 * os + j] = g - h;
+        o[5 * os + j] = y3;
+    }
+}
+
+/* V (36, C, nt, WINO_NW) <- B^T d B of F4's 6x6 tiles [t0, t0 + nt). */
+static void wino4_input(float *restrict V, const float *buf, int C, int t0,
+                        int nt, const struct wino *L)
+{
+    const size_t es = (size_t)C * nt * WINO_NW, rn = (size_t)L->Wp * WINO_NW;
+    for (int c = 0; c < C; c++)
+        for (int k = 0; k < nt; k++) {
+            const int ty = (t0 + k) / L->tw, tx = (t0 + k) % L->tw;
+            const float *b = buf + ((size_t)c * L->Hp + 4 * ty) * rn +
+                             (size_t)4 * tx * WINO_NW;
+            float *v = V + ((size_t)c * nt + k) * WINO_NW;
+            float t[6][6][WINO_NW]; /* B^T d */
+            for (int q = 0; q < 6; q++)
+                wino4_bt(&t[0][q][0], 6 * WINO_NW, b + (size_t)q * WINO_NW, rn);
+            for (int r = 0; r < 6; r++)
+                wino4_bt(v + (size_t)6 * r * es, es, &t[r][0][0], WINO_NW);
+        }
+}
+
+/* V (E, C, nt, WINO_NW) <- B^T d B of the tiles [t0, t0 + nt) of buf. */
 static void wino_input(float *restrict V, const float *buf, int C, int t0,
                        int nt, const struct wino *L)
 {
+    if (L->m == 4) {
+        wino4_input(V, buf, C, t0, nt, L);
+        return;
+    }
     const size_t es = (size_t)C * nt * WINO_NW, rn = (size_t)L->Wp * WINO_NW;
     for (int c = 0; c < C; c++)
         for (int k = 0; k < nt; k++) {
@@ -775,12 +897,48 @@ static void wino_input(float *restrict V, const float *buf, int C, int t0,
         }
 }
 
+/* wino_output for F4. */
+static void wino4_output(float *restrict out, const float *M, int C, int t0,
+                         int nt, const struct conv_geom *g,
+                         const struct wino *L)
+{
+    const size_t es = (size_t)C * nt * WINO_NW, rs = (size_t)g->W * WINO_NW;
+    const int H = g->H, W = g->W;
+    for (int c = 0; c < C; c++)
+        for (int k = 0; k < nt; k++) {
+            const int ty = (t0 + k) / L->tw, tx = (t0 + k) % L->tw;
+            const float *m = M + ((size_t)c * nt + k) * WINO_NW;
+            float u[6][4][WINO_NW], y[4][4][WINO_NW]; /* m A; A^T m A */
+            for (int r = 0; r < 6; r++)
+                wino4_at(&u[r][0][0], WINO_NW, m + (size_t)6 * r * es, es);
+            const int oh = 4 * ty, ow = 4 * tx;
+            const int rows = H - oh < 4 ? H - oh : 4,
+                      cols = W - ow < 4 ? W - ow : 4;
+            float *o = out + (((size_t)c * H + oh) * W + ow) * WINO_NW;
+            if (rows == 4 && cols == 4) {
+                for (int q = 0; q < 4; q++)
+                    wino4_at(o + (size_t)q * WINO_NW, rs, &u[0][q][0],
+                             4 * WINO_NW);
+                continue;
+            }
+            for (int q = 0; q < 4; q++)
+                wino4_at(&y[0][q][0], 4 * WINO_NW, &u[0][q][0], 4 * WINO_NW);
+            for (int i = 0; i < rows; i++)
+                memcpy(o + i * rs, &y[i][0][0],
+                       (size_t)cols * WINO_NW * sizeof(float));
+        }
+}
+
 /* out (C, H, W, WINO_NW) <- A^T m A of the tiles [t0, t0 + nt), whose
- * transformed values M holds (16, C, nt, WINO_NW); outputs past the map's
+ * transformed values M holds (E, C, nt, WINO_NW); outputs past the map's
  * edge are dropped. */
 static void wino_output(float *restrict out, const float *M, int C, int t0,
                         int nt, const struct conv_geom *g, const struct wino *L)
 {
+    if (L->m == 4) {
+        wino4_output(out, M, C, t0, nt, g, L);
+        return;
+    }
     const size_t es = (size_t)C * nt * WINO_NW;
     const int H = g->H, W = g->W;
     for (int c = 0; c < C; c++)
@@ -813,13 +971,29 @@ static void wino_output(float *restrict out, const float *M, int C, int t0,
         }
 }
 
-/* D (16, C, nt, WINO_NW) <- A dy A^T of the 2x2 tiles [t0, t0 + nt) of the
- * packed output gradient dyp (C, Hp, Wp, WINO_NW; zero past the map's
+/* D (E, C, nt, WINO_NW) <- A dy A^T of the m x m tiles [t0, t0 + nt) of
+ * the packed output gradient dyp (C, Hp, Wp, WINO_NW; zero past the map's
  * edge). */
 static void wino_grad_output(float *restrict D, const float *dyp, int C, int t0,
                              int nt, const struct wino *L)
 {
     const size_t es = (size_t)C * nt * WINO_NW, rn = (size_t)L->Wp * WINO_NW;
+    if (L->m == 4) {
+        for (int c = 0; c < C; c++)
+            for (int k = 0; k < nt; k++) {
+                const int ty = (t0 + k) / L->tw, tx = (t0 + k) % L->tw;
+                const float *b = dyp + ((size_t)c * L->Hp + 4 * ty + 1) * rn +
+                                 (size_t)(4 * tx + 1) * WINO_NW;
+                float *v = D + ((size_t)c * nt + k) * WINO_NW;
+                float t[6][4][WINO_NW]; /* A dy */
+                for (int q = 0; q < 4; q++)
+                    wino4_a(&t[0][q][0], 4 * WINO_NW, b + (size_t)q * WINO_NW,
+                            rn);
+                for (int r = 0; r < 6; r++)
+                    wino4_a(v + (size_t)6 * r * es, es, &t[r][0][0], WINO_NW);
+            }
+        return;
+    }
     for (int c = 0; c < C; c++)
         for (int k = 0; k < nt; k++) {
             const int ty = (t0 + k) / L->tw, tx = (t0 + k) % L->tw;
@@ -844,29 +1018,58 @@ static void wino_grad_output(float *restrict D, const float *dyp, int C, int t0,
         }
 }
 
-/* U (16, R, S) <- G g G^T of weight (Cout, Cin, 3, 3): R = Cout, S = Cin;
+/* F4's G applied to the 3 values at k + i ks, into o[r os] (r < 6). */
+static void wino4_g(float *o, size_t os, const float *k, size_t ks)
+{
+    const float k0 = k[0], k1 = k[ks], k2 = k[2 * ks];
+    o[0] = 0.25f * k0;
+    o[os] = -(k0 + k1 + k2) / 6.0f;
+    o[2 * os] = -(k0 - k1 + k2) / 6.0f;
+    o[3 * os] = k0 / 24.0f + k1 / 12.0f + k2 / 6.0f;
+    o[4 * os] = k0 / 24.0f - k1 / 12.0f + k2 / 6.0f;
+    o[5 * os] = k2;
+}
+
+/* F4's G^T applied to the 6 values at u + i us, into o[r os] (r < 3). */
+static void wino4_gt(float *o, size_t os, const float *u, size_t us)
+{
+    const float u0 = u[0], u1 = u[us], u2 = u[2 * us], u3 = u[3 * us],
+                u4 = u[4 * us], u5 = u[5 * us];
+    o[0] = 0.25f * u0 - (u1 + u2) / 6.0f + (u3 + u4) / 24.0f;
+    o[os] = (u2 - u1) / 6.0f + (u3 - u4) / 12.0f;
+    o[2 * os] = (u3 + u4 - u1 - u2) / 6.0f + u5;
+}
+
+/* U (E, R, S) <- G g G^T of weight (Cout, Cin, 3, 3): R = Cout, S = Cin;
  * with flip, R = Cin, S = Cout and g the kernel flipped in space (the
  * input gradient's convolution). */
 static void wino_weights(float *U, const float *weight,
-                         const struct conv_geom *g, int flip)
+                         const struct conv_geom *g, int m, int flip)
 {
     const int Cin = g->Cin, Cout = g->Cout;
     const size_t es = (size_t)Cin * Cout;
     for (int co = 0; co < Cout; co++)
         for (int c = 0; c < Cin; c++) {
             const float *w = weight + ((size_t)co * Cin + c) * 9;
-            float k[3][3], t[4][3];
+            float k[3][3], t[6][3];
             for (int r = 0; r < 3; r++)
                 for (int q = 0; q < 3; q++)
                     k[r][q] = flip ? w[(2 - r) * 3 + (2 - q)] : w[r * 3 + q];
+            float *u =
+                U + (flip ? (size_t)c * Cout + co : (size_t)co * Cin + c);
+            if (m == 4) {
+                for (int q = 0; q < 3; q++)
+                    wino4_g(&t[0][q], 3, &k[0][q], 3);
+                for (int r = 0; r < 6; r++)
+                    wino4_g(u + (size_t)6 * r * es, es, t[r], 1);
+                continue;
+            }
             for (int q = 0; q < 3; q++) {
                 t[0][q] = k[0][q];
                 t[1][q] = 0.5f * (k[0][q] + k[1][q] + k[2][q]);
                 t[2][q] = 0.5f * (k[0][q] - k[1][q] + k[2][q]);
                 t[3][q] = k[2][q];
             }
-            float *u =
-                U + (flip ? (size_t)c * Cout + co : (size_t)co * Cin + c);
             for (int r = 0; r < 4; r++) {
                 u[(4 * r + 0) * es] = t[r][0];
                 u[(4 * r + 1) * es] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
@@ -876,11 +1079,24 @@ static void wino_weights(float *U, const float *weight,
         }
 }
 
-/* dweight (Cout, Cin, 3, 3) += G^T dU G of dU (16, Cout, Cin). */
+/* dweight (Cout, Cin, 3, 3) += G^T dU G of dU (E, Cout, Cin). */
 static void wino_weight_grad(float *dweight, const float *dU,
-                             const struct conv_geom *g)
+                             const struct conv_geom *g, int m)
 {
     const size_t es = (size_t)g->Cout * g->Cin;
+    if (m == 4) {
+        for (size_t i = 0; i < es; i++) {
+            float h[3][6], dg[3][3];
+            for (int q = 0; q < 6; q++)
+                wino4_gt(&h[0][q], 6, dU + (size_t)q * es + i, 6 * es);
+            for (int r = 0; r < 3; r++)
+                wino4_gt(dg[r], 1, h[r], 1);
+            float *d = dweight + i * 9;
+            for (int r = 0; r < 9; r++)
+                d[r] += dg[r / 3][r % 3];
+        }
+        return;
+    }
     for (size_t i = 0; i < es; i++) {
         float u[4][4], h[3][4];
         for (int e = 0; e < 16; e++)
@@ -903,23 +1119,57 @@ static void wino_weight_grad(float *dweight, const float *dU,
  * WINO_NW) stay in cache between the transforms and the GEMMs. */
 static int wino_block(const struct wino *L)
 {
-    return L->T < CONV_WINO_BLOCK_TILES ? L->T : CONV_WINO_BLOCK_TILES;
+    const int bt = L->m == 4 ? CONV_WINO4_BLOCK_TILES : CONV_WINO_BLOCK_TILES;
+    return L->T < bt ? L->T : bt;
+}
+
+/* The transformed weights U (E, R, S), then each U_e packed for the GEMM
+ * (wino_upack floats apart): the GEMMs of every chunk and tile block read
+ * them without packing again. */
+static size_t wino_upack(int R, int S)
+{
+    return round16(gemm_packed_a_floats(R, S));
+}
+
+static void wino_weights_packed(float *U, const float *weight,
+                                const struct conv_geom *g, int m, int flip)
+{
+    wino_weights(U, weight, g, m, flip);
+    const int R = flip ? g->Cin : g->Cout, S = flip ? g->Cout : g->Cin;
+    const int E = (m + 2) * (m + 2);
+    float *Up = U + round16((size_t)E * R * S);
+    for (int e = 0; e < E; e++)
+        gemm_pack_a_whole(Up + (size_t)e * wino_upack(R, S), 0, R, S,
+                          U + (size_t)e * R * S, S);
+}
+
+/* Floats of wino_weights_packed's output, for either direction. */
+static size_t wino_weight_floats(const struct conv_geom *g, int m)
+{
+    const size_t E = (size_t)(m + 2) * (m + 2);
+    const size_t a = wino_upack(g->Cout, g->Cin),
+                 b = wino_upack(g->Cin, g->Cout);
+    return round16(E * g->Cout * g->Cin) + E * (a > b ? a : b);
 }
 
 /* out grid (R, H, W, WINO_NW) <- the convolution of the packed buf (S
- * channels) with the transformed weights U (16, R, S); V and M are scratch
- * of 16 max(R, S) wino_block WINO_NW floats each. */
+ * channels) with the transformed weights U (E, R, S) and their packed
+ * copies (wino_weights_packed); V and M are scratch of E max(R, S)
+ * wino_block WINO_NW floats each. */
 static void wino_conv(float *out, const float *buf, const float *U, int R,
                       int S, const struct conv_geom *g, const struct wino *L,
                       float *V, float *M)
 {
+    const float *Up = U + round16((size_t)L->E * R * S);
     const int bt = wino_block(L);
     for (int t0 = 0; t0 < L->T; t0 += bt) {
         const int nt = L->T - t0 < bt ? L->T - t0 : bt, N = nt * WINO_NW;
         wino_input(V, buf, S, t0, nt, L);
-        for (int e = 0; e < 16; e++)
-            gemm_f32(0, 0, R, N, S, 1.0f, U + (size_t)e * R * S, S,
-                     V + (size_t)e * S * N, N, 0.0f, M + (size_t)e * R * N, N);
+        for (int e = 0; e < L->E; e++)
+            gemm_f32_pa(0, R, N, S, 1.0f, U + (size_t)e * R * S, S,
+                        Up + (size_t)e * wino_upack(R, S),
+                        V + (size_t)e * S * N, N, 0.0f, M + (size_t)e * R * N,
+                        N);
         wino_output(out, M, R, t0, nt, g, L);
     }
 }
@@ -928,33 +1178,33 @@ static void wino_conv(float *out, const float *buf, const float *U, int R,
 static size_t wino_blk(const struct conv_geom *g, const struct wino *L)
 {
     const size_t cmax = g->Cin > g->Cout ? (size_t)g->Cin : (size_t)g->Cout;
-    return round16(16 * cmax * (size_t)wino_block(L) * WINO_NW);
+    return round16((size_t)L->E * cmax * (size_t)wino_block(L) * WINO_NW);
 }
 
 /* Buffers of one thread: packed input (col), then in tmp: V, M (wino_blk
  * each), the (cmax, H, W, WINO_NW) output grid and the packed dout. */
 static void wino_forward_chunk(float *y, const float *x, const float *U,
                                const float *bias, const float *res,
-                               const struct conv_geom *g, int n, float *col,
-                               float *tmp, int relu)
+                               const struct conv_geom *g, int m, int n,
+                               float *col, float *tmp, int relu)
 {
     struct wino L;
-    wino_layout(&L, g);
+    wino_layout(&L, g, m);
     float *V = tmp, *M = V + wino_blk(g, &L), *grid = M + wino_blk(g, &L);
     wino_pack(col, x, n, g->Cin, g, &L);
     wino_conv(grid, col, U, g->Cout, g->Cin, g, &L, V, M);
     rowtap_unpack(y, grid, n, WINO_NW, g->Cout, g, bias, res, relu, 0);
 }
 
-/* dU (16, Cout, Cin) += the chunk's transformed weight gradient; dx (may
- * be NULL) =/+= the convolution of dout with Uf (16, Cin, Cout). */
+/* dU (E, Cout, Cin) += the chunk's transformed weight gradient; dx (may
+ * be NULL) =/+= the convolution of dout with Uf (E, Cin, Cout). */
 static void wino_backward_chunk(float *dx, float *dU, const float *dy,
                                 const float *x, const float *Uf,
-                                const struct conv_geom *g, int n, float *col,
-                                float *tmp, int accumulate)
+                                const struct conv_geom *g, int m, int n,
+                                float *col, float *tmp, int accumulate)
 {
     struct wino L;
-    wino_layout(&L, g);
+    wino_layout(&L, g, m);
     const int Cin = g->Cin, Cout = g->Cout, bt = wino_block(&L);
     const size_t cmax = Cin > Cout ? (size_t)Cin : (size_t)Cout;
     float *V = tmp, *M = V + wino_blk(g, &L), *grid = M + wino_blk(g, &L);
@@ -965,7 +1215,7 @@ static void wino_backward_chunk(float *dx, float *dU, const float *dy,
         const int nt = L.T - t0 < bt ? L.T - t0 : bt, N = nt * WINO_NW;
         wino_input(V, col, Cin, t0, nt, &L);
         wino_grad_output(M, dyp, Cout, t0, nt, &L);
-        for (int e = 0; e < 16; e++)
+        for (int e = 0; e < L.E; e++)
             gemm_f32(0, 1, Cout, Cin, N, 1.0f, M + (size_t)e * Cout * N, N,
                      V + (size_t)e * Cin * N, N, 1.0f,
                      dU + (size_t)e * Cout * Cin, Cin);
@@ -1004,13 +1254,13 @@ static void conv_plan_make(struct conv_plan *p, const struct conv_geom *g,
         /* the transforms run across a chunk's images, WINO_NW at most */
         nb = g->B < WINO_NW ? (size_t)g->B : WINO_NW;
         struct wino L;
-        wino_layout(&L, g);
+        wino_layout(&L, g, p->wino);
         size_t cmax = g->Cin > g->Cout ? (size_t)g->Cin : (size_t)g->Cout;
         p->col = round16((size_t)g->Cin * L.P);
         p->tmp = 2 * wino_blk(g, &L) + round16(cmax * g->H * g->W * WINO_NW) +
                  round16((size_t)g->Cout * L.P);
-        p->dw = round16(16 * (size_t)g->Cout * g->Cin);
-        p->wt = p->dw;
+        p->dw = round16((size_t)L.E * g->Cout * g->Cin);
+        p->wt = wino_weight_floats(g, p->wino);
     } else if (p->rowtap) {
         /* GEMMs of W * nb >= CONV_ROWTAP_COLS columns per output row */
         nb = (CONV_ROWTAP_COLS + (size_t)g->W - 1) / (size_t)g->W;
@@ -1076,7 +1326,8 @@ const char *conv2d_algo_name(const struct conv_geom *g)
     if (conv_is_pointwise(g)) return "pointwise";
     struct conv_plan p;
     conv_plan_make(&p, g, 1);
-    return p.wino       ? "winograd"
+    return p.wino == 4  ? "winograd4"
+           : p.wino     ? "winograd"
            : p.rowtap   ? "rowtap"
            : p.implicit ? "implicit"
            : p.phase    ? "phase"
@@ -1308,7 +1559,8 @@ static void conv_forward_chunk(float *out, const float *inp,
     if (res) res += (size_t)b0 * Cout * P;
     float *col = buf, *tmp = buf + p->col, *ptr = tmp + p->tmp + p->dw;
     if (p->wino) {
-        wino_forward_chunk(y, x, weight, bias, res, g, n, col, tmp, relu);
+        wino_forward_chunk(y, x, weight, bias, res, g, p->wino, n, col, tmp,
+                           relu);
         return;
     }
     if (p->rowtap) {
@@ -1386,7 +1638,7 @@ static void conv_forward(float *out, const float *inp, const float *weight,
     if (p.rowtap || p.wino) {
         float *wr = work + (size_t)(p.parallel ? nt : 1) * p.per;
         if (p.wino)
-            wino_weights(wr, weight, g, 0);
+            wino_weights_packed(wr, weight, g, p.wino, 0);
         else
             rowtap_weights(wr, weight, g, 0);
         weight = wr;
@@ -1443,7 +1695,8 @@ static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
     const float *dy = dout + (size_t)b0 * Cout * P;
     float *dx = dinp ? dinp + (size_t)b0 * Cin * HW : NULL;
     if (p->wino) {
-        wino_backward_chunk(dx, dw, dy, x, wt, g, n, col, tmp, accumulate);
+        wino_backward_chunk(dx, dw, dy, x, wt, g, p->wino, n, col, tmp,
+                            accumulate);
         return;
     }
     if (p->rowtap) {
@@ -1559,7 +1812,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
      * the weights transposed in channels and flipped in space */
     float *wt = work + (size_t)(p.parallel ? nt : 1) * per;
     if (p.rowtap && dinp) rowtap_weights(wt, weight, g, 1);
-    if (p.wino && dinp) wino_weights(wt, weight, g, 1);
+    if (p.wino && dinp) wino_weights_packed(wt, weight, g, p.wino, 1);
     if (p.phase && dinp) phase_weights(wt, weight, g);
     if (p.implicit && dinp) {
         const int kk = g->K * g->K, Cin = g->Cin;
@@ -1593,7 +1846,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
         float *part0 = work + p.col + p.tmp;
         if (p.wino) {
             /* the transformed partials first, into thread 0's */
-            const size_t nu = 16 * (size_t)Cout * Cin;
+            const size_t nu = (size_t)(p.wino + 2) * (p.wino + 2) * Cout * Cin;
 #pragma omp for schedule(static)
             for (size_t i = 0; i < nu; i++) {
                 float s = part0[i];
@@ -1602,7 +1855,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
                 part0[i] = s;
             }
 #pragma omp single
-            wino_weight_grad(dweight, part0, g);
+            wino_weight_grad(dweight, part0, g, p.wino);
         } else {
 #pragma omp for schedule(static)
             for (size_t i = 0; i < nw; i++) {

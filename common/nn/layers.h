@@ -30,16 +30,25 @@ size_t conv2d_workspace_floats(const struct conv_geom *g, int nthreads);
 
 /* The convolution algorithms beyond im2col that conv2d_* may choose where
  * they apply (layers.c says where): row-tap on small maps, Winograd
- * F(2x2, 3x3) for 3x3 stride-1 convolutions of wide layers. Both by
- * default; the environment variables ABC_CONV_ROWTAP=0 and
- * ABC_CONV_WINOGRAD=0 turn one off. conv2d_set_algos (tests, benchmarks)
- * is process-wide: call it before work starts, not during. The workspace
- * size depends on it. */
-enum { CONV_ALGO_ROWTAP = 1, CONV_ALGO_WINOGRAD = 2 };
+ * F(2x2, 3x3) for 3x3 stride-1 convolutions of wide layers, its
+ * F(4x4, 3x3) form (needs the Winograd bit too), and the phase split for
+ * stride-2 3x3 convolutions. All by default; the environment variables
+ * ABC_CONV_ROWTAP=0, ABC_CONV_WINOGRAD=0, ABC_CONV_WINO4=0 and
+ * ABC_CONV_PHASE=0 turn one off. conv2d_set_algos (tests, benchmarks) is
+ * process-wide: call it before work starts, not during. The workspace size
+ * depends on it. */
+enum {
+    CONV_ALGO_ROWTAP = 1,
+    CONV_ALGO_WINOGRAD = 2,
+    CONV_ALGO_WINO4 = 4,
+    CONV_ALGO_PHASE = 8,
+    CONV_ALGO_ALL = 15
+};
 int conv2d_get_algos(void);
 void conv2d_set_algos(int mask);
-/* The algorithm conv2d_* run for g now: "pointwise" (a 1x1 map), "winograd",
- * "rowtap", "implicit" (implicit im2col) or "im2col". */
+/* The algorithm conv2d_* run for g now: "pointwise" (a 1x1 map),
+ * "winograd4" (F(4x4, 3x3)), "winograd" (F(2x2, 3x3)), "rowtap",
+ * "implicit" (implicit im2col), "phase" (stride 2) or "im2col". */
 const char *conv2d_algo_name(const struct conv_geom *g);
 
 /* out (B,Cout,Ho,Wo) = conv(inp (B,Cin,H,W), weight (Cout,Cin,K,K)) + bias
