@@ -1,7 +1,10 @@
 /* layers.c - CPU kernels of every layer (see layers.h).
- * Convolution is im2col + one gemm_f32 per chunk of images (a chunk is
- * enough images for a GEMM of >= CONV_MIN_COLS columns), the chunks spread
- * over OpenMP threads that each run the single-threaded gemm_f32. Weight
+ * Convolution works on chunks of images (enough for GEMMs of about
+ * CONV_MIN_COLS columns), the chunks spread over OpenMP threads that each
+ * run the single-threaded gemm_f32; per chunk one of: implicit im2col
+ * (B rows read in place from one padded copy), the stride-2 phase split,
+ * row-tap on small maps, Winograd F(2x2) or F(4x4), the explicit im2col
+ * otherwise (conv_plan_make chooses; each section below says where). Weight
  * gradients are summed per thread and reduced in thread order, so results
  * are deterministic for a fixed thread count. Each fast kernel has a naive
  * single-threaded `_ref` twin. */
@@ -745,6 +748,9 @@ static void wino_layout(struct wino *L, const struct conv_geom *g, int m)
 #define CONV_WINO4_WIDE_C 48   /* F4, maps over 8x8: both widths at least */
 #define CONV_WINO4_SMALL_HW 64 /* up to 8x8 */
 #define CONV_WINO4_MAX_HW 784  /* F4: up to 28x28 */
+#ifndef CONV_WINO4_MIN_HW
+#define CONV_WINO4_MIN_HW 17 /* F4: 5x5 and up */
+#endif
 #ifndef CONV_WINO_BLOCK_TILES
 #define CONV_WINO_BLOCK_TILES 12 /* GEMMs of 12 WINO_NW columns */
 #endif
@@ -758,14 +764,15 @@ static int conv_is_wino(const struct conv_geom *g)
     const long hw = (long)g->H * g->W;
     const int algos = conv2d_get_algos();
     if (!(g->K == 3 && g->stride == 1 && g->pad == 1 &&
-          (algos & CONV_ALGO_WINOGRAD) && hw >= CONV_WINO_MIN_HW))
+          (algos & CONV_ALGO_WINOGRAD)))
         return 0;
     const int cmin = g->Cin < g->Cout ? g->Cin : g->Cout;
-    if ((algos & CONV_ALGO_WINO4) && hw <= CONV_WINO4_MAX_HW &&
-        cmin >= CONV_WINO4_MIN_C &&
+    if ((algos & CONV_ALGO_WINO4) && hw >= CONV_WINO4_MIN_HW &&
+        hw <= CONV_WINO4_MAX_HW && cmin >= CONV_WINO4_MIN_C &&
         (hw <= CONV_WINO4_SMALL_HW || cmin >= CONV_WINO4_WIDE_C))
         return 4;
-    return hw <= CONV_WINO_MAX_HW && cmin >= CONV_WINO_MIN_C &&
+    return hw >= CONV_WINO_MIN_HW && hw <= CONV_WINO_MAX_HW &&
+                   cmin >= CONV_WINO_MIN_C &&
                    (g->Cin >= CONV_WINO_WIDE_C || g->Cout >= CONV_WINO_WIDE_C)
                ? 2
                : 0;
@@ -1018,99 +1025,133 @@ static void wino_grad_output(float *restrict D, const float *dyp, int C, int t0,
         }
 }
 
-/* F4's G applied to the 3 values at k + i ks, into o[r os] (r < 6). */
-static void wino4_g(float *o, size_t os, const float *k, size_t ks)
+/* The weight-side transforms run on WINO_WB weight pairs (Cout x Cin
+ * kernels) at once, vectorised across them. */
+#define WINO_WB 64
+
+/* G applied to the 3 values at k + i ks of each of n pairs (j < n at
+ * k[j]), into o[r os + j] (r < 4 for F2, r < 6 for F4). */
+static inline void wino2_gv(float *restrict o, size_t os,
+                            const float *restrict k, size_t ks, int n)
 {
-    const float k0 = k[0], k1 = k[ks], k2 = k[2 * ks];
-    o[0] = 0.25f * k0;
-    o[os] = -(k0 + k1 + k2) / 6.0f;
-    o[2 * os] = -(k0 - k1 + k2) / 6.0f;
-    o[3 * os] = k0 / 24.0f + k1 / 12.0f + k2 / 6.0f;
-    o[4 * os] = k0 / 24.0f - k1 / 12.0f + k2 / 6.0f;
-    o[5 * os] = k2;
+#pragma omp simd
+    for (int j = 0; j < n; j++) {
+        const float k0 = k[j], k1 = k[ks + j], k2 = k[2 * ks + j];
+        o[j] = k0;
+        o[os + j] = 0.5f * (k0 + k1 + k2);
+        o[2 * os + j] = 0.5f * (k0 - k1 + k2);
+        o[3 * os + j] = k2;
+    }
 }
 
-/* F4's G^T applied to the 6 values at u + i us, into o[r os] (r < 3). */
-static void wino4_gt(float *o, size_t os, const float *u, size_t us)
+static inline void wino4_gv(float *restrict o, size_t os,
+                            const float *restrict k, size_t ks, int n)
 {
-    const float u0 = u[0], u1 = u[us], u2 = u[2 * us], u3 = u[3 * us],
-                u4 = u[4 * us], u5 = u[5 * us];
-    o[0] = 0.25f * u0 - (u1 + u2) / 6.0f + (u3 + u4) / 24.0f;
-    o[os] = (u2 - u1) / 6.0f + (u3 - u4) / 12.0f;
-    o[2 * os] = (u3 + u4 - u1 - u2) / 6.0f + u5;
+#pragma omp simd
+    for (int j = 0; j < n; j++) {
+        const float k0 = k[j], k1 = k[ks + j], k2 = k[2 * ks + j];
+        o[j] = 0.25f * k0;
+        o[os + j] = -(k0 + k1 + k2) / 6.0f;
+        o[2 * os + j] = -(k0 - k1 + k2) / 6.0f;
+        o[3 * os + j] = k0 / 24.0f + k1 / 12.0f + k2 / 6.0f;
+        o[4 * os + j] = k0 / 24.0f - k1 / 12.0f + k2 / 6.0f;
+        o[5 * os + j] = k2;
+    }
+}
+
+/* G^T applied to the a = m + 2 values at u + i us of each of n pairs, into
+ * o[r os + j] (r < 3). */
+static inline void wino2_gtv(float *restrict o, size_t os,
+                             const float *restrict u, size_t us, int n)
+{
+#pragma omp simd
+    for (int j = 0; j < n; j++) {
+        const float u0 = u[j], u1 = u[us + j], u2 = u[2 * us + j],
+                    u3 = u[3 * us + j];
+        o[j] = u0 + 0.5f * (u1 + u2);
+        o[os + j] = 0.5f * (u1 - u2);
+        o[2 * os + j] = 0.5f * (u1 + u2) + u3;
+    }
+}
+
+static inline void wino4_gtv(float *restrict o, size_t os,
+                             const float *restrict u, size_t us, int n)
+{
+#pragma omp simd
+    for (int j = 0; j < n; j++) {
+        const float u0 = u[j], u1 = u[us + j], u2 = u[2 * us + j],
+                    u3 = u[3 * us + j], u4 = u[4 * us + j], u5 = u[5 * us + j];
+        o[j] = 0.25f * u0 - (u1 + u2) / 6.0f + (u3 + u4) / 24.0f;
+        o[os + j] = (u2 - u1) / 6.0f + (u3 - u4) / 12.0f;
+        o[2 * os + j] = (u3 + u4 - u1 - u2) / 6.0f + u5;
+    }
 }
 
 /* U (E, R, S) <- G g G^T of weight (Cout, Cin, 3, 3): R = Cout, S = Cin;
  * with flip, R = Cin, S = Cout and g the kernel flipped in space (the
- * input gradient's convolution). */
+ * input gradient's convolution). Pairs in U's order, WINO_WB at a time:
+ * their 9 taps gathered into rows, then both passes of G vectorised. */
 static void wino_weights(float *U, const float *weight,
                          const struct conv_geom *g, int m, int flip)
 {
-    const int Cin = g->Cin, Cout = g->Cout;
-    const size_t es = (size_t)Cin * Cout;
-    for (int co = 0; co < Cout; co++)
-        for (int c = 0; c < Cin; c++) {
-            const float *w = weight + ((size_t)co * Cin + c) * 9;
-            float k[3][3], t[6][3];
-            for (int r = 0; r < 3; r++)
-                for (int q = 0; q < 3; q++)
-                    k[r][q] = flip ? w[(2 - r) * 3 + (2 - q)] : w[r * 3 + q];
-            float *u =
-                U + (flip ? (size_t)c * Cout + co : (size_t)co * Cin + c);
-            if (m == 4) {
-                for (int q = 0; q < 3; q++)
-                    wino4_g(&t[0][q], 3, &k[0][q], 3);
-                for (int r = 0; r < 6; r++)
-                    wino4_g(u + (size_t)6 * r * es, es, t[r], 1);
-                continue;
-            }
-            for (int q = 0; q < 3; q++) {
-                t[0][q] = k[0][q];
-                t[1][q] = 0.5f * (k[0][q] + k[1][q] + k[2][q]);
-                t[2][q] = 0.5f * (k[0][q] - k[1][q] + k[2][q]);
-                t[3][q] = k[2][q];
-            }
-            for (int r = 0; r < 4; r++) {
-                u[(4 * r + 0) * es] = t[r][0];
-                u[(4 * r + 1) * es] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
-                u[(4 * r + 2) * es] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
-                u[(4 * r + 3) * es] = t[r][2];
-            }
+    const int Cin = g->Cin, Cout = g->Cout, a = m + 2;
+    const size_t es = (size_t)Cin * Cout, n2 = (size_t)(flip ? Cout : Cin);
+    float k[9][WINO_WB], t[6][3][WINO_WB];
+    for (size_t i0 = 0; i0 < es; i0 += WINO_WB) {
+        const int nb = es - i0 < WINO_WB ? (int)(es - i0) : WINO_WB;
+        size_t hi = i0 / n2, lo = i0 % n2; /* U's row and column of i0 */
+        for (int j = 0; j < nb; j++) {
+            const size_t co = flip ? lo : hi, c = flip ? hi : lo;
+            const float *w = weight + (co * Cin + c) * 9;
+            for (int r = 0; r < 9; r++)
+                k[r][j] = flip ? w[8 - r] : w[r];
+            if (++lo == n2) lo = 0, hi++;
         }
+        /* t = G k, column q of the kernel at a time; then U's rows */
+        for (int q = 0; q < 3; q++) {
+            if (m == 4)
+                wino4_gv(&t[0][q][0], 3 * WINO_WB, k[q], 3 * WINO_WB, nb);
+            else
+                wino2_gv(&t[0][q][0], 3 * WINO_WB, k[q], 3 * WINO_WB, nb);
+        }
+        for (int r = 0; r < a; r++) {
+            float *u = U + (size_t)a * r * es + i0;
+            if (m == 4)
+                wino4_gv(u, es, &t[r][0][0], WINO_WB, nb);
+            else
+                wino2_gv(u, es, &t[r][0][0], WINO_WB, nb);
+        }
+    }
 }
 
-/* dweight (Cout, Cin, 3, 3) += G^T dU G of dU (E, Cout, Cin). */
+/* dweight (Cout, Cin, 3, 3) += G^T dU G of dU (E, Cout, Cin), WINO_WB
+ * pairs at a time. */
 static void wino_weight_grad(float *dweight, const float *dU,
                              const struct conv_geom *g, int m)
 {
     const size_t es = (size_t)g->Cout * g->Cin;
-    if (m == 4) {
-        for (size_t i = 0; i < es; i++) {
-            float h[3][6], dg[3][3];
-            for (int q = 0; q < 6; q++)
-                wino4_gt(&h[0][q], 6, dU + (size_t)q * es + i, 6 * es);
-            for (int r = 0; r < 3; r++)
-                wino4_gt(dg[r], 1, h[r], 1);
-            float *d = dweight + i * 9;
-            for (int r = 0; r < 9; r++)
-                d[r] += dg[r / 3][r % 3];
+    const int a = m + 2;
+    float h[3][6][WINO_WB], d[9][WINO_WB];
+    for (size_t i0 = 0; i0 < es; i0 += WINO_WB) {
+        const int nb = es - i0 < WINO_WB ? (int)(es - i0) : WINO_WB;
+        /* h = G^T dU, column q at a time; then d = h G */
+        for (int q = 0; q < a; q++) {
+            const float *u = dU + (size_t)q * es + i0;
+            if (m == 4)
+                wino4_gtv(&h[0][q][0], 6 * WINO_WB, u, 6 * es, nb);
+            else
+                wino2_gtv(&h[0][q][0], 6 * WINO_WB, u, 4 * es, nb);
         }
-        return;
-    }
-    for (size_t i = 0; i < es; i++) {
-        float u[4][4], h[3][4];
-        for (int e = 0; e < 16; e++)
-            u[e / 4][e % 4] = dU[(size_t)e * es + i];
-        for (int q = 0; q < 4; q++) {
-            h[0][q] = u[0][q] + 0.5f * (u[1][q] + u[2][q]);
-            h[1][q] = 0.5f * (u[1][q] - u[2][q]);
-            h[2][q] = 0.5f * (u[1][q] + u[2][q]) + u[3][q];
-        }
-        float *d = dweight + i * 9;
         for (int r = 0; r < 3; r++) {
-            d[r * 3 + 0] += h[r][0] + 0.5f * (h[r][1] + h[r][2]);
-            d[r * 3 + 1] += 0.5f * (h[r][1] - h[r][2]);
-            d[r * 3 + 2] += 0.5f * (h[r][1] + h[r][2]) + h[r][3];
+            if (m == 4)
+                wino4_gtv(d[3 * r], WINO_WB, &h[r][0][0], WINO_WB, nb);
+            else
+                wino2_gtv(d[3 * r], WINO_WB, &h[r][0][0], WINO_WB, nb);
+        }
+        for (int j = 0; j < nb; j++) {
+            float *dw = dweight + (i0 + j) * 9;
+            for (int r = 0; r < 9; r++)
+                dw[r] += d[r][j];
         }
     }
 }

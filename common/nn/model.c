@@ -360,6 +360,15 @@ static int build_shortcut(struct model *m, int in, int cout, int stride)
  * gradient buffer (see struct slot). Its gradient is then exactly the add
  * output's, written once (by the add's consumers) before the add's backward,
  * and read only by the input's producer, which runs after it. */
+/* How many operand places of the program's ops read slot s. */
+static int slot_readers(const struct model_program *P, int s)
+{
+    int readers = 0;
+    for (int j = 0; j < P->nops; j++)
+        readers += (P->ops[j].in == s) + (P->ops[j].in2 == s);
+    return readers;
+}
+
 static void plan_grad_aliases(struct model_program *P)
 {
     for (int i = 0; i < P->nops; i++) {
@@ -367,11 +376,9 @@ static void plan_grad_aliases(struct model_program *P)
         if (o->kind != OP_ADD) continue;
         int ins[2] = {o->in, o->in2};
         for (int k = 0; k < 2; k++) {
-            int s = ins[k], readers = 0;
+            int s = ins[k];
             if (s <= 0 || s == P->logits) continue;
-            for (int j = 0; j < P->nops; j++)
-                readers += (P->ops[j].in == s) + (P->ops[j].in2 == s);
-            if (readers == 1) P->slots[s].grad_alias = o->out;
+            if (slot_readers(P, s) == 1) P->slots[s].grad_alias = o->out;
         }
     }
 }
@@ -389,10 +396,7 @@ static void plan_add_fusion(struct model_program *P)
             a->in != o->out || a->in2 == o->out ||
             !relu_follows(P, i + 1, P->nops))
             continue;
-        int readers = 0;
-        for (int j = 0; j < P->nops; j++)
-            readers += (P->ops[j].in == o->out) + (P->ops[j].in2 == o->out);
-        o->add_fused = readers == 1;
+        o->add_fused = slot_readers(P, o->out) == 1;
     }
 }
 
