@@ -519,28 +519,20 @@ gemm_kernel_rows_tile(const int MR, int kc, const float *restrict ap,
     TILE_STORE();
 }
 
+/* A kernel on packed (or strided) B: name##r for tiles of at most r rows
+ * and nv vectors of 16 columns. */
+#define GEMM_KERNEL_PACKED(name, r, nv)                                        \
+    GEMM_TARGET static void name##r(int kc, const float *restrict ap,          \
+                                    const float *restrict bp, size_t ldbk,     \
+                                    float *c, size_t ldc, float alpha,         \
+                                    float beta, int m, int n)                  \
+    {                                                                          \
+        gemm_kernel_tile(r, nv, kc, ap, bp, ldbk, c, ldc, alpha, beta, m, n);  \
+    }
 #define GEMM_KERNEL_MR(r)                                                      \
-    GEMM_TARGET static void gemm_kernel_##r(                                   \
-        int kc, const float *restrict ap, const float *restrict bp,            \
-        size_t ldbk, float *c, size_t ldc, float alpha, float beta, int m,     \
-        int n)                                                                 \
-    {                                                                          \
-        gemm_kernel_tile(r, 3, kc, ap, bp, ldbk, c, ldc, alpha, beta, m, n);   \
-    }                                                                          \
-    GEMM_TARGET static void gemm_kernel_n16_##r(                               \
-        int kc, const float *restrict ap, const float *restrict bp,            \
-        size_t ldbk, float *c, size_t ldc, float alpha, float beta, int m,     \
-        int n)                                                                 \
-    {                                                                          \
-        gemm_kernel_tile(r, 1, kc, ap, bp, ldbk, c, ldc, alpha, beta, m, n);   \
-    }                                                                          \
-    GEMM_TARGET static void gemm_kernel_n32_##r(                               \
-        int kc, const float *restrict ap, const float *restrict bp,            \
-        size_t ldbk, float *c, size_t ldc, float alpha, float beta, int m,     \
-        int n)                                                                 \
-    {                                                                          \
-        gemm_kernel_tile(r, 2, kc, ap, bp, ldbk, c, ldc, alpha, beta, m, n);   \
-    }                                                                          \
+    GEMM_KERNEL_PACKED(gemm_kernel_, r, 3)                                     \
+    GEMM_KERNEL_PACKED(gemm_kernel_n16_, r, 1)                                 \
+    GEMM_KERNEL_PACKED(gemm_kernel_n32_, r, 2)                                 \
     GEMM_TARGET static void gemm_kernel_rows_##r(                              \
         int kc, const float *restrict ap, const float *const *rows,            \
         size_t off, float *c, size_t ldc, float alpha, float beta, int m,      \
