@@ -1077,9 +1077,11 @@ static int gemm_packed(const struct gemm_isa *isa, int transa, int transb,
 /* ---------------------------------------------------------------------------
  * Public entry points. */
 
-void gemm_f32(int transa, int transb, int M, int N, int K, float alpha,
-              const float *A, int lda, const float *B, int ldb, float beta,
-              float *C, int ldc)
+/* gemm_f32, with op(A) packed whole (apre, gemm_pack_a_whole) or not
+ * (NULL). */
+static void gemm_run(int transa, int transb, int M, int N, int K, float alpha,
+                     const float *A, int lda, const float *apre, const float *B,
+                     int ldb, float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0) return;
     const struct gemm_isa *isa = gemm_isa_of(gemm_get_backend());
@@ -1089,11 +1091,19 @@ void gemm_f32(int transa, int transb, int M, int N, int K, float alpha,
             return;
         }
         const struct gemm_b b = {B, (size_t)ldb, NULL};
-        if (gemm_packed(isa, transa, transb, M, N, K, alpha, A, lda, NULL, &b,
+        if (gemm_packed(isa, transa, transb, M, N, K, alpha, A, lda, apre, &b,
                         beta, C, ldc) == 0)
             return;
     }
     gemm_blas(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_f32(int transa, int transb, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta,
+              float *C, int ldc)
+{
+    gemm_run(transa, transb, M, N, K, alpha, A, lda, NULL, B, ldb, beta, C,
+             ldc);
 }
 
 size_t gemm_packed_a_floats(int M, int K)
@@ -1122,19 +1132,7 @@ void gemm_f32_pa(int transa, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *ap, const float *B, int ldb, float beta,
                  float *C, int ldc)
 {
-    if (M <= 0 || N <= 0) return;
-    const struct gemm_isa *isa = gemm_isa_of(gemm_get_backend());
-    if (isa) {
-        if (K <= 0 || alpha == 0.0f) {
-            gemm_scale(M, N, beta, C, ldc);
-            return;
-        }
-        const struct gemm_b b = {B, (size_t)ldb, NULL};
-        if (gemm_packed(isa, transa, 0, M, N, K, alpha, A, lda, ap, &b, beta, C,
-                        ldc) == 0)
-            return;
-    }
-    gemm_blas(transa, 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_run(transa, 0, M, N, K, alpha, A, lda, ap, B, ldb, beta, C, ldc);
 }
 
 void gemm_f32_rows(int transa, int transb, int M, int N, int K, float alpha,
