@@ -713,11 +713,17 @@ struct wino {
  * lanes of missing images are zero). */
 #define WINO_NW 16
 
+/* Elements of F(m x m, 3x3)'s (m + 2) x (m + 2) tiles. */
+static int wino_elems(int m)
+{
+    return (m + 2) * (m + 2);
+}
+
 static void wino_layout(struct wino *L, const struct conv_geom *g, int m)
 {
     L->m = m;
     L->a = m + 2;
-    L->E = L->a * L->a;
+    L->E = wino_elems(m);
     L->th = (g->H + m - 1) / m;
     L->tw = (g->W + m - 1) / m;
     L->T = L->th * L->tw;
@@ -738,8 +744,10 @@ static void wino_layout(struct wino *L, const struct conv_geom *g, int m)
  * 14x14 0.72x / 0.75x, 256 at 7x7 0.61x / 0.68x of row-tap, 64 at 7x7
  * 0.74x / 0.76x, 48 at 7x7 0.72x / 0.67x, 24-32 at 7x7 0.78-0.94x /
  * 0.82-0.87x. It lost at 16 channels (7x7 1.3x, 28x28 1.05x / 1.2x), with
- * one side 8 wide (7x7 1.2-1.5x) and on 3x3 maps (512: 1.7x: one tile per
- * image, GEMMs of 16 columns); 32 at 14x14 was a tie. */
+ * one side 8 wide (7x7 1.2-1.5x) and on 3x3 maps (512: forward a tie
+ * once the weight transforms were vectorised, backward 1.2-1.4x: one tile
+ * per image leaves the weight gradient's GEMMs a depth of 16); 32 at
+ * 14x14 was a tie. */
 #define CONV_WINO_MIN_C 64     /* F2: both widths at least */
 #define CONV_WINO_WIDE_C 128   /* F2: one of them at least */
 #define CONV_WINO_MIN_HW 17    /* 5x5 and up: row-tap below */
@@ -1177,7 +1185,7 @@ static void wino_weights_packed(float *U, const float *weight,
 {
     wino_weights(U, weight, g, m, flip);
     const int R = flip ? g->Cin : g->Cout, S = flip ? g->Cout : g->Cin;
-    const int E = (m + 2) * (m + 2);
+    const int E = wino_elems(m);
     float *Up = U + round16((size_t)E * R * S);
     for (int e = 0; e < E; e++)
         gemm_pack_a_whole(Up + (size_t)e * wino_upack(R, S), 0, R, S,
@@ -1187,7 +1195,7 @@ static void wino_weights_packed(float *U, const float *weight,
 /* Floats of wino_weights_packed's output, for either direction. */
 static size_t wino_weight_floats(const struct conv_geom *g, int m)
 {
-    const size_t E = (size_t)(m + 2) * (m + 2);
+    const size_t E = (size_t)wino_elems(m);
     const size_t a = wino_upack(g->Cout, g->Cin),
                  b = wino_upack(g->Cin, g->Cout);
     return round16(E * g->Cout * g->Cin) + E * (a > b ? a : b);
@@ -1887,7 +1895,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
         float *part0 = work + p.col + p.tmp;
         if (p.wino) {
             /* the transformed partials first, into thread 0's */
-            const size_t nu = (size_t)(p.wino + 2) * (p.wino + 2) * Cout * Cin;
+            const size_t nu = (size_t)wino_elems(p.wino) * Cout * Cin;
 #pragma omp for schedule(static)
             for (size_t i = 0; i < nu; i++) {
                 float s = part0[i];
