@@ -1130,6 +1130,44 @@ static void test_maxpool_ties(void)
     CHECK(dx[0] == 0, "maxpool 1x1 input with k=2: dinp %g, want 0", dx[0]);
 }
 
+/* The 2x2 stride-2 path against maxpool_forward_ref, bit for bit (values
+ * and argmax): odd and even sizes, ties (values on a coarse grid) and NaNs
+ * in every window position, on 1 and 2 threads. */
+static void test_maxpool2_twin(void)
+{
+    static const int shapes[][4] = {{3, 5, 8, 8},
+                                    {2, 3, 7, 9},
+                                    {1, 4, 2, 2},
+                                    {2, 2, 5, 3},
+                                    {4, 64, 14, 14}};
+    for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+        int B = shapes[t][0], C = shapes[t][1], H = shapes[t][2],
+            W = shapes[t][3];
+        size_t nx = (size_t)B * C * H * W,
+               ny = (size_t)B * C * (H / 2) * (W / 2);
+        float *x = frandn(nx, 1);
+        for (size_t i = 0; i < nx; i++) {
+            x[i] = floorf(x[i] * 2.0f) / 2.0f; /* many ties */
+            if (i % 13 == 5) x[i] = NAN;
+        }
+        float *y = falloc(ny), *yr = falloc(ny);
+        int32_t *a = xalloc(ny * sizeof *a), *ar = xalloc(ny * sizeof *ar);
+        for (int thr = 1; thr <= 2; thr++) {
+            omp_set_num_threads(thr);
+            maxpool_forward(y, a, x, B, C, H, W, 2, 2);
+            maxpool_forward_ref(yr, ar, x, B, C, H, W, 2, 2);
+            size_t bad = 0;
+            for (size_t i = 0; i < ny; i++)
+                bad += a[i] != ar[i] || memcmp(&y[i], &yr[i], sizeof *y) != 0;
+            CHECK(bad == 0,
+                  "maxpool 2x2 B%d C%d %dx%d thr%d: %zu of %zu outputs differ "
+                  "from maxpool_forward_ref",
+                  B, C, H, W, thr, bad, ny);
+        }
+        free(x), free(y), free(yr), free(a), free(ar);
+    }
+}
+
 static void test_add(void)
 {
     enum { N = 1000 };
@@ -1483,6 +1521,7 @@ int main(void)
     test_unary(3, 2, 4, 6, 6, 0, 2, 8);
     test_unary(3, 2, 3, 5, 5, 0, 1, 3);
     test_maxpool_ties();
+    test_maxpool2_twin();
     test_add();
     test_add_relu();
     test_linear_fd(3, 5, 4);

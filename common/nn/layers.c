@@ -2084,7 +2084,9 @@ static inline void bn_channel_apply(float *o, const float *x, const float *res,
 
 /* *sdy = sum of g, *sdyx = sum of g * xhat over one channel, where g is dy,
  * masked by (y > 0) when y (a fused ReLU's output) is not NULL, and
- * xhat = (x - m) * is. */
+ * xhat = (x - m) * is. dy is loaded before the mask: as a conditional load
+ * GCC made it a masked load and kept the sums in memory (a store-to-load
+ * chain per vector, twice the pass's time). */
 static inline void bn_channel_backward_sums(double *sdy, double *sdyx,
                                             const float *dy, const float *y,
                                             const float *x, size_t cs, int B,
@@ -2098,7 +2100,8 @@ static inline void bn_channel_backward_sums(double *sdy, double *sdyx,
             const float *o = y + b * cs;
 #pragma omp simd reduction(+ : a, q)
             for (int i = 0; i < HW; i++) {
-                float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                float gv = g[i];
+                float gi = o[i] > 0.0f ? gv : 0.0f;
                 a += gi;
                 q += gi * (r[i] - m);
             }
@@ -2136,12 +2139,12 @@ static inline void bn_channel_backward_input(float *d, const float *dy,
             const float *o = y + b * cs;
             if (accumulate)
                 for (int i = 0; i < HW; i++) {
-                    float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                    float gv = g[i], gi = o[i] > 0.0f ? gv : 0.0f;
                     db[i] += k * (gi - mdy - (r[i] - m) * mq);
                 }
             else
                 for (int i = 0; i < HW; i++) {
-                    float gi = o[i] > 0.0f ? g[i] : 0.0f;
+                    float gv = g[i], gi = o[i] > 0.0f ? gv : 0.0f;
                     db[i] = k * (gi - mdy - (r[i] - m) * mq);
                 }
         } else if (accumulate) {
@@ -2582,8 +2585,54 @@ void add_relu_backward(float *da, float *db, float *dout, const float *out,
 /* ---------------------------------------------------------------------------
  * Pooling. */
 
+/* Whether v, later in a window than the best so far b, replaces it: the
+ * general loop's rule (first maximum wins, NaN propagates). */
+static inline int maxpool_later_wins(float v, float b)
+{
+    return v > b || (isnan(v) && !isnan(b));
+}
+
+/* One output row of a 2x2, stride-2 pool whose windows start at index r0 of
+ * plane x (row width W). Each window is a tournament: the winner of its top
+ * pair against the winner of its bottom pair, the earlier one keeping ties,
+ * which picks what the general loop's scan picks; as independent selects
+ * (a scan's chained ones GCC left as branches) the row vectorises. */
+static void maxpool2_row(float *o, int32_t *am, const float *x, int32_t r0,
+                         int W, int Wo)
+{
+    const float *u = x + r0, *d = u + W;
+#pragma omp simd
+    for (int j = 0; j < Wo; j++) {
+        float a0 = u[2 * j], a1 = u[2 * j + 1], a2 = d[2 * j],
+              a3 = d[2 * j + 1];
+        int tu = maxpool_later_wins(a1, a0), td = maxpool_later_wins(a3, a2);
+        float vu = tu ? a1 : a0, vd = td ? a3 : a2;
+        int t = maxpool_later_wins(vd, vu);
+        o[j] = t ? vd : vu;
+        am[j] = r0 + 2 * j + (t ? W + td : tu);
+    }
+}
+
 void maxpool_forward(float *out, int32_t *argmax, const float *inp, int B,
                      int C, int H, int W, int k, int s)
+{
+    if (k != 2 || s != 2) {
+        maxpool_forward_ref(out, argmax, inp, B, C, H, W, k, s);
+        return;
+    }
+    if (H < k || W < k) return; /* empty output (C division truncates) */
+    const int Ho = H / 2, Wo = W / 2;
+    const long planes = (long)B * C;
+#pragma omp parallel for schedule(static) if (planes * H * W >= PAR_MIN_ELEMS)
+    for (long pl = 0; pl < planes; pl++)
+        for (int oh = 0; oh < Ho; oh++)
+            maxpool2_row(out + ((size_t)pl * Ho + oh) * Wo,
+                         argmax + ((size_t)pl * Ho + oh) * Wo,
+                         inp + (size_t)pl * H * W, 2 * oh * W, W, Wo);
+}
+
+void maxpool_forward_ref(float *out, int32_t *argmax, const float *inp, int B,
+                         int C, int H, int W, int k, int s)
 {
     if (H < k || W < k) return; /* empty output (C division truncates) */
     const int Ho = (H - k) / s + 1, Wo = (W - k) / s + 1;

@@ -189,6 +189,10 @@ void relu_backward(float *dinp, const float *dout, const float *out, size_t n,
  * within the (H,W) plane of the chosen input for backward. */
 void maxpool_forward(float *out, int32_t *argmax, const float *inp, int B,
                      int C, int H, int W, int k, int s);
+/* The plain loop over any window; maxpool_forward runs 2x2 windows of
+ * stride 2 (VGG's) on a vectorised row kernel with the same results. */
+void maxpool_forward_ref(float *out, int32_t *argmax, const float *inp, int B,
+                         int C, int H, int W, int k, int s);
 void maxpool_backward(float *dinp, const float *dout, const int32_t *argmax,
                       int B, int C, int H, int W, int k, int s, int accumulate);
 
