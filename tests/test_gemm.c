@@ -202,16 +202,54 @@ static void run_all(const char *backend)
     run_case(backend, 0, 0, 128, 512, 512, 1.0f, 0.0f, 0);
 }
 
+/* gemm_interleave against its plain twin, bit for bit, on the current
+ * backend: lane counts below, at and past the transpose width (8 / 16),
+ * lengths with and without a tail, groups wider than the rows (lanes past
+ * n and padding past ld keep their sentinel). */
+static void run_interleave(const char *backend)
+{
+    static const int nsz[] = {1, 3, 8, 9, 15, 16, 17, 31, 40};
+    static const int lsz[] = {1, 7, 8, 16, 28, 33};
+    for (size_t a = 0; a < sizeof nsz / sizeof *nsz; a++)
+        for (size_t b = 0; b < sizeof lsz / sizeof *lsz; b++)
+            for (int extra = 0; extra <= 5; extra += 5) {
+                const int n = nsz[a], len = lsz[b], ld = n + extra;
+                const size_t nd = (size_t)len * ld + 7;
+                float *src = malloc((size_t)n * len * sizeof *src);
+                const float **rows = malloc((size_t)n * sizeof *rows);
+                float *d = malloc(nd * sizeof *d), *e = malloc(nd * sizeof *e);
+                for (int j = 0; j < n; j++) {
+                    rows[j] = src + (size_t)j * len;
+                    for (int i = 0; i < len; i++)
+                        src[(size_t)j * len + i] = (float)rng_normal(&R);
+                }
+                for (size_t i = 0; i < nd; i++)
+                    d[i] = e[i] = -77.0f;
+                gemm_interleave(d, ld, rows, n, len);
+                gemm_interleave_ref(e, ld, rows, n, len);
+                size_t bad = 0;
+                for (size_t i = 0; i < nd; i++)
+                    bad += memcmp(&d[i], &e[i], sizeof *d) != 0;
+                CHECK(bad == 0,
+                      "%s gemm_interleave n %d ld %d len %d: %zu of %zu "
+                      "floats differ from the plain twin",
+                      backend, n, ld, len, bad, nd);
+                free(src), free(rows), free(d), free(e);
+            }
+}
+
 int main(void)
 {
     rng_seed(&R, 7);
     CHECK(gemm_set_backend(GEMM_BACKEND_BLAS) == 0, "cannot select BLAS");
     CHECK(gemm_get_backend() == GEMM_BACKEND_BLAS, "backend is not BLAS");
     run_all("blas");
+    run_interleave("blas");
     if (gemm_set_backend(GEMM_BACKEND_AVX512) == 0) {
         CHECK(gemm_get_backend() == GEMM_BACKEND_AVX512,
               "backend is not AVX512");
         run_all("avx512");
+        run_interleave("avx512");
         gemm_release_thread_buffers();
         run_case("avx512 after release", 0, 1, 64, 576, 539, 1.0f, 1.0f, 0);
     } else {
@@ -220,6 +258,7 @@ int main(void)
     if (gemm_set_backend(GEMM_BACKEND_AVX2) == 0) {
         CHECK(gemm_get_backend() == GEMM_BACKEND_AVX2, "backend is not AVX2");
         run_all("avx2");
+        run_interleave("avx2");
     } else {
         printf("skip: this CPU has no AVX2 + FMA\n");
     }

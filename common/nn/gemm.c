@@ -205,42 +205,37 @@ GEMM_TARGET static inline __mmask16 gemm_mask(int n)
     return (__mmask16)((1u << n) - 1);
 }
 
+/* v[c] <- column c of the 8x8 matrix whose row r is v[r]. */
+__attribute__((always_inline)) GEMM_TARGET2 static inline void
+gemm_t8(__m256 v[8])
+{
+    __m256 u[8], s[8];
+    for (int i = 0; i < 8; i += 2) {
+        u[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+        u[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        s[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44);
+        s[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
+        s[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0x44);
+        s[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_permute2f128_ps(s[i], s[4 + i], 0x20);
+        v[4 + i] = _mm256_permute2f128_ps(s[i], s[4 + i], 0x31);
+    }
+}
+
 /* 8x8 transpose of rows src[r][off + 0..7] (r < 8) into dst[c*dld + r]. */
-GEMM_TARGET2 static inline void
+__attribute__((always_inline)) GEMM_TARGET2 static inline void
 gemm_transpose8(float *dst, size_t dld, const float *const *src, size_t off)
 {
-    __m256 t0 = _mm256_loadu_ps(src[0] + off);
-    __m256 t1 = _mm256_loadu_ps(src[1] + off);
-    __m256 t2 = _mm256_loadu_ps(src[2] + off);
-    __m256 t3 = _mm256_loadu_ps(src[3] + off);
-    __m256 t4 = _mm256_loadu_ps(src[4] + off);
-    __m256 t5 = _mm256_loadu_ps(src[5] + off);
-    __m256 t6 = _mm256_loadu_ps(src[6] + off);
-    __m256 t7 = _mm256_loadu_ps(src[7] + off);
-    __m256 u0 = _mm256_unpacklo_ps(t0, t1);
-    __m256 u1 = _mm256_unpackhi_ps(t0, t1);
-    __m256 u2 = _mm256_unpacklo_ps(t2, t3);
-    __m256 u3 = _mm256_unpackhi_ps(t2, t3);
-    __m256 u4 = _mm256_unpacklo_ps(t4, t5);
-    __m256 u5 = _mm256_unpackhi_ps(t4, t5);
-    __m256 u6 = _mm256_unpacklo_ps(t6, t7);
-    __m256 u7 = _mm256_unpackhi_ps(t6, t7);
-    __m256 s0 = _mm256_shuffle_ps(u0, u2, 0x44);
-    __m256 s1 = _mm256_shuffle_ps(u0, u2, 0xEE);
-    __m256 s2 = _mm256_shuffle_ps(u1, u3, 0x44);
-    __m256 s3 = _mm256_shuffle_ps(u1, u3, 0xEE);
-    __m256 s4 = _mm256_shuffle_ps(u4, u6, 0x44);
-    __m256 s5 = _mm256_shuffle_ps(u4, u6, 0xEE);
-    __m256 s6 = _mm256_shuffle_ps(u5, u7, 0x44);
-    __m256 s7 = _mm256_shuffle_ps(u5, u7, 0xEE);
-    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
-    _mm256_storeu_ps(dst + dld, _mm256_permute2f128_ps(s1, s5, 0x20));
-    _mm256_storeu_ps(dst + 2 * dld, _mm256_permute2f128_ps(s2, s6, 0x20));
-    _mm256_storeu_ps(dst + 3 * dld, _mm256_permute2f128_ps(s3, s7, 0x20));
-    _mm256_storeu_ps(dst + 4 * dld, _mm256_permute2f128_ps(s0, s4, 0x31));
-    _mm256_storeu_ps(dst + 5 * dld, _mm256_permute2f128_ps(s1, s5, 0x31));
-    _mm256_storeu_ps(dst + 6 * dld, _mm256_permute2f128_ps(s2, s6, 0x31));
-    _mm256_storeu_ps(dst + 7 * dld, _mm256_permute2f128_ps(s3, s7, 0x31));
+    __m256 v[8];
+    for (int i = 0; i < 8; i++)
+        v[i] = _mm256_loadu_ps(src[i] + off);
+    gemm_t8(v);
+    for (int i = 0; i < 8; i++)
+        _mm256_storeu_ps(dst + (size_t)i * dld, v[i]);
 }
 
 /* Packs rows [0, mc) x depth [0, kc) of op(A) (origin at a, already offset
@@ -284,42 +279,48 @@ GEMM_TARGET2 static void gemm_pack_a(float *restrict ap, const float *a,
     }
 }
 
-/* 16x16 transpose of rows src[r][off + 0..15] (r < 16) into
- * dst[c*dld + r]. */
-GEMM_TARGET static inline void
-gemm_transpose16(float *dst, size_t dld, const float *const *src, size_t off)
+/* v[c] <- column c of the 16x16 matrix whose row r is v[r]. */
+__attribute__((always_inline)) GEMM_TARGET static inline void
+gemm_t16(__m512 v[16])
 {
-    __m512 r[16], t[16];
-    for (int i = 0; i < 16; i++)
-        r[i] = _mm512_loadu_ps(src[i] + off);
+    __m512 t[16];
     for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+        t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
     }
     for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+        v[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        v[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        v[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        v[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
     }
-    /* r[4g + k] holds, per 128-bit lane L, column 4L + k of rows 4g..4g+3 */
+    /* v[4g + k] holds, per 128-bit lane L, column 4L + k of rows 4g..4g+3 */
     for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
-        t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xDD);
-        t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
-        t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xDD);
+        t[i] = _mm512_shuffle_f32x4(v[i], v[4 + i], 0x88);
+        t[4 + i] = _mm512_shuffle_f32x4(v[i], v[4 + i], 0xDD);
+        t[8 + i] = _mm512_shuffle_f32x4(v[8 + i], v[12 + i], 0x88);
+        t[12 + i] = _mm512_shuffle_f32x4(v[8 + i], v[12 + i], 0xDD);
     }
     for (int i = 0; i < 4; i++) {
         /* columns i, 4+i, 8+i, 12+i */
-        __m512 c0 = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
-        __m512 c2 = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
-        __m512 c1 = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
-        __m512 c3 = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xDD);
-        _mm512_storeu_ps(dst + (size_t)i * dld, c0);
-        _mm512_storeu_ps(dst + (size_t)(4 + i) * dld, c1);
-        _mm512_storeu_ps(dst + (size_t)(8 + i) * dld, c2);
-        _mm512_storeu_ps(dst + (size_t)(12 + i) * dld, c3);
+        v[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        v[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+        v[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+        v[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xDD);
     }
+}
+
+/* 16x16 transpose of rows src[r][off + 0..15] (r < 16) into
+ * dst[c*dld + r]. */
+__attribute__((always_inline)) GEMM_TARGET static inline void
+gemm_transpose16(float *dst, size_t dld, const float *const *src, size_t off)
+{
+    __m512 v[16];
+    for (int i = 0; i < 16; i++)
+        v[i] = _mm512_loadu_ps(src[i] + off);
+    gemm_t16(v);
+    for (int i = 0; i < 16; i++)
+        _mm512_storeu_ps(dst + (size_t)i * dld, v[i]);
 }
 
 /* A row of zeros, the missing columns of a ragged transposed B panel. */
@@ -962,6 +963,77 @@ static void gemm_dot_nt(const struct gemm_dot_isa *d, int M, int N, int K,
             }
         }
     }
+}
+
+/* ---------------------------------------------------------------------------
+ * Interleaving rows into lanes (gemm_interleave): blocks of w <= V rows by
+ * c <= V values (V = 16 on AVX-512, 8 on AVX2) are loaded under a mask,
+ * transposed in registers and stored under a mask, c groups of w lanes;
+ * so short rows (a 7x7 map's 7) and odd lane counts take the same path. */
+typedef void (*gemm_block_fn)(float *, size_t, const float *const *, int, int);
+
+GEMM_TARGET static void gemm_interleave16(float *dst, size_t dld,
+                                          const float *const *src, int w, int c)
+{
+    const __mmask16 kl = gemm_mask(c), ks = gemm_mask(w);
+    __m512 v[16];
+    for (int i = 0; i < 16; i++)
+        v[i] = i < w ? _mm512_maskz_loadu_ps(kl, src[i]) : _mm512_setzero_ps();
+    gemm_t16(v);
+    for (int i = 0; i < c; i++)
+        _mm512_mask_storeu_ps(dst + (size_t)i * dld, ks, v[i]);
+}
+
+GEMM_TARGET2 static void gemm_interleave8(float *dst, size_t dld,
+                                          const float *const *src, int w, int c)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i kl = _mm256_cmpgt_epi32(_mm256_set1_epi32(c), lane),
+                  ks = _mm256_cmpgt_epi32(_mm256_set1_epi32(w), lane);
+    __m256 v[8];
+    for (int i = 0; i < 8; i++)
+        v[i] = i < w ? _mm256_maskload_ps(src[i], kl) : _mm256_setzero_ps();
+    gemm_t8(v);
+    for (int i = 0; i < c; i++)
+        _mm256_maskstore_ps(dst + (size_t)i * dld, ks, v[i]);
+}
+
+static void gemm_interleave_blocks(float *dst, int ld, const float *const *src,
+                                   int n, int len, int V, gemm_block_fn block)
+{
+    const float *r[16];
+    for (int j0 = 0; j0 < n; j0 += V) {
+        const int w = n - j0 < V ? n - j0 : V;
+        for (int i0 = 0; i0 < len; i0 += V) {
+            for (int j = 0; j < w; j++)
+                r[j] = src[j0 + j] + i0;
+            block(dst + (size_t)i0 * ld + j0, (size_t)ld, r, w,
+                  len - i0 < V ? len - i0 : V);
+        }
+    }
+}
+
+void gemm_interleave(float *dst, int ld, const float *const *src, int n,
+                     int len)
+{
+    switch (gemm_get_backend()) {
+    case GEMM_BACKEND_AVX512:
+        gemm_interleave_blocks(dst, ld, src, n, len, 16, gemm_interleave16);
+        return;
+    case GEMM_BACKEND_AVX2:
+        gemm_interleave_blocks(dst, ld, src, n, len, 8, gemm_interleave8);
+        return;
+    default:
+        gemm_interleave_ref(dst, ld, src, n, len);
+    }
+}
+
+void gemm_interleave_ref(float *dst, int ld, const float *const *src, int n,
+                         int len)
+{
+    for (int i = 0; i < len; i++)
+        for (int j = 0; j < n; j++)
+            dst[(size_t)i * ld + j] = src[j][i];
 }
 
 /* What differs between the AVX-512 and the AVX2 loop nest. */

@@ -51,6 +51,16 @@ void gemm_f32_pa(int transa, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *ap, const float *B, int ldb, float beta,
                  float *C, int ldc);
 
+/* Interleaves n rows of len floats lane by lane: dst[i * ld + j] =
+ * src[j][i] for i < len, j < n (n <= ld; the other lanes are not written).
+ * On the AVX-512 and AVX2 backends in register transposes;
+ * gemm_interleave_ref is its plain twin (and the OpenBLAS backend's path).
+ * The images-innermost convolutions pack their chunks with it. */
+void gemm_interleave(float *dst, int ld, const float *const *src, int n,
+                     int len);
+void gemm_interleave_ref(float *dst, int ld, const float *const *src, int n,
+                         int len);
+
 /* The naive twin of gemm_f32 (plain loops, double accumulators), for tests. */
 void gemm_f32_ref(int transa, int transb, int M, int N, int K, float alpha,
                   const float *A, int lda, const float *B, int ldb, float beta,

@@ -525,11 +525,13 @@ static void lanes_pack(float *buf, const float *src, int n, int ns, int C,
                 for (int i = 0; i < W; i++)
                     memset(d + (size_t)i * ns + n, 0,
                            (size_t)(ns - n) * sizeof *d);
-            for (int j = 0; j < n; j++) {
-                const float *x =
-                    src + ((size_t)j * C + c) * HW + (size_t)ih * W;
-                for (int i = 0; i < W; i++)
-                    d[(size_t)i * ns + j] = x[i];
+            for (int j0 = 0; j0 < n; j0 += 16) {
+                const int w = n - j0 < 16 ? n - j0 : 16;
+                const float *x[16];
+                for (int j = 0; j < w; j++)
+                    x[j] =
+                        src + ((size_t)(j0 + j) * C + c) * HW + (size_t)ih * W;
+                gemm_interleave(d + j0, ns, x, w, W);
             }
         }
 }
@@ -618,15 +620,25 @@ static void rowtap_weights(float *wr, const float *weight,
                            const struct conv_geom *g, int flip)
 {
     const int Cin = g->Cin, Cout = g->Cout, kk = g->K * g->K;
-    for (int co = 0; co < Cout; co++)
+    if (!flip) {
+        for (int co = 0; co < Cout; co++)
+            for (int c = 0; c < Cin; c++)
+                for (int t = 0; t < kk; t++)
+                    wr[((size_t)co * kk + t) * Cin + c] =
+                        weight[((size_t)co * Cin + c) * kk + t];
+        return;
+    }
+    /* flipped: Cout is wr's fastest index, so blocks of 16 output channels
+     * write runs of 16 floats (one at a time, the writes went Cout apart) */
+    for (int c0 = 0; c0 < Cout; c0 += 16) {
+        const int c1 = c0 + 16 < Cout ? c0 + 16 : Cout;
         for (int c = 0; c < Cin; c++)
             for (int t = 0; t < kk; t++) {
-                float w = weight[((size_t)co * Cin + c) * kk + t];
-                if (flip)
-                    wr[((size_t)c * kk + (kk - 1 - t)) * Cout + co] = w;
-                else
-                    wr[((size_t)co * kk + t) * Cin + c] = w;
+                float *d = wr + ((size_t)c * kk + (kk - 1 - t)) * Cout;
+                for (int co = c0; co < c1; co++)
+                    d[co] = weight[((size_t)co * Cin + c) * kk + t];
             }
+    }
 }
 
 /* Forward of a chunk of n images x -> y with the rearranged weights wr. */
@@ -1906,19 +1918,19 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
 #pragma omp single
             wino_weight_grad(dweight, part0, g, p.wino);
         } else {
+            /* i in dweight's layout (co, c, t), j in the partials' */
 #pragma omp for schedule(static)
-            for (size_t i = 0; i < nw; i++) {
-                size_t j = i; /* i in dweight's layout, j in the partials' */
-                if (p.rowtap) {
-                    size_t co = i / ((size_t)Cin * kk),
-                           r = i % ((size_t)Cin * kk);
-                    j = (co * kk + r % kk) * Cin + r / kk;
-                }
-                float s = dweight[i];
-                for (int u = 0; u < T; u++)
-                    s += part0[per * (size_t)u + j];
-                dweight[i] = s;
-            }
+            for (int co = 0; co < Cout; co++)
+                for (int c = 0; c < Cin; c++)
+                    for (int t = 0; t < kk; t++) {
+                        const size_t i = ((size_t)co * Cin + c) * kk + t;
+                        const size_t j =
+                            p.rowtap ? ((size_t)co * kk + t) * Cin + c : i;
+                        float s = dweight[i];
+                        for (int u = 0; u < T; u++)
+                            s += part0[per * (size_t)u + j];
+                        dweight[i] = s;
+                    }
         }
     }
 }
