@@ -1110,14 +1110,19 @@ static inline void wino4_gtv(float *restrict o, size_t os,
 /* U (E, R, S) <- G g G^T of weight (Cout, Cin, 3, 3): R = Cout, S = Cin;
  * with flip, R = Cin, S = Cout and g the kernel flipped in space (the
  * input gradient's convolution). Pairs in U's order, WINO_WB at a time:
- * their 9 taps gathered into rows, then both passes of G vectorised. */
+ * their 9 taps gathered into rows, then both passes of G vectorised. The
+ * blocks are shared by the threads of an enclosing parallel region. */
 static void wino_weights(float *U, const float *weight,
                          const struct conv_geom *g, int m, int flip)
 {
     const int Cin = g->Cin, Cout = g->Cout, a = m + 2;
     const size_t es = (size_t)Cin * Cout, n2 = (size_t)(flip ? Cout : Cin);
+    const long nblk = (long)((es + WINO_WB - 1) / WINO_WB);
     float k[9][WINO_WB], t[6][3][WINO_WB];
-    for (size_t i0 = 0; i0 < es; i0 += WINO_WB) {
+    /* the blocks over the threads of an enclosing parallel region */
+#pragma omp for schedule(static)
+    for (long ib = 0; ib < nblk; ib++) {
+        const size_t i0 = (size_t)ib * WINO_WB;
         const int nb = es - i0 < WINO_WB ? (int)(es - i0) : WINO_WB;
         size_t hi = i0 / n2, lo = i0 % n2; /* U's row and column of i0 */
         for (int j = 0; j < nb; j++) {
@@ -1145,14 +1150,19 @@ static void wino_weights(float *U, const float *weight,
 }
 
 /* dweight (Cout, Cin, 3, 3) += G^T dU G of dU (E, Cout, Cin), WINO_WB
- * pairs at a time. */
+ * pairs at a time; called by every thread of a parallel region, which
+ * share the blocks (or outside one, by one thread). */
 static void wino_weight_grad(float *dweight, const float *dU,
                              const struct conv_geom *g, int m)
 {
     const size_t es = (size_t)g->Cout * g->Cin;
     const int a = m + 2;
+    const long nblk = (long)((es + WINO_WB - 1) / WINO_WB);
     float h[3][6][WINO_WB], d[9][WINO_WB];
-    for (size_t i0 = 0; i0 < es; i0 += WINO_WB) {
+    /* the blocks over the threads of an enclosing parallel region */
+#pragma omp for schedule(static)
+    for (long ib = 0; ib < nblk; ib++) {
+        const size_t i0 = (size_t)ib * WINO_WB;
         const int nb = es - i0 < WINO_WB ? (int)(es - i0) : WINO_WB;
         /* h = G^T dU, column q at a time; then d = h G */
         for (int q = 0; q < a; q++) {
@@ -1195,13 +1205,19 @@ static size_t wino_upack(int R, int S)
 static void wino_weights_packed(float *U, const float *weight,
                                 const struct conv_geom *g, int m, int flip)
 {
-    wino_weights(U, weight, g, m, flip);
     const int R = flip ? g->Cin : g->Cout, S = flip ? g->Cout : g->Cin;
     const int E = wino_elems(m);
     float *Up = U + round16((size_t)E * R * S);
-    for (int e = 0; e < E; e++)
-        gemm_pack_a_whole(Up + (size_t)e * wino_upack(R, S), 0, R, S,
-                          U + (size_t)e * R * S, S);
+    /* both steps over the threads (the 512-channel layers' transforms were
+     * a serial 2-4 % of a VGG-16 step on 2 threads) */
+#pragma omp parallel if ((size_t)E * R * S >= PAR_MIN_ELEMS)
+    {
+        wino_weights(U, weight, g, m, flip);
+#pragma omp for schedule(static)
+        for (int e = 0; e < E; e++)
+            gemm_pack_a_whole(Up + (size_t)e * wino_upack(R, S), 0, R, S,
+                              U + (size_t)e * R * S, S);
+    }
 }
 
 /* Floats of wino_weights_packed's output, for either direction. */
@@ -1915,7 +1931,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias,
                     s += part0[per * (size_t)u + i];
                 part0[i] = s;
             }
-#pragma omp single
+            /* (the barrier of that loop ordered its sums before these) */
             wino_weight_grad(dweight, part0, g, p.wino);
         } else {
             /* i in dweight's layout (co, c, t), j in the partials' */
