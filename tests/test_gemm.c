@@ -202,10 +202,11 @@ static void run_all(const char *backend)
     run_case(backend, 0, 0, 128, 512, 512, 1.0f, 0.0f, 0);
 }
 
-/* gemm_interleave against its plain twin, bit for bit, on the current
- * backend: lane counts below, at and past the transpose width (8 / 16),
- * lengths with and without a tail, groups wider than the rows (lanes past
- * n and padding past ld keep their sentinel). */
+/* gemm_interleave and gemm_deinterleave against their plain twins, bit
+ * for bit, on the current backend (and the round trip to the source): lane
+ * counts below, at and past the transpose width (8 / 16), lengths with and
+ * without a tail, groups wider than the rows (lanes past n and padding past ld
+ * keep their sentinel). */
 static void run_interleave(const char *backend)
 {
     static const int nsz[] = {1, 3, 8, 9, 15, 16, 17, 31, 40};
@@ -234,6 +235,30 @@ static void run_interleave(const char *backend)
                       "%s gemm_interleave n %d ld %d len %d: %zu of %zu "
                       "floats differ from the plain twin",
                       backend, n, ld, len, bad, nd);
+                /* back: lanes to rows of len + 3 (the 3 past len keep
+                 * their sentinel), from d with its sentinel lanes */
+                const size_t nr = (size_t)n * (len + 3);
+                float *o = malloc(nr * sizeof *o), *q = malloc(nr * sizeof *q);
+                float **orow = malloc((size_t)n * sizeof *orow),
+                      **qrow = malloc((size_t)n * sizeof *qrow);
+                for (size_t i = 0; i < nr; i++)
+                    o[i] = q[i] = -55.0f;
+                for (int j = 0; j < n; j++)
+                    orow[j] = o + (size_t)j * (len + 3),
+                    qrow[j] = q + (size_t)j * (len + 3);
+                gemm_deinterleave(orow, d, ld, n, len);
+                gemm_deinterleave_ref(qrow, d, ld, n, len);
+                bad = 0;
+                for (size_t i = 0; i < nr; i++)
+                    bad += memcmp(&o[i], &q[i], sizeof *o) != 0;
+                for (int j = 0; j < n; j++)
+                    bad +=
+                        memcmp(orow[j], rows[j], (size_t)len * sizeof *o) != 0;
+                CHECK(bad == 0,
+                      "%s gemm_deinterleave n %d ld %d len %d: %zu floats or "
+                      "rows differ from the plain twin or the source",
+                      backend, n, ld, len, bad);
+                free(o), free(q), free(orow), free(qrow);
                 free(src), free(rows), free(d), free(e);
             }
 }

@@ -61,6 +61,14 @@ void gemm_interleave(float *dst, int ld, const float *const *src, int n,
 void gemm_interleave_ref(float *dst, int ld, const float *const *src, int n,
                          int len);
 
+/* Its inverse: dst[j][i] = src[i * ld + j] for j < n <= ld, i < len (the
+ * images-innermost convolutions' output passes); the same backends, and
+ * gemm_deinterleave_ref its plain twin. */
+void gemm_deinterleave(float *const *dst, const float *src, int ld, int n,
+                       int len);
+void gemm_deinterleave_ref(float *const *dst, const float *src, int ld, int n,
+                           int len);
+
 /* The naive twin of gemm_f32 (plain loops, double accumulators), for tests. */
 void gemm_f32_ref(int transa, int transb, int M, int N, int K, float alpha,
                   const float *A, int lda, const float *B, int ldb, float beta,

@@ -170,6 +170,35 @@ static void implicit_rows(const float **rows, const float *buf, int C,
                     L->pd;
 }
 
+/* d[i] =, or += when accumulate, s[i] (+ bv + a[i] when a is not NULL,
+ * + bv otherwise; then max(., 0) when relu), i < len: the output passes'
+ * epilogue (accumulate: the input gradients, bv 0, no a or relu). */
+static void conv_out_row(float *d, const float *s, const float *a, int len,
+                         float bv, int relu, int accumulate)
+{
+    if (a) {
+#pragma omp simd
+        for (int i = 0; i < len; i++) {
+            float v = s[i] + bv + a[i];
+            d[i] = relu && v < 0.0f ? 0.0f : v;
+        }
+    } else if (accumulate) {
+#pragma omp simd
+        for (int i = 0; i < len; i++)
+            d[i] += s[i];
+    } else if (relu) {
+#pragma omp simd
+        for (int i = 0; i < len; i++) {
+            float v = s[i] + bv;
+            d[i] = v > 0.0f ? v : 0.0f;
+        }
+    } else {
+#pragma omp simd
+        for (int i = 0; i < len; i++)
+            d[i] = s[i] + bv;
+    }
+}
+
 /* y (n, C, H, W) =, or += when accumulate, the grid (C, ld) values of the
  * real pixels, plus bias (may be NULL) and res (may be NULL; laid out as
  * y), then max(., 0) when relu. */
@@ -187,28 +216,8 @@ static void implicit_unpad(float *y, const float *grid, size_t ld, int n, int C,
                 grid + (size_t)c * ld + (size_t)j * L->Hs * L->Wp;
             const float bv = bias ? bias[c] : 0.0f;
             for (int r = 0; r < H; r++, d += W, src += L->Wp) {
-                if (a) {
-#pragma omp simd
-                    for (int i = 0; i < W; i++) {
-                        float v = src[i] + bv + a[i];
-                        d[i] = relu && v < 0.0f ? 0.0f : v;
-                    }
-                    a += W;
-                } else if (accumulate) {
-#pragma omp simd
-                    for (int i = 0; i < W; i++)
-                        d[i] += src[i];
-                } else if (relu) {
-#pragma omp simd
-                    for (int i = 0; i < W; i++) {
-                        float v = src[i] + bv;
-                        d[i] = v > 0.0f ? v : 0.0f;
-                    }
-                } else {
-#pragma omp simd
-                    for (int i = 0; i < W; i++)
-                        d[i] = src[i] + bv;
-                }
+                conv_out_row(d, src, a, W, bv, relu, accumulate);
+                if (a) a += W;
             }
         }
 }
@@ -587,30 +596,28 @@ static void rowtap_unpack(float *y, const float *grid, int n, int ns, int C,
                           const struct conv_geom *g, const float *bias,
                           const float *res, int relu, int accumulate)
 {
-    const size_t HW = (size_t)g->H * g->W;
-    for (int j = 0; j < n; j++)
-        for (int c = 0; c < C; c++) {
-            float *d = y + ((size_t)j * C + c) * HW;
-            const float *s = grid + (size_t)c * HW * ns + j;
-            const float bv = bias ? bias[c] : 0.0f;
-            if (res) {
-                const float *a = res + ((size_t)j * C + c) * HW;
-                for (size_t i = 0; i < HW; i++) {
-                    float v = s[i * ns] + bv + a[i];
-                    d[i] = relu && v < 0.0f ? 0.0f : v;
+    enum { PB = 64 }; /* pixels per deinterleaved block */
+    const int HW = g->H * g->W;
+    _Alignas(64) float t[16 * PB];
+    float *rows[16];
+    for (int j = 0; j < 16; j++)
+        rows[j] = t + j * PB;
+    for (int c = 0; c < C; c++) {
+        const float bv = bias ? bias[c] : 0.0f;
+        for (int j0 = 0; j0 < n; j0 += 16) {
+            const int w = n - j0 < 16 ? n - j0 : 16;
+            for (int p0 = 0; p0 < HW; p0 += PB) {
+                const int pb = HW - p0 < PB ? HW - p0 : PB;
+                gemm_deinterleave(rows, grid + ((size_t)c * HW + p0) * ns + j0,
+                                  ns, w, pb);
+                for (int j = 0; j < w; j++) {
+                    const size_t off = ((size_t)(j0 + j) * C + c) * HW + p0;
+                    conv_out_row(y + off, rows[j], res ? res + off : NULL, pb,
+                                 bv, relu, accumulate);
                 }
-            } else if (accumulate)
-                for (size_t i = 0; i < HW; i++)
-                    d[i] += s[i * ns];
-            else if (relu)
-                for (size_t i = 0; i < HW; i++) {
-                    float v = s[i * ns] + bv;
-                    d[i] = v > 0.0f ? v : 0.0f;
-                }
-            else
-                for (size_t i = 0; i < HW; i++)
-                    d[i] = s[i * ns] + bv;
+            }
         }
+    }
 }
 
 /* wr (Cout, K, K, Cin) <- weight (Cout, Cin, K, K), or with flip the
