@@ -172,7 +172,8 @@ static void implicit_rows(const float **rows, const float *buf, int C,
 
 /* d[i] =, or += when accumulate, s[i] (+ bv + a[i] when a is not NULL,
  * + bv otherwise; then max(., 0) when relu), i < len: the output passes'
- * epilogue (accumulate: the input gradients, bv 0, no a or relu). */
+ * epilogue (accumulate: the input gradients, bv 0, no a or relu). d may be
+ * s itself (the im2col path's in-place single image). */
 static void conv_out_row(float *d, const float *s, const float *a, int len,
                          float bv, int relu, int accumulate)
 {
@@ -590,8 +591,9 @@ static void rowtap_gemm(float *y, const float *wr, const float **rows, int M,
 }
 
 /* y (n, C, H, W) =, or += when accumulate, the first n lanes of the
- * (C, H, W, ns) values of grid, plus bias (may be NULL), then max(., 0)
- * when relu. */
+ * (C, H, W, ns) values of grid, plus bias and res (either may be NULL; res
+ * laid out as y), then max(., 0) when relu: blocks of 16 images x 64
+ * pixels deinterleaved (gemm_deinterleave), then conv_out_row on them. */
 static void rowtap_unpack(float *y, const float *grid, int n, int ns, int C,
                           const struct conv_geom *g, const float *bias,
                           const float *res, int relu, int accumulate)
@@ -1682,25 +1684,8 @@ static void conv_forward_chunk(float *out, const float *inp,
         for (int co = 0; co < Cout; co++) {
             float *d = y + ((size_t)j * Cout + co) * P;
             const float *src = c + (size_t)co * N + (size_t)j * P;
-            const float bv = bias ? bias[co] : 0.0f;
-            if (res) {
-                const float *a = res + ((size_t)j * Cout + co) * P;
-#pragma omp simd
-                for (size_t i = 0; i < P; i++) {
-                    float v = src[i] + bv + a[i];
-                    d[i] = relu && v < 0.0f ? 0.0f : v;
-                }
-            } else if (relu) {
-#pragma omp simd
-                for (size_t i = 0; i < P; i++) {
-                    float v = src[i] + bv;
-                    d[i] = v > 0.0f ? v : 0.0f;
-                }
-            } else {
-#pragma omp simd
-                for (size_t i = 0; i < P; i++)
-                    d[i] = src[i] + bv;
-            }
+            conv_out_row(d, src, res ? res + ((size_t)j * Cout + co) * P : NULL,
+                         (int)P, bias ? bias[co] : 0.0f, relu, 0);
         }
 }
 
