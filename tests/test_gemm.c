@@ -239,26 +239,21 @@ static void run_interleave(const char *backend)
                  * their sentinel), from d with its sentinel lanes */
                 const size_t nr = (size_t)n * (len + 3);
                 float *o = malloc(nr * sizeof *o), *q = malloc(nr * sizeof *q);
-                float **orow = malloc((size_t)n * sizeof *orow),
-                      **qrow = malloc((size_t)n * sizeof *qrow);
                 for (size_t i = 0; i < nr; i++)
                     o[i] = q[i] = -55.0f;
-                for (int j = 0; j < n; j++)
-                    orow[j] = o + (size_t)j * (len + 3),
-                    qrow[j] = q + (size_t)j * (len + 3);
-                gemm_deinterleave(orow, d, ld, n, len);
-                gemm_deinterleave_ref(qrow, d, ld, n, len);
+                gemm_deinterleave(o, len + 3, d, ld, n, len);
+                gemm_deinterleave_ref(q, len + 3, d, ld, n, len);
                 bad = 0;
                 for (size_t i = 0; i < nr; i++)
                     bad += memcmp(&o[i], &q[i], sizeof *o) != 0;
                 for (int j = 0; j < n; j++)
-                    bad +=
-                        memcmp(orow[j], rows[j], (size_t)len * sizeof *o) != 0;
+                    bad += memcmp(o + (size_t)j * (len + 3), rows[j],
+                                  (size_t)len * sizeof *o) != 0;
                 CHECK(bad == 0,
                       "%s gemm_deinterleave n %d ld %d len %d: %zu floats or "
                       "rows differ from the plain twin or the source",
                       backend, n, ld, len, bad);
-                free(o), free(q), free(orow), free(qrow);
+                free(o), free(q);
                 free(src), free(rows), free(d), free(e);
             }
 }

@@ -998,36 +998,6 @@ GEMM_TARGET2 static void gemm_interleave8(float *dst, size_t dld,
         _mm256_maskstore_ps(dst + (size_t)i * dld, ks, v[i]);
 }
 
-/* The inverse blocks (gemm_deinterleave): c <= V groups of w <= V lanes
- * loaded under a mask, transposed, stored as w rows of c values. */
-GEMM_TARGET static void gemm_deinterleave16(float *const *dst, const float *src,
-                                            size_t sld, int w, int c)
-{
-    const __mmask16 kl = gemm_mask(w), ks = gemm_mask(c);
-    __m512 v[16];
-    for (int i = 0; i < 16; i++)
-        v[i] = i < c ? _mm512_maskz_loadu_ps(kl, src + (size_t)i * sld)
-                     : _mm512_setzero_ps();
-    gemm_t16(v);
-    for (int j = 0; j < w; j++)
-        _mm512_mask_storeu_ps(dst[j], ks, v[j]);
-}
-
-GEMM_TARGET2 static void gemm_deinterleave8(float *const *dst, const float *src,
-                                            size_t sld, int w, int c)
-{
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i kl = _mm256_cmpgt_epi32(_mm256_set1_epi32(w), lane),
-                  ks = _mm256_cmpgt_epi32(_mm256_set1_epi32(c), lane);
-    __m256 v[8];
-    for (int i = 0; i < 8; i++)
-        v[i] = i < c ? _mm256_maskload_ps(src + (size_t)i * sld, kl)
-                     : _mm256_setzero_ps();
-    gemm_t8(v);
-    for (int j = 0; j < w; j++)
-        _mm256_maskstore_ps(dst[j], ks, v[j]);
-}
-
 static void gemm_interleave_blocks(float *dst, int ld, const float *const *src,
                                    int n, int len, int V, gemm_block_fn block)
 {
@@ -1058,37 +1028,25 @@ void gemm_interleave(float *dst, int ld, const float *const *src, int n,
     }
 }
 
-void gemm_deinterleave(float *const *dst, const float *src, int ld, int n,
+void gemm_deinterleave(float *dst, int dld, const float *src, int ld, int n,
                        int len)
 {
-    const enum gemm_backend b = gemm_get_backend();
-    if (b != GEMM_BACKEND_AVX512 && b != GEMM_BACKEND_AVX2) {
-        gemm_deinterleave_ref(dst, src, ld, n, len);
-        return;
-    }
-    const int V = b == GEMM_BACKEND_AVX512 ? 16 : 8;
-    float *d[16];
-    for (int j0 = 0; j0 < n; j0 += V) {
-        const int w = n - j0 < V ? n - j0 : V;
-        for (int i0 = 0; i0 < len; i0 += V) {
-            const int c = len - i0 < V ? len - i0 : V;
-            for (int j = 0; j < w; j++)
-                d[j] = dst[j0 + j] + i0;
-            const float *sb = src + (size_t)i0 * ld + j0;
-            if (V == 16)
-                gemm_deinterleave16(d, sb, (size_t)ld, w, c);
-            else
-                gemm_deinterleave8(d, sb, (size_t)ld, w, c);
-        }
+    /* the same transposes, with up to 16 pixels' lane groups as the rows */
+    const float *r[16];
+    for (int i0 = 0; i0 < len; i0 += 16) {
+        const int c = len - i0 < 16 ? len - i0 : 16;
+        for (int i = 0; i < c; i++)
+            r[i] = src + (size_t)(i0 + i) * ld;
+        gemm_interleave(dst + i0, dld, r, c, n);
     }
 }
 
-void gemm_deinterleave_ref(float *const *dst, const float *src, int ld, int n,
+void gemm_deinterleave_ref(float *dst, int dld, const float *src, int ld, int n,
                            int len)
 {
     for (int j = 0; j < n; j++)
         for (int i = 0; i < len; i++)
-            dst[j][i] = src[(size_t)i * ld + j];
+            dst[(size_t)j * dld + i] = src[(size_t)i * ld + j];
 }
 
 void gemm_interleave_ref(float *dst, int ld, const float *const *src, int n,

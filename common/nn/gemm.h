@@ -61,12 +61,12 @@ void gemm_interleave(float *dst, int ld, const float *const *src, int n,
 void gemm_interleave_ref(float *dst, int ld, const float *const *src, int n,
                          int len);
 
-/* Its inverse: dst[j][i] = src[i * ld + j] for j < n <= ld, i < len (the
- * images-innermost convolutions' output passes); the same backends, and
- * gemm_deinterleave_ref its plain twin. */
-void gemm_deinterleave(float *const *dst, const float *src, int ld, int n,
+/* Its inverse: dst[j * dld + i] = src[i * ld + j] for j < n <= ld,
+ * i < len <= dld (the images-innermost convolutions' output passes),
+ * through gemm_interleave; gemm_deinterleave_ref is its plain twin. */
+void gemm_deinterleave(float *dst, int dld, const float *src, int ld, int n,
                        int len);
-void gemm_deinterleave_ref(float *const *dst, const float *src, int ld, int n,
+void gemm_deinterleave_ref(float *dst, int dld, const float *src, int ld, int n,
                            int len);
 
 /* The naive twin of gemm_f32 (plain loops, double accumulators), for tests. */

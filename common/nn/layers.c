@@ -600,22 +600,19 @@ static void rowtap_unpack(float *y, const float *grid, int n, int ns, int C,
 {
     enum { PB = 64 }; /* pixels per deinterleaved block */
     const int HW = g->H * g->W;
-    _Alignas(64) float t[16 * PB];
-    float *rows[16];
-    for (int j = 0; j < 16; j++)
-        rows[j] = t + j * PB;
+    _Alignas(64) float t[16 * PB]; /* row j: image j0 + j's pixels */
     for (int c = 0; c < C; c++) {
         const float bv = bias ? bias[c] : 0.0f;
         for (int j0 = 0; j0 < n; j0 += 16) {
             const int w = n - j0 < 16 ? n - j0 : 16;
             for (int p0 = 0; p0 < HW; p0 += PB) {
                 const int pb = HW - p0 < PB ? HW - p0 : PB;
-                gemm_deinterleave(rows, grid + ((size_t)c * HW + p0) * ns + j0,
+                gemm_deinterleave(t, PB, grid + ((size_t)c * HW + p0) * ns + j0,
                                   ns, w, pb);
                 for (int j = 0; j < w; j++) {
                     const size_t off = ((size_t)(j0 + j) * C + c) * HW + p0;
-                    conv_out_row(y + off, rows[j], res ? res + off : NULL, pb,
-                                 bv, relu, accumulate);
+                    conv_out_row(y + off, t + j * PB, res ? res + off : NULL,
+                                 pb, bv, relu, accumulate);
                 }
             }
         }
